@@ -1,0 +1,38 @@
+{
+  "targets": [
+    {
+      "target_name": "sparq_cpu",
+      "sources": [
+        "native/core/backend.cpp",
+        "native/core/ops.cpp",
+        "native/core/pool.cpp",
+        "native/cpu/convert.cpp",
+        "native/cpu/cpu_backend.cpp",
+        "native/cpu/elementwise.cpp",
+        "native/cpu/isa.cpp",
+        "native/cpu/linalg.cpp",
+        "native/cpu/mask.cpp",
+        "native/napi/addon.cpp",
+        "native/napi/args.cpp",
+        "native/napi/ops.cpp"
+      ],
+      "include_dirs": [
+        "native",
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_CPP_EXCEPTIONS"
+      ],
+      "cflags!": ["-fno-exceptions", "-O2", "-O3"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
+      "cflags": ["-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-frtti"],
+      "libraries": ["-lopenblas"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3"]
+      }
+    }
+  ]
+}

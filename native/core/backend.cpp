@@ -1,0 +1,10 @@
+#include "backend.h"
+
+namespace sparq {
+
+void Backend::setKernelVariant(const std::string& variant) {
+  require(variant == kernelVariant(), ErrorCode::InvalidArgument,
+          std::string("the ") + name() + " backend has no kernel variant '" + variant + "'");
+}
+
+}  // namespace sparq

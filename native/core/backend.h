@@ -1,0 +1,82 @@
+// The op interface. Every backend (native/cpu, native/cuda) implements all of it; the CPU backend is
+// the reference a device backend must match on random inputs. Arguments arrive already validated by
+// the checks in ops.h, so implementations only assert what those cannot know (e.g. finiteness).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "tensor.h"
+
+namespace sparq {
+
+struct CholeskyOptions {
+  bool upper = false;     // return U with A = UᵀU instead of L with A = LLᵀ
+  bool inverse = false;   // return (A + λI)⁻¹ instead of its factor
+  double damp = 0.0;      // first rung of the ladder, relative to mean(|diag A|)
+  int maxAttempts = 6;    // rungs: damp, then ×10 each (starting at 1e-6 if damp is 0)
+};
+
+struct CholeskyReport {
+  double relativeDamping = 0;  // λ / mean(|diag A|) actually used
+  double absoluteDamping = 0;  // λ actually added to the diagonal
+  int attempts = 0;            // factorizations tried, the successful one included
+};
+
+enum class UnaryOp : int32_t { Copy = 0, Abs = 1, Square = 2, Scale = 3, Clamp = 4 };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual Device device() const = 0;
+  virtual std::string description() const = 0;
+
+  // Kernel variants a backend can switch between (the CPU's instruction sets), so that tests and
+  // benchmarks can run every code path on one machine. Backends with one variant keep the defaults.
+  virtual std::vector<std::string> kernelVariants() const { return {name()}; }
+  virtual std::string kernelVariant() const { return name(); }
+  virtual void setKernelVariant(const std::string& variant);
+
+  // c = alpha·op(a)·op(b) + beta·c, op = optional transpose; f32 or f64.
+  virtual void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c,
+                    double alpha, double beta) = 0;
+  // c = alpha·xᵀx + beta·c for x [rows, n], c [n, n]; both triangles of c are written.
+  virtual void syrk(const TensorView& x, TensorView& c, double alpha, double beta) = 0;
+  // out = factor or inverse of a + λI (a is read only, unless out aliases it). Climbs the damping
+  // ladder while the matrix is not positive definite; throws NotPositiveDefinite past its top.
+  virtual CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) = 0;
+  // Solves op(t)·x = alpha·b (left) or x·op(t) = alpha·b (right) for triangular t; x overwrites b.
+  virtual void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
+                    double alpha) = 0;
+
+  // Element type conversion between any float types, and from integers to floats.
+  virtual void convert(const TensorView& src, TensorView& dst) = 0;
+
+  // Row-wise selection masks over f32 scores [rows, cols]; mask is u8, 1 = selected.
+  // topk: the k largest (or smallest) of each row; ties go to the lower column index.
+  virtual void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) = 0;
+  // N:M: the n largest (or smallest) of every m consecutive entries of a row; ties to the lower index.
+  virtual void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) = 0;
+  // mask = scores > threshold.
+  virtual void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) = 0;
+  // out = mask ? x : 0 (out may alias x).
+  virtual void applyMask(const TensorView& x, const TensorView& mask, TensorView& out) = 0;
+
+  // y += alpha·x.
+  virtual void axpy(double alpha, const TensorView& x, TensorView& y) = 0;
+  // out = op(x): copy, |x|, x², a·x, clamp(x, a, b) (out may alias x).
+  virtual void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) = 0;
+
+  // Device memory; the CPU backend's tensors live in JavaScript memory and never call these.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* ptr) = 0;
+  virtual void copyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copyToHost(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+};
+
+// Each addon defines this: the backend its bindings dispatch to.
+Backend& addonBackend();
+
+}  // namespace sparq

@@ -1,0 +1,170 @@
+#include "ops.h"
+
+#include <string>
+
+namespace sparq {
+
+namespace {
+
+std::string describe(const char* name, const TensorView& t) {
+  return std::string(name) + " " + dtypeName(t.dtype) + t.shapeString();
+}
+
+void requireSameDevice(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
+  require(a.device == b.device, ErrorCode::DeviceMismatch,
+          std::string(an) + " is on " + deviceName(a.device) + " but " + bn + " is on " + deviceName(b.device));
+}
+
+void requireDType(const TensorView& t, const char* name, DType expected) {
+  require(t.dtype == expected, ErrorCode::DTypeMismatch,
+          std::string(name) + ": expected dtype " + dtypeName(expected) + ", got " + dtypeName(t.dtype));
+}
+
+void requireSameDType(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
+  require(a.dtype == b.dtype, ErrorCode::DTypeMismatch,
+          std::string(bn) + ": expected dtype " + dtypeName(a.dtype) + " (the dtype of " + an + "), got " +
+              dtypeName(b.dtype));
+}
+
+void requireMatrix(const TensorView& t, const char* name) {
+  require(t.ndim == 2, ErrorCode::ShapeMismatch,
+          std::string(name) + ": expected a 2-D matrix, got shape " + t.shapeString());
+}
+
+void requireBlasFloat(const TensorView& t, const char* name) {
+  require(t.dtype == DType::F32 || t.dtype == DType::F64, ErrorCode::DTypeMismatch,
+          std::string(name) + ": expected dtype f32 or f64, got " + dtypeName(t.dtype));
+}
+
+void requireSameNumel(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
+  require(a.numel() == b.numel(), ErrorCode::ShapeMismatch,
+          describe(bn, b) + " must have as many elements as " + describe(an, a));
+}
+
+}  // namespace
+
+void checkGemm(const TensorView& a, bool transA, const TensorView& b, bool transB, const TensorView& c) {
+  requireMatrix(a, "a");
+  requireMatrix(b, "b");
+  requireMatrix(c, "c");
+  requireBlasFloat(a, "a");
+  requireSameDType(a, b, "a", "b");
+  requireSameDType(a, c, "a", "c");
+  requireSameDevice(a, b, "a", "b");
+  requireSameDevice(a, c, "a", "c");
+  const int64_t m = transA ? a.shape[1] : a.shape[0];
+  const int64_t k = transA ? a.shape[0] : a.shape[1];
+  const int64_t kb = transB ? b.shape[1] : b.shape[0];
+  const int64_t n = transB ? b.shape[0] : b.shape[1];
+  require(k == kb, ErrorCode::ShapeMismatch,
+          "gemm: inner dimensions differ: op(a) is " + std::to_string(m) + "x" + std::to_string(k) + ", op(b) is " +
+              std::to_string(kb) + "x" + std::to_string(n));
+  require(c.shape[0] == m && c.shape[1] == n, ErrorCode::ShapeMismatch,
+          "gemm: c must be " + std::to_string(m) + "x" + std::to_string(n) + ", got " + c.shapeString());
+}
+
+void checkSyrk(const TensorView& x, const TensorView& c) {
+  requireMatrix(x, "x");
+  requireMatrix(c, "c");
+  requireBlasFloat(x, "x");
+  requireSameDType(x, c, "x", "c");
+  requireSameDevice(x, c, "x", "c");
+  require(c.shape[0] == x.shape[1] && c.shape[1] == x.shape[1], ErrorCode::ShapeMismatch,
+          "syrk: c must be " + std::to_string(x.shape[1]) + "x" + std::to_string(x.shape[1]) + " for x " +
+              x.shapeString() + ", got " + c.shapeString());
+}
+
+void checkCholesky(const TensorView& a, const TensorView& out, const CholeskyOptions& options) {
+  requireMatrix(a, "a");
+  requireBlasFloat(a, "a");
+  require(a.shape[0] == a.shape[1], ErrorCode::ShapeMismatch, "cholesky: a must be square, got " + a.shapeString());
+  requireSameDType(a, out, "a", "out");
+  requireSameDevice(a, out, "a", "out");
+  require(out.ndim == 2 && out.shape[0] == a.shape[0] && out.shape[1] == a.shape[1], ErrorCode::ShapeMismatch,
+          "cholesky: out must have a's shape " + a.shapeString() + ", got " + out.shapeString());
+  require(options.damp >= 0 && options.damp == options.damp, ErrorCode::InvalidArgument,
+          "cholesky: damp must be a finite number >= 0, got " + std::to_string(options.damp));
+  require(options.maxAttempts >= 1 && options.maxAttempts <= 32, ErrorCode::InvalidArgument,
+          "cholesky: maxAttempts must be in 1..32, got " + std::to_string(options.maxAttempts));
+}
+
+void checkTrsm(const TensorView& t, const TensorView& b, bool left) {
+  requireMatrix(t, "t");
+  requireMatrix(b, "b");
+  requireBlasFloat(t, "t");
+  requireSameDType(t, b, "t", "b");
+  requireSameDevice(t, b, "t", "b");
+  require(t.shape[0] == t.shape[1], ErrorCode::ShapeMismatch, "trsm: t must be square, got " + t.shapeString());
+  const int64_t needed = left ? b.shape[0] : b.shape[1];
+  require(needed == t.shape[0], ErrorCode::ShapeMismatch,
+          std::string("trsm: b's ") + (left ? "row" : "column") + " count must equal t's size " +
+              std::to_string(t.shape[0]) + ", got b " + b.shapeString());
+}
+
+void checkConvert(const TensorView& src, const TensorView& dst) {
+  requireSameDevice(src, dst, "src", "dst");
+  requireSameNumel(src, dst, "src", "dst");
+  require(isFloating(dst.dtype) || dst.dtype == src.dtype, ErrorCode::DTypeMismatch,
+          std::string("convert: dst must be a float dtype (f32, f64, f16, bf16) unless it equals src's, got ") +
+              dtypeName(dst.dtype) + " from " + dtypeName(src.dtype));
+}
+
+void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask) {
+  requireMatrix(scores, "scores");
+  requireDType(scores, "scores", DType::F32);
+  requireDType(mask, "mask", DType::U8);
+  requireSameDevice(scores, mask, "scores", "mask");
+  requireSameNumel(scores, mask, "scores", "mask");
+  require(k >= 0 && k <= scores.shape[1], ErrorCode::InvalidArgument,
+          "topkMask: k must be in 0.." + std::to_string(scores.shape[1]) + " (the row length), got " +
+              std::to_string(k));
+}
+
+void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask) {
+  requireMatrix(scores, "scores");
+  requireDType(scores, "scores", DType::F32);
+  requireDType(mask, "mask", DType::U8);
+  requireSameDevice(scores, mask, "scores", "mask");
+  requireSameNumel(scores, mask, "scores", "mask");
+  require(m >= 1 && m <= 32, ErrorCode::InvalidArgument, "nmMask: m must be in 1..32, got " + std::to_string(m));
+  require(n >= 0 && n < m, ErrorCode::InvalidArgument,
+          "nmMask: n must be in 0.." + std::to_string(m - 1) + " (n < m), got " + std::to_string(n));
+  require(scores.shape[1] % m == 0, ErrorCode::ShapeMismatch,
+          "nmMask: the row length " + std::to_string(scores.shape[1]) + " is not a multiple of m = " + std::to_string(m));
+}
+
+void checkThresholdMask(const TensorView& scores, const TensorView& mask) {
+  requireDType(scores, "scores", DType::F32);
+  requireDType(mask, "mask", DType::U8);
+  requireSameDevice(scores, mask, "scores", "mask");
+  requireSameNumel(scores, mask, "scores", "mask");
+}
+
+void checkApplyMask(const TensorView& x, const TensorView& mask, const TensorView& out) {
+  require(isFloating(x.dtype), ErrorCode::DTypeMismatch,
+          std::string("applyMask: x must be a float dtype, got ") + dtypeName(x.dtype));
+  requireDType(mask, "mask", DType::U8);
+  requireSameDType(x, out, "x", "out");
+  requireSameDevice(x, mask, "x", "mask");
+  requireSameDevice(x, out, "x", "out");
+  requireSameNumel(x, mask, "x", "mask");
+  requireSameNumel(x, out, "x", "out");
+}
+
+void checkAxpy(const TensorView& x, const TensorView& y) {
+  requireBlasFloat(x, "x");
+  requireSameDType(x, y, "x", "y");
+  requireSameDevice(x, y, "x", "y");
+  requireSameNumel(x, y, "x", "y");
+}
+
+void checkUnary(UnaryOp op, const TensorView& x, const TensorView& out) {
+  require(static_cast<int32_t>(op) >= 0 && static_cast<int32_t>(op) <= 4, ErrorCode::InvalidArgument,
+          "unknown unary op " + std::to_string(static_cast<int32_t>(op)));
+  requireBlasFloat(x, "x");
+  requireSameDType(x, out, "x", "out");
+  requireSameDevice(x, out, "x", "out");
+  requireSameNumel(x, out, "x", "out");
+}
+
+}  // namespace sparq

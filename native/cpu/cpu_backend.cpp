@@ -1,0 +1,86 @@
+// The CPU backend: dispatch only. The math lives in linalg.cpp (OpenBLAS/LAPACK), convert.cpp,
+// mask.cpp and elementwise.cpp.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "convert.h"
+#include "core/backend.h"
+#include "core/pool.h"
+#include "elementwise.h"
+#include "isa.h"
+#include "linalg.h"
+#include "mask.h"
+
+namespace sparq::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() { ThreadPool::instance().setThreadCountListener(setBlasThreads); }
+
+  const char* name() const override { return "cpu"; }
+  Device device() const override { return Device::CPU; }
+  std::string description() const override {
+    return std::string("cpu: ") + isaName(activeIsa()) + " kernels, " + std::to_string(ThreadPool::instance().threads()) +
+           " threads, OpenBLAS";
+  }
+  std::vector<std::string> kernelVariants() const override {
+    std::vector<std::string> variants;
+    for (int level = 0; level <= static_cast<int>(detectedIsa()); ++level) variants.push_back(isaName(static_cast<Isa>(level)));
+    return variants;
+  }
+  std::string kernelVariant() const override { return isaName(activeIsa()); }
+  void setKernelVariant(const std::string& variant) override { setIsa(parseIsa(variant)); }
+
+  void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c, double alpha,
+            double beta) override {
+    cpu::gemm(a, transA, b, transB, c, alpha, beta);
+  }
+  void syrk(const TensorView& x, TensorView& c, double alpha, double beta) override { cpu::syrk(x, c, alpha, beta); }
+  CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) override {
+    return cpu::cholesky(a, out, options);
+  }
+  void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
+            double alpha) override {
+    cpu::trsm(t, b, lower, transT, left, unitDiagonal, alpha);
+  }
+  void convert(const TensorView& src, TensorView& dst) override { cpu::convert(src, dst); }
+  void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override {
+    cpu::topkMask(scores, k, largest, mask);
+  }
+  void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override {
+    cpu::nmMask(scores, n, m, largest, mask);
+  }
+  void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) override {
+    cpu::thresholdMask(scores, threshold, mask);
+  }
+  void applyMask(const TensorView& x, const TensorView& mask, TensorView& out) override { cpu::applyMask(x, mask, out); }
+  void axpy(double alpha, const TensorView& x, TensorView& y) override { cpu::axpy(alpha, x, y); }
+  void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) override {
+    cpu::unary(op, x, out, a, b);
+  }
+
+  // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.
+  void* allocate(size_t bytes) override {
+    void* p = std::malloc(bytes == 0 ? 1 : bytes);
+    require(p != nullptr, ErrorCode::AllocationFailed, "could not allocate " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void release(void* ptr) override { std::free(ptr); }
+  void copyToDevice(void* dst, const void* src, size_t bytes) override { memcpy(dst, src, bytes); }
+  void copyToHost(void* dst, const void* src, size_t bytes) override { memcpy(dst, src, bytes); }
+  void synchronize() override {}
+};
+
+}  // namespace sparq::cpu
+
+namespace sparq {
+
+Backend& addonBackend() {
+  static cpu::CpuBackend backend;
+  return backend;
+}
+
+}  // namespace sparq

@@ -1,0 +1,9 @@
+#pragma once
+#include "core/backend.h"
+
+namespace sparq::cpu {
+
+void axpy(double alpha, const TensorView& x, TensorView& y);
+void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b);
+
+}  // namespace sparq::cpu

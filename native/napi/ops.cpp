@@ -1,0 +1,207 @@
+// One Job per op: argument order, checks, and the call into the backend. No math here.
+#include "ops.h"
+
+#include "core/ops.h"
+#include "worker.h"
+
+namespace sparq::napi {
+
+namespace {
+
+struct GemmJob {
+  static constexpr const char* kName = "gemm";
+  TensorView a, b, c;
+  bool transA = false, transB = false;
+  double alpha = 1, beta = 0;
+  void parse(ArgReader& r) {
+    a = r.tensor("a");
+    transA = r.boolean("transA");
+    b = r.tensor("b");
+    transB = r.boolean("transB");
+    c = r.tensor("c");
+    alpha = r.number("alpha");
+    beta = r.number("beta");
+    checkGemm(a, transA, b, transB, c);
+  }
+  void run(Backend& backend) { backend.gemm(a, transA, b, transB, c, alpha, beta); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct SyrkJob {
+  static constexpr const char* kName = "syrk";
+  TensorView x, c;
+  double alpha = 1, beta = 0;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    c = r.tensor("c");
+    alpha = r.number("alpha");
+    beta = r.number("beta");
+    checkSyrk(x, c);
+  }
+  void run(Backend& backend) { backend.syrk(x, c, alpha, beta); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct CholeskyJob {
+  static constexpr const char* kName = "cholesky";
+  TensorView a, out;
+  CholeskyOptions options;
+  CholeskyReport report;
+  void parse(ArgReader& r) {
+    a = r.tensor("a");
+    out = r.tensor("out");
+    options.upper = r.boolean("upper");
+    options.inverse = r.boolean("inverse");
+    options.damp = r.number("damp");
+    options.maxAttempts = static_cast<int>(r.integer("maxAttempts"));
+    checkCholesky(a, out, options);
+  }
+  void run(Backend& backend) { report = backend.cholesky(a, out, options); }
+  Napi::Value result(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("relativeDamping", report.relativeDamping);
+    o.Set("absoluteDamping", report.absoluteDamping);
+    o.Set("attempts", report.attempts);
+    return o;
+  }
+};
+
+struct TrsmJob {
+  static constexpr const char* kName = "trsm";
+  TensorView t, b;
+  bool lower = true, transT = false, left = true, unitDiagonal = false;
+  double alpha = 1;
+  void parse(ArgReader& r) {
+    t = r.tensor("t");
+    b = r.tensor("b");
+    lower = r.boolean("lower");
+    transT = r.boolean("transT");
+    left = r.boolean("left");
+    unitDiagonal = r.boolean("unitDiagonal");
+    alpha = r.number("alpha");
+    checkTrsm(t, b, left);
+  }
+  void run(Backend& backend) { backend.trsm(t, b, lower, transT, left, unitDiagonal, alpha); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ConvertJob {
+  static constexpr const char* kName = "convert";
+  TensorView src, dst;
+  void parse(ArgReader& r) {
+    src = r.tensor("src");
+    dst = r.tensor("dst");
+    checkConvert(src, dst);
+  }
+  void run(Backend& backend) { backend.convert(src, dst); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct TopkMaskJob {
+  static constexpr const char* kName = "topkMask";
+  TensorView scores, mask;
+  int64_t k = 0;
+  bool largest = true;
+  void parse(ArgReader& r) {
+    scores = r.tensor("scores");
+    k = r.integer("k");
+    largest = r.boolean("largest");
+    mask = r.tensor("mask");
+    checkTopkMask(scores, k, mask);
+  }
+  void run(Backend& backend) { backend.topkMask(scores, k, largest, mask); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct NmMaskJob {
+  static constexpr const char* kName = "nmMask";
+  TensorView scores, mask;
+  int n = 2, m = 4;
+  bool largest = true;
+  void parse(ArgReader& r) {
+    scores = r.tensor("scores");
+    n = static_cast<int>(r.integer("n"));
+    m = static_cast<int>(r.integer("m"));
+    largest = r.boolean("largest");
+    mask = r.tensor("mask");
+    checkNmMask(scores, n, m, mask);
+  }
+  void run(Backend& backend) { backend.nmMask(scores, n, m, largest, mask); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ThresholdMaskJob {
+  static constexpr const char* kName = "thresholdMask";
+  TensorView scores, mask;
+  double threshold = 0;
+  void parse(ArgReader& r) {
+    scores = r.tensor("scores");
+    threshold = r.number("threshold");
+    mask = r.tensor("mask");
+    checkThresholdMask(scores, mask);
+  }
+  void run(Backend& backend) { backend.thresholdMask(scores, threshold, mask); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ApplyMaskJob {
+  static constexpr const char* kName = "applyMask";
+  TensorView x, mask, out;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    mask = r.tensor("mask");
+    out = r.tensor("out");
+    checkApplyMask(x, mask, out);
+  }
+  void run(Backend& backend) { backend.applyMask(x, mask, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct AxpyJob {
+  static constexpr const char* kName = "axpy";
+  TensorView x, y;
+  double alpha = 1;
+  void parse(ArgReader& r) {
+    alpha = r.number("alpha");
+    x = r.tensor("x");
+    y = r.tensor("y");
+    checkAxpy(x, y);
+  }
+  void run(Backend& backend) { backend.axpy(alpha, x, y); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct UnaryJob {
+  static constexpr const char* kName = "unary";
+  UnaryOp op = UnaryOp::Copy;
+  TensorView x, out;
+  double a = 0, b = 0;
+  void parse(ArgReader& r) {
+    op = static_cast<UnaryOp>(r.integer("op"));
+    x = r.tensor("x");
+    out = r.tensor("out");
+    a = r.number("a");
+    b = r.number("b");
+    checkUnary(op, x, out);
+  }
+  void run(Backend& backend) { backend.unary(op, x, out, a, b); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+}  // namespace
+
+void exportOps(Napi::Env env, Napi::Object exports) {
+  exportJob<GemmJob>(env, exports);
+  exportJob<SyrkJob>(env, exports);
+  exportJob<CholeskyJob>(env, exports);
+  exportJob<TrsmJob>(env, exports);
+  exportJob<ConvertJob>(env, exports);
+  exportJob<TopkMaskJob>(env, exports);
+  exportJob<NmMaskJob>(env, exports);
+  exportJob<ThresholdMaskJob>(env, exports);
+  exportJob<ApplyMaskJob>(env, exports);
+  exportJob<AxpyJob>(env, exports);
+  exportJob<UnaryJob>(env, exports);
+}
+
+}  // namespace sparq::napi
