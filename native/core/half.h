@@ -1,6 +1,7 @@
 // Scalar IEEE binary16 and bfloat16 conversions: the reference every vectorized or device path must
-// match bit for bit. Rounding is to nearest, ties to even. NaN stays NaN (sign kept, quiet bit set,
-// top payload bits kept, as x86 F16C and CUDA do); infinities and subnormals convert exactly.
+// match bit for bit. Rounding is to nearest, ties to even. NaN stays NaN in both directions (sign kept,
+// quiet bit set, payload bits kept as far as they fit, as x86 F16C does); infinities and subnormals
+// convert exactly.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -60,7 +61,11 @@ SPARQ_HOST_DEVICE inline float halfToFloatRef(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1Fu;
   uint32_t mantissa = h & 0x3FFu;
-  if (exponent == 0x1Fu) return bitsToFloat(sign | 0x7F800000u | (mantissa << 13));
+  if (exponent == 0x1Fu) {
+    // NaN comes out quiet (as F16C's vcvtph2ps does), payload kept.
+    if (mantissa != 0) return bitsToFloat(sign | 0x7FC00000u | (mantissa << 13));
+    return bitsToFloat(sign | 0x7F800000u);
+  }
   if (exponent != 0) return bitsToFloat(sign | ((exponent + 112u) << 23) | (mantissa << 13));
   if (mantissa == 0) return bitsToFloat(sign);
   // Subnormal half: normalize into a float.

@@ -1,0 +1,98 @@
+// Typed errors. Every error sparq throws is a SparqError with a stable `code`; native errors arrive with
+// the same codes (native/core/error.h) and are rebuilt here with the caller's stack.
+
+export type SparqErrorCode =
+  | 'SPARQ_INVALID_ARGUMENT'
+  | 'SPARQ_SHAPE_MISMATCH'
+  | 'SPARQ_DTYPE_MISMATCH'
+  | 'SPARQ_DEVICE_MISMATCH'
+  | 'SPARQ_NOT_POSITIVE_DEFINITE'
+  | 'SPARQ_ALLOCATION_FAILED'
+  | 'SPARQ_BACKEND_UNAVAILABLE'
+  | 'SPARQ_INTERNAL'
+  | 'ABORT_ERR';
+
+export class SparqError extends Error {
+  readonly code: SparqErrorCode;
+  constructor(code: SparqErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidArgumentError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_INVALID_ARGUMENT', message, options);
+  }
+}
+export class ShapeMismatchError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_SHAPE_MISMATCH', message, options);
+  }
+}
+export class DTypeMismatchError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_DTYPE_MISMATCH', message, options);
+  }
+}
+export class DeviceMismatchError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_DEVICE_MISMATCH', message, options);
+  }
+}
+export class NotPositiveDefiniteError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_NOT_POSITIVE_DEFINITE', message, options);
+  }
+}
+export class AllocationError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_ALLOCATION_FAILED', message, options);
+  }
+}
+export class BackendUnavailableError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_BACKEND_UNAVAILABLE', message, options);
+  }
+}
+export class InternalError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_INTERNAL', message, options);
+  }
+}
+/** Thrown (or rejected with) when an AbortSignal stops an operation; `name` is 'AbortError' as in the DOM. */
+export class AbortError extends SparqError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ABORT_ERR', message, options);
+    this.name = 'AbortError';
+  }
+}
+
+const BY_CODE: Record<SparqErrorCode, new (message: string, options?: { cause?: unknown }) => SparqError> = {
+  SPARQ_INVALID_ARGUMENT: InvalidArgumentError,
+  SPARQ_SHAPE_MISMATCH: ShapeMismatchError,
+  SPARQ_DTYPE_MISMATCH: DTypeMismatchError,
+  SPARQ_DEVICE_MISMATCH: DeviceMismatchError,
+  SPARQ_NOT_POSITIVE_DEFINITE: NotPositiveDefiniteError,
+  SPARQ_ALLOCATION_FAILED: AllocationError,
+  SPARQ_BACKEND_UNAVAILABLE: BackendUnavailableError,
+  SPARQ_INTERNAL: InternalError,
+  ABORT_ERR: AbortError,
+};
+
+/**
+ * Rebuilds an error thrown by the native addon as the matching SparqError. `callSite`, captured before an
+ * asynchronous call, supplies the caller's stack, which the native rejection does not have.
+ */
+export function fromNativeError(error: unknown, callSite?: Error): unknown {
+  if (error instanceof SparqError) return error;
+  if (!(error instanceof Error)) return error;
+  const code = (error as { code?: string }).code;
+  if (code === undefined || !Object.prototype.hasOwnProperty.call(BY_CODE, code)) return error;
+  const typed = new BY_CODE[code as SparqErrorCode](error.message);
+  if (callSite?.stack) {
+    typed.stack = `${typed.name}: ${typed.message}\n${callSite.stack.split('\n').slice(1).join('\n')}`;
+  }
+  return typed;
+}

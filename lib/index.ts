@@ -1,0 +1,16 @@
+// sparq's public API.
+export { ALL_DTYPES, dtypeSize, isDType, type DType, type TypedArray } from './dtype.js';
+export * from './errors.js';
+export {
+  backendInfo,
+  defaultDevice,
+  isAvailable,
+  loadAttempts,
+  setKernelVariant,
+  setThreads,
+  type Device,
+  type LoadAttempt,
+  type NativeInfo,
+} from './native.js';
+export * from './ops.js';
+export { DeviceStorage, formatShape, shapeNumel, Tensor, type Shape } from './tensor.js';

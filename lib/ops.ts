@@ -1,0 +1,446 @@
+// The public ops. Each has a synchronous form for small inputs and an `...Async` form that runs on a
+// worker thread, returns a Promise and accepts an AbortSignal. Tensors of one call must share a device;
+// the op runs on that device's backend. Outputs are fresh tensors unless `out` is given.
+import { DeviceMismatchError, InvalidArgumentError } from './errors.js';
+import { callAsync, callSync, type Device } from './native.js';
+import { formatShape, Tensor } from './tensor.js';
+import { checkBoolean, checkInteger, checkNumber, invalid } from './validate.js';
+
+export interface AsyncOptions {
+  signal?: AbortSignal;
+}
+
+/** A prepared native call: the op name, its arguments and how to build the result afterwards. */
+interface Call<T> {
+  device: Device;
+  name: string;
+  args: unknown[];
+  result: (nativeResult: unknown) => T;
+}
+
+function runSync<T>(call: Call<T>): T {
+  return call.result(callSync(call.device, call.name, call.args));
+}
+
+async function runAsync<T>(call: Call<T>, options: AsyncOptions = {}): Promise<T> {
+  return call.result(await callAsync(call.device, call.name, call.args, options.signal));
+}
+
+function checkTensor(param: string, value: unknown): Tensor {
+  if (!(value instanceof Tensor)) invalid(param, 'a Tensor', value);
+  return value;
+}
+
+function commonDevice(tensors: Record<string, Tensor>): Device {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0];
+  for (const [name, t] of entries) {
+    if (t.device !== first.device) {
+      throw new DeviceMismatchError(`${name} is on ${t.device} but ${firstName} is on ${first.device}; move them to one device first`);
+    }
+  }
+  return first.device;
+}
+
+function checkMatrix(param: string, t: Tensor): void {
+  if (t.ndim !== 2) invalid(param, 'a 2-D matrix', `shape ${formatShape(t.shape)}`);
+}
+
+// ---- gemm ----------------------------------------------------------------------------------------------
+
+export interface GemmOptions {
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+  /** Accumulate into this matrix (c = alpha·op(a)·op(b) + beta·out); otherwise a new one (beta ignored). */
+  out?: Tensor;
+}
+
+// A transposed view of a contiguous matrix is passed as the matrix with the transpose flag flipped.
+function asBlasOperand(t: Tensor, transposed: boolean): [Tensor, boolean] {
+  if (t.ndim === 2 && !t.isContiguous && t.strides[0] === 1 && t.strides[1] === t.shape[0]) {
+    return [t.transpose(), !transposed];
+  }
+  return [t, transposed];
+}
+
+function gemmCall(a: Tensor, b: Tensor, options: GemmOptions): Call<Tensor> {
+  checkTensor('a', a);
+  checkTensor('b', b);
+  checkMatrix('a', a);
+  checkMatrix('b', b);
+  const transA = checkBoolean('transA', options.transA ?? false);
+  const transB = checkBoolean('transB', options.transB ?? false);
+  const alpha = checkNumber('alpha', options.alpha ?? 1);
+  const m = transA ? a.shape[1] : a.shape[0];
+  const n = transB ? b.shape[0] : b.shape[1];
+  const out = options.out === undefined ? undefined : checkTensor('out', options.out);
+  const beta = out === undefined ? 0 : checkNumber('beta', options.beta ?? 0);
+  const device = commonDevice(out ? { a, b, out } : { a, b });
+  const c = out ?? Tensor.zeros([m, n], a.dtype, device);
+  const [aa, ta] = asBlasOperand(a, transA);
+  const [bb, tb] = asBlasOperand(b, transB);
+  return {
+    device,
+    name: 'gemm',
+    args: [...aa.nativeArgs('a'), ta, ...bb.nativeArgs('b'), tb, ...c.nativeArgs('c'), alpha, beta],
+    result: () => c,
+  };
+}
+
+/** c = alpha·op(a)·op(b) (+ beta·out). f32 or f64, through OpenBLAS / cuBLAS. */
+export function gemm(a: Tensor, b: Tensor, options: GemmOptions = {}): Tensor {
+  return runSync(gemmCall(a, b, options));
+}
+export function gemmAsync(a: Tensor, b: Tensor, options: GemmOptions & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(gemmCall(a, b, options), options);
+}
+
+// ---- syrk and the streamed Hessian -------------------------------------------------------------------
+
+export interface SyrkOptions {
+  alpha?: number;
+  beta?: number;
+  out?: Tensor;
+}
+
+function syrkCall(x: Tensor, options: SyrkOptions): Call<Tensor> {
+  checkTensor('x', x);
+  checkMatrix('x', x);
+  const alpha = checkNumber('alpha', options.alpha ?? 1);
+  const out = options.out === undefined ? undefined : checkTensor('out', options.out);
+  const beta = out === undefined ? 0 : checkNumber('beta', options.beta ?? 0);
+  const device = commonDevice(out ? { x, out } : { x });
+  const c = out ?? Tensor.zeros([x.shape[1], x.shape[1]], x.dtype, device);
+  return { device, name: 'syrk', args: [...x.nativeArgs('x'), ...c.nativeArgs('c'), alpha, beta], result: () => c };
+}
+
+/** c = alpha·xᵀx (+ beta·out) for x [rows, n]; both triangles of the n×n result are filled. */
+export function syrk(x: Tensor, options: SyrkOptions = {}): Tensor {
+  return runSync(syrkCall(x, options));
+}
+export function syrkAsync(x: Tensor, options: SyrkOptions & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(syrkCall(x, options), options);
+}
+
+/**
+ * H = (2/T)·Σ xᵀx over all calibration rows (tokens) seen so far, kept as a running mean so that batches
+ * of any size weigh by their row count: after a batch of b rows, H ← (T/(T+b))·H + (2/(T+b))·XᵀX.
+ */
+export class HessianAccumulator {
+  readonly hessian: Tensor;
+  private rows = 0;
+
+  constructor(features: number, options: { dtype?: 'f32' | 'f64'; device?: Device } = {}) {
+    checkInteger('features', features, 1);
+    this.hessian = Tensor.zeros([features, features], options.dtype ?? 'f32', options.device ?? 'cpu');
+  }
+
+  /** Calibration rows accumulated so far. */
+  get count(): number {
+    return this.rows;
+  }
+
+  private updateCall(x: Tensor): Call<void> | undefined {
+    checkTensor('x', x);
+    const features = this.hessian.shape[0];
+    const batch = x.ndim === 2 ? x : x.reshape([-1, features]);
+    if (batch.shape[1] !== features) {
+      invalid('x', `rows of ${features} features`, `shape ${formatShape(x.shape)}`);
+    }
+    const b = batch.shape[0];
+    if (b === 0) return undefined;
+    const total = this.rows + b;
+    const call = syrkCall(batch, { alpha: 2 / total, beta: this.rows / total, out: this.hessian });
+    return { ...call, result: () => void (this.rows = total) };
+  }
+
+  /** Adds a batch of rows x [T, features] (or [..., features]). */
+  add(x: Tensor): void {
+    const call = this.updateCall(x);
+    if (call) runSync(call);
+  }
+  async addAsync(x: Tensor, options: AsyncOptions = {}): Promise<void> {
+    const call = this.updateCall(x);
+    if (call) await runAsync(call, options);
+  }
+}
+
+// ---- Cholesky ------------------------------------------------------------------------------------------
+
+export interface CholeskyOptions {
+  /** Return U with A = UᵀU instead of L with A = LLᵀ. */
+  upper?: boolean;
+  /** First damping, relative to mean(|diag A|): the factorized matrix is A + damp·mean(|diag A|)·I. */
+  damp?: number;
+  /** Rungs of the damping ladder: damp, then ×10 each (from 1e-6 if damp is 0). Default 6. */
+  maxAttempts?: number;
+  out?: Tensor;
+}
+
+export interface Damping {
+  /** λ / mean(|diag A|) that made the matrix positive definite. */
+  relative: number;
+  /** λ added to the diagonal. */
+  absolute: number;
+  /** Factorizations tried, the successful one included. */
+  attempts: number;
+}
+
+interface NativeCholeskyReport {
+  relativeDamping: number;
+  absoluteDamping: number;
+  attempts: number;
+}
+
+function choleskyCall<T>(a: Tensor, options: CholeskyOptions, inverse: boolean, wrap: (t: Tensor, d: Damping) => T): Call<T> {
+  checkTensor('a', a);
+  checkMatrix('a', a);
+  const upper = checkBoolean('upper', options.upper ?? false);
+  const damp = checkNumber('damp', options.damp ?? 0, { min: 0 });
+  const maxAttempts = checkInteger('maxAttempts', options.maxAttempts ?? 6, 1, 32);
+  const out = options.out === undefined ? undefined : checkTensor('out', options.out);
+  const device = commonDevice(out ? { a, out } : { a });
+  const result = out ?? Tensor.zeros(a.shape, a.dtype, device);
+  return {
+    device,
+    name: 'cholesky',
+    args: [...a.contiguous().nativeArgs('a'), ...result.nativeArgs('out'), upper, inverse, damp, maxAttempts],
+    result: (r) => {
+      const report = r as NativeCholeskyReport;
+      return wrap(result, { relative: report.relativeDamping, absolute: report.absoluteDamping, attempts: report.attempts });
+    },
+  };
+}
+
+export interface CholeskyResult {
+  factor: Tensor;
+  damping: Damping;
+}
+export interface InverseResult {
+  inverse: Tensor;
+  damping: Damping;
+}
+
+/**
+ * The Cholesky factor of A + λI, λ climbing a damping ladder while the matrix is not positive definite.
+ * Throws NotPositiveDefiniteError past the top rung; the damping used is reported.
+ */
+export function cholesky(a: Tensor, options: CholeskyOptions = {}): CholeskyResult {
+  return runSync(choleskyCall(a, options, false, (factor, damping) => ({ factor, damping })));
+}
+export function choleskyAsync(a: Tensor, options: CholeskyOptions & AsyncOptions = {}): Promise<CholeskyResult> {
+  return runAsync(choleskyCall(a, options, false, (factor, damping) => ({ factor, damping })), options);
+}
+
+/** (A + λI)⁻¹ through its Cholesky factor, with the same damping ladder; the result is symmetric. */
+export function choleskyInverse(a: Tensor, options: Omit<CholeskyOptions, 'upper'> = {}): InverseResult {
+  return runSync(choleskyCall(a, options, true, (inverse, damping) => ({ inverse, damping })));
+}
+export function choleskyInverseAsync(a: Tensor, options: Omit<CholeskyOptions, 'upper'> & AsyncOptions = {}): Promise<InverseResult> {
+  return runAsync(choleskyCall(a, options, true, (inverse, damping) => ({ inverse, damping })), options);
+}
+
+// ---- triangular solve ----------------------------------------------------------------------------------
+
+export interface TriangularSolveOptions {
+  /** t is lower triangular (default) or upper. */
+  lower?: boolean;
+  /** Solve with tᵀ. */
+  transpose?: boolean;
+  /** Solve t·x = alpha·b (default) or x·t = alpha·b. */
+  left?: boolean;
+  unitDiagonal?: boolean;
+  alpha?: number;
+  /** Overwrite b with the solution instead of returning a new tensor. */
+  inPlace?: boolean;
+}
+
+function trsmCall(t: Tensor, b: Tensor, options: TriangularSolveOptions): Call<Tensor> {
+  checkTensor('t', t);
+  checkTensor('b', b);
+  checkMatrix('t', t);
+  checkMatrix('b', b);
+  const device = commonDevice({ t, b });
+  const x = options.inPlace ? b : b.clone();
+  return {
+    device,
+    name: 'trsm',
+    args: [
+      ...t.contiguous().nativeArgs('t'),
+      ...x.nativeArgs('b'),
+      checkBoolean('lower', options.lower ?? true),
+      checkBoolean('transpose', options.transpose ?? false),
+      checkBoolean('left', options.left ?? true),
+      checkBoolean('unitDiagonal', options.unitDiagonal ?? false),
+      checkNumber('alpha', options.alpha ?? 1),
+    ],
+    result: () => x,
+  };
+}
+
+/** Solves op(t)·x = alpha·b (or x·op(t) = alpha·b) for triangular t. */
+export function triangularSolve(t: Tensor, b: Tensor, options: TriangularSolveOptions = {}): Tensor {
+  return runSync(trsmCall(t, b, options));
+}
+export function triangularSolveAsync(t: Tensor, b: Tensor, options: TriangularSolveOptions & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(trsmCall(t, b, options), options);
+}
+
+// ---- masks ---------------------------------------------------------------------------------------------
+
+function maskScores(scores: Tensor): Tensor {
+  checkTensor('scores', scores);
+  if (scores.dtype !== 'f32') invalid('scores', 'an f32 tensor', `${scores.dtype} tensor`);
+  if (scores.ndim === 0) invalid('scores', 'a tensor of at least 1 dimension', 'a scalar');
+  return scores.contiguous().reshape([-1, scores.shape[scores.ndim - 1]]);
+}
+
+function topkCall(scores: Tensor, k: number, options: { largest?: boolean }): Call<Tensor> {
+  const matrix = maskScores(scores);
+  checkInteger('k', k, 0, matrix.shape[1]);
+  const mask = Tensor.zeros(scores.shape, 'u8', scores.device);
+  return {
+    device: scores.device,
+    name: 'topkMask',
+    args: [...matrix.nativeArgs('scores'), k, checkBoolean('largest', options.largest ?? true), ...mask.reshape(matrix.shape).nativeArgs('mask')],
+    result: () => mask,
+  };
+}
+
+/** u8 mask selecting the k largest (or smallest) scores of each row (last dimension); ties to the lower index. */
+export function topkMask(scores: Tensor, k: number, options: { largest?: boolean } = {}): Tensor {
+  return runSync(topkCall(scores, k, options));
+}
+export function topkMaskAsync(scores: Tensor, k: number, options: { largest?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(topkCall(scores, k, options), options);
+}
+
+function nmCall(scores: Tensor, n: number, m: number, options: { largest?: boolean }): Call<Tensor> {
+  const matrix = maskScores(scores);
+  checkInteger('m', m, 1, 32);
+  checkInteger('n', n, 0, m - 1);
+  if (matrix.shape[1] % m !== 0) {
+    throw new InvalidArgumentError(`nmMask: the row length ${matrix.shape[1]} is not a multiple of m = ${m}`);
+  }
+  const mask = Tensor.zeros(scores.shape, 'u8', scores.device);
+  return {
+    device: scores.device,
+    name: 'nmMask',
+    args: [...matrix.nativeArgs('scores'), n, m, checkBoolean('largest', options.largest ?? true), ...mask.reshape(matrix.shape).nativeArgs('mask')],
+    result: () => mask,
+  };
+}
+
+/** u8 mask selecting the n largest (or smallest) of every m consecutive scores in a row (N:M sparsity keeps n of m). */
+export function nmMask(scores: Tensor, n: number, m: number, options: { largest?: boolean } = {}): Tensor {
+  return runSync(nmCall(scores, n, m, options));
+}
+export function nmMaskAsync(scores: Tensor, n: number, m: number, options: { largest?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(nmCall(scores, n, m, options), options);
+}
+
+function thresholdCall(scores: Tensor, threshold: number): Call<Tensor> {
+  const matrix = maskScores(scores);
+  const mask = Tensor.zeros(scores.shape, 'u8', scores.device);
+  return {
+    device: scores.device,
+    name: 'thresholdMask',
+    args: [...matrix.nativeArgs('scores'), checkNumber('threshold', threshold, { finite: false }), ...mask.reshape(matrix.shape).nativeArgs('mask')],
+    result: () => mask,
+  };
+}
+
+/** u8 mask: 1 where score > threshold. */
+export function thresholdMask(scores: Tensor, threshold: number): Tensor {
+  return runSync(thresholdCall(scores, threshold));
+}
+export function thresholdMaskAsync(scores: Tensor, threshold: number, options: AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(thresholdCall(scores, threshold), options);
+}
+
+function applyMaskCall(x: Tensor, mask: Tensor, options: { inPlace?: boolean }): Call<Tensor> {
+  checkTensor('x', x);
+  checkTensor('mask', mask);
+  if (mask.dtype !== 'u8') invalid('mask', 'a u8 tensor', `${mask.dtype} tensor`);
+  const device = commonDevice({ x, mask });
+  const out = options.inPlace ? x : Tensor.zeros(x.shape, x.dtype, device);
+  return {
+    device,
+    name: 'applyMask',
+    args: [...x.contiguous().nativeArgs('x'), ...mask.contiguous().nativeArgs('mask'), ...out.nativeArgs('out')],
+    result: () => out,
+  };
+}
+
+/** x where mask is 1, zero elsewhere (any float dtype). */
+export function applyMask(x: Tensor, mask: Tensor, options: { inPlace?: boolean } = {}): Tensor {
+  return runSync(applyMaskCall(x, mask, options));
+}
+export function applyMaskAsync(x: Tensor, mask: Tensor, options: { inPlace?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(applyMaskCall(x, mask, options), options);
+}
+
+// ---- elementwise ---------------------------------------------------------------------------------------
+
+function axpyCall(alpha: number, x: Tensor, y: Tensor): Call<Tensor> {
+  checkTensor('x', x);
+  checkTensor('y', y);
+  const device = commonDevice({ x, y });
+  return {
+    device,
+    name: 'axpy',
+    args: [checkNumber('alpha', alpha), ...x.contiguous().nativeArgs('x'), ...y.nativeArgs('y')],
+    result: () => y,
+  };
+}
+
+/** y += alpha·x, in place; returns y. */
+export function axpy(alpha: number, x: Tensor, y: Tensor): Tensor {
+  return runSync(axpyCall(alpha, x, y));
+}
+export function axpyAsync(alpha: number, x: Tensor, y: Tensor, options: AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(axpyCall(alpha, x, y), options);
+}
+
+const UNARY_CODES = { copy: 0, abs: 1, square: 2, scale: 3, clamp: 4 } as const;
+type UnaryName = keyof typeof UNARY_CODES;
+
+interface UnaryOptions {
+  inPlace?: boolean;
+}
+
+function unaryCall(op: UnaryName, x: Tensor, a: number, b: number, options: UnaryOptions): Call<Tensor> {
+  checkTensor('x', x);
+  const out = options.inPlace ? x : Tensor.zeros(x.shape, x.dtype, x.device);
+  return {
+    device: x.device,
+    name: 'unary',
+    args: [UNARY_CODES[op], ...x.contiguous().nativeArgs('x'), ...out.nativeArgs('out'), a, b],
+    result: () => out,
+  };
+}
+
+/** Copies x into a new tensor (or onto itself); the benchmarks use it as the memory-bandwidth probe. */
+export function copy(x: Tensor): Tensor {
+  return runSync(unaryCall('copy', x, 0, 0, {}));
+}
+export function abs(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('abs', x, 0, 0, options));
+}
+export function square(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('square', x, 0, 0, options));
+}
+export function scale(x: Tensor, factor: number, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('scale', x, checkNumber('factor', factor), 0, options));
+}
+export function clamp(x: Tensor, min: number, max: number, options: UnaryOptions = {}): Tensor {
+  checkNumber('min', min, { finite: false });
+  checkNumber('max', max, { finite: false });
+  if (min > max) throw new InvalidArgumentError(`clamp: min must not exceed max, received min ${min} > max ${max}`);
+  return runSync(unaryCall('clamp', x, min, max, options));
+}
+export function unaryAsync(op: UnaryName, x: Tensor, options: UnaryOptions & AsyncOptions & { a?: number; b?: number } = {}): Promise<Tensor> {
+  return runAsync(unaryCall(op, x, options.a ?? 0, options.b ?? 0, options), options);
+}

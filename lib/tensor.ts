@@ -1,0 +1,275 @@
+// Tensor: dtype, shape, strides and device over storage that JavaScript owns (a TypedArray for CPU
+// tensors, a device buffer for CUDA ones). CPU tensors wrap TypedArrays without copying; views
+// (reshape, transpose) share storage, and ops ask for contiguous row-major tensors.
+import { arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, type DType, type TypedArray } from './dtype.js';
+import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from './errors.js';
+import { callAsync, callSync, type Device } from './native.js';
+import { checkInteger, checkOneOf, describe, invalid } from './validate.js';
+
+/** Memory on an accelerator, freed by release() or when garbage-collected. */
+export class DeviceStorage {
+  constructor(
+    readonly device: Device,
+    readonly handle: object,
+    readonly bytes: number,
+  ) {}
+  released = false;
+}
+
+export type Shape = readonly number[];
+
+export function shapeNumel(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function rowMajorStrides(shape: Shape): number[] {
+  const strides = new Array<number>(shape.length);
+  let stride = 1;
+  for (let i = shape.length - 1; i >= 0; --i) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
+  return strides;
+}
+
+function checkShape(param: string, shape: unknown): number[] {
+  if (!Array.isArray(shape) || shape.length > 8) invalid(param, 'an array of at most 8 dimensions', shape);
+  return shape.map((d, i) => checkInteger(`${param}[${i}]`, d, 0));
+}
+
+export function formatShape(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export class Tensor {
+  readonly dtype: DType;
+  readonly shape: Shape;
+  readonly strides: Shape;
+  readonly device: Device;
+  /** Offset in elements of this view's first element within its storage (CPU views only). */
+  readonly offset: number;
+  private readonly storage: TypedArray | DeviceStorage;
+
+  private constructor(storage: TypedArray | DeviceStorage, dtype: DType, shape: Shape, strides?: Shape, offset = 0) {
+    this.storage = storage;
+    this.dtype = dtype;
+    this.shape = Object.freeze([...shape]);
+    this.strides = Object.freeze(strides ? [...strides] : rowMajorStrides(shape));
+    this.offset = offset;
+    this.device = storage instanceof DeviceStorage ? storage.device : 'cpu';
+  }
+
+  /**
+   * Wraps a TypedArray without copying. The dtype defaults to the array's element type; Uint16Array
+   * needs 'f16' or 'bf16'. The shape defaults to 1-D.
+   */
+  static fromTypedArray(data: TypedArray, shape?: Shape, dtype?: DType): Tensor {
+    if (!ArrayBuffer.isView(data)) invalid('data', 'a TypedArray', data);
+    const resolved = dtype ?? dtypeOfArray(data);
+    if (resolved === undefined) invalid('dtype', "'f16' or 'bf16' for a Uint16Array", dtype);
+    if (!isDType(resolved)) invalid('dtype', 'a dtype name', resolved);
+    if (!(data instanceof arrayTypeFor(resolved))) {
+      throw new DTypeMismatchError(`data: dtype ${resolved} is stored in a ${arrayTypeFor(resolved).name}, received ${describe(data)}`);
+    }
+    const dims = shape === undefined ? [data.length] : checkShape('shape', shape);
+    if (shapeNumel(dims) !== data.length) {
+      throw new ShapeMismatchError(`shape ${formatShape(dims)} holds ${shapeNumel(dims)} elements, the array has ${data.length}`);
+    }
+    return new Tensor(data, resolved, dims);
+  }
+
+  /** A zero-filled tensor. */
+  static zeros(shape: Shape, dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
+    const dims = checkShape('shape', shape);
+    if (!isDType(dtype)) invalid('dtype', 'a dtype name', dtype);
+    const host = new (arrayTypeFor(dtype))(shapeNumel(dims));
+    const cpu = new Tensor(host, dtype, dims);
+    return device === 'cpu' ? cpu : cpu.toDevice(device);
+  }
+
+  /** A tensor with every element equal to `value` (rounded to the dtype). */
+  static full(shape: Shape, value: number, dtype: DType = 'f32'): Tensor {
+    const dims = checkShape('shape', shape);
+    const f64 = new Float64Array(shapeNumel(dims)).fill(value);
+    return new Tensor(f64, 'f64', dims).to(dtype);
+  }
+
+  /** Copies plain numbers into a new tensor of the given dtype (rounding to nearest even). */
+  static fromNumbers(values: ArrayLike<number>, shape?: Shape, dtype: DType = 'f32'): Tensor {
+    const f64 = Float64Array.from(values);
+    return Tensor.fromTypedArray(f64, shape).to(dtype);
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get numel(): number {
+    return shapeNumel(this.shape);
+  }
+  get byteLength(): number {
+    return this.numel * dtypeSize(this.dtype);
+  }
+  get isContiguous(): boolean {
+    const expected = rowMajorStrides(this.shape);
+    return this.shape.every((d, i) => d <= 1 || this.strides[i] === expected[i]);
+  }
+
+  /** The elements of a contiguous CPU tensor, sharing memory with it. */
+  get data(): TypedArray {
+    if (this.device !== 'cpu') {
+      throw new DeviceMismatchError(`tensor.data is for CPU tensors; this one is on ${this.device} (use .cpu() first)`);
+    }
+    this.requireContiguous('tensor.data');
+    const array = this.storage as TypedArray;
+    if (this.offset === 0 && array.length === this.numel) return array;
+    return array.subarray(this.offset, this.offset + this.numel) as TypedArray;
+  }
+
+  /** The (storage, dtypeCode, shape) triple the native ops take. */
+  nativeArgs(param = 'tensor'): [object, number, number[]] {
+    this.requireContiguous(param);
+    if (this.storage instanceof DeviceStorage) {
+      if (this.storage.released) throw new InvalidArgumentError(`${param}: its device memory was released`);
+      return [this.storage.handle, dtypeCode(this.dtype), [...this.shape]];
+    }
+    return [this.data, dtypeCode(this.dtype), [...this.shape]];
+  }
+
+  requireContiguous(param: string): void {
+    if (!this.isContiguous) {
+      throw new InvalidArgumentError(`${param}: expected a contiguous tensor, received a strided view of shape ${formatShape(this.shape)} (call .contiguous())`);
+    }
+  }
+
+  /** The same elements with another shape (one entry may be -1). Contiguous tensors only; shares storage. */
+  reshape(shape: Shape): Tensor {
+    this.requireContiguous('reshape');
+    const dims = [...shape];
+    const unknown = dims.indexOf(-1);
+    if (unknown >= 0) {
+      const known = shapeNumel(dims.filter((_, i) => i !== unknown));
+      dims[unknown] = known === 0 ? 0 : this.numel / known;
+    }
+    checkShape('shape', dims);
+    if (shapeNumel(dims) !== this.numel) {
+      throw new ShapeMismatchError(`reshape: cannot view ${formatShape(this.shape)} (${this.numel} elements) as ${formatShape(shape)}`);
+    }
+    return new Tensor(this.storage, this.dtype, dims, undefined, this.offset);
+  }
+
+  /** Swaps the last two dimensions without copying. */
+  transpose(): Tensor {
+    if (this.ndim < 2) invalid('transpose', 'a tensor of at least 2 dimensions', `shape ${formatShape(this.shape)}`);
+    if (this.device !== 'cpu') throw new DeviceMismatchError('transpose views are only supported on CPU tensors');
+    const shape = [...this.shape];
+    const strides = [...this.strides];
+    const n = shape.length;
+    [shape[n - 2], shape[n - 1]] = [shape[n - 1], shape[n - 2]];
+    [strides[n - 2], strides[n - 1]] = [strides[n - 1], strides[n - 2]];
+    return new Tensor(this.storage, this.dtype, shape, strides, this.offset);
+  }
+
+  /** Rows [start, end) of the first dimension, sharing storage. */
+  narrow(start: number, end: number): Tensor {
+    if (this.ndim < 1) invalid('narrow', 'a tensor of at least 1 dimension', 'a scalar');
+    checkInteger('start', start, 0, this.shape[0]);
+    checkInteger('end', end, start, this.shape[0]);
+    if (this.device !== 'cpu') throw new DeviceMismatchError('narrow views are only supported on CPU tensors');
+    const shape = [...this.shape];
+    shape[0] = end - start;
+    return new Tensor(this.storage, this.dtype, shape, this.strides, this.offset + start * this.strides[0]);
+  }
+
+  /** This tensor if contiguous, else a contiguous copy. */
+  contiguous(): Tensor {
+    if (this.isContiguous) return this;
+    const source = this.storage as TypedArray;
+    const out = new (arrayTypeFor(this.dtype))(this.numel) as TypedArray;
+    const n = this.ndim;
+    const index = new Array<number>(n).fill(0);
+    let src = this.offset;
+    for (let i = 0; i < out.length; ++i) {
+      out[i] = source[src];
+      // Advance the multi-index, last dimension fastest.
+      for (let d = n - 1; d >= 0; --d) {
+        index[d] += 1;
+        src += this.strides[d];
+        if (index[d] < this.shape[d]) break;
+        src -= this.strides[d] * this.shape[d];
+        index[d] = 0;
+      }
+    }
+    return new Tensor(out, this.dtype, this.shape);
+  }
+
+  clone(): Tensor {
+    const copy = Tensor.zeros(this.shape, this.dtype, this.device);
+    callSync(this.device, 'convert', [...this.contiguous().nativeArgs('src'), ...copy.nativeArgs('dst')]);
+    return copy;
+  }
+
+  /** Converts to another dtype (rounding to nearest even; NaN and infinities kept). */
+  to(dtype: DType): Tensor {
+    checkOneOf('dtype', dtype, ['f32', 'f16', 'bf16', 'f64', 'i8', 'u8', 'i32', 'i64'] as const);
+    const src = this.contiguous();
+    if (dtype === this.dtype) return src;
+    const dst = Tensor.zeros(this.shape, dtype, this.device);
+    callSync(this.device, 'convert', [...src.nativeArgs('src'), ...dst.nativeArgs('dst')]);
+    return dst;
+  }
+
+  /** Like to(), on a worker thread. */
+  async toAsync(dtype: DType, options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+    const src = this.contiguous();
+    if (dtype === this.dtype) return src;
+    const dst = Tensor.zeros(this.shape, dtype, this.device);
+    await callAsync(this.device, 'convert', [...src.nativeArgs('src'), ...dst.nativeArgs('dst')], options.signal);
+    return dst;
+  }
+
+  /** Copies to another device (or returns this tensor if already there). */
+  toDevice(device: Device): Tensor {
+    checkOneOf('device', device, ['cpu', 'cuda'] as const);
+    if (device === this.device) return this;
+    if (this.device === 'cpu') {
+      const host = this.contiguous();
+      const handle = callSync<object>(device, 'allocate', [host.byteLength]);
+      const storage = new DeviceStorage(device, handle, host.byteLength);
+      if (host.numel > 0) callSync(device, 'copyToDevice', [handle, host.data]);
+      return new Tensor(storage, this.dtype, this.shape);
+    }
+    const storage = this.storage as DeviceStorage;
+    const host = new (arrayTypeFor(this.dtype))(this.numel) as TypedArray;
+    if (this.numel > 0) callSync(this.device, 'copyToHost', [storage.handle, host]);
+    return new Tensor(host, this.dtype, this.shape);
+  }
+
+  cpu(): Tensor {
+    return this.toDevice('cpu');
+  }
+  cuda(): Tensor {
+    return this.toDevice('cuda');
+  }
+
+  /** Frees device memory now instead of at garbage collection. No-op for CPU tensors. */
+  release(): void {
+    if (this.storage instanceof DeviceStorage && !this.storage.released) {
+      callSync(this.device, 'release', [this.storage.handle]);
+      this.storage.released = true;
+    }
+  }
+
+  /** The elements as float32 (a copy unless already f32 on CPU). */
+  toFloat32Array(): Float32Array {
+    return this.cpu().to('f32').data as Float32Array;
+  }
+
+  /** The elements as float64 numbers (exact for every float dtype). */
+  toFloat64Array(): Float64Array {
+    return this.cpu().to('f64').data as Float64Array;
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}${formatShape(this.shape)} on ${this.device})`;
+  }
+}

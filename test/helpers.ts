@@ -1,0 +1,113 @@
+// Shared test utilities: a seeded generator, float64 references, tolerance checks that name the worst
+// element, and a loop over every CPU kernel variant this machine can run.
+import assert from 'node:assert/strict';
+import { backendInfo, setKernelVariant } from '../lib/index.js';
+
+/** mulberry32: small, seeded, good enough for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomNormal(n: number, random: () => number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; ++i) {
+    const u = Math.max(random(), 1e-12);
+    out[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+  }
+  return out;
+}
+
+export function randomF32(n: number, random: () => number): Float32Array {
+  return Float32Array.from(randomNormal(n, random));
+}
+
+/** Fills a typed array with NaN (floats) or 0xAB bytes (integers) so an unwritten element shows. */
+export function poison<T extends Float32Array | Float64Array | Uint8Array | Uint16Array>(a: T): T {
+  if (a instanceof Float32Array || a instanceof Float64Array) a.fill(NaN);
+  else if (a instanceof Uint16Array) a.fill(0x7e01);
+  else a.fill(0xab);
+  return a;
+}
+
+/**
+ * Asserts |actual − expected| ≤ atol + rtol·|expected| elementwise; a failure names the first worst
+ * element and the largest difference.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tolerance: { atol: number; rtol: number },
+  what: string,
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let worst = -1;
+  let worstExcess = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < expected.length; ++i) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    if (!(diff <= maxDiff)) maxDiff = diff;
+    const allowed = tolerance.atol + tolerance.rtol * Math.abs(expected[i]);
+    const excess = Number.isNaN(diff) ? Infinity : diff - allowed;
+    if (excess > worstExcess) {
+      worstExcess = excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(max |diff| ${maxDiff}, atol ${tolerance.atol}, rtol ${tolerance.rtol})`,
+    );
+  }
+}
+
+/** Row-major float64 reference: op(a)[m×k] · op(b)[k×n]. */
+export function matmulRef(
+  a: ArrayLike<number>,
+  aRows: number,
+  aCols: number,
+  transA: boolean,
+  b: ArrayLike<number>,
+  bRows: number,
+  bCols: number,
+  transB: boolean,
+): Float64Array {
+  const m = transA ? aCols : aRows;
+  const k = transA ? aRows : aCols;
+  const n = transB ? bRows : bCols;
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; ++i) {
+    for (let j = 0; j < n; ++j) {
+      let s = 0;
+      for (let p = 0; p < k; ++p) {
+        const av = transA ? a[p * aCols + i] : a[i * aCols + p];
+        const bv = transB ? b[j * bCols + p] : b[p * bCols + j];
+        s += av * bv;
+      }
+      out[i * n + j] = s;
+    }
+  }
+  return out;
+}
+
+/** Runs `body` once per CPU kernel variant (scalar reference, avx2, avx512 where the CPU has them). */
+export function forEachKernelVariant(body: (variant: string) => void): void {
+  const { kernelVariants, kernelVariant } = backendInfo('cpu');
+  try {
+    for (const variant of kernelVariants) {
+      setKernelVariant(variant);
+      body(variant);
+    }
+  } finally {
+    setKernelVariant(kernelVariant);
+  }
+}
+
+export const ODD_SIZES = [1, 7, 129, 1000];
