@@ -24,15 +24,49 @@
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS"
       ],
-      "cflags!": ["-fno-exceptions", "-O2", "-O3"],
-      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
-      "cflags": ["-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-frtti"],
-      "libraries": ["-lopenblas"],
+      "cflags!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc!": [
+        "-fno-exceptions",
+        "-fno-rtti"
+      ],
+      "cflags": [
+        "-O3",
+        "-fexceptions",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Wno-maybe-uninitialized"
+      ],
+      "cflags_cc": [
+        "-O3",
+        "-std=c++17",
+        "-fexceptions",
+        "-frtti"
+      ],
+      "libraries": [
+        "-lopenblas"
+      ],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
-        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3"]
+        "OTHER_CPLUSPLUSFLAGS": [
+          "-std=c++17",
+          "-O3"
+        ]
       }
+    },
+    {
+      "target_name": "sparq_bench_openblas",
+      "sources": [
+        "bench/native/openblas_direct.c"
+      ],
+      "cflags": [
+        "-O2"
+      ],
+      "libraries": [
+        "-lopenblas"
+      ]
     }
   ]
 }

@@ -4,7 +4,7 @@
 import { DeviceMismatchError, InvalidArgumentError } from './errors.js';
 import { callAsync, callSync, type Device } from './native.js';
 import { formatShape, Tensor } from './tensor.js';
-import { checkBoolean, checkInteger, checkNumber, invalid } from './validate.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
 
 export interface AsyncOptions {
   signal?: AbortSignal;
@@ -103,6 +103,8 @@ export interface SyrkOptions {
   alpha?: number;
   beta?: number;
   out?: Tensor;
+  /** 'full' (default) fills both triangles; 'lower' writes the lower one and leaves the upper as it was. */
+  triangle?: 'full' | 'lower';
 }
 
 function syrkCall(x: Tensor, options: SyrkOptions): Call<Tensor> {
@@ -113,7 +115,8 @@ function syrkCall(x: Tensor, options: SyrkOptions): Call<Tensor> {
   const beta = out === undefined ? 0 : checkNumber('beta', options.beta ?? 0);
   const device = commonDevice(out ? { x, out } : { x });
   const c = out ?? Tensor.zeros([x.shape[1], x.shape[1]], x.dtype, device);
-  return { device, name: 'syrk', args: [...x.nativeArgs('x'), ...c.nativeArgs('c'), alpha, beta], result: () => c };
+  const fillUpper = checkOneOf('triangle', options.triangle ?? 'full', ['full', 'lower'] as const) === 'full';
+  return { device, name: 'syrk', args: [...x.nativeArgs('x'), ...c.nativeArgs('c'), alpha, beta, fillUpper], result: () => c };
 }
 
 /** c = alpha·xᵀx (+ beta·out) for x [rows, n]; both triangles of the n×n result are filled. */
@@ -127,14 +130,16 @@ export function syrkAsync(x: Tensor, options: SyrkOptions & AsyncOptions = {}): 
 /**
  * H = (2/T)·Σ xᵀx over all calibration rows (tokens) seen so far, kept as a running mean so that batches
  * of any size weigh by their row count: after a batch of b rows, H ← (T/(T+b))·H + (2/(T+b))·XᵀX.
+ * Batches update the lower triangle only; the upper one is filled once, when `hessian` is read.
  */
 export class HessianAccumulator {
-  readonly hessian: Tensor;
+  private readonly matrix: Tensor;
   private rows = 0;
+  private upperStale = false;
 
   constructor(features: number, options: { dtype?: 'f32' | 'f64'; device?: Device } = {}) {
     checkInteger('features', features, 1);
-    this.hessian = Tensor.zeros([features, features], options.dtype ?? 'f32', options.device ?? 'cpu');
+    this.matrix = Tensor.zeros([features, features], options.dtype ?? 'f32', options.device ?? 'cpu');
   }
 
   /** Calibration rows accumulated so far. */
@@ -142,9 +147,20 @@ export class HessianAccumulator {
     return this.rows;
   }
 
+  /** The symmetric n×n Hessian (shares memory with the accumulator). */
+  get hessian(): Tensor {
+    if (this.upperStale) {
+      // Zero rows: c = 1·c on the lower triangle, then mirrored.
+      const empty = Tensor.zeros([0, this.matrix.shape[0]], this.matrix.dtype, this.matrix.device);
+      runSync(syrkCall(empty, { alpha: 0, beta: 1, out: this.matrix }));
+      this.upperStale = false;
+    }
+    return this.matrix;
+  }
+
   private updateCall(x: Tensor): Call<void> | undefined {
     checkTensor('x', x);
-    const features = this.hessian.shape[0];
+    const features = this.matrix.shape[0];
     const batch = x.ndim === 2 ? x : x.reshape([-1, features]);
     if (batch.shape[1] !== features) {
       invalid('x', `rows of ${features} features`, `shape ${formatShape(x.shape)}`);
@@ -152,8 +168,14 @@ export class HessianAccumulator {
     const b = batch.shape[0];
     if (b === 0) return undefined;
     const total = this.rows + b;
-    const call = syrkCall(batch, { alpha: 2 / total, beta: this.rows / total, out: this.hessian });
-    return { ...call, result: () => void (this.rows = total) };
+    const call = syrkCall(batch, { alpha: 2 / total, beta: this.rows / total, out: this.matrix, triangle: 'lower' });
+    return {
+      ...call,
+      result: () => {
+        this.rows = total;
+        this.upperStale = true;
+      },
+    };
   }
 
   /** Adds a batch of rows x [T, features] (or [..., features]). */

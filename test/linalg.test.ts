@@ -100,6 +100,20 @@ describe('syrk and the streamed Hessian', () => {
     });
   }
 
+  it("syrk with triangle 'lower' writes the lower triangle and leaves the upper one untouched", () => {
+    const n = 9;
+    const X = tensorOf(randomNormal(4 * n, rng(8)), [4, n], 'f64');
+    const expected = matmulRef(X.toFloat64Array(), 4, n, true, X.toFloat64Array(), 4, n, false);
+    const out = Tensor.fromTypedArray(poison(new Float64Array(n * n)), [n, n]);
+    const c = syrk(X, { out, triangle: 'lower' }).toFloat64Array();
+    for (let i = 0; i < n; ++i) {
+      for (let j = 0; j < n; ++j) {
+        if (j <= i) assertClose([c[i * n + j]], [expected[i * n + j]], { atol: 1e-12, rtol: 1e-12 }, `(${i}, ${j})`);
+        else assert.ok(Number.isNaN(c[i * n + j]), `upper (${i}, ${j}) untouched`);
+      }
+    }
+  });
+
   it('weights batches of different sizes by their row count: H = (2/T)·Σ xᵀx', () => {
     const random = rng(77);
     const n = 33;

@@ -28,12 +28,12 @@ function topkRef(s: Float32Array, rows: number, cols: number, k: number, largest
 
 function nmRef(s: Float32Array, rows: number, cols: number, n: number, m: number, largest: boolean): Uint8Array {
   const out = new Uint8Array(rows * cols);
+  const key = (i: number) => (largest ? orderKey(s[i]) : 0xffffffff - orderKey(s[i]));
   for (let g = 0; g < rows * cols; g += m) {
     for (let i = 0; i < m; ++i) {
       let rank = 0;
       for (let j = 0; j < m; ++j) {
-        const better = largest ? s[g + j] > s[g + i] : s[g + j] < s[g + i];
-        if (better || (s[g + j] === s[g + i] && j < i)) rank++;
+        if (key(g + j) > key(g + i) || (key(g + j) === key(g + i) && j < i)) rank++;
       }
       out[g + i] = rank < n ? 1 : 0;
     }

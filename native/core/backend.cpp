@@ -3,7 +3,7 @@
 namespace sparq {
 
 void Backend::setKernelVariant(const std::string& variant) {
-  require(variant == kernelVariant(), ErrorCode::InvalidArgument,
+  SPARQ_CHECK(variant == kernelVariant(), ErrorCode::InvalidArgument,
           std::string("the ") + name() + " backend has no kernel variant '" + variant + "'");
 }
 

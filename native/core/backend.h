@@ -41,8 +41,10 @@ class Backend {
   // c = alpha·op(a)·op(b) + beta·c, op = optional transpose; f32 or f64.
   virtual void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c,
                     double alpha, double beta) = 0;
-  // c = alpha·xᵀx + beta·c for x [rows, n], c [n, n]; both triangles of c are written.
-  virtual void syrk(const TensorView& x, TensorView& c, double alpha, double beta) = 0;
+  // c = alpha·xᵀx + beta·c for x [rows, n], c [n, n], on the lower triangle; with fillUpper the lower
+  // triangle is then copied onto the upper one, else the upper one is left as it was. Accumulating
+  // many batches lower-only and filling once at the end saves a pass over c per batch.
+  virtual void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) = 0;
   // out = factor or inverse of a + λI (a is read only, unless out aliases it). Climbs the damping
   // ladder while the matrix is not positive definite; throws NotPositiveDefinite past its top.
   virtual CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) = 0;

@@ -45,8 +45,11 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
-inline void require(bool condition, ErrorCode code, const std::string& message) {
-  if (!condition) fail(code, message);
-}
+// Checks a condition; the message expression is evaluated only when the check fails, so checks on hot
+// paths (every op's arguments) cost a comparison, not a string.
+#define SPARQ_CHECK(condition, code, message) \
+  do {                                         \
+    if (!(condition)) ::sparq::fail(code, message); \
+  } while (0)
 
 }  // namespace sparq

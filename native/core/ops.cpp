@@ -11,33 +11,33 @@ std::string describe(const char* name, const TensorView& t) {
 }
 
 void requireSameDevice(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
-  require(a.device == b.device, ErrorCode::DeviceMismatch,
+  SPARQ_CHECK(a.device == b.device, ErrorCode::DeviceMismatch,
           std::string(an) + " is on " + deviceName(a.device) + " but " + bn + " is on " + deviceName(b.device));
 }
 
 void requireDType(const TensorView& t, const char* name, DType expected) {
-  require(t.dtype == expected, ErrorCode::DTypeMismatch,
+  SPARQ_CHECK(t.dtype == expected, ErrorCode::DTypeMismatch,
           std::string(name) + ": expected dtype " + dtypeName(expected) + ", got " + dtypeName(t.dtype));
 }
 
 void requireSameDType(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
-  require(a.dtype == b.dtype, ErrorCode::DTypeMismatch,
+  SPARQ_CHECK(a.dtype == b.dtype, ErrorCode::DTypeMismatch,
           std::string(bn) + ": expected dtype " + dtypeName(a.dtype) + " (the dtype of " + an + "), got " +
               dtypeName(b.dtype));
 }
 
 void requireMatrix(const TensorView& t, const char* name) {
-  require(t.ndim == 2, ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(t.ndim == 2, ErrorCode::ShapeMismatch,
           std::string(name) + ": expected a 2-D matrix, got shape " + t.shapeString());
 }
 
 void requireBlasFloat(const TensorView& t, const char* name) {
-  require(t.dtype == DType::F32 || t.dtype == DType::F64, ErrorCode::DTypeMismatch,
+  SPARQ_CHECK(t.dtype == DType::F32 || t.dtype == DType::F64, ErrorCode::DTypeMismatch,
           std::string(name) + ": expected dtype f32 or f64, got " + dtypeName(t.dtype));
 }
 
 void requireSameNumel(const TensorView& a, const TensorView& b, const char* an, const char* bn) {
-  require(a.numel() == b.numel(), ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(a.numel() == b.numel(), ErrorCode::ShapeMismatch,
           describe(bn, b) + " must have as many elements as " + describe(an, a));
 }
 
@@ -56,10 +56,10 @@ void checkGemm(const TensorView& a, bool transA, const TensorView& b, bool trans
   const int64_t k = transA ? a.shape[0] : a.shape[1];
   const int64_t kb = transB ? b.shape[1] : b.shape[0];
   const int64_t n = transB ? b.shape[0] : b.shape[1];
-  require(k == kb, ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(k == kb, ErrorCode::ShapeMismatch,
           "gemm: inner dimensions differ: op(a) is " + std::to_string(m) + "x" + std::to_string(k) + ", op(b) is " +
               std::to_string(kb) + "x" + std::to_string(n));
-  require(c.shape[0] == m && c.shape[1] == n, ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(c.shape[0] == m && c.shape[1] == n, ErrorCode::ShapeMismatch,
           "gemm: c must be " + std::to_string(m) + "x" + std::to_string(n) + ", got " + c.shapeString());
 }
 
@@ -69,7 +69,7 @@ void checkSyrk(const TensorView& x, const TensorView& c) {
   requireBlasFloat(x, "x");
   requireSameDType(x, c, "x", "c");
   requireSameDevice(x, c, "x", "c");
-  require(c.shape[0] == x.shape[1] && c.shape[1] == x.shape[1], ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(c.shape[0] == x.shape[1] && c.shape[1] == x.shape[1], ErrorCode::ShapeMismatch,
           "syrk: c must be " + std::to_string(x.shape[1]) + "x" + std::to_string(x.shape[1]) + " for x " +
               x.shapeString() + ", got " + c.shapeString());
 }
@@ -77,14 +77,14 @@ void checkSyrk(const TensorView& x, const TensorView& c) {
 void checkCholesky(const TensorView& a, const TensorView& out, const CholeskyOptions& options) {
   requireMatrix(a, "a");
   requireBlasFloat(a, "a");
-  require(a.shape[0] == a.shape[1], ErrorCode::ShapeMismatch, "cholesky: a must be square, got " + a.shapeString());
+  SPARQ_CHECK(a.shape[0] == a.shape[1], ErrorCode::ShapeMismatch, "cholesky: a must be square, got " + a.shapeString());
   requireSameDType(a, out, "a", "out");
   requireSameDevice(a, out, "a", "out");
-  require(out.ndim == 2 && out.shape[0] == a.shape[0] && out.shape[1] == a.shape[1], ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(out.ndim == 2 && out.shape[0] == a.shape[0] && out.shape[1] == a.shape[1], ErrorCode::ShapeMismatch,
           "cholesky: out must have a's shape " + a.shapeString() + ", got " + out.shapeString());
-  require(options.damp >= 0 && options.damp == options.damp, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(options.damp >= 0 && options.damp == options.damp, ErrorCode::InvalidArgument,
           "cholesky: damp must be a finite number >= 0, got " + std::to_string(options.damp));
-  require(options.maxAttempts >= 1 && options.maxAttempts <= 32, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(options.maxAttempts >= 1 && options.maxAttempts <= 32, ErrorCode::InvalidArgument,
           "cholesky: maxAttempts must be in 1..32, got " + std::to_string(options.maxAttempts));
 }
 
@@ -94,9 +94,9 @@ void checkTrsm(const TensorView& t, const TensorView& b, bool left) {
   requireBlasFloat(t, "t");
   requireSameDType(t, b, "t", "b");
   requireSameDevice(t, b, "t", "b");
-  require(t.shape[0] == t.shape[1], ErrorCode::ShapeMismatch, "trsm: t must be square, got " + t.shapeString());
+  SPARQ_CHECK(t.shape[0] == t.shape[1], ErrorCode::ShapeMismatch, "trsm: t must be square, got " + t.shapeString());
   const int64_t needed = left ? b.shape[0] : b.shape[1];
-  require(needed == t.shape[0], ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(needed == t.shape[0], ErrorCode::ShapeMismatch,
           std::string("trsm: b's ") + (left ? "row" : "column") + " count must equal t's size " +
               std::to_string(t.shape[0]) + ", got b " + b.shapeString());
 }
@@ -104,7 +104,7 @@ void checkTrsm(const TensorView& t, const TensorView& b, bool left) {
 void checkConvert(const TensorView& src, const TensorView& dst) {
   requireSameDevice(src, dst, "src", "dst");
   requireSameNumel(src, dst, "src", "dst");
-  require(isFloating(dst.dtype) || dst.dtype == src.dtype, ErrorCode::DTypeMismatch,
+  SPARQ_CHECK(isFloating(dst.dtype) || dst.dtype == src.dtype, ErrorCode::DTypeMismatch,
           std::string("convert: dst must be a float dtype (f32, f64, f16, bf16) unless it equals src's, got ") +
               dtypeName(dst.dtype) + " from " + dtypeName(src.dtype));
 }
@@ -115,7 +115,7 @@ void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask) 
   requireDType(mask, "mask", DType::U8);
   requireSameDevice(scores, mask, "scores", "mask");
   requireSameNumel(scores, mask, "scores", "mask");
-  require(k >= 0 && k <= scores.shape[1], ErrorCode::InvalidArgument,
+  SPARQ_CHECK(k >= 0 && k <= scores.shape[1], ErrorCode::InvalidArgument,
           "topkMask: k must be in 0.." + std::to_string(scores.shape[1]) + " (the row length), got " +
               std::to_string(k));
 }
@@ -126,10 +126,10 @@ void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask)
   requireDType(mask, "mask", DType::U8);
   requireSameDevice(scores, mask, "scores", "mask");
   requireSameNumel(scores, mask, "scores", "mask");
-  require(m >= 1 && m <= 32, ErrorCode::InvalidArgument, "nmMask: m must be in 1..32, got " + std::to_string(m));
-  require(n >= 0 && n < m, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(m >= 1 && m <= 32, ErrorCode::InvalidArgument, "nmMask: m must be in 1..32, got " + std::to_string(m));
+  SPARQ_CHECK(n >= 0 && n < m, ErrorCode::InvalidArgument,
           "nmMask: n must be in 0.." + std::to_string(m - 1) + " (n < m), got " + std::to_string(n));
-  require(scores.shape[1] % m == 0, ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(scores.shape[1] % m == 0, ErrorCode::ShapeMismatch,
           "nmMask: the row length " + std::to_string(scores.shape[1]) + " is not a multiple of m = " + std::to_string(m));
 }
 
@@ -141,7 +141,7 @@ void checkThresholdMask(const TensorView& scores, const TensorView& mask) {
 }
 
 void checkApplyMask(const TensorView& x, const TensorView& mask, const TensorView& out) {
-  require(isFloating(x.dtype), ErrorCode::DTypeMismatch,
+  SPARQ_CHECK(isFloating(x.dtype), ErrorCode::DTypeMismatch,
           std::string("applyMask: x must be a float dtype, got ") + dtypeName(x.dtype));
   requireDType(mask, "mask", DType::U8);
   requireSameDType(x, out, "x", "out");
@@ -159,7 +159,7 @@ void checkAxpy(const TensorView& x, const TensorView& y) {
 }
 
 void checkUnary(UnaryOp op, const TensorView& x, const TensorView& out) {
-  require(static_cast<int32_t>(op) >= 0 && static_cast<int32_t>(op) <= 4, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(static_cast<int32_t>(op) >= 0 && static_cast<int32_t>(op) <= 4, ErrorCode::InvalidArgument,
           "unknown unary op " + std::to_string(static_cast<int32_t>(op)));
   requireBlasFloat(x, "x");
   requireSameDType(x, out, "x", "out");

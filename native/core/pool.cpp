@@ -64,7 +64,7 @@ void ThreadPool::stopWorkers() {
 }
 
 void ThreadPool::setThreads(int n) {
-  require(n >= 1 && n <= 1024, ErrorCode::InvalidArgument, "thread count must be in 1..1024, got " + std::to_string(n));
+  SPARQ_CHECK(n >= 1 && n <= 1024, ErrorCode::InvalidArgument, "thread count must be in 1..1024, got " + std::to_string(n));
   std::lock_guard<std::mutex> busy(poolBusy_);
   if (n != threads_) {
     stopWorkers();

@@ -38,7 +38,9 @@ class CpuBackend final : public Backend {
             double beta) override {
     cpu::gemm(a, transA, b, transB, c, alpha, beta);
   }
-  void syrk(const TensorView& x, TensorView& c, double alpha, double beta) override { cpu::syrk(x, c, alpha, beta); }
+  void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) override {
+    cpu::syrk(x, c, alpha, beta, fillUpper);
+  }
   CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) override {
     return cpu::cholesky(a, out, options);
   }
@@ -65,7 +67,7 @@ class CpuBackend final : public Backend {
   // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.
   void* allocate(size_t bytes) override {
     void* p = std::malloc(bytes == 0 ? 1 : bytes);
-    require(p != nullptr, ErrorCode::AllocationFailed, "could not allocate " + std::to_string(bytes) + " bytes");
+    SPARQ_CHECK(p != nullptr, ErrorCode::AllocationFailed, "could not allocate " + std::to_string(bytes) + " bytes");
     return p;
   }
   void release(void* ptr) override { std::free(ptr); }

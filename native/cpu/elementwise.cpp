@@ -104,7 +104,7 @@ void axpy(double alpha, const TensorView& x, TensorView& y) {
 }
 
 void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) {
-  require(op != UnaryOp::Clamp || a <= b, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(op != UnaryOp::Clamp || a <= b, ErrorCode::InvalidArgument,
           "clamp: min must not exceed max, got min " + std::to_string(a) + " > max " + std::to_string(b));
   if (x.dtype == DType::F64) return unaryTyped<double>(op, x, out, a, b);
   unaryTyped<float>(op, x, out, a, b);

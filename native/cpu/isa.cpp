@@ -60,7 +60,7 @@ Isa detectedIsa() {
 Isa activeIsa() { return static_cast<Isa>(activeLevel().load(std::memory_order_relaxed)); }
 
 void setIsa(Isa isa) {
-  require(static_cast<int>(isa) <= static_cast<int>(detectedIsa()), ErrorCode::InvalidArgument,
+  SPARQ_CHECK(static_cast<int>(isa) <= static_cast<int>(detectedIsa()), ErrorCode::InvalidArgument,
           std::string("this CPU cannot run ") + isaName(isa) + " kernels (best available: " + isaName(detectedIsa()) + ")");
   activeLevel().store(static_cast<int>(isa), std::memory_order_relaxed);
 }

@@ -33,7 +33,7 @@ namespace {
 constexpr double kPanelFlops = 34359738368.0;
 
 int blasInt(int64_t v, const char* what) {
-  require(v <= 2147483647, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(v <= 2147483647, ErrorCode::InvalidArgument,
           std::string(what) + " = " + std::to_string(v) + " exceeds the BLAS index range (2^31 - 1)");
   return static_cast<int>(v);
 }
@@ -72,22 +72,54 @@ void gemmTyped(const TensorView& a, bool transA, const TensorView& b, bool trans
   }
 }
 
-// Copies the lower triangle onto the upper one.
+// Copies the lower triangle onto the upper one, one 32×32 tile at a time through a small buffer: the
+// tile is read row by row and written row by row, so neither side walks down a column (which misses the
+// TLB and, for power-of-two strides, thrashes one cache set).
 template <typename T>
 void mirrorLower(T* c, int64_t n) {
-  parallelFor(n, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      for (int64_t j = i + 1; j < n; ++j) c[i * n + j] = c[j * n + i];
+  constexpr int64_t kTile = 32;
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  parallelFor(tiles, 1, [&](int64_t t0, int64_t t1) {
+    T buffer[kTile][kTile];
+    for (int64_t ti = t0; ti < t1; ++ti) {
+      const int64_t i0 = ti * kTile, rows = std::min(kTile, n - i0);
+      // Tiles strictly below the diagonal: lower block (i0.., j0..) lands at upper block (j0.., i0..).
+      for (int64_t j0 = 0; j0 < i0; j0 += kTile) {
+        const int64_t cols = std::min(kTile, n - j0);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t q = 0; q < cols; ++q) buffer[r][q] = c[(i0 + r) * n + j0 + q];
+        }
+        for (int64_t q = 0; q < cols; ++q) {
+          T* upperRow = c + (j0 + q) * n + i0;
+          for (int64_t r = 0; r < rows; ++r) upperRow[r] = buffer[r][q];
+        }
+      }
+      // The diagonal tile.
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t q = r + 1; q < rows; ++q) c[(i0 + r) * n + i0 + q] = c[(i0 + q) * n + i0 + r];
+      }
     }
   });
 }
 
+// beta·c on the lower triangle only (beta = 0 overwrites, c may hold NaN).
 template <typename T>
-void syrkTyped(const TensorView& x, TensorView& c, double alpha, double beta) {
+void scaleLower(T* c, int64_t n, double beta) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j <= i; ++j) c[i * n + j] = beta == 0 ? T(0) : static_cast<T>(beta * c[i * n + j]);
+  }
+}
+
+template <typename T>
+void syrkTyped(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) {
   const int64_t rows = x.shape[0], n = x.shape[1];
   if (n == 0) return;
   throwIfCancelled();
-  if (rows == 0) return scaleMatrix(c.as<T>(), n * n, beta);
+  if (rows == 0) {
+    scaleLower(c.as<T>(), n, beta);
+    if (fillUpper) mirrorLower(c.as<T>(), n);
+    return;
+  }
   const int nn = blasInt(n, "n"), k = blasInt(rows, "rows of x");
   if constexpr (std::is_same_v<T, float>) {
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, nn, k, static_cast<float>(alpha), x.as<const float>(), nn,
@@ -95,7 +127,7 @@ void syrkTyped(const TensorView& x, TensorView& c, double alpha, double beta) {
   } else {
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, nn, k, alpha, x.as<const double>(), nn, beta, c.as<double>(), nn);
   }
-  mirrorLower(c.as<T>(), n);
+  if (fillUpper) mirrorLower(c.as<T>(), n);
 }
 
 template <typename T>
@@ -173,7 +205,7 @@ CholeskyReport choleskyTyped(const TensorView& aView, TensorView& outView, const
   throwIfCancelled();
   if (options.inverse) {
     const int info = potri(out, n);
-    require(info == 0, ErrorCode::NotPositiveDefinite,
+    SPARQ_CHECK(info == 0, ErrorCode::NotPositiveDefinite,
             "cholesky: the factor is singular at diagonal entry " + std::to_string(info));
     mirrorLower(out, n64);
     return report;
@@ -219,9 +251,9 @@ void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, Te
   gemmTyped<float>(a, transA, b, transB, c, alpha, beta);
 }
 
-void syrk(const TensorView& x, TensorView& c, double alpha, double beta) {
-  if (x.dtype == DType::F64) return syrkTyped<double>(x, c, alpha, beta);
-  syrkTyped<float>(x, c, alpha, beta);
+void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) {
+  if (x.dtype == DType::F64) return syrkTyped<double>(x, c, alpha, beta, fillUpper);
+  syrkTyped<float>(x, c, alpha, beta, fillUpper);
 }
 
 CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) {

@@ -1,5 +1,5 @@
 // Mask selection. References (Isa::Scalar): top-k sorts each row; N:M ranks each group by pairwise
-// comparison. Fast paths: top-k is a three-level radix select on the order-preserving integer key of
+// comparison of order keys. Fast paths: top-k is a three-level radix select on the order-preserving integer key of
 // each float (11 + 11 + 10 bits), so a row costs a few linear passes instead of a sort; N:M ranks 16 (or
 // 8) entries per instruction by permuting each group's members across lanes.
 // All masks are u8, 1 = selected. Ties go to the lower column index. NaN scores are an error: a NaN
@@ -60,24 +60,9 @@ void topkRowReference(const float* scores, int64_t cols, int64_t k, bool largest
 
 // ---- top-k: radix select ---------------------------------------------------------------------------
 
-// Finds, among keys whose bits above `shift + width` equal `prefix`, the bucket of the next `width` bits
-// holding the need-th largest key. Returns the bucket; `need` becomes the rank within that bucket and
-// `inBucket` its population.
-SPARQ_INLINE uint32_t selectBucket(const uint32_t* keys, int64_t n, int shift, int width, uint32_t prefix, bool filter,
-                                   int64_t& need, int64_t& inBucket) {
-  uint32_t histogram[2048];
-  const uint32_t buckets = 1u << width;
-  memset(histogram, 0, buckets * sizeof(uint32_t));
-  const uint32_t bucketMask = buckets - 1;
-  const int prefixShift = shift + width;
-  if (filter) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t key = keys[i];
-      if ((key >> prefixShift) == prefix) histogram[(key >> shift) & bucketMask]++;
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) histogram[(keys[i] >> shift) & bucketMask]++;
-  }
+// Picks, from a histogram, the bucket holding the need-th largest key. `need` becomes the rank within
+// that bucket and `inBucket` its population.
+uint32_t pickBucket(const uint32_t* histogram, uint32_t buckets, int64_t& need, int64_t& inBucket) {
   int64_t above = 0;
   for (int64_t b = buckets - 1; b >= 0; --b) {
     if (above + histogram[b] >= need) {
@@ -90,10 +75,39 @@ SPARQ_INLINE uint32_t selectBucket(const uint32_t* keys, int64_t n, int shift, i
   fail(ErrorCode::Internal, "topkMask: radix select ran past the end");
 }
 
+// Keys whose top 11 bits equal `bucket`, packed into `out` (which has room for n + 16); returns the count.
+int64_t compactBucketGeneric(const uint32_t* keys, int64_t n, uint32_t bucket, uint32_t* out) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    out[count] = keys[i];
+    count += (keys[i] >> 21) == bucket;  // branch-free: the bucket may hold a sizable share of a row
+  }
+  return count;
+}
+
+#if SPARQ_X86
+SPARQ_TARGET_AVX512 int64_t compactBucketAvx512(const uint32_t* keys, int64_t n, uint32_t bucket, uint32_t* out) {
+  const __m512i target = _mm512_set1_epi32(static_cast<int>(bucket));
+  int64_t count = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i k = _mm512_loadu_si512(keys + i);
+    const __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(k, 21), target);
+    // Compress in a register and store whole: a compressing store to memory is slow on some cores.
+    _mm512_storeu_si512(out + count, _mm512_maskz_compress_epi32(hit, k));
+    count += __builtin_popcount(hit);
+  }
+  return count + compactBucketGeneric(keys + i, n - i, bucket, out + count);
+}
+#endif
+
+using CompactFn = int64_t (*)(const uint32_t*, int64_t, uint32_t, uint32_t*);
+
 // The body of the fast path, instantiated once per instruction set so the key and write loops are
-// vectorized for each.
+// vectorized for each. Three levels of 11, 11 and 10 bits narrow the k-th largest key; the first level
+// counts the whole row (over four tables, so runs of one bucket do not serialize on a counter), the
+// others only the keys left in the chosen bucket.
 SPARQ_INLINE void topkRowRadix(const float* scores, int64_t cols, int64_t k, bool largest, uint8_t* mask, int64_t row,
-                               uint32_t* keys) {
+                               uint32_t* keys, uint32_t* candidates, CompactFn compact) {
   const uint32_t* bits = reinterpret_cast<const uint32_t*>(scores);
   const uint32_t flip = largest ? 0u : 0xFFFFFFFFu;
   uint32_t anyNaN = 0;
@@ -111,74 +125,96 @@ SPARQ_INLINE void topkRowRadix(const float* scores, int64_t cols, int64_t k, boo
     memset(mask, 0, cols);
     return;
   }
-  // Narrow the threshold key 11, 11 then 10 bits at a time. Whenever the bucket that holds the k-th key
-  // is taken whole, every key >= its lower edge is selected and no tie needs breaking.
+  // Four tables, so that runs of one bucket do not serialize on a single counter.
+  uint32_t tables[4][2048];
+  memset(tables, 0, sizeof tables);
+  int64_t c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    tables[0][keys[c] >> 21]++;
+    tables[1][keys[c + 1] >> 21]++;
+    tables[2][keys[c + 2] >> 21]++;
+    tables[3][keys[c + 3] >> 21]++;
+  }
+  for (; c < cols; ++c) tables[0][keys[c] >> 21]++;
+  for (int b = 0; b < 2048; ++b) tables[0][b] += tables[1][b] + tables[2][b] + tables[3][b];
+
   int64_t need = k, inBucket = 0;
-  uint32_t low = 0;
-  bool exact = false;
-  const uint32_t b1 = selectBucket(keys, cols, 21, 11, 0, false, need, inBucket);
-  low = b1 << 21;
-  if (need == inBucket) {
-    exact = true;
-  } else {
-    const uint32_t b2 = selectBucket(keys, cols, 10, 11, b1, true, need, inBucket);
+  const uint32_t b1 = pickBucket(tables[0], 2048, need, inBucket);
+  uint32_t low = b1 << 21;
+  bool exact = need == inBucket;  // the whole bucket is selected: every key >= its lower edge
+  if (!exact) {
+    const int64_t n = compact(keys, cols, b1, candidates);
+    uint32_t* histogram = tables[1];
+    memset(histogram, 0, 2048 * sizeof(uint32_t));
+    for (int64_t i = 0; i < n; ++i) histogram[(candidates[i] >> 10) & 0x7FFu]++;
+    const uint32_t b2 = pickBucket(histogram, 2048, need, inBucket);
     low |= b2 << 10;
-    if (need == inBucket) {
-      exact = true;
-    } else {
-      const uint32_t b3 = selectBucket(keys, cols, 0, 10, low >> 10, true, need, inBucket);
-      low |= b3;
+    exact = need == inBucket;
+    if (!exact) {
+      memset(histogram, 0, 1024 * sizeof(uint32_t));
+      for (int64_t i = 0; i < n; ++i) {
+        if ((candidates[i] >> 10) == (low >> 10)) histogram[candidates[i] & 0x3FFu]++;
+      }
+      low |= pickBucket(histogram, 1024, need, inBucket);
       exact = need == inBucket;
     }
   }
   if (exact) {
-    for (int64_t c = 0; c < cols; ++c) mask[c] = keys[c] >= low;
+    for (int64_t i = 0; i < cols; ++i) mask[i] = keys[i] >= low;
     return;
   }
-  // `low` is now one exact key value shared by several entries; take the first `need` of them.
+  // `low` is now one key value shared by several entries; take the first `need` of them.
   int64_t equalLeft = need;
-  for (int64_t c = 0; c < cols; ++c) {
-    const uint32_t key = keys[c];
+  for (int64_t i = 0; i < cols; ++i) {
+    const uint32_t key = keys[i];
     uint8_t take = key > low;
     if (key == low && equalLeft > 0) {
       take = 1;
       --equalLeft;
     }
-    mask[c] = take;
+    mask[i] = take;
   }
 }
 
-std::vector<uint32_t>& keyScratch(int64_t cols) {
+// Per-thread scratch: the row's keys and the candidates of the chosen bucket.
+uint32_t* rowScratch(int64_t cols) {
   thread_local std::vector<uint32_t> scratch;
-  if (static_cast<int64_t>(scratch.size()) < cols) scratch.resize(cols);
-  return scratch;
+  const size_t needed = 2 * static_cast<size_t>(cols) + 16;
+  if (scratch.size() < needed) scratch.resize(needed);
+  return scratch.data();
 }
 
 #if SPARQ_X86
 SPARQ_TARGET_AVX2 void topkRowsAvx2(const float* s, int64_t cols, int64_t k, bool largest, uint8_t* m, int64_t r0,
                                     int64_t r1) {
-  uint32_t* keys = keyScratch(cols).data();
-  for (int64_t r = r0; r < r1; ++r) topkRowRadix(s + r * cols, cols, k, largest, m + r * cols, r, keys);
+  uint32_t* keys = rowScratch(cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    topkRowRadix(s + r * cols, cols, k, largest, m + r * cols, r, keys, keys + cols, compactBucketGeneric);
+  }
 }
 SPARQ_TARGET_AVX512 void topkRowsAvx512(const float* s, int64_t cols, int64_t k, bool largest, uint8_t* m, int64_t r0,
                                         int64_t r1) {
-  uint32_t* keys = keyScratch(cols).data();
-  for (int64_t r = r0; r < r1; ++r) topkRowRadix(s + r * cols, cols, k, largest, m + r * cols, r, keys);
+  uint32_t* keys = rowScratch(cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    topkRowRadix(s + r * cols, cols, k, largest, m + r * cols, r, keys, keys + cols, compactBucketAvx512);
+  }
 }
 #endif
 
 // ---- N:M: reference --------------------------------------------------------------------------------
 
+// Ranks by the same order key as top-k (so -0 ranks below +0); equal keys go to the lower index.
 void nmRowReference(const float* s, int64_t cols, int n, int m, bool largest, uint8_t* mask, int64_t row) {
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(s);
+  const uint32_t flip = largest ? 0u : 0xFFFFFFFFu;
   for (int64_t g = 0; g < cols; g += m) {
     for (int i = 0; i < m; ++i) {
-      const float si = s[g + i];
-      if (std::isnan(si)) failNaN("nmMask", row, g + i);
+      if (isNaNBits(bits[g + i])) failNaN("nmMask", row, g + i);
+      const uint32_t ki = orderKey(bits[g + i]) ^ flip;
       int rank = 0;  // entries of the group that beat entry i
       for (int j = 0; j < m; ++j) {
-        const float sj = s[g + j];
-        const bool better = largest ? sj > si : sj < si;
-        if (better || (sj == si && j < i)) ++rank;
+        const uint32_t kj = orderKey(bits[g + j]) ^ flip;
+        if (kj > ki || (kj == ki && j < i)) ++rank;
       }
       mask[g + i] = rank < n;
     }
@@ -186,41 +222,42 @@ void nmRowReference(const float* s, int64_t cols, int n, int m, bool largest, ui
 }
 
 // ---- N:M: vectorized for m dividing the vector width ------------------------------------------------
+// Each lane holds a signed order key. For member j of a group, one permute broadcasts it across the
+// group; it beats a lane when key_j + [j before the lane] > key_lane (the +1 turns ties into wins for
+// the earlier member). Keys of non-NaN floats stay below INT32_MAX, so the +1 cannot overflow.
 
 #if SPARQ_X86
 SPARQ_TARGET_AVX512 void nmRowsAvx512(const float* s, int64_t cols, int n, int m, bool largest, uint8_t* mask,
                                       int64_t r0, int64_t r1) {
-  // For member j of each group: lane indices that broadcast it across its group, and the lanes whose
-  // position in the group is after j (member j wins ties against them).
   __m512i memberIndex[16];
-  __mmask16 losesTie[16];
+  __m512i tieBias[16];
   for (int j = 0; j < m; ++j) {
-    alignas(64) int32_t idx[16];
-    uint32_t after = 0;
+    alignas(64) int32_t idx[16], bias[16];
     for (int lane = 0; lane < 16; ++lane) {
       idx[lane] = (lane & ~(m - 1)) + j;
-      if ((lane & (m - 1)) > j) after |= 1u << lane;
+      bias[lane] = (lane & (m - 1)) > j ? 1 : 0;
     }
     memberIndex[j] = _mm512_load_si512(idx);
-    losesTie[j] = static_cast<__mmask16>(after);
+    tieBias[j] = _mm512_load_si512(bias);
   }
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i keep = _mm512_set1_epi32(n);
-  const __m512 negate = _mm512_set1_ps(largest ? 1.0f : -1.0f);
+  const __m512i flip = _mm512_set1_epi32(largest ? 0 : -1);
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  const __m512i infinity = _mm512_set1_epi32(0x7F800000);
   const int64_t vectorCols = cols & ~int64_t{15};
   for (int64_t r = r0; r < r1; ++r) {
     const float* row = s + r * cols;
     uint8_t* out = mask + r * cols;
     __mmask16 nan = 0;
     for (int64_t c = 0; c < vectorCols; c += 16) {
-      const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(row + c), negate);
-      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      const __m512i bits = _mm512_loadu_si512(row + c);
+      nan |= _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, magnitude), infinity);
+      const __m512i key = _mm512_xor_si512(_mm512_xor_si512(bits, _mm512_and_si512(_mm512_srai_epi32(bits, 31), magnitude)), flip);
       __m512i rank = _mm512_setzero_si512();
       for (int j = 0; j < m; ++j) {
-        const __m512 member = _mm512_permutexvar_ps(memberIndex[j], v);
-        const __mmask16 beats = _mm512_cmp_ps_mask(member, v, _CMP_GT_OQ) |
-                                (_mm512_cmp_ps_mask(member, v, _CMP_EQ_OQ) & losesTie[j]);
-        rank = _mm512_mask_add_epi32(rank, beats, rank, one);
+        const __m512i member = _mm512_add_epi32(_mm512_permutexvar_epi32(memberIndex[j], key), tieBias[j]);
+        rank = _mm512_mask_add_epi32(rank, _mm512_cmpgt_epi32_mask(member, key), rank, one);
       }
       const __mmask16 selected = _mm512_cmplt_epi32_mask(rank, keep);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm_maskz_set1_epi8(selected, 1));
@@ -233,38 +270,39 @@ SPARQ_TARGET_AVX512 void nmRowsAvx512(const float* s, int64_t cols, int n, int m
 SPARQ_TARGET_AVX2 void nmRowsAvx2(const float* s, int64_t cols, int n, int m, bool largest, uint8_t* mask, int64_t r0,
                                   int64_t r1) {
   __m256i memberIndex[8];
-  __m256i losesTie[8];
+  __m256i tieBias[8];
   for (int j = 0; j < m; ++j) {
-    alignas(32) int32_t idx[8], after[8];
+    alignas(32) int32_t idx[8], bias[8];
     for (int lane = 0; lane < 8; ++lane) {
       idx[lane] = (lane & ~(m - 1)) + j;
-      after[lane] = (lane & (m - 1)) > j ? -1 : 0;
+      bias[lane] = (lane & (m - 1)) > j ? 1 : 0;
     }
     memberIndex[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
-    losesTie[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(after));
+    tieBias[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias));
   }
   const __m256i keep = _mm256_set1_epi32(n);
-  const __m256 negate = _mm256_set1_ps(largest ? 1.0f : -1.0f);
+  const __m256i flip = _mm256_set1_epi32(largest ? 0 : -1);
+  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i infinity = _mm256_set1_epi32(0x7F800000);
   const int64_t vectorCols = cols & ~int64_t{7};
   for (int64_t r = r0; r < r1; ++r) {
     const float* row = s + r * cols;
     uint8_t* out = mask + r * cols;
-    int nan = 0;
+    __m256i nan = _mm256_setzero_si256();
     for (int64_t c = 0; c < vectorCols; c += 8) {
-      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + c), negate);
-      nan |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c));
+      nan = _mm256_or_si256(nan, _mm256_cmpgt_epi32(_mm256_and_si256(bits, magnitude), infinity));
+      const __m256i key = _mm256_xor_si256(_mm256_xor_si256(bits, _mm256_and_si256(_mm256_srai_epi32(bits, 31), magnitude)), flip);
       __m256i rank = _mm256_setzero_si256();
       for (int j = 0; j < m; ++j) {
-        const __m256 member = _mm256_permutevar8x32_ps(v, memberIndex[j]);
-        const __m256i greater = _mm256_castps_si256(_mm256_cmp_ps(member, v, _CMP_GT_OQ));
-        const __m256i tie = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(member, v, _CMP_EQ_OQ)), losesTie[j]);
-        rank = _mm256_sub_epi32(rank, _mm256_or_si256(greater, tie));  // comparisons are -1 when true
+        const __m256i member = _mm256_add_epi32(_mm256_permutevar8x32_epi32(key, memberIndex[j]), tieBias[j]);
+        rank = _mm256_sub_epi32(rank, _mm256_cmpgt_epi32(member, key));  // comparisons are -1 when true
       }
       const int selected = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(keep, rank)));
       const uint64_t bytes = _pdep_u64(static_cast<uint64_t>(selected), 0x0101010101010101ull);
       memcpy(out + c, &bytes, 8);
     }
-    if (nan) nmRowReference(row, vectorCols, n, m, largest, out, r);
+    if (!_mm256_testz_si256(nan, nan)) nmRowReference(row, vectorCols, n, m, largest, out, r);
     nmRowReference(row + vectorCols, cols - vectorCols, n, m, largest, out + vectorCols, r);
   }
 }

@@ -75,9 +75,9 @@ Napi::Value allocate(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     ArgReader r(info);
     const int64_t bytes = r.integer("bytes");
-    require(bytes >= 0, ErrorCode::InvalidArgument, "allocate: bytes must be >= 0");
+    SPARQ_CHECK(bytes >= 0, ErrorCode::InvalidArgument, "allocate: bytes must be >= 0");
     Backend& backend = addonBackend();
-    require(backend.device() != Device::CPU, ErrorCode::InvalidArgument,
+    SPARQ_CHECK(backend.device() != Device::CPU, ErrorCode::InvalidArgument,
             "allocate: CPU tensors live in JavaScript memory; allocate is for device backends");
     auto buffer = std::make_unique<DeviceBuffer>();
     buffer->device = backend.device();
@@ -89,7 +89,7 @@ Napi::Value allocate(const Napi::CallbackInfo& info) {
 
 DeviceBuffer& bufferArg(const Napi::CallbackInfo& info, size_t index) {
   DeviceBuffer* buffer = index < info.Length() ? unwrapDeviceBuffer(info[index]) : nullptr;
-  require(buffer != nullptr, ErrorCode::InvalidArgument, "argument 'buffer': expected a device buffer");
+  SPARQ_CHECK(buffer != nullptr, ErrorCode::InvalidArgument, "argument 'buffer': expected a device buffer");
   return *buffer;
 }
 
@@ -106,10 +106,10 @@ Napi::Value release(const Napi::CallbackInfo& info) {
 Napi::Value copy(const Napi::CallbackInfo& info, bool toDevice) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     DeviceBuffer& buffer = bufferArg(info, 0);
-    require(info.Length() > 1 && info[1].IsTypedArray(), ErrorCode::InvalidArgument,
+    SPARQ_CHECK(info.Length() > 1 && info[1].IsTypedArray(), ErrorCode::InvalidArgument,
             "argument 'host': expected a TypedArray");
     Napi::TypedArray host = info[1].As<Napi::TypedArray>();
-    require(host.ByteLength() == buffer.bytes, ErrorCode::ShapeMismatch,
+    SPARQ_CHECK(host.ByteLength() == buffer.bytes, ErrorCode::ShapeMismatch,
             "copy: the device buffer has " + std::to_string(buffer.bytes) + " bytes, the host array " +
                 std::to_string(host.ByteLength()));
     uint8_t* hostData = static_cast<uint8_t*>(host.ArrayBuffer().Data()) + host.ByteOffset();

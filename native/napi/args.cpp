@@ -89,20 +89,20 @@ TensorView ArgReader::tensor(const char* name) {
   Napi::Value storage = next(name);
   const int64_t dtypeCode = integer(name);
   Napi::Value shapeValue = next(name);
-  require(isValidDType(static_cast<int32_t>(dtypeCode)), ErrorCode::InvalidArgument,
+  SPARQ_CHECK(isValidDType(static_cast<int32_t>(dtypeCode)), ErrorCode::InvalidArgument,
           std::string("tensor '") + name + "': unknown dtype code " + std::to_string(dtypeCode));
   if (!shapeValue.IsArray()) invalid(name, "a shape array after the dtype");
 
   TensorView view;
   view.dtype = static_cast<DType>(dtypeCode);
   Napi::Array shape = shapeValue.As<Napi::Array>();
-  require(shape.Length() <= static_cast<uint32_t>(kMaxDims), ErrorCode::InvalidArgument,
+  SPARQ_CHECK(shape.Length() <= static_cast<uint32_t>(kMaxDims), ErrorCode::InvalidArgument,
           std::string("tensor '") + name + "': at most " + std::to_string(kMaxDims) + " dimensions are supported");
   view.ndim = static_cast<int>(shape.Length());
   for (uint32_t i = 0; i < shape.Length(); ++i) {
     Napi::Value d = shape.Get(i);
     const double dim = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
-    require(dim >= 0 && dim == std::floor(dim) && dim <= 9007199254740991.0, ErrorCode::InvalidArgument,
+    SPARQ_CHECK(dim >= 0 && dim == std::floor(dim) && dim <= 9007199254740991.0, ErrorCode::InvalidArgument,
             std::string("tensor '") + name + "': shape entries must be non-negative integers");
     view.shape[i] = static_cast<int64_t>(dim);
   }
@@ -121,7 +121,7 @@ TensorView ArgReader::tensor(const char* name) {
     view.device = Device::CPU;
     byteLength = length * typedArrayElementSize(type);
   } else if (DeviceBuffer* buffer = unwrapDeviceBuffer(storage)) {
-    require(buffer->ptr != nullptr || buffer->bytes == 0, ErrorCode::InvalidArgument,
+    SPARQ_CHECK(buffer->ptr != nullptr || buffer->bytes == 0, ErrorCode::InvalidArgument,
             std::string("tensor '") + name + "': its device buffer was already released");
     view.data = buffer->ptr;
     view.device = buffer->device;
@@ -129,13 +129,13 @@ TensorView ArgReader::tensor(const char* name) {
   } else {
     invalid(name, "a TypedArray or a device buffer as tensor storage");
   }
-  require(view.device == addonBackend().device(), ErrorCode::DeviceMismatch,
+  SPARQ_CHECK(view.device == addonBackend().device(), ErrorCode::DeviceMismatch,
           std::string("tensor '") + name + "' is on " + deviceName(view.device) + ", but this is the " +
               addonBackend().name() + " backend");
-  require(byteLength == view.bytes(), ErrorCode::ShapeMismatch,
+  SPARQ_CHECK(byteLength == view.bytes(), ErrorCode::ShapeMismatch,
           std::string("tensor '") + name + "': " + dtypeName(view.dtype) + view.shapeString() + " needs " +
               std::to_string(view.bytes()) + " bytes, its storage has " + std::to_string(byteLength));
-  require(reinterpret_cast<uintptr_t>(view.data) % dtypeSize(view.dtype) == 0, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(reinterpret_cast<uintptr_t>(view.data) % dtypeSize(view.dtype) == 0, ErrorCode::InvalidArgument,
           std::string("tensor '") + name + "': storage is not aligned to its element size");
   pinned_.push_back(storage);
   return view;

@@ -31,14 +31,16 @@ struct SyrkJob {
   static constexpr const char* kName = "syrk";
   TensorView x, c;
   double alpha = 1, beta = 0;
+  bool fillUpper = true;
   void parse(ArgReader& r) {
     x = r.tensor("x");
     c = r.tensor("c");
     alpha = r.number("alpha");
     beta = r.number("beta");
+    fillUpper = r.boolean("fillUpper");
     checkSyrk(x, c);
   }
-  void run(Backend& backend) { backend.syrk(x, c, alpha, beta); }
+  void run(Backend& backend) { backend.syrk(x, c, alpha, beta, fillUpper); }
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
