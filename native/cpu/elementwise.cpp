@@ -51,7 +51,6 @@ template <typename T>
 void unaryGeneric(UnaryOp op, const T* x, T* o, int64_t n, T a, T b) {
   unaryBody(op, x, o, n, a, b);
 }
-#if SPARQ_X86
 template <typename T>
 SPARQ_TARGET_AVX2 void axpyAvx2(T alpha, const T* x, T* y, int64_t n) {
   axpyBody(alpha, x, y, n);
@@ -68,15 +67,10 @@ template <typename T>
 SPARQ_TARGET_AVX512 void unaryAvx512(UnaryOp op, const T* x, T* o, int64_t n, T a, T b) {
   unaryBody(op, x, o, n, a, b);
 }
-#endif
 
 template <typename T>
 void axpyTyped(double alpha, const TensorView& x, TensorView& y) {
-  auto fn = axpyGeneric<T>;
-#if SPARQ_X86
-  if (activeIsa() == Isa::Avx512) fn = axpyAvx512<T>;
-  if (activeIsa() == Isa::Avx2) fn = axpyAvx2<T>;
-#endif
+  const auto fn = pickKernel(axpyGeneric<T>, axpyAvx2<T>, axpyAvx512<T>);
   const T* xs = x.as<const T>();
   T* ys = y.as<T>();
   const T a = static_cast<T>(alpha);
@@ -85,11 +79,7 @@ void axpyTyped(double alpha, const TensorView& x, TensorView& y) {
 
 template <typename T>
 void unaryTyped(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) {
-  auto fn = unaryGeneric<T>;
-#if SPARQ_X86
-  if (activeIsa() == Isa::Avx512) fn = unaryAvx512<T>;
-  if (activeIsa() == Isa::Avx2) fn = unaryAvx2<T>;
-#endif
+  const auto fn = pickKernel(unaryGeneric<T>, unaryAvx2<T>, unaryAvx512<T>);
   const T* xs = x.as<const T>();
   T* os = out.as<T>();
   const T ta = static_cast<T>(a), tb = static_cast<T>(b);

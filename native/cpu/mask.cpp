@@ -320,12 +320,10 @@ SPARQ_INLINE bool thresholdBody(const float* s, uint8_t* mask, int64_t n, float 
 }
 
 bool thresholdGeneric(const float* s, uint8_t* m, int64_t n, float t) { return thresholdBody(s, m, n, t); }
-#if SPARQ_X86
 SPARQ_TARGET_AVX2 bool thresholdAvx2(const float* s, uint8_t* m, int64_t n, float t) { return thresholdBody(s, m, n, t); }
 SPARQ_TARGET_AVX512 bool thresholdAvx512(const float* s, uint8_t* m, int64_t n, float t) {
   return thresholdBody(s, m, n, t);
 }
-#endif
 
 template <typename T>
 SPARQ_INLINE void applyBody(const T* x, const uint8_t* mask, T* out, int64_t n) {
@@ -336,7 +334,6 @@ template <typename T>
 void applyGeneric(const T* x, const uint8_t* m, T* o, int64_t n) {
   applyBody(x, m, o, n);
 }
-#if SPARQ_X86
 template <typename T>
 SPARQ_TARGET_AVX2 void applyAvx2(const T* x, const uint8_t* m, T* o, int64_t n) {
   applyBody(x, m, o, n);
@@ -345,15 +342,10 @@ template <typename T>
 SPARQ_TARGET_AVX512 void applyAvx512(const T* x, const uint8_t* m, T* o, int64_t n) {
   applyBody(x, m, o, n);
 }
-#endif
 
 template <typename T>
 void applyTyped(const TensorView& x, const TensorView& mask, TensorView& out) {
-  auto fn = applyGeneric<T>;
-#if SPARQ_X86
-  if (activeIsa() == Isa::Avx512) fn = applyAvx512<T>;
-  if (activeIsa() == Isa::Avx2) fn = applyAvx2<T>;
-#endif
+  const auto fn = pickKernel(applyGeneric<T>, applyAvx2<T>, applyAvx512<T>);
   const T* xs = x.as<const T>();
   const uint8_t* ms = mask.as<const uint8_t>();
   T* os = out.as<T>();
@@ -395,11 +387,7 @@ void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& ma
 }
 
 void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) {
-  auto fn = thresholdGeneric;
-#if SPARQ_X86
-  if (activeIsa() == Isa::Avx512) fn = thresholdAvx512;
-  if (activeIsa() == Isa::Avx2) fn = thresholdAvx2;
-#endif
+  const auto fn = pickKernel(thresholdGeneric, thresholdAvx2, thresholdAvx512);
   const float* s = scores.as<const float>();
   uint8_t* m = mask.as<uint8_t>();
   const float t = static_cast<float>(threshold);
