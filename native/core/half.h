@@ -92,7 +92,7 @@ SPARQ_HOST_DEVICE inline float bf16ToFloatRef(uint16_t b) { return bitsToFloat(s
 // round twice; rounding to float "to odd" (truncate, then set the last bit if anything was dropped)
 // keeps enough information for the final round-to-nearest-even to be exact, because float carries at
 // least two more significand bits than either target.
-inline float doubleToFloatRoundToOdd(double d) {
+SPARQ_HOST_DEVICE inline float doubleToFloatRoundToOdd(double d) {
   if (d != d) return static_cast<float>(d);
   float f = static_cast<float>(d);
   const double back = static_cast<double>(f);
@@ -103,8 +103,8 @@ inline float doubleToFloatRoundToOdd(double d) {
   return bitsToFloat(bits | 1u);
 }
 
-inline uint16_t doubleToHalfRef(double d) { return floatToHalfRef(doubleToFloatRoundToOdd(d)); }
+SPARQ_HOST_DEVICE inline uint16_t doubleToHalfRef(double d) { return floatToHalfRef(doubleToFloatRoundToOdd(d)); }
 
-inline uint16_t doubleToBF16Ref(double d) { return floatToBF16Ref(doubleToFloatRoundToOdd(d)); }
+SPARQ_HOST_DEVICE inline uint16_t doubleToBF16Ref(double d) { return floatToBF16Ref(doubleToFloatRoundToOdd(d)); }
 
 }  // namespace sparq

@@ -1,0 +1,38 @@
+// Launchers for sparq's own CUDA kernels, callable from plain C++ (cuda_backend.cpp). Every launcher
+// runs on the given stream, handles empty inputs, and reports a launch failure as a sparq::Error.
+// NaN checks write the flat index of the first NaN into `*firstNaN` (a device int64 that the caller
+// sets to INT64_MAX beforehand), so the caller can name the row and column.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/backend.h"
+
+namespace sparq::cuda {
+
+void convert(const void* src, DType from, void* dst, DType to, int64_t count, cudaStream_t stream);
+
+void topkMask(const float* scores, int64_t rows, int64_t cols, int64_t k, bool largest, uint8_t* mask,
+              int64_t* firstNaN, cudaStream_t stream);
+void nmMask(const float* scores, int64_t rows, int64_t cols, int n, int m, bool largest, uint8_t* mask,
+            int64_t* firstNaN, cudaStream_t stream);
+void thresholdMask(const float* scores, int64_t count, float threshold, uint8_t* mask, int64_t* firstNaN,
+                   cudaStream_t stream);
+void applyMask(const void* x, const uint8_t* mask, void* out, int64_t count, size_t elementSize, cudaStream_t stream);
+
+void axpy(double alpha, const void* x, void* y, int64_t count, DType dtype, cudaStream_t stream);
+void unary(UnaryOp op, const void* x, void* out, int64_t count, DType dtype, double a, double b, cudaStream_t stream);
+
+// Square n×n row-major matrices (f32 or f64).
+void findNonFinite(const void* a, int64_t count, DType dtype, int64_t* firstBad, cudaStream_t stream);
+void addToDiagonal(void* a, int64_t n, DType dtype, double lambda, cudaStream_t stream);
+// Lower triangle onto the upper one.
+void mirrorLower(void* a, int64_t n, DType dtype, cudaStream_t stream);
+// Keeps the lower triangle (zeroing the upper), or moves it to the upper one (U = Lᵀ, lower zeroed).
+void finishFactor(void* a, int64_t n, DType dtype, bool upper, cudaStream_t stream);
+
+// Throws sparq::Error(Internal) naming `what` if the last launch failed.
+void checkLaunch(const char* what);
+
+}  // namespace sparq::cuda
