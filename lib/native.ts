@@ -155,22 +155,39 @@ export function callSync<T = unknown>(device: Device, name: string, args: unknow
   }
 }
 
+// Asynchronous calls per device run one after another: native jobs take turns on the cores anyway,
+// and queuing them here keeps at most one of libuv's few worker threads busy with compute, leaving the
+// others to file and network I/O.
+const queues = new Map<Device, Promise<unknown>>();
+
 /**
- * Runs `name`Async on a worker thread. The promise rejects with AbortError when the signal aborts; the
- * kernel notices between chunks of work and stops early.
+ * Runs `name`Async on a worker thread, after the device's earlier asynchronous calls. The promise
+ * rejects with AbortError when the signal aborts: before the call starts it never runs; while it runs
+ * the kernel notices between chunks of work and stops early.
  */
-export async function callAsync<T = unknown>(device: Device, name: string, args: unknown[], signal?: AbortSignal): Promise<T> {
+export function callAsync<T = unknown>(device: Device, name: string, args: unknown[], signal?: AbortSignal): Promise<T> {
   const callSite = new Error();
-  if (signal?.aborted) throw new AbortError();
+  if (signal?.aborted) return Promise.reject(new AbortError());
   const addon = backend(device);
-  const token = addon.newCancelToken();
-  const onAbort = () => addon.cancel(token);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    return await (addon[`${name}Async`] as (...a: unknown[]) => Promise<T>)(...args, token);
-  } catch (error) {
-    throw fromNativeError(error, callSite);
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-  }
+  const previous = queues.get(device) ?? Promise.resolve();
+  const run = previous.then(async () => {
+    if (signal?.aborted) throw new AbortError();
+    const token = addon.newCancelToken();
+    const onAbort = () => addon.cancel(token);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await (addon[`${name}Async`] as (...a: unknown[]) => Promise<T>)(...args, token);
+    } catch (error) {
+      throw fromNativeError(error, callSite);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  });
+  const settled = run.catch(() => undefined);
+  queues.set(device, settled);
+  // Drop the queue's tail once it is idle so finished promises are not kept alive.
+  void settled.then(() => {
+    if (queues.get(device) === settled) queues.delete(device);
+  });
+  return run;
 }

@@ -136,6 +136,7 @@ export class HessianAccumulator {
   private readonly matrix: Tensor;
   private rows = 0;
   private upperStale = false;
+  private pending: Promise<void> = Promise.resolve();
 
   constructor(features: number, options: { dtype?: 'f32' | 'f64'; device?: Device } = {}) {
     checkInteger('features', features, 1);
@@ -183,9 +184,18 @@ export class HessianAccumulator {
     const call = this.updateCall(x);
     if (call) runSync(call);
   }
-  async addAsync(x: Tensor, options: AsyncOptions = {}): Promise<void> {
-    const call = this.updateCall(x);
-    if (call) await runAsync(call, options);
+  /**
+   * Adds a batch on a worker thread. Batches added this way are applied in call order, each weighted
+   * by the row count at the time it runs; await them before reading `hessian` or calling add().
+   */
+  addAsync(x: Tensor, options: AsyncOptions = {}): Promise<void> {
+    checkTensor('x', x);
+    const run = this.pending.then(async () => {
+      const call = this.updateCall(x);
+      if (call) await runAsync(call, options);
+    });
+    this.pending = run.catch(() => undefined);
+    return run;
   }
 }
 

@@ -66,6 +66,19 @@ describe('async ops', () => {
     await assert.rejects(gemmAsync(randomMatrix(4, 4, 1), randomMatrix(4, 4, 2), { signal: controller.signal }), AbortError);
   });
 
+  it('run one after another per device, and skip a queued call whose signal aborts before it starts', async () => {
+    const scores = randomMatrix(4000, 1024, 7);
+    const first = topkMaskAsync(scores, 100);
+    const controller = new AbortController();
+    const second = topkMaskAsync(scores, 100, { signal: controller.signal });
+    controller.abort();
+    const third = topkMaskAsync(scores, 50);
+    await assert.rejects(second, AbortError);
+    const [a, c] = await Promise.all([first, third]);
+    assert.equal((a.data as Uint8Array).reduce((s, v) => s + v, 0), 4000 * 100);
+    assert.equal((c.data as Uint8Array).reduce((s, v) => s + v, 0), 4000 * 50);
+  });
+
   it('stop long work when the signal aborts mid-run', async () => {
     // Large row count so the kernel checks cancellation between many chunks.
     const scores = randomMatrix(20000, 1024, 4);

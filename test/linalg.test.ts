@@ -114,7 +114,7 @@ describe('syrk and the streamed Hessian', () => {
     }
   });
 
-  it('weights batches of different sizes by their row count: H = (2/T)·Σ xᵀx', () => {
+  it('weights batches of different sizes by their row count: H = (2/T)·Σ xᵀx', async () => {
     const random = rng(77);
     const n = 33;
     const sizes = [1, 17, 5, 128, 0, 64];
@@ -128,6 +128,17 @@ describe('syrk and the streamed Hessian', () => {
         offset += s;
       }
       assert.equal(acc.count, total);
+      // The same batches added asynchronously without awaiting each one give the same running mean.
+      const concurrent = new HessianAccumulator(n, { dtype });
+      let start = 0;
+      await Promise.all(
+        sizes.map((s) => {
+          const batch = tensorOf(all.slice(start * n, (start + s) * n), [s, n], dtype);
+          start += s;
+          return concurrent.addAsync(batch);
+        }),
+      );
+      assert.deepEqual(concurrent.hessian.data, acc.hessian.data);
       const X = tensorOf(all, [total, n], dtype).toFloat64Array();
       const expected = matmulRef(X, total, n, true, X, total, n, false).map((v) => (2 / total) * v);
       assertClose(acc.hessian.toFloat64Array(), expected, dtype === 'f32' ? { atol: 1e-5, rtol: 1e-5 } : { atol: 1e-12, rtol: 1e-12 }, `hessian ${dtype}`);
