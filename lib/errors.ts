@@ -10,6 +10,8 @@ export type SparqErrorCode =
   | 'SPARQ_ALLOCATION_FAILED'
   | 'SPARQ_BACKEND_UNAVAILABLE'
   | 'SPARQ_INTERNAL'
+  | 'SPARQ_INVALID_FILE'
+  | 'SPARQ_UNSUPPORTED_FORMAT'
   | 'ABORT_ERR';
 
 export class SparqError extends Error {
@@ -61,6 +63,18 @@ export class InternalError extends SparqError {
     super('SPARQ_INTERNAL', message, options);
   }
 }
+/** A file that is malformed or lies about its contents; the message names the file (and tensor). */
+export class InvalidFileError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_INVALID_FILE', message, options);
+  }
+}
+/** A format sparq refuses to read (e.g. pickled PyTorch checkpoints); the message says what to do. */
+export class UnsupportedFormatError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_UNSUPPORTED_FORMAT', message, options);
+  }
+}
 /** Thrown (or rejected with) when an AbortSignal stops an operation; `name` is 'AbortError' as in the DOM. */
 export class AbortError extends SparqError {
   constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
@@ -78,6 +92,8 @@ const BY_CODE: Record<SparqErrorCode, new (message: string, options?: { cause?: 
   SPARQ_ALLOCATION_FAILED: AllocationError,
   SPARQ_BACKEND_UNAVAILABLE: BackendUnavailableError,
   SPARQ_INTERNAL: InternalError,
+  SPARQ_INVALID_FILE: InvalidFileError,
+  SPARQ_UNSUPPORTED_FORMAT: UnsupportedFormatError,
   ABORT_ERR: AbortError,
 };
 
