@@ -2,6 +2,8 @@
 // device memory. Compiled into both addons; each links the backend that defines addonBackend().
 #include <napi.h>
 
+#include <mutex>
+
 #include "args.h"
 #include "ops.h"
 
@@ -41,7 +43,10 @@ Napi::Value info(const Napi::CallbackInfo& info) {
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     ArgReader r(info);
-    ThreadPool::instance().setThreads(static_cast<int>(r.integer("threads")));
+    const int threads = static_cast<int>(r.integer("threads"));
+    // Wait for running asynchronous jobs: OpenBLAS must not be resized under one.
+    std::lock_guard<std::mutex> lock(computeMutex());
+    ThreadPool::instance().setThreads(threads);
     return info.Env().Undefined();
   });
 }
