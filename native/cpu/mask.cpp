@@ -64,7 +64,15 @@ void topkRowReference(const float* scores, int64_t cols, int64_t k, bool largest
 // that bucket and `inBucket` its population.
 uint32_t pickBucket(const uint32_t* histogram, uint32_t buckets, int64_t& need, int64_t& inBucket) {
   int64_t above = 0;
-  for (int64_t b = buckets - 1; b >= 0; --b) {
+  int64_t b = static_cast<int64_t>(buckets) - 1;
+  // Whole blocks of 16 buckets at a time while the k-th key lies below them.
+  for (; b >= 15; b -= 16) {
+    uint32_t block = 0;
+    for (int i = 0; i < 16; ++i) block += histogram[b - 15 + i];
+    if (above + block >= need) break;
+    above += block;
+  }
+  for (; b >= 0; --b) {
     if (above + histogram[b] >= need) {
       need -= above;
       inBucket = histogram[b];
@@ -125,7 +133,8 @@ SPARQ_INLINE void topkRowRadix(const float* scores, int64_t cols, int64_t k, boo
     memset(mask, 0, cols);
     return;
   }
-  // Four tables, so that runs of one bucket do not serialize on a single counter.
+  // Level 1: the top 11 bits over the whole row, counted in four interleaved tables: scores of a row
+  // crowd into a few buckets, and consecutive increments of one counter would serialize on memory.
   uint32_t tables[4][2048];
   memset(tables, 0, sizeof tables);
   int64_t c = 0;
@@ -136,26 +145,24 @@ SPARQ_INLINE void topkRowRadix(const float* scores, int64_t cols, int64_t k, boo
     tables[3][keys[c + 3] >> 21]++;
   }
   for (; c < cols; ++c) tables[0][keys[c] >> 21]++;
-  for (int b = 0; b < 2048; ++b) tables[0][b] += tables[1][b] + tables[2][b] + tables[3][b];
-
+  uint32_t* table = tables[0];
+  for (int b = 0; b < 2048; ++b) table[b] += tables[1][b] + tables[2][b] + tables[3][b];
   int64_t need = k, inBucket = 0;
-  const uint32_t b1 = pickBucket(tables[0], 2048, need, inBucket);
+  const uint32_t b1 = pickBucket(table, 2048, need, inBucket);
   uint32_t low = b1 << 21;
   bool exact = need == inBucket;  // the whole bucket is selected: every key >= its lower edge
   if (!exact) {
+    // The remaining 21 bits in three 7-bit levels over the bucket's keys only: small tables keep the
+    // per-row cost of clearing and scanning them low.
     const int64_t n = compact(keys, cols, b1, candidates);
-    uint32_t* histogram = tables[1];
-    memset(histogram, 0, 2048 * sizeof(uint32_t));
-    for (int64_t i = 0; i < n; ++i) histogram[(candidates[i] >> 10) & 0x7FFu]++;
-    const uint32_t b2 = pickBucket(histogram, 2048, need, inBucket);
-    low |= b2 << 10;
-    exact = need == inBucket;
-    if (!exact) {
-      memset(histogram, 0, 1024 * sizeof(uint32_t));
+    for (int shift = 14; shift >= 0 && !exact; shift -= 7) {
+      uint32_t* histogram = table;
+      memset(histogram, 0, 128 * sizeof(uint32_t));
+      const uint32_t prefix = low >> (shift + 7);
       for (int64_t i = 0; i < n; ++i) {
-        if ((candidates[i] >> 10) == (low >> 10)) histogram[candidates[i] & 0x3FFu]++;
+        if ((candidates[i] >> (shift + 7)) == prefix) histogram[(candidates[i] >> shift) & 0x7Fu]++;
       }
-      low |= pickBucket(histogram, 1024, need, inBucket);
+      low |= pickBucket(histogram, 128, need, inBucket) << shift;
       exact = need == inBucket;
     }
   }
