@@ -12,6 +12,7 @@
         "native/cpu/isa.cpp",
         "native/cpu/linalg.cpp",
         "native/cpu/mask.cpp",
+        "native/cpu/nn.cpp",
         "native/napi/addon.cpp",
         "native/napi/args.cpp",
         "native/napi/ops.cpp"

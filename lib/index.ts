@@ -16,3 +16,5 @@ export * from './ops.js';
 export { DeviceStorage, formatShape, shapeNumel, Tensor, type Shape } from './tensor.js';
 export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.js';
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
+export type { AsyncOptions } from './call.js';
+export * from './nn.js';

@@ -1,50 +1,11 @@
 // The public ops. Each has a synchronous form for small inputs and an `...Async` form that runs on a
 // worker thread, returns a Promise and accepts an AbortSignal. Tensors of one call must share a device;
 // the op runs on that device's backend. Outputs are fresh tensors unless `out` is given.
-import { DeviceMismatchError, InvalidArgumentError } from './errors.js';
-import { callAsync, callSync, type Device } from './native.js';
+import { checkMatrix, checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
+import { InvalidArgumentError } from './errors.js';
+import type { Device } from './native.js';
 import { formatShape, Tensor } from './tensor.js';
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
-
-export interface AsyncOptions {
-  signal?: AbortSignal;
-}
-
-/** A prepared native call: the op name, its arguments and how to build the result afterwards. */
-interface Call<T> {
-  device: Device;
-  name: string;
-  args: unknown[];
-  result: (nativeResult: unknown) => T;
-}
-
-function runSync<T>(call: Call<T>): T {
-  return call.result(callSync(call.device, call.name, call.args));
-}
-
-async function runAsync<T>(call: Call<T>, options: AsyncOptions = {}): Promise<T> {
-  return call.result(await callAsync(call.device, call.name, call.args, options.signal));
-}
-
-function checkTensor(param: string, value: unknown): Tensor {
-  if (!(value instanceof Tensor)) invalid(param, 'a Tensor', value);
-  return value;
-}
-
-function commonDevice(tensors: Record<string, Tensor>): Device {
-  const entries = Object.entries(tensors);
-  const [firstName, first] = entries[0];
-  for (const [name, t] of entries) {
-    if (t.device !== first.device) {
-      throw new DeviceMismatchError(`${name} is on ${t.device} but ${firstName} is on ${first.device}; move them to one device first`);
-    }
-  }
-  return first.device;
-}
-
-function checkMatrix(param: string, t: Tensor): void {
-  if (t.ndim !== 2) invalid(param, 'a 2-D matrix', `shape ${formatShape(t.shape)}`);
-}
 
 // ---- gemm ----------------------------------------------------------------------------------------------
 
@@ -436,7 +397,7 @@ export function axpyAsync(alpha: number, x: Tensor, y: Tensor, options: AsyncOpt
   return runAsync(axpyCall(alpha, x, y), options);
 }
 
-const UNARY_CODES = { copy: 0, abs: 1, square: 2, scale: 3, clamp: 4 } as const;
+const UNARY_CODES = { copy: 0, abs: 1, square: 2, scale: 3, clamp: 4, relu: 5, silu: 6, gelu: 7, geluTanh: 8 } as const;
 type UnaryName = keyof typeof UNARY_CODES;
 
 interface UnaryOptions {
@@ -472,6 +433,21 @@ export function clamp(x: Tensor, min: number, max: number, options: UnaryOptions
   checkNumber('max', max, { finite: false });
   if (min > max) throw new InvalidArgumentError(`clamp: min must not exceed max, received min ${min} > max ${max}`);
   return runSync(unaryCall('clamp', x, min, max, options));
+}
+export function relu(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('relu', x, 0, 0, options));
+}
+/** x·sigmoid(x). */
+export function silu(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('silu', x, 0, 0, options));
+}
+/** Exact GELU, x·Φ(x). */
+export function gelu(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('gelu', x, 0, 0, options));
+}
+/** GELU's tanh approximation (Hugging Face's gelu_new / gelu_pytorch_tanh). */
+export function geluTanh(x: Tensor, options: UnaryOptions = {}): Tensor {
+  return runSync(unaryCall('geluTanh', x, 0, 0, options));
 }
 export function unaryAsync(op: UnaryName, x: Tensor, options: UnaryOptions & AsyncOptions & { a?: number; b?: number } = {}): Promise<Tensor> {
   return runAsync(unaryCall(op, x, options.a ?? 0, options.b ?? 0, options), options);

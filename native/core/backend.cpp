@@ -7,4 +7,23 @@ void Backend::setKernelVariant(const std::string& variant) {
           std::string("the ") + name() + " backend has no kernel variant '" + variant + "'");
 }
 
+namespace {
+[[noreturn]] void unsupported(const Backend& backend, const char* op) {
+  fail(ErrorCode::BackendUnavailable, std::string(op) + " is not implemented on the " + backend.name() +
+                                          " backend yet; run it on CPU tensors");
+}
+}  // namespace
+
+void Backend::embedding(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "embedding"); }
+void Backend::norm(NormKind, const TensorView&, const TensorView&, const TensorView&, double, TensorView&) {
+  unsupported(*this, "norm");
+}
+void Backend::rope(TensorView&, const TensorView&, const TensorView&) { unsupported(*this, "rope"); }
+void Backend::attention(const TensorView&, const TensorView&, const TensorView&, TensorView&, double, bool) {
+  unsupported(*this, "attention");
+}
+void Backend::siluMul(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "siluMul"); }
+void Backend::addBias(TensorView&, const TensorView&) { unsupported(*this, "addBias"); }
+void Backend::crossEntropy(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "crossEntropy"); }
+
 }  // namespace sparq

@@ -23,7 +23,22 @@ struct CholeskyReport {
   int attempts = 0;            // factorizations tried, the successful one included
 };
 
-enum class UnaryOp : int32_t { Copy = 0, Abs = 1, Square = 2, Scale = 3, Clamp = 4 };
+enum class UnaryOp : int32_t {
+  Copy = 0,
+  Abs = 1,
+  Square = 2,
+  Scale = 3,
+  Clamp = 4,
+  Relu = 5,
+  Silu = 6,
+  Gelu = 7,      // exact: x·Φ(x) with erf
+  GeluTanh = 8,  // the tanh approximation ("gelu_new", "gelu_pytorch_tanh")
+};
+constexpr int32_t kUnaryOpCount = 9;
+
+// Row-wise normalization: RMSNorm y = x / sqrt(mean(x²) + eps) · w, or LayerNorm
+// y = (x − mean) / sqrt(var + eps) · w + b (biased variance, as PyTorch).
+enum class NormKind : int32_t { Rms = 0, Layer = 1 };
 
 class Backend {
  public:
@@ -69,6 +84,27 @@ class Backend {
   virtual void axpy(double alpha, const TensorView& x, TensorView& y) = 0;
   // out = op(x): copy, |x|, x², a·x, clamp(x, a, b) (out may alias x).
   virtual void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) = 0;
+
+  // ---- transformer building blocks (f32). Backends that lack one throw BackendUnavailable. ----
+  // out[t] = table[ids[t]] for ids i32 [T], table [V, D]; an id outside 0..V-1 is an error.
+  virtual void embedding(const TensorView& table, const TensorView& ids, TensorView& out);
+  // Normalizes each row of x [R, D] (out may alias x); bias only for LayerNorm (may be empty).
+  virtual void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps,
+                    TensorView& out);
+  // Rotary embedding in place on x [T, H, d] (rotate-half pairing: i with i + d/2), angle
+  // positions[t]·invFreq[i] for positions i32 [T], invFreq f32 [d/2].
+  virtual void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq);
+  // Scaled dot-product attention with grouped KV heads: q [T, Hq, d], k and v [S, Hkv, d], out [T, Hq, d];
+  // Hq is a multiple of Hkv. Causal: query t sees keys s <= t + (S − T). Never builds the T×S matrix.
+  virtual void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale,
+                         bool causal);
+  // out = silu(gate) · up (out may alias either).
+  virtual void siluMul(const TensorView& gate, const TensorView& up, TensorView& out);
+  // x[r, c] += bias[c] for x [R, C], in place.
+  virtual void addBias(TensorView& x, const TensorView& bias);
+  // nll[t] = logsumexp(logits[t]) − logits[t, targets[t]] for logits [T, V], targets i32 [T] (f32 out,
+  // accumulated in f64).
+  virtual void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll);
 
   // Device memory; the CPU backend's tensors live in JavaScript memory and never call these.
   virtual void* allocate(size_t bytes) = 0;

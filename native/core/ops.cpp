@@ -159,12 +159,108 @@ void checkAxpy(const TensorView& x, const TensorView& y) {
 }
 
 void checkUnary(UnaryOp op, const TensorView& x, const TensorView& out) {
-  SPARQ_CHECK(static_cast<int32_t>(op) >= 0 && static_cast<int32_t>(op) <= 4, ErrorCode::InvalidArgument,
+  SPARQ_CHECK(static_cast<int32_t>(op) >= 0 && static_cast<int32_t>(op) < kUnaryOpCount, ErrorCode::InvalidArgument,
           "unknown unary op " + std::to_string(static_cast<int32_t>(op)));
   requireBlasFloat(x, "x");
   requireSameDType(x, out, "x", "out");
   requireSameDevice(x, out, "x", "out");
   requireSameNumel(x, out, "x", "out");
+}
+
+void checkEmbedding(const TensorView& table, const TensorView& ids, const TensorView& out) {
+  requireMatrix(table, "table");
+  requireDType(table, "table", DType::F32);
+  requireDType(ids, "ids", DType::I32);
+  requireDType(out, "out", DType::F32);
+  requireSameDevice(table, ids, "table", "ids");
+  requireSameDevice(table, out, "table", "out");
+  SPARQ_CHECK(out.numel() == ids.numel() * table.shape[1], ErrorCode::ShapeMismatch,
+              "embedding: out must hold " + std::to_string(ids.numel()) + " rows of " + std::to_string(table.shape[1]) +
+                  ", got " + out.shapeString());
+}
+
+void checkNorm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& out,
+               double eps) {
+  SPARQ_CHECK(kind == NormKind::Rms || kind == NormKind::Layer, ErrorCode::InvalidArgument, "norm: unknown kind");
+  requireDType(x, "x", DType::F32);
+  requireSameDType(x, weight, "x", "weight");
+  requireSameDType(x, out, "x", "out");
+  requireSameDevice(x, weight, "x", "weight");
+  requireSameDevice(x, out, "x", "out");
+  requireSameNumel(x, out, "x", "out");
+  SPARQ_CHECK(x.ndim >= 1 && weight.numel() == x.cols(), ErrorCode::ShapeMismatch,
+              "norm: weight must have the row length " + std::to_string(x.cols()) + " of x " + x.shapeString() +
+                  ", got " + weight.shapeString());
+  SPARQ_CHECK(bias.numel() == 0 || (kind == NormKind::Layer && bias.numel() == x.cols() && bias.dtype == DType::F32 &&
+                                    bias.device == x.device),
+              ErrorCode::ShapeMismatch, "norm: bias must be empty, or an f32 row of " + std::to_string(x.cols()) +
+                                            " for LayerNorm, got " + bias.shapeString());
+  SPARQ_CHECK(eps >= 0 && eps == eps, ErrorCode::InvalidArgument, "norm: eps must be >= 0");
+}
+
+void checkRope(const TensorView& x, const TensorView& positions, const TensorView& invFreq) {
+  requireDType(x, "x", DType::F32);
+  requireDType(positions, "positions", DType::I32);
+  requireDType(invFreq, "invFreq", DType::F32);
+  requireSameDevice(x, positions, "x", "positions");
+  requireSameDevice(x, invFreq, "x", "invFreq");
+  SPARQ_CHECK(x.ndim == 3 && x.shape[2] % 2 == 0, ErrorCode::ShapeMismatch,
+              "rope: x must be [tokens, heads, head_dim] with an even head_dim, got " + x.shapeString());
+  SPARQ_CHECK(positions.numel() == x.shape[0], ErrorCode::ShapeMismatch,
+              "rope: positions must have one entry per token (" + std::to_string(x.shape[0]) + "), got " +
+                  positions.shapeString());
+  SPARQ_CHECK(invFreq.numel() == x.shape[2] / 2, ErrorCode::ShapeMismatch,
+              "rope: invFreq must have head_dim / 2 = " + std::to_string(x.shape[2] / 2) + " entries, got " +
+                  invFreq.shapeString());
+}
+
+void checkAttention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out) {
+  for (const auto* t : {&q, &k, &v, &out}) requireDType(*t, "q, k, v and out", DType::F32);
+  requireSameDevice(q, k, "q", "k");
+  requireSameDevice(q, v, "q", "v");
+  requireSameDevice(q, out, "q", "out");
+  SPARQ_CHECK(q.ndim == 3 && k.ndim == 3 && v.ndim == 3 && out.ndim == 3, ErrorCode::ShapeMismatch,
+              "attention: q, k, v and out must be [tokens, heads, head_dim]");
+  SPARQ_CHECK(k.shape[0] == v.shape[0] && k.shape[1] == v.shape[1] && k.shape[2] == q.shape[2] &&
+                  v.shape[2] == q.shape[2],
+              ErrorCode::ShapeMismatch,
+              "attention: k " + k.shapeString() + " and v " + v.shapeString() + " must match each other and q's head_dim");
+  SPARQ_CHECK(k.shape[1] > 0 && q.shape[1] % k.shape[1] == 0, ErrorCode::ShapeMismatch,
+              "attention: query heads (" + std::to_string(q.shape[1]) + ") must be a multiple of key/value heads (" +
+                  std::to_string(k.shape[1]) + ")");
+  SPARQ_CHECK(k.shape[0] >= q.shape[0], ErrorCode::ShapeMismatch, "attention: fewer keys than queries");
+  SPARQ_CHECK(out.shape[0] == q.shape[0] && out.shape[1] == q.shape[1] && out.shape[2] == q.shape[2],
+              ErrorCode::ShapeMismatch, "attention: out must have q's shape " + q.shapeString());
+}
+
+void checkSiluMul(const TensorView& gate, const TensorView& up, const TensorView& out) {
+  requireDType(gate, "gate", DType::F32);
+  requireSameDType(gate, up, "gate", "up");
+  requireSameDType(gate, out, "gate", "out");
+  requireSameDevice(gate, up, "gate", "up");
+  requireSameDevice(gate, out, "gate", "out");
+  requireSameNumel(gate, up, "gate", "up");
+  requireSameNumel(gate, out, "gate", "out");
+}
+
+void checkAddBias(const TensorView& x, const TensorView& bias) {
+  requireDType(x, "x", DType::F32);
+  requireSameDType(x, bias, "x", "bias");
+  requireSameDevice(x, bias, "x", "bias");
+  SPARQ_CHECK(x.ndim >= 1 && bias.numel() == x.cols(), ErrorCode::ShapeMismatch,
+              "addBias: bias must have the row length " + std::to_string(x.cols()) + " of x " + x.shapeString() +
+                  ", got " + bias.shapeString());
+}
+
+void checkCrossEntropy(const TensorView& logits, const TensorView& targets, const TensorView& nll) {
+  requireMatrix(logits, "logits");
+  requireDType(logits, "logits", DType::F32);
+  requireDType(targets, "targets", DType::I32);
+  requireDType(nll, "nll", DType::F32);
+  requireSameDevice(logits, targets, "logits", "targets");
+  requireSameDevice(logits, nll, "logits", "nll");
+  SPARQ_CHECK(targets.numel() == logits.shape[0] && nll.numel() == logits.shape[0], ErrorCode::ShapeMismatch,
+              "crossEntropy: targets and nll need one entry per row of logits " + logits.shapeString());
 }
 
 }  // namespace sparq

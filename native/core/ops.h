@@ -17,5 +17,13 @@ void checkThresholdMask(const TensorView& scores, const TensorView& mask);
 void checkApplyMask(const TensorView& x, const TensorView& mask, const TensorView& out);
 void checkAxpy(const TensorView& x, const TensorView& y);
 void checkUnary(UnaryOp op, const TensorView& x, const TensorView& out);
+void checkEmbedding(const TensorView& table, const TensorView& ids, const TensorView& out);
+void checkNorm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, const TensorView& out,
+               double eps);
+void checkRope(const TensorView& x, const TensorView& positions, const TensorView& invFreq);
+void checkAttention(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out);
+void checkSiluMul(const TensorView& gate, const TensorView& up, const TensorView& out);
+void checkAddBias(const TensorView& x, const TensorView& bias);
+void checkCrossEntropy(const TensorView& logits, const TensorView& targets, const TensorView& nll);
 
 }  // namespace sparq

@@ -13,6 +13,7 @@
 #include "isa.h"
 #include "linalg.h"
 #include "mask.h"
+#include "nn.h"
 
 namespace sparq::cpu {
 
@@ -62,6 +63,26 @@ class CpuBackend final : public Backend {
   void axpy(double alpha, const TensorView& x, TensorView& y) override { cpu::axpy(alpha, x, y); }
   void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) override {
     cpu::unary(op, x, out, a, b);
+  }
+
+  void embedding(const TensorView& table, const TensorView& ids, TensorView& out) override {
+    cpu::embedding(table, ids, out);
+  }
+  void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps,
+            TensorView& out) override {
+    cpu::norm(kind, x, weight, bias, eps, out);
+  }
+  void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq) override {
+    cpu::rope(x, positions, invFreq);
+  }
+  void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale,
+                 bool causal) override {
+    cpu::attention(q, k, v, out, scale, causal);
+  }
+  void siluMul(const TensorView& gate, const TensorView& up, TensorView& out) override { cpu::siluMul(gate, up, out); }
+  void addBias(TensorView& x, const TensorView& bias) override { cpu::addBias(x, bias); }
+  void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll) override {
+    cpu::crossEntropy(logits, targets, nll);
   }
 
   // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.

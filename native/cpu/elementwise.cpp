@@ -4,6 +4,7 @@
 #include "elementwise.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/pool.h"
@@ -39,6 +40,21 @@ SPARQ_INLINE void unaryBody(UnaryOp op, const T* x, T* out, int64_t n, T a, T b)
     case UnaryOp::Clamp:
       // NaN stays NaN: both comparisons are false for it.
       for (int64_t i = 0; i < n; ++i) out[i] = x[i] < a ? a : (x[i] > b ? b : x[i]);
+      break;
+    case UnaryOp::Relu:
+      for (int64_t i = 0; i < n; ++i) out[i] = x[i] > T(0) ? x[i] : (x[i] != x[i] ? x[i] : T(0));
+      break;
+    case UnaryOp::Silu:
+      for (int64_t i = 0; i < n; ++i) out[i] = x[i] / (T(1) + std::exp(-x[i]));
+      break;
+    case UnaryOp::Gelu:
+      for (int64_t i = 0; i < n; ++i) out[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(0.70710678118654752440)));
+      break;
+    case UnaryOp::GeluTanh:
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = x[i];
+        out[i] = T(0.5) * v * (T(1) + std::tanh(T(0.79788456080286535588) * (v + T(0.044715) * v * v * v)));
+      }
       break;
   }
 }

@@ -21,6 +21,12 @@ __global__ void unaryKernel(UnaryOp op, const T* x, T* out, int64_t count, T a, 
       case UnaryOp::Square: out[i] = v * v; break;
       case UnaryOp::Scale: out[i] = a * v; break;
       case UnaryOp::Clamp: out[i] = v < a ? a : (v > b ? b : v); break;
+      case UnaryOp::Relu: out[i] = v > T(0) ? v : (v != v ? v : T(0)); break;
+      case UnaryOp::Silu: out[i] = v / (T(1) + exp(-v)); break;
+      case UnaryOp::Gelu: out[i] = T(0.5) * v * (T(1) + erf(v * T(0.70710678118654752440))); break;
+      case UnaryOp::GeluTanh:
+        out[i] = T(0.5) * v * (T(1) + tanh(T(0.79788456080286535588) * (v + T(0.044715) * v * v * v)));
+        break;
     }
   }
 }

@@ -190,6 +190,106 @@ struct UnaryJob {
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
+struct EmbeddingJob {
+  static constexpr const char* kName = "embedding";
+  TensorView table, ids, out;
+  void parse(ArgReader& r) {
+    table = r.tensor("table");
+    ids = r.tensor("ids");
+    out = r.tensor("out");
+    checkEmbedding(table, ids, out);
+  }
+  void run(Backend& backend) { backend.embedding(table, ids, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct NormJob {
+  static constexpr const char* kName = "norm";
+  NormKind kind = NormKind::Rms;
+  TensorView x, weight, bias, out;
+  double eps = 1e-5;
+  void parse(ArgReader& r) {
+    kind = static_cast<NormKind>(r.integer("kind"));
+    x = r.tensor("x");
+    weight = r.tensor("weight");
+    bias = r.tensor("bias");
+    eps = r.number("eps");
+    out = r.tensor("out");
+    checkNorm(kind, x, weight, bias, out, eps);
+  }
+  void run(Backend& backend) { backend.norm(kind, x, weight, bias, eps, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct RopeJob {
+  static constexpr const char* kName = "rope";
+  TensorView x, positions, invFreq;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    positions = r.tensor("positions");
+    invFreq = r.tensor("invFreq");
+    checkRope(x, positions, invFreq);
+  }
+  void run(Backend& backend) { backend.rope(x, positions, invFreq); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct AttentionJob {
+  static constexpr const char* kName = "attention";
+  TensorView q, k, v, out;
+  double scale = 1;
+  bool causal = true;
+  void parse(ArgReader& r) {
+    q = r.tensor("q");
+    k = r.tensor("k");
+    v = r.tensor("v");
+    out = r.tensor("out");
+    scale = r.number("scale");
+    causal = r.boolean("causal");
+    checkAttention(q, k, v, out);
+  }
+  void run(Backend& backend) { backend.attention(q, k, v, out, scale, causal); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct SiluMulJob {
+  static constexpr const char* kName = "siluMul";
+  TensorView gate, up, out;
+  void parse(ArgReader& r) {
+    gate = r.tensor("gate");
+    up = r.tensor("up");
+    out = r.tensor("out");
+    checkSiluMul(gate, up, out);
+  }
+  void run(Backend& backend) { backend.siluMul(gate, up, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct AddBiasJob {
+  static constexpr const char* kName = "addBias";
+  TensorView x, bias;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    bias = r.tensor("bias");
+    checkAddBias(x, bias);
+  }
+  void run(Backend& backend) { backend.addBias(x, bias); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct CrossEntropyJob {
+  static constexpr const char* kName = "crossEntropy";
+  TensorView logits, targets, nll;
+  void parse(ArgReader& r) {
+    logits = r.tensor("logits");
+    targets = r.tensor("targets");
+    nll = r.tensor("nll");
+    checkCrossEntropy(logits, targets, nll);
+  }
+  void run(Backend& backend) { backend.crossEntropy(logits, targets, nll); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
 }  // namespace
 
 void exportOps(Napi::Env env, Napi::Object exports) {
@@ -204,6 +304,13 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<ApplyMaskJob>(env, exports);
   exportJob<AxpyJob>(env, exports);
   exportJob<UnaryJob>(env, exports);
+  exportJob<EmbeddingJob>(env, exports);
+  exportJob<NormJob>(env, exports);
+  exportJob<RopeJob>(env, exports);
+  exportJob<AttentionJob>(env, exports);
+  exportJob<SiluMulJob>(env, exports);
+  exportJob<AddBiasJob>(env, exports);
+  exportJob<CrossEntropyJob>(env, exports);
 }
 
 }  // namespace sparq::napi

@@ -1,0 +1,45 @@
+// The machinery every op module shares: a prepared native call, run synchronously or on a worker.
+import { DeviceMismatchError } from './errors.js';
+import { callAsync, callSync, type Device } from './native.js';
+import { formatShape, Tensor } from './tensor.js';
+import { invalid } from './validate.js';
+
+export interface AsyncOptions {
+  signal?: AbortSignal;
+}
+
+/** A prepared native call: the op name, its arguments and how to build the result afterwards. */
+export interface Call<T> {
+  device: Device;
+  name: string;
+  args: unknown[];
+  result: (nativeResult: unknown) => T;
+}
+
+export function runSync<T>(call: Call<T>): T {
+  return call.result(callSync(call.device, call.name, call.args));
+}
+
+export async function runAsync<T>(call: Call<T>, options: AsyncOptions = {}): Promise<T> {
+  return call.result(await callAsync(call.device, call.name, call.args, options.signal));
+}
+
+export function checkTensor(param: string, value: unknown): Tensor {
+  if (!(value instanceof Tensor)) invalid(param, 'a Tensor', value);
+  return value;
+}
+
+export function commonDevice(tensors: Record<string, Tensor>): Device {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0];
+  for (const [name, t] of entries) {
+    if (t.device !== first.device) {
+      throw new DeviceMismatchError(`${name} is on ${t.device} but ${firstName} is on ${first.device}; move them to one device first`);
+    }
+  }
+  return first.device;
+}
+
+export function checkMatrix(param: string, t: Tensor): void {
+  if (t.ndim !== 2) invalid(param, 'a 2-D matrix', `shape ${formatShape(t.shape)}`);
+}

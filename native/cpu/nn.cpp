@@ -1,0 +1,176 @@
+// Transformer building blocks on f32, parallel over rows (or heads × queries). Reductions that decide
+// numerics (norm statistics, softmax sums, log-sum-exp) accumulate in f64, so results sit within f32
+// rounding of a float64 reference.
+#include "nn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/pool.h"
+
+namespace sparq::cpu {
+
+namespace {
+// Rows per parallel task: enough that a task touches ~16K floats.
+int64_t grainFor(int64_t rowLength) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(rowLength, 1)); }
+}  // namespace
+
+void embedding(const TensorView& table, const TensorView& ids, TensorView& out) {
+  const int64_t vocab = table.shape[0], dim = table.shape[1], count = ids.numel();
+  const int32_t* id = ids.as<const int32_t>();
+  for (int64_t t = 0; t < count; ++t) {
+    SPARQ_CHECK(id[t] >= 0 && id[t] < vocab, ErrorCode::InvalidArgument,
+                "embedding: token id " + std::to_string(id[t]) + " at position " + std::to_string(t) +
+                    " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+  }
+  const float* rows = table.as<const float>();
+  float* o = out.as<float>();
+  parallelFor(count, grainFor(dim), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) memcpy(o + t * dim, rows + id[t] * dim, dim * sizeof(float));
+  });
+}
+
+void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps, TensorView& out) {
+  const int64_t dim = x.cols(), rows = dim == 0 ? 0 : x.numel() / dim;
+  const float* xs = x.as<const float>();
+  const float* w = weight.as<const float>();
+  const float* b = bias.numel() > 0 ? bias.as<const float>() : nullptr;
+  float* o = out.as<float>();
+  parallelFor(rows, grainFor(dim), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = xs + r * dim;
+      float* dst = o + r * dim;
+      double mean = 0;
+      if (kind == NormKind::Layer) {
+        for (int64_t c = 0; c < dim; ++c) mean += row[c];
+        mean /= static_cast<double>(dim);
+      }
+      double squares = 0;
+      for (int64_t c = 0; c < dim; ++c) {
+        const double centred = row[c] - mean;
+        squares += centred * centred;
+      }
+      const float inverse = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(dim) + eps));
+      const float shift = static_cast<float>(mean);
+      for (int64_t c = 0; c < dim; ++c) {
+        const float normalized = (row[c] - shift) * inverse;
+        dst[c] = b ? normalized * w[c] + b[c] : normalized * w[c];
+      }
+    }
+  });
+}
+
+void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq) {
+  const int64_t tokens = x.shape[0], heads = x.shape[1], dim = x.shape[2], half = dim / 2;
+  const int32_t* pos = positions.as<const int32_t>();
+  const float* freq = invFreq.as<const float>();
+  float* xs = x.as<float>();
+  parallelFor(tokens, grainFor(heads * dim), [&](int64_t t0, int64_t t1) {
+    std::vector<float> cosines(half), sines(half);
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t i = 0; i < half; ++i) {
+        // The angle in float, as the reference implementations compute it, then cos/sin in double.
+        const float angle = static_cast<float>(pos[t]) * freq[i];
+        cosines[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+        sines[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = xs + (t * heads + h) * dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a * cosines[i] - b * sines[i];
+          v[i + half] = b * cosines[i] + a * sines[i];
+        }
+      }
+    }
+  });
+}
+
+// One (query, head) at a time with an online softmax over the keys, so memory stays O(head_dim).
+void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale, bool causal) {
+  const int64_t queries = q.shape[0], headsQ = q.shape[1], dim = q.shape[2];
+  const int64_t keys = k.shape[0], headsKV = k.shape[1];
+  const int64_t group = headsQ / headsKV;
+  const int64_t offset = keys - queries;  // query t sits at key position t + offset
+  const float* qs = q.as<const float>();
+  const float* ks = k.as<const float>();
+  const float* vs = v.as<const float>();
+  float* os = out.as<float>();
+  const float s = static_cast<float>(scale);
+  parallelFor(queries * headsQ, std::max<int64_t>(1, 64 / std::max<int64_t>(keys / 256, 1)), [&](int64_t i0, int64_t i1) {
+    std::vector<double> accumulator(dim);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t t = item / headsQ, h = item % headsQ, hk = h / group;
+      const float* query = qs + (t * headsQ + h) * dim;
+      const int64_t visible = causal ? std::min(keys, t + offset + 1) : keys;
+      double maxScore = -INFINITY, sum = 0;
+      std::fill(accumulator.begin(), accumulator.end(), 0.0);
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* key = ks + (j * headsKV + hk) * dim;
+        float dot = 0;
+        for (int64_t c = 0; c < dim; ++c) dot += query[c] * key[c];
+        const double score = static_cast<double>(dot * s);
+        if (score > maxScore) {
+          // Rescale what was accumulated under the old maximum.
+          const double factor = std::exp(maxScore - score);
+          sum *= factor;
+          for (int64_t c = 0; c < dim; ++c) accumulator[c] *= factor;
+          maxScore = score;
+        }
+        const double weight = std::exp(score - maxScore);
+        sum += weight;
+        const float* value = vs + (j * headsKV + hk) * dim;
+        for (int64_t c = 0; c < dim; ++c) accumulator[c] += weight * value[c];
+      }
+      float* o = os + (t * headsQ + h) * dim;
+      for (int64_t c = 0; c < dim; ++c) o[c] = visible > 0 ? static_cast<float>(accumulator[c] / sum) : 0.0f;
+    }
+  });
+}
+
+void siluMul(const TensorView& gate, const TensorView& up, TensorView& out) {
+  const float* g = gate.as<const float>();
+  const float* u = up.as<const float>();
+  float* o = out.as<float>();
+  parallelFor(gate.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+}
+
+void addBias(TensorView& x, const TensorView& bias) {
+  const int64_t cols = x.cols(), rows = cols == 0 ? 0 : x.numel() / cols;
+  float* xs = x.as<float>();
+  const float* b = bias.as<const float>();
+  parallelFor(rows, grainFor(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < cols; ++c) xs[r * cols + c] += b[c];
+    }
+  });
+}
+
+void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll) {
+  const int64_t rows = logits.shape[0], vocab = logits.shape[1];
+  const float* l = logits.as<const float>();
+  const int32_t* target = targets.as<const int32_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    SPARQ_CHECK(target[r] >= 0 && target[r] < vocab, ErrorCode::InvalidArgument,
+                "crossEntropy: target " + std::to_string(target[r]) + " at row " + std::to_string(r) +
+                    " is outside 0.." + std::to_string(vocab - 1));
+  }
+  float* out = nll.as<float>();
+  parallelFor(rows, grainFor(vocab), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = l + r * vocab;
+      double maxLogit = -INFINITY;
+      for (int64_t c = 0; c < vocab; ++c) maxLogit = std::max(maxLogit, static_cast<double>(row[c]));
+      double sum = 0;
+      for (int64_t c = 0; c < vocab; ++c) sum += std::exp(row[c] - maxLogit);
+      out[r] = static_cast<float>(maxLogit + std::log(sum) - row[target[r]]);
+    }
+  });
+}
+
+}  // namespace sparq::cpu
