@@ -89,44 +89,59 @@ void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq)
   });
 }
 
-// One (query, head) at a time with an online softmax over the keys, so memory stays O(head_dim).
+// One (query, head) at a time with an online softmax over blocks of keys, so memory stays
+// O(block + head_dim): scores of a block, then one rescale of the running output per block. Scores and
+// the running output are f32 (vectorizable); the normalizer is accumulated in f64.
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale, bool causal) {
+  constexpr int64_t kBlock = 64;
   const int64_t queries = q.shape[0], headsQ = q.shape[1], dim = q.shape[2];
   const int64_t keys = k.shape[0], headsKV = k.shape[1];
   const int64_t group = headsQ / headsKV;
   const int64_t offset = keys - queries;  // query t sits at key position t + offset
+  const int64_t keyStride = headsKV * dim;
   const float* qs = q.as<const float>();
   const float* ks = k.as<const float>();
   const float* vs = v.as<const float>();
   float* os = out.as<float>();
   const float s = static_cast<float>(scale);
-  parallelFor(queries * headsQ, std::max<int64_t>(1, 64 / std::max<int64_t>(keys / 256, 1)), [&](int64_t i0, int64_t i1) {
-    std::vector<double> accumulator(dim);
+  parallelFor(queries * headsQ, std::max<int64_t>(1, 4096 / std::max<int64_t>(keys * dim / 64, 1)), [&](int64_t i0, int64_t i1) {
+    std::vector<float> accumulator(dim), scores(kBlock);
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t t = item / headsQ, h = item % headsQ, hk = h / group;
       const float* query = qs + (t * headsQ + h) * dim;
+      const float* keyBase = ks + hk * dim;
+      const float* valueBase = vs + hk * dim;
       const int64_t visible = causal ? std::min(keys, t + offset + 1) : keys;
-      double maxScore = -INFINITY, sum = 0;
-      std::fill(accumulator.begin(), accumulator.end(), 0.0);
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* key = ks + (j * headsKV + hk) * dim;
-        float dot = 0;
-        for (int64_t c = 0; c < dim; ++c) dot += query[c] * key[c];
-        const double score = static_cast<double>(dot * s);
-        if (score > maxScore) {
+      float maxScore = -INFINITY;
+      double sum = 0;
+      std::fill(accumulator.begin(), accumulator.end(), 0.0f);
+      for (int64_t j0 = 0; j0 < visible; j0 += kBlock) {
+        const int64_t count = std::min(kBlock, visible - j0);
+        float blockMax = -INFINITY;
+        for (int64_t j = 0; j < count; ++j) {
+          const float* key = keyBase + (j0 + j) * keyStride;
+          float dot = 0;
+          for (int64_t c = 0; c < dim; ++c) dot += query[c] * key[c];
+          scores[j] = dot * s;
+          blockMax = std::max(blockMax, scores[j]);
+        }
+        if (blockMax > maxScore) {
           // Rescale what was accumulated under the old maximum.
-          const double factor = std::exp(maxScore - score);
+          const float factor = std::exp(maxScore - blockMax);
           sum *= factor;
           for (int64_t c = 0; c < dim; ++c) accumulator[c] *= factor;
-          maxScore = score;
+          maxScore = blockMax;
         }
-        const double weight = std::exp(score - maxScore);
-        sum += weight;
-        const float* value = vs + (j * headsKV + hk) * dim;
-        for (int64_t c = 0; c < dim; ++c) accumulator[c] += weight * value[c];
+        for (int64_t j = 0; j < count; ++j) {
+          const float weight = std::exp(scores[j] - maxScore);
+          sum += weight;
+          const float* value = valueBase + (j0 + j) * keyStride;
+          for (int64_t c = 0; c < dim; ++c) accumulator[c] += weight * value[c];
+        }
       }
       float* o = os + (t * headsQ + h) * dim;
-      for (int64_t c = 0; c < dim; ++c) o[c] = visible > 0 ? static_cast<float>(accumulator[c] / sum) : 0.0f;
+      const float inverse = visible > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+      for (int64_t c = 0; c < dim; ++c) o[c] = accumulator[c] * inverse;
     }
   });
 }
