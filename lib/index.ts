@@ -18,3 +18,7 @@ export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.j
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
 export type { AsyncOptions } from './call.js';
 export * from './nn.js';
+export { LLAMA_FAMILY, parseConfig, readConfig, type ModelConfig, type RopeScaling } from './models/config.js';
+export { DecoderBlock, DecoderModel, LLAMA_LAYOUT } from './models/decoder.js';
+export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
+export { loadTokenizer, type TextTokenizer } from './tokenizer.js';

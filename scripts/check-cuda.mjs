@@ -11,7 +11,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 function findNvcc() {
   const candidates = [];
   try {
-    candidates.push(execFileSync('which', ['nvcc'], { encoding: 'utf8' }).trim());
+    candidates.push(execFileSync('which', ['nvcc'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
   } catch {
     // not on PATH
   }
@@ -42,7 +42,7 @@ try {
       console.log(`ok      ${file} (${seconds} s)`);
     } else {
       failed++;
-      console.log(`FAILED  ${file} (${seconds} s)\n${result.stdout}${result.stderr}`);
+      console.log(`FAILED  ${file} (${seconds} s)\n${result.error ? `${result.error.message}\n` : ''}${result.stdout ?? ''}${result.stderr ?? ''}`);
     }
   }
 } finally {

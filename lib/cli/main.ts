@@ -2,13 +2,19 @@
 // The sparq command line. Commands arrive with the issues that build them; `info` reports the backends.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { backendInfo, isAvailable, loadAttempts } from '../index.js';
-import { SparqError } from '../errors.js';
+import { backendInfo, DecoderModel, evaluatePerplexity, isAvailable, loadAttempts, loadTokenizer } from '../index.js';
+import { InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
+import { progressBar } from './progress.js';
 
 const USAGE = `Usage: sparq <command> [options]
 
 Commands:
   info [--json]    the native backends: kernels, threads, and why a backend did not load
+  eval --model DIR (--text FILE | --tokens FILE.json) [--seq-len N] [--max-tokens N] [--json]
+                   perplexity of a Llama-family model (Llama, Mistral, Qwen2, Qwen3) on a text:
+                   the whole text tokenized as one string without special tokens, the first
+                   --max-tokens kept, non-overlapping --seq-len windows (default: 2048, or the
+                   model's context if shorter), exp of the mean of the windows' mean next-token NLL
 
 Options:
   -h, --help       show this help
@@ -38,7 +44,68 @@ function info(args: string[]): void {
   }
 }
 
-export function main(argv: string[]): number {
+async function evaluate(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      text: { type: 'string' },
+      tokens: { type: 'string' },
+      'seq-len': { type: 'string' },
+      'max-tokens': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!values.model) throw new InvalidArgumentError('eval: --model DIR is required');
+  if (!values.text === !values.tokens) throw new InvalidArgumentError('eval: give exactly one of --text FILE or --tokens FILE.json');
+  const integer = (name: string, value: string | undefined) => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`eval: --${name} must be a positive integer, got '${value}'`);
+    return n;
+  };
+  let tokens: Int32Array;
+  if (values.tokens) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(values.tokens, 'utf8'));
+    } catch (error) {
+      throw new InvalidFileError(`${values.tokens}: ${(error as Error).message}`);
+    }
+    if (!Array.isArray(parsed) || !parsed.every((t) => Number.isSafeInteger(t))) throw new InvalidFileError(`${values.tokens}: expected a JSON array of token ids`);
+    tokens = Int32Array.from(parsed as number[]);
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(values.text!, 'utf8');
+    } catch (error) {
+      throw new InvalidFileError(`${values.text}: cannot be read (${(error as Error).message})`);
+    }
+    tokens = (await loadTokenizer(values.model)).encode(text);
+  }
+  const model = await DecoderModel.open(values.model);
+  try {
+    const bar = progressBar('eval');
+    const result = await evaluatePerplexity(model, tokens, {
+      seqLen: integer('seq-len', values['seq-len']) ?? Math.min(2048, model.config.maxPositions),
+      maxTokens: integer('max-tokens', values['max-tokens']),
+      onProgress: ({ step, steps, stage }) => bar.update(step, steps, stage),
+    });
+    bar.done();
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify({ model: values.model, ...result })}\n`);
+    } else {
+      process.stdout.write(
+        `perplexity ${result.perplexity.toFixed(4)} over ${result.windows} windows of ${result.seqLen} tokens (${result.tokens} tokens) in ${result.seconds.toFixed(1)} s\n`,
+      );
+    }
+  } finally {
+    await model.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
@@ -53,6 +120,10 @@ export function main(argv: string[]): number {
       info(rest);
       return 0;
     }
+    if (command === 'eval') {
+      await evaluate(rest);
+      return 0;
+    }
     process.stderr.write(`sparq: unknown command '${command}'\n\n${USAGE}\n`);
     return 2;
   } catch (error) {
@@ -62,4 +133,4 @@ export function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

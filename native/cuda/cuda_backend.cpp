@@ -1,11 +1,7 @@
-// The CUDA backend: dispatch only. Dense algebra goes to cuBLAS and cuSOLVER, everything else to our
-// kernels (kernels.h). Matrices are row-major; cuBLAS is column-major, so a row-major matrix is read as
-// its transpose: C = A·B becomes Cᵀ = Bᵀ·Aᵀ, and a row-major lower triangle is cuBLAS's upper one.
-// Every op runs on the backend's stream and synchronizes before returning, so results are ready when
-// the (possibly asynchronous) JavaScript call completes.
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-#include <cusolverDn.h>
+// The CUDA backend's ops (see cuda_backend.h). Matrices are row-major while cuBLAS and cuSOLVER are
+// column-major, so a row-major matrix is handed over as its column-major transpose: C = op(A)·op(B)
+// becomes Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major lower triangle is the column-major upper one.
+#include "cuda_backend.h"
 
 #include <cmath>
 #include <cstdio>
@@ -13,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "core/backend.h"
 #include "core/pool.h"
 #include "kernels.h"
 
@@ -21,28 +16,49 @@ namespace sparq::cuda {
 
 namespace {
 
+// ---- status checks: every failure becomes a sparq::Error naming the call ----------------------------
+
 void check(cudaError_t status, const char* call) {
   if (status == cudaSuccess) return;
+  cudaGetLastError();  // a non-sticky error must not be reported again by the next launch check
   const ErrorCode code = status == cudaErrorMemoryAllocation ? ErrorCode::AllocationFailed : ErrorCode::Internal;
-  fail(code, std::string(call) + ": " + cudaGetErrorString(status));
+  fail(code, std::string(call) + ": " + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
 }
 
 void check(cublasStatus_t status, const char* call) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
   const ErrorCode code = status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::AllocationFailed : ErrorCode::Internal;
-  fail(code, std::string(call) + ": " + cublasGetStatusString(status));
+  fail(code, std::string(call) + ": " + cublasGetStatusName(status) + " (" + cublasGetStatusString(status) + ")");
+}
+
+// cuSOLVER has no status-string function of its own.
+const char* solverStatusName(cusolverStatus_t status) {
+  switch (status) {
+    case CUSOLVER_STATUS_SUCCESS: return "CUSOLVER_STATUS_SUCCESS";
+    case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+    case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED";
+    case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+    case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+    case CUSOLVER_STATUS_MAPPING_ERROR: return "CUSOLVER_STATUS_MAPPING_ERROR";
+    case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+    case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+    case CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED: return "CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_NOT_SUPPORTED: return "CUSOLVER_STATUS_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_INVALID_WORKSPACE: return "CUSOLVER_STATUS_INVALID_WORKSPACE";
+    default: return "cuSOLVER error";
+  }
 }
 
 void check(cusolverStatus_t status, const char* call) {
   if (status == CUSOLVER_STATUS_SUCCESS) return;
   const ErrorCode code = status == CUSOLVER_STATUS_ALLOC_FAILED ? ErrorCode::AllocationFailed : ErrorCode::Internal;
-  fail(code, std::string(call) + ": cuSOLVER status " + std::to_string(static_cast<int>(status)));
+  fail(code, std::string(call) + ": " + solverStatusName(status) + " (status " + std::to_string(static_cast<int>(status)) +
+                 ")");
 }
 
 int blasInt(int64_t v, const char* what) {
-  if (v > std::numeric_limits<int>::max()) {
-    fail(ErrorCode::InvalidArgument, std::string(what) + " = " + std::to_string(v) + " exceeds cuBLAS's index range");
-  }
+  SPARQ_CHECK(v <= std::numeric_limits<int>::max(), ErrorCode::InvalidArgument,
+              std::string(what) + " = " + std::to_string(v) + " exceeds the cuBLAS/cuSOLVER index range (2^31 - 1)");
   return static_cast<int>(v);
 }
 
@@ -52,7 +68,12 @@ std::string formatNumber(double v) {
   return buffer;
 }
 
-// Device scratch that frees itself.
+[[noreturn]] void failOnNaN(const char* op, int64_t index, int64_t cols) {
+  fail(ErrorCode::InvalidArgument, std::string(op) + ": scores contain NaN at row " + std::to_string(index / cols) +
+                                       ", column " + std::to_string(index % cols));
+}
+
+// Device scratch memory for the length of one op.
 class DeviceScratch {
  public:
   explicit DeviceScratch(size_t bytes) {
@@ -74,16 +95,23 @@ class DeviceScratch {
 
 }  // namespace
 
-class CudaBackend final : public Backend {
- public:
-  CudaBackend() {
-    int devices = 0;
-    const cudaError_t status = cudaGetDeviceCount(&devices);
-    if (status != cudaSuccess || devices == 0) {
-      fail(ErrorCode::BackendUnavailable, std::string("no usable CUDA device: ") +
-                                              (status == cudaSuccess ? "none found" : cudaGetErrorString(status)));
-    }
-    check(cudaGetDeviceProperties(&properties_, 0), "cudaGetDeviceProperties");
+// ---- lifetime --------------------------------------------------------------------------------------
+
+CudaBackend::CudaBackend() {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    fail(ErrorCode::BackendUnavailable,
+         std::string("no usable CUDA device: ") +
+             (status == cudaSuccess ? "the CUDA runtime sees none" : cudaGetErrorString(status)) +
+             " (check the NVIDIA driver and CUDA_VISIBLE_DEVICES)");
+  }
+  try {
+    check(cudaSetDevice(deviceIndex_), "cudaSetDevice");
+    check(cudaGetDeviceProperties(&properties_, deviceIndex_), "cudaGetDeviceProperties");
+    // A blocking stream (not cudaStreamNonBlocking): it also orders itself after work that libraries
+    // or other code leave on the legacy default stream.
     check(cudaStreamCreate(&stream_), "cudaStreamCreate");
     check(cublasCreate(&blas_), "cublasCreate");
     check(cublasSetStream(blas_, stream_), "cublasSetStream");
@@ -91,291 +119,340 @@ class CudaBackend final : public Backend {
     check(cusolverDnSetStream(solver_, stream_), "cusolverDnSetStream");
     check(cudaMalloc(&flag_, sizeof(int64_t)), "cudaMalloc (flag)");
     check(cudaMalloc(&info_, sizeof(int)), "cudaMalloc (info)");
+  } catch (const Error& e) {
+    releaseResources();
+    fail(ErrorCode::BackendUnavailable, std::string("the CUDA backend could not start on device ") +
+                                            std::to_string(deviceIndex_) + ": " + e.what());
   }
+}
 
-  const char* name() const override { return "cuda"; }
-  Device device() const override { return Device::CUDA; }
-  std::string description() const override {
-    return std::string("cuda: ") + properties_.name + ", sm_" + std::to_string(properties_.major) +
-           std::to_string(properties_.minor) + ", " + std::to_string(properties_.totalGlobalMem >> 20) + " MiB";
-  }
+CudaBackend::~CudaBackend() { releaseResources(); }
 
-  void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c, double alpha,
-            double beta) override {
-    const int m = blasInt(c.shape[0], "m"), n = blasInt(c.shape[1], "n");
-    const int k = blasInt(transA ? a.shape[0] : a.shape[1], "k");
-    if (m == 0 || n == 0) return;
-    const int lda = blasInt(a.shape[1], "lda"), ldb = blasInt(b.shape[1], "ldb");
-    const cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (c.dtype == DType::F64) {
-      check(cublasDgemm(blas_, opB, opA, n, m, k, &alpha, b.as<const double>(), ldb, a.as<const double>(), lda, &beta,
-                        c.as<double>(), n),
-            "cublasDgemm");
-    } else {
-      const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
-      check(cublasSgemm(blas_, opB, opA, n, m, k, &fa, b.as<const float>(), ldb, a.as<const float>(), lda, &fb,
-                        c.as<float>(), n),
-            "cublasSgemm");
-    }
+void CudaBackend::releaseResources() noexcept {
+  if (info_) cudaFree(info_);
+  if (flag_) cudaFree(flag_);
+  if (solver_) cusolverDnDestroy(solver_);
+  if (blas_) cublasDestroy(blas_);
+  if (stream_) cudaStreamDestroy(stream_);
+  info_ = nullptr;
+  flag_ = nullptr;
+  solver_ = nullptr;
+  blas_ = nullptr;
+  stream_ = nullptr;
+}
+
+std::string CudaBackend::description() const {
+  return std::string("cuda: ") + properties_.name + ", sm_" + std::to_string(properties_.major) +
+         std::to_string(properties_.minor) + ", " + std::to_string(properties_.totalGlobalMem >> 20) + " MiB";
+}
+
+// ---- helpers ---------------------------------------------------------------------------------------
+
+template <typename Launch>
+int64_t CudaBackend::firstFlagged(Launch launch) {
+  // All-ones bytes: the largest unsigned index, which the kernels' atomicMin only lowers.
+  check(cudaMemsetAsync(flag_, 0xFF, sizeof(int64_t), stream_), "cudaMemsetAsync (flag)");
+  launch(flag_);
+  int64_t found = -1;
+  check(cudaMemcpyAsync(&found, flag_, sizeof found, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (flag)");
+  synchronize();
+  return found < 0 ? -1 : found;
+}
+
+int CudaBackend::readInfo() {
+  int info = 0;
+  check(cudaMemcpyAsync(&info, info_, sizeof info, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (info)");
+  synchronize();
+  return info;
+}
+
+// ---- dense linear algebra --------------------------------------------------------------------------
+
+void CudaBackend::gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c,
+                       double alpha, double beta) {
+  const int64_t m64 = c.shape[0], n64 = c.shape[1];
+  const int64_t k64 = transA ? a.shape[0] : a.shape[1];
+  if (m64 == 0 || n64 == 0) return;
+  throwIfCancelled();
+  if (k64 == 0) {
+    // An empty product: only beta·c remains (and cuBLAS would reject the zero leading dimensions).
+    scaleMatrix(c.data, m64 * n64, c.dtype, beta, stream_);
     synchronize();
+    return;
   }
+  const int m = blasInt(m64, "rows of c"), n = blasInt(n64, "columns of c"), k = blasInt(k64, "inner dimension");
+  const int lda = blasInt(a.shape[1], "a's row length"), ldb = blasInt(b.shape[1], "b's row length");
+  // Column-major Cᵀ (n×m, leading dimension n) = op(B)ᵀ·op(A)ᵀ. Row-major B is column-major Bᵀ, so
+  // op(B)ᵀ is that stored matrix as is when B is not transposed, and its transpose when it is.
+  const cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (c.dtype == DType::F64) {
+    check(cublasDgemm(blas_, opB, opA, n, m, k, &alpha, b.as<const double>(), ldb, a.as<const double>(), lda, &beta,
+                      c.as<double>(), n),
+          "cublasDgemm");
+  } else {
+    const float alphaF = static_cast<float>(alpha), betaF = static_cast<float>(beta);
+    check(cublasSgemm(blas_, opB, opA, n, m, k, &alphaF, b.as<const float>(), ldb, a.as<const float>(), lda, &betaF,
+                      c.as<float>(), n),
+          "cublasSgemm");
+  }
+  synchronize();
+}
 
-  void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) override {
-    const int rows = blasInt(x.shape[0], "rows"), n = blasInt(x.shape[1], "n");
-    if (n == 0) return;
-    // Row-major x [rows, n] is column-major xᵀ [n, rows]: xᵀx = (xᵀ)(xᵀ)ᵀ, an "N" syrk; the row-major
-    // lower triangle is the column-major upper one.
+void CudaBackend::syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) {
+  const int64_t rows64 = x.shape[0], n64 = x.shape[1];
+  if (n64 == 0) return;
+  throwIfCancelled();
+  if (rows64 == 0) {
+    scaleLower(c.data, n64, c.dtype, beta, stream_);
+  } else {
+    const int rows = blasInt(rows64, "rows of x"), n = blasInt(n64, "columns of x");
+    // Row-major x [rows, n] is column-major X = xᵀ [n, rows], and xᵀx = X·Xᵀ: a non-transposed syrk.
+    // The row-major lower triangle of c is the column-major upper one.
     if (c.dtype == DType::F64) {
       check(cublasDsyrk(blas_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, rows, &alpha, x.as<const double>(), n, &beta,
                         c.as<double>(), n),
             "cublasDsyrk");
     } else {
-      const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
-      check(cublasSsyrk(blas_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, rows, &fa, x.as<const float>(), n, &fb,
+      const float alphaF = static_cast<float>(alpha), betaF = static_cast<float>(beta);
+      check(cublasSsyrk(blas_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, rows, &alphaF, x.as<const float>(), n, &betaF,
                         c.as<float>(), n),
             "cublasSsyrk");
     }
-    if (fillUpper) cuda::mirrorLower(c.data, n, c.dtype, stream_);
-    synchronize();
   }
-
-  CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) override {
-    const int64_t n64 = a.shape[0];
-    const int n = blasInt(n64, "matrix size");
-    CholeskyReport report;
-    if (n == 0) return report;
-    const size_t bytes = a.bytes();
-    const size_t elementSize = dtypeSize(a.dtype);
-
-    const int64_t firstBad = firstFlagged([&](int64_t* flag) { findNonFinite(a.data, n64 * n64, a.dtype, flag, stream_); });
-    if (firstBad >= 0) {
-      fail(ErrorCode::InvalidArgument, "cholesky: the matrix has a non-finite entry at row " +
-                                           std::to_string(firstBad / n64) + ", column " + std::to_string(firstBad % n64));
-    }
-    // mean(|diag a|): gather the diagonal with a strided copy.
-    std::vector<double> diagonal(n);
-    double scale = 0;
-    if (a.dtype == DType::F64) {
-      check(cudaMemcpy2D(diagonal.data(), sizeof(double), a.data, (n + 1) * sizeof(double), sizeof(double), n,
-                         cudaMemcpyDeviceToHost),
-            "cudaMemcpy2D (diagonal)");
-    } else {
-      std::vector<float> floats(n);
-      check(cudaMemcpy2D(floats.data(), sizeof(float), a.data, (n + 1) * sizeof(float), sizeof(float), n,
-                         cudaMemcpyDeviceToHost),
-            "cudaMemcpy2D (diagonal)");
-      for (int i = 0; i < n; ++i) diagonal[i] = floats[i];
-    }
-    for (double d : diagonal) scale += std::fabs(d);
-    scale /= n;
-    if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
-
-    // When out aliases a, keep a pristine copy for the next rung of the ladder.
-    DeviceScratch original(out.data == a.data ? bytes : 0);
-    const void* source = a.data;
-    if (out.data == a.data) {
-      check(cudaMemcpyAsync(original.as<void>(), a.data, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync");
-      source = original.as<void>();
-    }
-    int workspaceSize = 0;
-    if (a.dtype == DType::F64) {
-      check(cusolverDnDpotrf_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, &workspaceSize),
-            "cusolverDnDpotrf_bufferSize");
-    } else {
-      check(cusolverDnSpotrf_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, &workspaceSize),
-            "cusolverDnSpotrf_bufferSize");
-    }
-    DeviceScratch workspace(static_cast<size_t>(workspaceSize) * elementSize);
-
-    double relative = options.damp;
-    int failedPivot = 0;
-    for (int attempt = 1; attempt <= options.maxAttempts; ++attempt) {
-      throwIfCancelled();
-      if (attempt > 1) relative = relative == 0 ? 1e-6 : relative * 10;
-      const double lambda = relative * scale;
-      check(cudaMemcpyAsync(out.data, source, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync");
-      addToDiagonal(out.data, n64, a.dtype, lambda, stream_);
-      if (a.dtype == DType::F64) {
-        check(cusolverDnDpotrf(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, workspace.as<double>(),
-                               workspaceSize, info_),
-              "cusolverDnDpotrf");
-      } else {
-        check(cusolverDnSpotrf(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, workspace.as<float>(),
-                               workspaceSize, info_),
-              "cusolverDnSpotrf");
-      }
-      check(cudaMemcpyAsync(&failedPivot, info_, sizeof(int), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (info)");
-      synchronize();
-      report.attempts = attempt;
-      if (failedPivot == 0) {
-        report.relativeDamping = relative;
-        report.absoluteDamping = lambda;
-        break;
-      }
-    }
-    if (failedPivot != 0) {
-      fail(ErrorCode::NotPositiveDefinite,
-           "cholesky: the " + std::to_string(n) + "x" + std::to_string(n) +
-               " matrix is not positive definite even with damping " + formatNumber(relative) + " x mean(diag) = " +
-               formatNumber(relative * scale) + " after " + std::to_string(report.attempts) +
-               " attempts (the leading minor of order " + std::to_string(failedPivot) + " failed)");
-    }
-    if (options.inverse) {
-      int inverseWorkspace = 0;
-      if (a.dtype == DType::F64) {
-        check(cusolverDnDpotri_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, &inverseWorkspace),
-              "cusolverDnDpotri_bufferSize");
-      } else {
-        check(cusolverDnSpotri_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, &inverseWorkspace),
-              "cusolverDnSpotri_bufferSize");
-      }
-      DeviceScratch inverseScratch(static_cast<size_t>(inverseWorkspace) * elementSize);
-      if (a.dtype == DType::F64) {
-        check(cusolverDnDpotri(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, inverseScratch.as<double>(),
-                               inverseWorkspace, info_),
-              "cusolverDnDpotri");
-      } else {
-        check(cusolverDnSpotri(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, inverseScratch.as<float>(),
-                               inverseWorkspace, info_),
-              "cusolverDnSpotri");
-      }
-      int info = 0;
-      check(cudaMemcpyAsync(&info, info_, sizeof(int), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (info)");
-      synchronize();
-      if (info != 0) {
-        fail(ErrorCode::NotPositiveDefinite, "cholesky: the factor is singular at diagonal entry " + std::to_string(info));
-      }
-      cuda::mirrorLower(out.data, n64, a.dtype, stream_);
-    } else {
-      finishFactor(out.data, n64, a.dtype, options.upper, stream_);
-    }
-    synchronize();
-    return report;
-  }
-
-  void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
-            double alpha) override {
-    const int m = blasInt(b.shape[0], "rows of b"), n = blasInt(b.shape[1], "columns of b");
-    if (m == 0 || n == 0) return;
-    // Row-major op(t)·x = alpha·b is column-major xᵀ·op(t)ᵀ = alpha·bᵀ with tᵀ as cuBLAS sees t: the side
-    // and the triangle flip, the transpose flag stays.
-    const cublasSideMode_t side = left ? CUBLAS_SIDE_RIGHT : CUBLAS_SIDE_LEFT;
-    const cublasFillMode_t fill = lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER;
-    const cublasOperation_t op = transT ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasDiagType_t diag = unitDiagonal ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT;
-    const int ldt = blasInt(t.shape[0], "t's size");
-    if (b.dtype == DType::F64) {
-      check(cublasDtrsm(blas_, side, fill, op, diag, n, m, &alpha, t.as<const double>(), ldt, b.as<double>(), n),
-            "cublasDtrsm");
-    } else {
-      const float fa = static_cast<float>(alpha);
-      check(cublasStrsm(blas_, side, fill, op, diag, n, m, &fa, t.as<const float>(), ldt, b.as<float>(), n),
-            "cublasStrsm");
-    }
-    synchronize();
-  }
-
-  void convert(const TensorView& src, TensorView& dst) override {
-    cuda::convert(src.data, src.dtype, dst.data, dst.dtype, src.numel(), stream_);
-    synchronize();
-  }
-
-  void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override {
-    const int64_t cols = scores.shape[1];
-    const int64_t bad = firstFlagged([&](int64_t* flag) {
-      cuda::topkMask(scores.as<const float>(), scores.shape[0], cols, k, largest, mask.as<uint8_t>(), flag, stream_);
-    });
-    failOnNaN("topkMask", bad, cols);
-  }
-
-  void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override {
-    const int64_t cols = scores.shape[1];
-    const int64_t bad = firstFlagged([&](int64_t* flag) {
-      cuda::nmMask(scores.as<const float>(), scores.shape[0], cols, n, m, largest, mask.as<uint8_t>(), flag, stream_);
-    });
-    failOnNaN("nmMask", bad, cols);
-  }
-
-  void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) override {
-    const int64_t bad = firstFlagged([&](int64_t* flag) {
-      cuda::thresholdMask(scores.as<const float>(), scores.numel(), static_cast<float>(threshold), mask.as<uint8_t>(),
-                          flag, stream_);
-    });
-    failOnNaN("thresholdMask", bad, scores.cols());
-  }
-
-  void applyMask(const TensorView& x, const TensorView& mask, TensorView& out) override {
-    cuda::applyMask(x.data, mask.as<const uint8_t>(), out.data, x.numel(), dtypeSize(x.dtype), stream_);
-    synchronize();
-  }
-
-  void axpy(double alpha, const TensorView& x, TensorView& y) override {
-    cuda::axpy(alpha, x.data, y.data, x.numel(), x.dtype, stream_);
-    synchronize();
-  }
-
-  void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) override {
-    if (op == UnaryOp::Clamp && a > b) {
-      fail(ErrorCode::InvalidArgument, "clamp: min must not exceed max, got min " + std::to_string(a) + " > max " + std::to_string(b));
-    }
-    cuda::unary(op, x.data, out.data, x.numel(), x.dtype, a, b, stream_);
-    synchronize();
-  }
-
-  void* allocate(size_t bytes) override {
-    void* ptr = nullptr;
-    const cudaError_t status = cudaMalloc(&ptr, bytes);
-    if (status != cudaSuccess) {
-      fail(ErrorCode::AllocationFailed, "could not allocate " + std::to_string(bytes) + " bytes on " + properties_.name +
-                                            ": " + cudaGetErrorString(status));
-    }
-    return ptr;
-  }
-  void release(void* ptr) override { check(cudaFree(ptr), "cudaFree"); }
-  void copyToDevice(void* dst, const void* src, size_t bytes) override {
-    check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (to device)");
-  }
-  void copyToHost(void* dst, const void* src, size_t bytes) override {
-    check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (to host)");
-  }
-  void synchronize() override { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
-
- private:
-  // Runs `launch` with a device flag preset to "none", synchronizes, and returns the smallest index the
-  // kernels recorded, or -1.
-  template <typename Launch>
-  int64_t firstFlagged(Launch launch) {
-    const int64_t none = std::numeric_limits<int64_t>::max();
-    check(cudaMemcpyAsync(flag_, &none, sizeof none, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (flag)");
-    launch(flag_);
-    int64_t found = none;
-    check(cudaMemcpyAsync(&found, flag_, sizeof found, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (flag)");
-    synchronize();
-    return found == none ? -1 : found;
-  }
-
-  static void failOnNaN(const char* op, int64_t index, int64_t cols) {
-    if (index < 0) return;
-    fail(ErrorCode::InvalidArgument, std::string(op) + ": scores contain NaN at row " + std::to_string(index / cols) +
-                                         ", column " + std::to_string(index % cols));
-  }
-
-  cudaDeviceProp properties_{};
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t blas_ = nullptr;
-  cusolverDnHandle_t solver_ = nullptr;
-  int64_t* flag_ = nullptr;
-  int* info_ = nullptr;
-};
-
-}  // namespace sparq::cuda
-
-namespace sparq {
-
-Backend& addonBackend() {
-  // Constructed on first use; if it throws (no device), the next call tries again.
-  static cuda::CudaBackend backend;
-  return backend;
+  if (fillUpper) mirrorLower(c.data, n64, c.dtype, stream_);
+  synchronize();
 }
 
-}  // namespace sparq
+CholeskyReport CudaBackend::cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) {
+  const int64_t n64 = a.shape[0];
+  const int n = blasInt(n64, "matrix size");
+  CholeskyReport report;
+  if (n == 0) return report;
+  throwIfCancelled();
+  const bool f64 = a.dtype == DType::F64;
+  const size_t bytes = a.bytes();
+  const size_t elementSize = dtypeSize(a.dtype);
+
+  const int64_t bad = firstFlagged([&](int64_t* flag) { findNonFinite(a.data, n64 * n64, a.dtype, flag, stream_); });
+  if (bad >= 0) {
+    fail(ErrorCode::InvalidArgument, "cholesky: the matrix has a non-finite entry at row " + std::to_string(bad / n64) +
+                                         ", column " + std::to_string(bad % n64));
+  }
+
+  // The damping scale, mean(|diag a|), summed on the host in the CPU backend's order so both ladders
+  // add exactly the same λ.
+  std::vector<double> diagonal(n);
+  if (f64) {
+    check(cudaMemcpy2DAsync(diagonal.data(), sizeof(double), a.data, (n64 + 1) * sizeof(double), sizeof(double), n,
+                            cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpy2DAsync (diagonal)");
+    synchronize();
+  } else {
+    std::vector<float> floats(n);
+    check(cudaMemcpy2DAsync(floats.data(), sizeof(float), a.data, (n64 + 1) * sizeof(float), sizeof(float), n,
+                            cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpy2DAsync (diagonal)");
+    synchronize();
+    for (int i = 0; i < n; ++i) diagonal[i] = floats[i];
+  }
+  double scale = 0;
+  for (double d : diagonal) scale += std::fabs(d);
+  scale /= static_cast<double>(n64);
+  if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
+
+  // Every rung starts again from a; if out aliases a, a pristine copy keeps it.
+  const bool aliased = out.data == a.data;
+  DeviceScratch pristine(aliased ? bytes : 0);
+  const void* source = a.data;
+  if (aliased) {
+    check(cudaMemcpyAsync(pristine.as<void>(), a.data, bytes, cudaMemcpyDeviceToDevice, stream_),
+          "cudaMemcpyAsync (pristine copy)");
+    source = pristine.as<void>();
+  }
+  int workspaceElements = 0;
+  if (f64) {
+    check(cusolverDnDpotrf_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, &workspaceElements),
+          "cusolverDnDpotrf_bufferSize");
+  } else {
+    check(cusolverDnSpotrf_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, &workspaceElements),
+          "cusolverDnSpotrf_bufferSize");
+  }
+  DeviceScratch workspace(static_cast<size_t>(workspaceElements) * elementSize);
+
+  // The ladder: damp, then ×10 per rung (from 1e-6 when damp is 0), λ = relative · scale.
+  double relative = options.damp;
+  int failedPivot = 0;
+  for (int attempt = 1; attempt <= options.maxAttempts; ++attempt) {
+    throwIfCancelled();
+    if (attempt > 1) relative = relative == 0 ? 1e-6 : relative * 10;
+    const double lambda = relative * scale;
+    check(cudaMemcpyAsync(out.data, source, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync (rung copy)");
+    addToDiagonal(out.data, n64, a.dtype, lambda, stream_);
+    // Column-major upper U with A = UᵀU is the row-major lower L with A = LLᵀ.
+    if (f64) {
+      check(cusolverDnDpotrf(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, workspace.as<double>(),
+                             workspaceElements, info_),
+            "cusolverDnDpotrf");
+    } else {
+      check(cusolverDnSpotrf(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, workspace.as<float>(),
+                             workspaceElements, info_),
+            "cusolverDnSpotrf");
+    }
+    failedPivot = readInfo();
+    SPARQ_CHECK(failedPivot >= 0, ErrorCode::Internal,
+                "cusolverDnpotrf rejected argument " + std::to_string(-failedPivot));
+    report.attempts = attempt;
+    if (failedPivot == 0) {
+      report.relativeDamping = relative;
+      report.absoluteDamping = lambda;
+      break;
+    }
+  }
+  if (failedPivot != 0) {
+    fail(ErrorCode::NotPositiveDefinite,
+         "cholesky: the " + std::to_string(n) + "x" + std::to_string(n) +
+             " matrix is not positive definite even with damping " + formatNumber(relative) + " x mean(diag) = " +
+             formatNumber(relative * scale) + " after " + std::to_string(report.attempts) +
+             " attempts (the leading minor of order " + std::to_string(failedPivot) + " failed)");
+  }
+  throwIfCancelled();
+
+  if (options.inverse) {
+    int inverseElements = 0;
+    if (f64) {
+      check(cusolverDnDpotri_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, &inverseElements),
+            "cusolverDnDpotri_bufferSize");
+    } else {
+      check(cusolverDnSpotri_bufferSize(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, &inverseElements),
+            "cusolverDnSpotri_bufferSize");
+    }
+    DeviceScratch inverseWorkspace(static_cast<size_t>(inverseElements) * elementSize);
+    if (f64) {
+      check(cusolverDnDpotri(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<double>(), n, inverseWorkspace.as<double>(),
+                             inverseElements, info_),
+            "cusolverDnDpotri");
+    } else {
+      check(cusolverDnSpotri(solver_, CUBLAS_FILL_MODE_UPPER, n, out.as<float>(), n, inverseWorkspace.as<float>(),
+                             inverseElements, info_),
+            "cusolverDnSpotri");
+    }
+    const int info = readInfo();
+    SPARQ_CHECK(info >= 0, ErrorCode::Internal, "cusolverDnpotri rejected argument " + std::to_string(-info));
+    SPARQ_CHECK(info == 0, ErrorCode::NotPositiveDefinite,
+                "cholesky: the factor is singular at diagonal entry " + std::to_string(info));
+    // potri filled the row-major lower triangle of the symmetric inverse.
+    mirrorLower(out.data, n64, a.dtype, stream_);
+  } else {
+    finishFactor(out.data, n64, a.dtype, options.upper, stream_);
+  }
+  synchronize();
+  return report;
+}
+
+void CudaBackend::trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
+                       double alpha) {
+  const int64_t m64 = b.shape[0], n64 = b.shape[1];
+  if (m64 == 0 || n64 == 0) return;
+  throwIfCancelled();
+  const int m = blasInt(m64, "rows of b"), n = blasInt(n64, "columns of b");
+  const int ldt = blasInt(t.shape[0], "t's size");
+  // Row-major b [m, n] is column-major B = bᵀ [n, m], and t is handed over as tᵀ. Transposing
+  // op(t)·x = alpha·b gives xᵀ·op(t)ᵀ = alpha·bᵀ: the side flips, a lower t is an upper tᵀ, and
+  // op(t)ᵀ is the stored tᵀ untransposed exactly when op(t) = t, so the transpose flag stays.
+  const cublasSideMode_t side = left ? CUBLAS_SIDE_RIGHT : CUBLAS_SIDE_LEFT;
+  const cublasFillMode_t fill = lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER;
+  const cublasOperation_t op = transT ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasDiagType_t diag = unitDiagonal ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT;
+  if (b.dtype == DType::F64) {
+    check(cublasDtrsm(blas_, side, fill, op, diag, n, m, &alpha, t.as<const double>(), ldt, b.as<double>(), n),
+          "cublasDtrsm");
+  } else {
+    const float alphaF = static_cast<float>(alpha);
+    check(cublasStrsm(blas_, side, fill, op, diag, n, m, &alphaF, t.as<const float>(), ldt, b.as<float>(), n),
+          "cublasStrsm");
+  }
+  synchronize();
+}
+
+// ---- our kernels -----------------------------------------------------------------------------------
+
+void CudaBackend::convert(const TensorView& src, TensorView& dst) {
+  cuda::convert(src.data, src.dtype, dst.data, dst.dtype, src.numel(), stream_);
+  synchronize();
+}
+
+void CudaBackend::topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) {
+  const int64_t rows = scores.shape[0], cols = scores.shape[1];
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::topkMask(scores.as<const float>(), rows, cols, k, largest, mask.as<uint8_t>(), flag, stream_);
+  });
+  if (bad >= 0) failOnNaN("topkMask", bad, cols);
+}
+
+void CudaBackend::nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) {
+  const int64_t rows = scores.shape[0], cols = scores.shape[1];
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::nmMask(scores.as<const float>(), rows, cols, n, m, largest, mask.as<uint8_t>(), flag, stream_);
+  });
+  if (bad >= 0) failOnNaN("nmMask", bad, cols);
+}
+
+void CudaBackend::thresholdMask(const TensorView& scores, double threshold, TensorView& mask) {
+  // Compared in f32, as the CPU backend does.
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::thresholdMask(scores.as<const float>(), scores.numel(), static_cast<float>(threshold), mask.as<uint8_t>(),
+                        flag, stream_);
+  });
+  if (bad >= 0) failOnNaN("thresholdMask", bad, scores.cols());
+}
+
+void CudaBackend::applyMask(const TensorView& x, const TensorView& mask, TensorView& out) {
+  cuda::applyMask(x.data, mask.as<const uint8_t>(), out.data, x.numel(), dtypeSize(x.dtype), stream_);
+  synchronize();
+}
+
+void CudaBackend::axpy(double alpha, const TensorView& x, TensorView& y) {
+  cuda::axpy(alpha, x.data, y.data, x.numel(), x.dtype, stream_);
+  synchronize();
+}
+
+void CudaBackend::unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) {
+  // The op checks leave this to the backends (the CPU one makes the same check).
+  SPARQ_CHECK(op != UnaryOp::Clamp || a <= b, ErrorCode::InvalidArgument,
+              "clamp: min must not exceed max, got min " + std::to_string(a) + " > max " + std::to_string(b));
+  cuda::unary(op, x.data, out.data, x.numel(), x.dtype, a, b, stream_);
+  synchronize();
+}
+
+// ---- memory ----------------------------------------------------------------------------------------
+
+void* CudaBackend::allocate(size_t bytes) {
+  void* ptr = nullptr;
+  const cudaError_t status = cudaMalloc(&ptr, bytes);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    fail(ErrorCode::AllocationFailed, "could not allocate " + std::to_string(bytes) + " bytes on " + properties_.name +
+                                          ": " + cudaGetErrorString(status));
+  }
+  return ptr;
+}
+
+void CudaBackend::release(void* ptr) { check(cudaFree(ptr), "cudaFree"); }
+
+// On the backend's stream and waited for: the host memory (JavaScript's) may change once this returns.
+void CudaBackend::copyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (to device)");
+  synchronize();
+}
+
+void CudaBackend::copyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (to host)");
+  synchronize();
+}
+
+void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+
+}  // namespace sparq::cuda

@@ -27,6 +27,9 @@ void unary(UnaryOp op, const void* x, void* out, int64_t count, DType dtype, dou
 // Square n×n row-major matrices (f32 or f64).
 void findNonFinite(const void* a, int64_t count, DType dtype, int64_t* firstBad, cudaStream_t stream);
 void addToDiagonal(void* a, int64_t n, DType dtype, double lambda, cudaStream_t stream);
+// c = beta·c over `count` elements, or over the lower triangle of n×n c (beta = 0 writes zeros, even over NaN).
+void scaleMatrix(void* c, int64_t count, DType dtype, double beta, cudaStream_t stream);
+void scaleLower(void* c, int64_t n, DType dtype, double beta, cudaStream_t stream);
 // Lower triangle onto the upper one.
 void mirrorLower(void* a, int64_t n, DType dtype, cudaStream_t stream);
 // Keeps the lower triangle (zeroing the upper), or moves it to the upper one (U = Lᵀ, lower zeroed).

@@ -1,0 +1,99 @@
+// Perplexity under the protocol the pruning papers use: the whole text tokenized as one string without
+// special tokens, the first `maxTokens` kept, cut into non-overlapping `seqLen` windows (the remainder
+// dropped); perplexity = exp(mean over windows of each window's mean next-token NLL).
+//
+// Streaming: all windows go through block 1, then block 2, …, with one block's weights in memory. The
+// windows' hidden states are all that is kept between blocks; when they would exceed `maxHiddenBytes`
+// the windows are taken in chunks, each chunk streaming through the blocks again.
+import { AbortError, InvalidArgumentError } from '../errors.js';
+import type { DecoderModel } from '../models/decoder.js';
+import { crossEntropy, embedding } from '../nn.js';
+import { Tensor } from '../tensor.js';
+import { checkInteger } from '../validate.js';
+
+export interface PerplexityOptions {
+  seqLen?: number;
+  maxTokens?: number;
+  /** Cap on the hidden states held at once (default 1 GiB). */
+  maxHiddenBytes?: number;
+  onProgress?: (progress: { step: number; steps: number; stage: string }) => void;
+  signal?: AbortSignal;
+}
+
+export interface PerplexityResult {
+  perplexity: number;
+  /** Mean of the windows' mean next-token NLL (natural log). */
+  meanNll: number;
+  windows: number;
+  tokens: number;
+  seqLen: number;
+  seconds: number;
+}
+
+/** Yields to the event loop between units of work, so progress and signals are serviced. */
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const started = performance.now();
+  const seqLen = checkInteger('seqLen', options.seqLen ?? Math.min(2048, model.config.maxPositions), 2);
+  if (seqLen > model.config.maxPositions) {
+    throw new InvalidArgumentError(`seqLen ${seqLen} exceeds the model's context of ${model.config.maxPositions} tokens (max_position_embeddings)`);
+  }
+  const maxTokens = checkInteger('maxTokens', options.maxTokens ?? tokens.length, 1);
+  const used = Math.min(maxTokens, tokens.length);
+  const windows = Math.floor(used / seqLen);
+  if (windows === 0) {
+    throw new InvalidArgumentError(`the text has ${tokens.length} tokens (${used} used); one window needs ${seqLen} (lower --seq-len or give more text)`);
+  }
+  for (let i = 0; i < windows * seqLen; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= model.config.vocabSize) {
+      throw new InvalidArgumentError(`token ${tokens[i]} at position ${i} is outside the model's vocabulary of ${model.config.vocabSize}`);
+    }
+  }
+  const hidden = model.config.hiddenSize;
+  const windowBytes = seqLen * hidden * 4;
+  const perChunk = Math.max(1, Math.floor((options.maxHiddenBytes ?? 2 ** 30) / windowBytes));
+  const chunks = Math.ceil(windows / perChunk);
+  const steps = chunks * (model.config.layers + 2);
+  let step = 0;
+  const progress = (stage: string) => options.onProgress?.({ step: ++step, steps, stage });
+  const check = () => {
+    if (options.signal?.aborted) throw new AbortError();
+  };
+  const positions = Tensor.fromTypedArray(Int32Array.from({ length: seqLen }, (_, i) => i));
+  const windowNll: number[] = [];
+
+  for (let first = 0; first < windows; first += perChunk) {
+    const count = Math.min(perChunk, windows - first);
+    const table = await model.loadEmbedding();
+    const states: Tensor[] = [];
+    for (let w = first; w < first + count; ++w) {
+      states.push(embedding(table, Tensor.fromTypedArray(tokens.subarray(w * seqLen, (w + 1) * seqLen))));
+    }
+    progress('embedding');
+    for (let layer = 0; layer < model.config.layers; ++layer) {
+      const block = await model.loadBlock(layer);
+      for (const h of states) {
+        check();
+        block.forward(h, positions, model.invFreq);
+        await breathe();
+      }
+      progress(`block ${layer + 1}/${model.config.layers}`);
+    }
+    const head = await model.loadHead();
+    for (let i = 0; i < count; ++i) {
+      check();
+      const w = first + i;
+      const logits = model.logits(head, states[i]);
+      const predictions = logits.narrow(0, seqLen - 1); // position t predicts token t + 1
+      const nll = crossEntropy(predictions, Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen))).data as Float32Array;
+      let sum = 0;
+      for (const v of nll) sum += v;
+      windowNll.push(sum / nll.length);
+      await breathe();
+    }
+    progress('head');
+  }
+  const meanNll = windowNll.reduce((a, b) => a + b, 0) / windowNll.length;
+  return { perplexity: Math.exp(meanNll), meanNll, windows, tokens: windows * seqLen, seqLen, seconds: (performance.now() - started) / 1000 };
+}

@@ -1,0 +1,126 @@
+// config.json of a Hugging Face model folder, normalized into what sparq's runtime needs. Every field is
+// validated; an unknown model_type gets an error listing the supported ones.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
+
+/** Decoder families that share Llama's layout: tensor names, RMSNorm, RoPE, SwiGLU MLP. */
+export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
+export type Architecture = (typeof LLAMA_FAMILY)[number];
+
+export type RopeScaling =
+  | { type: 'default' }
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+
+export interface ModelConfig {
+  architecture: Architecture;
+  hiddenSize: number;
+  intermediateSize: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  tiedEmbeddings: boolean;
+  /** q/k/v projections carry biases (Qwen2). */
+  attentionBias: boolean;
+  /** RMSNorm on each head of q and k before RoPE (Qwen3). */
+  qkNorm: boolean;
+}
+
+type Json = Record<string, unknown>;
+
+function field(source: string, json: Json, name: string, kind: 'int' | 'number' | 'boolean', fallback?: number | boolean): number | boolean {
+  const value = json[name] ?? fallback;
+  const ok =
+    kind === 'int' ? Number.isSafeInteger(value) && (value as number) > 0 : kind === 'number' ? typeof value === 'number' && Number.isFinite(value) && value > 0 : typeof value === 'boolean';
+  if (!ok) throw new InvalidFileError(`${source}: '${name}' must be ${kind === 'int' ? 'a positive integer' : kind === 'number' ? 'a positive number' : 'a boolean'}, found ${JSON.stringify(json[name])}`);
+  return value as number | boolean;
+}
+
+function ropeSettings(source: string, json: Json): { theta: number; scaling: RopeScaling } {
+  // Newer configs nest everything in rope_parameters (rope_theta inside); older ones use rope_theta and
+  // an optional rope_scaling object.
+  const nested = json.rope_parameters as Json | undefined;
+  const scaling = (nested ?? (json.rope_scaling as Json | null | undefined)) ?? undefined;
+  const theta = Number(nested?.rope_theta ?? json.rope_theta ?? 10000);
+  if (!(theta > 0)) throw new InvalidFileError(`${source}: rope_theta must be a positive number`);
+  const type = (scaling?.rope_type ?? scaling?.type ?? 'default') as string;
+  const where = nested ? 'rope_parameters' : 'rope_scaling';
+  const num = (name: string) => field(source, scaling as Json, name, 'number') as number;
+  switch (type) {
+    case 'default':
+      return { theta, scaling: { type: 'default' } };
+    case 'linear':
+      return { theta, scaling: { type: 'linear', factor: num('factor') } };
+    case 'llama3':
+      return {
+        theta,
+        scaling: {
+          type: 'llama3',
+          factor: num('factor'),
+          lowFreqFactor: num('low_freq_factor'),
+          highFreqFactor: num('high_freq_factor'),
+          originalMaxPositions: num('original_max_position_embeddings'),
+        },
+      };
+    default:
+      throw new UnsupportedFormatError(`${source}: ${where} type '${type}' is not supported (supported: default, linear, llama3)`);
+  }
+}
+
+export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
+  const type = json.model_type;
+  if (typeof type !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(type)) {
+    throw new UnsupportedFormatError(`${source}: model_type ${JSON.stringify(type)} is not supported; supported: ${LLAMA_FAMILY.join(', ')}`);
+  }
+  const hiddenSize = field(source, json, 'hidden_size', 'int') as number;
+  const heads = field(source, json, 'num_attention_heads', 'int') as number;
+  const kvHeads = field(source, json, 'num_key_value_heads', 'int', heads) as number;
+  if (heads % kvHeads !== 0) throw new InvalidFileError(`${source}: num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads})`);
+  const headDim = field(source, json, 'head_dim', 'int', hiddenSize / heads) as number;
+  if (headDim % 2 !== 0) throw new InvalidFileError(`${source}: head_dim ${headDim} must be even for rotary embeddings`);
+  const activation = json.hidden_act ?? 'silu';
+  if (activation !== 'silu') throw new UnsupportedFormatError(`${source}: hidden_act '${String(activation)}' is not supported for ${type} (expected silu)`);
+  const rope = ropeSettings(source, json);
+  return {
+    architecture: type as Architecture,
+    hiddenSize,
+    intermediateSize: field(source, json, 'intermediate_size', 'int') as number,
+    layers: field(source, json, 'num_hidden_layers', 'int') as number,
+    heads,
+    kvHeads,
+    headDim,
+    vocabSize: field(source, json, 'vocab_size', 'int') as number,
+    maxPositions: field(source, json, 'max_position_embeddings', 'int', 2048) as number,
+    rmsNormEps: field(source, json, 'rms_norm_eps', 'number', 1e-6) as number,
+    ropeTheta: rope.theta,
+    ropeScaling: rope.scaling,
+    tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', false) as boolean,
+    attentionBias: type === 'qwen2' ? true : (field(source, json, 'attention_bias', 'boolean', false) as boolean),
+    qkNorm: type === 'qwen3',
+  };
+}
+
+export async function readConfig(dir: string): Promise<ModelConfig> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new InvalidFileError(`${path}: cannot be read (${(error as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidFileError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new InvalidFileError(`${path}: not a JSON object`);
+  return parseConfig(json as Json, path);
+}

@@ -1,0 +1,94 @@
+// Model configs, tokenization and streaming perplexity against the trained fixtures' goldens (stated
+// protocol: whole text as one string, first 65,536 tokens, 256-token windows), within 0.1%.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  DecoderModel,
+  evaluatePerplexity,
+  InvalidArgumentError,
+  InvalidFileError,
+  loadTokenizer,
+  parseConfig,
+  SafetensorsFile,
+  UnsupportedFormatError,
+} from '../lib/index.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const shared = join(root, '..', 'shared');
+const fixture = (name: string) => join(shared, 'fixtures', name);
+
+describe('model configs', () => {
+  it('reads both rope forms: rope_theta + rope_scaling, and rope_parameters with rope_theta inside', () => {
+    const llama3 = parseConfig(JSON.parse(readFileSync(join(fixture('tiny-llama3'), 'config.json'), 'utf8')));
+    assert.equal(llama3.ropeTheta, 500000);
+    assert.deepEqual(llama3.ropeScaling, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 });
+    const qwen3 = parseConfig(JSON.parse(readFileSync(join(fixture('tiny-qwen3'), 'config.json'), 'utf8')));
+    assert.equal(qwen3.headDim, 32);
+    assert.equal(qwen3.qkNorm, true);
+    const base = { model_type: 'llama', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 10 };
+    assert.deepEqual(parseConfig({ ...base, rope_theta: 1e4, rope_scaling: { type: 'linear', factor: 2 } }).ropeScaling, { type: 'linear', factor: 2 });
+  });
+
+  it('names what is wrong: unknown model_type (listing the supported), bad fields, unsupported rope types', () => {
+    const base = { model_type: 'llama', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 10 };
+    assert.throws(() => parseConfig({ ...base, model_type: 'gpt2' }), (e: unknown) => e instanceof UnsupportedFormatError && /llama, mistral, qwen2, qwen3/.test(e.message));
+    assert.throws(() => parseConfig({ ...base, hidden_size: 7.5 }), (e: unknown) => e instanceof InvalidFileError && /'hidden_size' must be a positive integer/.test(e.message));
+    assert.throws(() => parseConfig({ ...base, num_key_value_heads: 3, num_attention_heads: 4 }), /not a multiple/);
+    assert.throws(() => parseConfig({ ...base, rope_scaling: { type: 'yarn', factor: 4 } }), (e: unknown) => e instanceof UnsupportedFormatError && /yarn/.test(e.message));
+  });
+});
+
+describe('perplexity', () => {
+  for (const [name, text] of [
+    ['stories260K', 'tinystories_val.txt'],
+    ['sotu-llama', 'sotu_eval.txt'],
+  ] as const) {
+    it(`${name} matches its golden perplexity within 0.1%, streaming block by block`, async function () {
+      this.timeout(300_000);
+      const dir = fixture(name);
+      const tokens = (await loadTokenizer(dir)).encode(readFileSync(join(shared, 'data', text), 'utf8'));
+      // The tokenizer reproduces the golden's first 64 tokens.
+      const golden = await SafetensorsFile.open(join(dir, 'golden.safetensors'));
+      assert.deepEqual([...tokens.subarray(0, 64)], [...((await golden.read('input_ids')).data as Int32Array)]);
+      await golden.close();
+      const expected = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')).perplexity;
+      const model = await DecoderModel.open(dir);
+      const stages: string[] = [];
+      // A hidden-state budget of 64 windows forces four chunks through the blocks.
+      const windowBytes = expected.seq_len * model.config.hiddenSize * 4;
+      const result = await evaluatePerplexity(model, tokens, {
+        seqLen: expected.seq_len,
+        maxTokens: expected.max_tokens,
+        maxHiddenBytes: 64 * windowBytes,
+        onProgress: ({ stage }) => stages.push(stage),
+      });
+      await model.close();
+      assert.equal(result.windows, expected.windows);
+      assert.ok(Math.abs(result.perplexity / expected.value - 1) < 1e-3, `perplexity ${result.perplexity}, golden ${expected.value}`);
+      assert.equal(stages.filter((s) => s === 'embedding').length, 4);
+    });
+  }
+
+  it('refuses a text shorter than one window and a window longer than the context', async () => {
+    const model = await DecoderModel.open(fixture('stories260K'));
+    await assert.rejects(evaluatePerplexity(model, new Int32Array(100), { seqLen: 256 }), (e: unknown) => e instanceof InvalidArgumentError && /100 tokens/.test(e.message));
+    await assert.rejects(evaluatePerplexity(model, new Int32Array(2000), { seqLen: 1024 }), /exceeds the model's context of 512/);
+    await assert.rejects(evaluatePerplexity(model, new Int32Array(600).fill(9999), { seqLen: 256 }), /outside the model's vocabulary/);
+    await model.close();
+  });
+
+  it('sparq eval prints a JSON line with perplexity, windows, tokens and seconds', () => {
+    const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli', 'main.js');
+    const out = execFileSync(process.execPath, [cli, 'eval', '--model', fixture('stories260K'), '--text', join(shared, 'data', 'tinystories_val.txt'), '--seq-len', '256', '--max-tokens', '4096', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const last = JSON.parse(out.trim().split('\n').pop()!);
+    assert.equal(last.windows, 16);
+    assert.equal(last.tokens, 4096);
+    assert.ok(last.perplexity > 1 && last.seconds >= 0);
+    const bad = spawnSync(process.execPath, [cli, 'eval', '--model', fixture('tiny-opt'), '--tokens', join(shared, 'README.md')], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /SPARQ_INVALID_FILE|SPARQ_UNSUPPORTED_FORMAT/);
+  });
+});
