@@ -22,3 +22,4 @@ export { LLAMA_FAMILY, parseConfig, readConfig, type ModelConfig, type RopeScali
 export { DecoderBlock, DecoderModel, LLAMA_LAYOUT } from './models/decoder.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';

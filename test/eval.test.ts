@@ -5,8 +5,16 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import {
+  abs,
+  applyMask,
+  Checkpoint,
+  CheckpointWriter,
   DecoderModel,
+  inspectModel,
+  nmMask,
   evaluatePerplexity,
   InvalidArgumentError,
   InvalidFileError,
@@ -38,6 +46,36 @@ describe('model configs', () => {
     assert.throws(() => parseConfig({ ...base, hidden_size: 7.5 }), (e: unknown) => e instanceof InvalidFileError && /'hidden_size' must be a positive integer/.test(e.message));
     assert.throws(() => parseConfig({ ...base, num_key_value_heads: 3, num_attention_heads: 4 }), /not a multiple/);
     assert.throws(() => parseConfig({ ...base, rope_scaling: { type: 'yarn', factor: 4 } }), (e: unknown) => e instanceof UnsupportedFormatError && /yarn/.test(e.message));
+  });
+});
+
+describe('inspectModel', () => {
+  it('reports parameters, dtypes and the exact sparsity of each linear', async () => {
+    const source = fixture('tiny-llama');
+    const out = await mkdtemp(join(tmpdir(), 'sparq-inspect-'));
+    try {
+      await copyFile(join(source, 'config.json'), join(out, 'config.json'));
+      const ckpt = await Checkpoint.open(source);
+      const names = ckpt.names();
+      const tensors = await Promise.all(names.map((n) => ckpt.read(n)));
+      await ckpt.close();
+      // Zero 3 of every 4 weights of one projection (keeping the largest by magnitude).
+      const target = 'model.layers.1.mlp.up_proj.weight';
+      const i = names.indexOf(target);
+      const f32 = tensors[i].to('f32');
+      const keep = nmMask(abs(f32), 1, 4);
+      tensors[i] = applyMask(f32, keep).to('bf16');
+      const writer = await CheckpointWriter.create(out, names.map((name, j) => ({ name, dtype: tensors[j].dtype, shape: tensors[j].shape })));
+      for (let j = 0; j < names.length; ++j) await writer.write(names[j], tensors[j]);
+      await writer.close();
+      const report = await inspectModel(out);
+      assert.equal(report.parameters, tensors.reduce((s, t) => s + t.numel, 0));
+      assert.deepEqual(Object.keys(report.dtypes), ['BF16']);
+      assert.equal(report.linears.length, 2 * 7);
+      for (const l of report.linears) assert.equal(l.sparsity, l.name === target ? 0.75 : 0, l.name);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,7 +2,7 @@
 // The sparq command line. Commands arrive with the issues that build them; `info` reports the backends.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { backendInfo, DecoderModel, evaluatePerplexity, isAvailable, loadAttempts, loadTokenizer } from '../index.js';
+import { backendInfo, DecoderModel, evaluatePerplexity, inspectModel, isAvailable, loadAttempts, loadTokenizer } from '../index.js';
 import { InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
 import { progressBar } from './progress.js';
 
@@ -15,6 +15,8 @@ Commands:
                    the whole text tokenized as one string without special tokens, the first
                    --max-tokens kept, non-overlapping --seq-len windows (default: 2048, or the
                    model's context if shorter), exp of the mean of the windows' mean next-token NLL
+  inspect DIR [--json]
+                   architecture, parameter count, dtypes, bytes, and each linear layer's sparsity
 
 Options:
   -h, --help       show this help
@@ -105,6 +107,24 @@ async function evaluate(args: string[]): Promise<void> {
   }
 }
 
+async function inspect(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+  if (positionals.length !== 1) throw new InvalidArgumentError('inspect: give exactly one model folder');
+  const bar = progressBar('inspect');
+  const report = await inspectModel(positionals[0], { onProgress: (done, total) => bar.update(done, total, 'linears') });
+  bar.done();
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return;
+  }
+  const c = report.config;
+  process.stdout.write(
+    `${report.dir}: ${c.architecture}, ${c.layers} layers, hidden ${c.hiddenSize}, ${c.heads} heads / ${c.kvHeads} kv (head_dim ${c.headDim}), ` +
+      `vocab ${c.vocabSize}\n${report.parameters.toLocaleString('en-US')} parameters, ${(report.bytes / 2 ** 20).toFixed(1)} MiB, dtypes ${JSON.stringify(report.dtypes)}\n`,
+  );
+  for (const l of report.linears) process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%\n`);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -120,6 +140,10 @@ export async function main(argv: string[]): Promise<number> {
       info(rest);
       return 0;
     }
+    if (command === 'inspect') {
+      await inspect(rest);
+      return 0;
+    }
     if (command === 'eval') {
       await evaluate(rest);
       return 0;
@@ -133,4 +157,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`sparq inspect DIR | head`) ends the output quietly instead of crashing.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
 process.exitCode = await main(process.argv.slice(2));
