@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/damping.h"
 #include "core/pool.h"
 
 extern "C" {
@@ -148,12 +149,6 @@ int potri(T* a, int n) {
   return info;
 }
 
-std::string formatNumber(double v) {
-  char buffer[32];
-  snprintf(buffer, sizeof buffer, "%.3g", v);
-  return buffer;
-}
-
 template <typename T>
 CholeskyReport choleskyTyped(const TensorView& aView, TensorView& outView, const CholeskyOptions& options) {
   const int64_t n64 = aView.shape[0];
@@ -169,39 +164,25 @@ CholeskyReport choleskyTyped(const TensorView& aView, TensorView& outView, const
                                            ", column " + std::to_string(i % n64));
     }
   }
-  double scale = 0;
-  for (int64_t i = 0; i < n64; ++i) scale += std::fabs(static_cast<double>(a[i * n64 + i]));
-  scale /= static_cast<double>(n64);
-  if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
+  double sumAbsDiagonal = 0;
+  for (int64_t i = 0; i < n64; ++i) sumAbsDiagonal += std::fabs(static_cast<double>(a[i * n64 + i]));
+  DampingLadder ladder(options, sumAbsDiagonal, n64);
 
   // When out aliases a, keep a pristine copy for the next rung of the ladder.
   std::vector<T> original;
   if (out == a) original.assign(a, a + n64 * n64);
   const T* source = out == a ? original.data() : a;
 
-  double relative = options.damp;
   int failedPivot = 0;
-  for (int attempt = 1; attempt <= options.maxAttempts; ++attempt) {
+  while (ladder.next()) {
     throwIfCancelled();
-    if (attempt > 1) relative = relative == 0 ? 1e-6 : relative * 10;
-    const double lambda = relative * scale;
     memcpy(out, source, sizeof(T) * n64 * n64);
-    for (int64_t i = 0; i < n64; ++i) out[i * n64 + i] += static_cast<T>(lambda);
+    for (int64_t i = 0; i < n64; ++i) out[i * n64 + i] += static_cast<T>(ladder.lambda());
     failedPivot = potrf(out, n);
-    report.attempts = attempt;
-    if (failedPivot == 0) {
-      report.relativeDamping = relative;
-      report.absoluteDamping = lambda;
-      break;
-    }
+    if (failedPivot == 0) break;
   }
-  if (failedPivot != 0) {
-    fail(ErrorCode::NotPositiveDefinite,
-         "cholesky: the " + std::to_string(n) + "x" + std::to_string(n) +
-             " matrix is not positive definite even with damping " + formatNumber(relative) + " x mean(diag) = " +
-             formatNumber(relative * scale) + " after " + std::to_string(report.attempts) +
-             " attempts (the leading minor of order " + std::to_string(failedPivot) + " failed)");
-  }
+  if (failedPivot != 0) ladder.exhausted(failedPivot);
+  report = ladder.report();
   throwIfCancelled();
   if (options.inverse) {
     const int info = potri(out, n);

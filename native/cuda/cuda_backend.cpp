@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/damping.h"
 #include "core/pool.h"
 #include "kernels.h"
 
@@ -60,12 +61,6 @@ int blasInt(int64_t v, const char* what) {
   SPARQ_CHECK(v <= std::numeric_limits<int>::max(), ErrorCode::InvalidArgument,
               std::string(what) + " = " + std::to_string(v) + " exceeds the cuBLAS/cuSOLVER index range (2^31 - 1)");
   return static_cast<int>(v);
-}
-
-std::string formatNumber(double v) {
-  char buffer[32];
-  snprintf(buffer, sizeof buffer, "%.3g", v);
-  return buffer;
 }
 
 [[noreturn]] void failOnNaN(const char* op, int64_t index, int64_t cols) {
@@ -256,10 +251,9 @@ CholeskyReport CudaBackend::cholesky(const TensorView& a, TensorView& out, const
     synchronize();
     for (int i = 0; i < n; ++i) diagonal[i] = floats[i];
   }
-  double scale = 0;
-  for (double d : diagonal) scale += std::fabs(d);
-  scale /= static_cast<double>(n64);
-  if (!(scale > 0) || !std::isfinite(scale)) scale = 1;
+  double sumAbsDiagonal = 0;
+  for (double d : diagonal) sumAbsDiagonal += std::fabs(d);
+  DampingLadder ladder(options, sumAbsDiagonal, n64);
 
   // Every rung starts again from a; if out aliases a, a pristine copy keeps it.
   const bool aliased = out.data == a.data;
@@ -280,13 +274,10 @@ CholeskyReport CudaBackend::cholesky(const TensorView& a, TensorView& out, const
   }
   DeviceScratch workspace(static_cast<size_t>(workspaceElements) * elementSize);
 
-  // The ladder: damp, then ×10 per rung (from 1e-6 when damp is 0), λ = relative · scale.
-  double relative = options.damp;
   int failedPivot = 0;
-  for (int attempt = 1; attempt <= options.maxAttempts; ++attempt) {
+  while (ladder.next()) {
     throwIfCancelled();
-    if (attempt > 1) relative = relative == 0 ? 1e-6 : relative * 10;
-    const double lambda = relative * scale;
+    const double lambda = ladder.lambda();
     check(cudaMemcpyAsync(out.data, source, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync (rung copy)");
     addToDiagonal(out.data, n64, a.dtype, lambda, stream_);
     // Column-major upper U with A = UᵀU is the row-major lower L with A = LLᵀ.
@@ -302,20 +293,10 @@ CholeskyReport CudaBackend::cholesky(const TensorView& a, TensorView& out, const
     failedPivot = readInfo();
     SPARQ_CHECK(failedPivot >= 0, ErrorCode::Internal,
                 "cusolverDnpotrf rejected argument " + std::to_string(-failedPivot));
-    report.attempts = attempt;
-    if (failedPivot == 0) {
-      report.relativeDamping = relative;
-      report.absoluteDamping = lambda;
-      break;
-    }
+    if (failedPivot == 0) break;
   }
-  if (failedPivot != 0) {
-    fail(ErrorCode::NotPositiveDefinite,
-         "cholesky: the " + std::to_string(n) + "x" + std::to_string(n) +
-             " matrix is not positive definite even with damping " + formatNumber(relative) + " x mean(diag) = " +
-             formatNumber(relative * scale) + " after " + std::to_string(report.attempts) +
-             " attempts (the leading minor of order " + std::to_string(failedPivot) + " failed)");
-  }
+  if (failedPivot != 0) ladder.exhausted(failedPivot);
+  report = ladder.report();
   throwIfCancelled();
 
   if (options.inverse) {
