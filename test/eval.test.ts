@@ -23,10 +23,10 @@ import {
   SafetensorsFile,
   UnsupportedFormatError,
 } from '../lib/index.js';
+import { fixturePath, sharedDir } from './helpers.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const shared = join(root, '..', 'shared');
-const fixture = (name: string) => join(shared, 'fixtures', name);
+const shared = sharedDir();
+const fixture = fixturePath;
 
 describe('model configs', () => {
   it('reads both rope forms: rope_theta + rope_scaling, and rope_parameters with rope_theta inside', () => {

@@ -4,12 +4,11 @@
 // largest difference seen is 1.4e-5, on sotu-llama); the loss within 1e-4 relative.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { crossEntropy, DecoderModel, embedding, SafetensorsFile, Tensor } from '../lib/index.js';
-import { assertClose } from './helpers.js';
+import { assertClose, sharedDir } from './helpers.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'fixtures');
+const fixtures = join(sharedDir(), 'fixtures');
 
 async function llamaLogits(dir: string, ids: Int32Array): Promise<Float32Array> {
   const model = await DecoderModel.open(dir);

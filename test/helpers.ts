@@ -1,6 +1,9 @@
 // Shared test utilities: a seeded generator, float64 references, tolerance checks that name the worst
 // element, and a loop over every CPU kernel variant this machine can run.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { backendInfo, setKernelVariant } from '../lib/index.js';
 
 /** mulberry32: small, seeded, good enough for test data. */
@@ -111,3 +114,17 @@ export function forEachKernelVariant(body: (variant: string) => void): void {
 }
 
 export const ODD_SIZES = [1, 7, 129, 1000];
+
+/**
+ * The shared fixtures and data folder: $SPARQ_SHARED_DIR, else ../shared beside the checkout (where CI
+ * puts it). Tests compile to .out/test, three levels below the checkout's parent.
+ */
+export function sharedDir(): string {
+  const dir = process.env.SPARQ_SHARED_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared');
+  assert.ok(existsSync(join(dir, 'fixtures')), `shared fixtures not found at ${dir} (set SPARQ_SHARED_DIR)`);
+  return dir;
+}
+
+export function fixturePath(name: string): string {
+  return join(sharedDir(), 'fixtures', name);
+}

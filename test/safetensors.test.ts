@@ -4,8 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import {
   Checkpoint,
   CheckpointWriter,
@@ -18,8 +17,9 @@ import {
   Tensor,
   UnsupportedFormatError,
 } from '../lib/index.js';
+import { sharedDir } from './helpers.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'fixtures');
+const fixtures = join(sharedDir(), 'fixtures');
 
 /** A safetensors file from a raw header object (or string) and a data length. */
 function rawFile(header: unknown, dataBytes: number, options: { claimedLength?: bigint } = {}): Buffer {

@@ -2,7 +2,7 @@
 // checkpoint: the model object holds only the config and the open files; blocks, the embedding and the
 // head are loaded on request and dropped by the caller, so memory stays about one block.
 import { Checkpoint } from '../io/checkpoint.js';
-import { attention, addBias, embedding, rmsNorm, rope, ropeInverseFrequencies, siluMul } from '../nn.js';
+import { attention, addBias, rmsNorm, rope, ropeInverseFrequencies, siluMul } from '../nn.js';
 import { axpy, gemm } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { readConfig, type ModelConfig } from './config.js';
