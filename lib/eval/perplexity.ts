@@ -39,6 +39,10 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
   if (seqLen > model.config.maxPositions) {
     throw new InvalidArgumentError(`seqLen ${seqLen} exceeds the model's context of ${model.config.maxPositions} tokens (max_position_embeddings)`);
   }
+  const window = model.config.slidingWindow;
+  if (window !== undefined && seqLen > window) {
+    throw new InvalidArgumentError(`seqLen ${seqLen} exceeds the model's sliding attention window of ${window}, which sparq does not implement yet; use --seq-len ${window} or less`);
+  }
   const maxTokens = checkInteger('maxTokens', options.maxTokens ?? tokens.length, 1);
   const used = Math.min(maxTokens, tokens.length);
   const windows = Math.floor(used / seqLen);

@@ -31,6 +31,8 @@ export interface ModelConfig {
   attentionBias: boolean;
   /** RMSNorm on each head of q and k before RoPE (Qwen3). */
   qkNorm: boolean;
+  /** Mistral-style sliding-window attention span, if the config sets one. */
+  slidingWindow?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -104,6 +106,9 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
     tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', false) as boolean,
     attentionBias: type === 'qwen2' ? true : (field(source, json, 'attention_bias', 'boolean', false) as boolean),
     qkNorm: type === 'qwen3',
+    // Qwen configs carry sliding_window but only apply it with use_sliding_window.
+    slidingWindow:
+      typeof json.sliding_window === 'number' && (type === 'mistral' || json.use_sliding_window === true) ? json.sliding_window : undefined,
   };
 }
 
