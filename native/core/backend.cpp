@@ -9,8 +9,8 @@ void Backend::setKernelVariant(const std::string& variant) {
 
 namespace {
 [[noreturn]] void unsupported(const Backend& backend, const char* op) {
-  fail(ErrorCode::BackendUnavailable, std::string(op) + " is not implemented on the " + backend.name() +
-                                          " backend yet; run it on CPU tensors");
+  fail(ErrorCode::BackendUnavailable, std::string(op) + " runs on CPU tensors only for now: the " + backend.name() +
+                                          " backend has no kernel for it");
 }
 }  // namespace
 
