@@ -18,8 +18,8 @@ export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.j
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
 export type { AsyncOptions } from './call.js';
 export * from './nn.js';
-export { LLAMA_FAMILY, parseConfig, readConfig, type ModelConfig, type RopeScaling } from './models/config.js';
-export { DecoderBlock, DecoderModel, LLAMA_LAYOUT } from './models/decoder.js';
+export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
+export { DecoderBlock, DecoderModel, LAYOUTS, type Embeddings, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';

@@ -1,11 +1,11 @@
-// The Llama-family decoder (Llama, Llama-3 rope scaling, Qwen2 q/k/v bias, Qwen3 q/k norm and head_dim)
+// The decoder (Llama, Llama-3 rope scaling, Qwen2 q/k/v bias, Qwen3 q/k norm and head_dim, OPT)
 // run block by block must reproduce the independent PyTorch goldens in ../shared/fixtures.
 // Tolerance: f32 compute from the stored weights; logits within 5e-5 absolute + 1e-4 relative (the
 // largest difference seen is 1.4e-5, on sotu-llama); the loss within 1e-4 relative.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crossEntropy, DecoderModel, embedding, SafetensorsFile, Tensor } from '../lib/index.js';
+import { crossEntropy, DecoderModel, SafetensorsFile, Tensor } from '../lib/index.js';
 import { assertClose, sharedDir } from './helpers.js';
 
 const fixtures = join(sharedDir(), 'fixtures');
@@ -13,7 +13,7 @@ const fixtures = join(sharedDir(), 'fixtures');
 async function llamaLogits(dir: string, ids: Int32Array): Promise<Float32Array> {
   const model = await DecoderModel.open(dir);
   const positions = Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i));
-  const h = embedding(await model.loadEmbedding(), Tensor.fromTypedArray(ids));
+  const h = model.embed(await model.loadEmbeddings(), ids);
   for (let layer = 0; layer < model.config.layers; ++layer) (await model.loadBlock(layer)).forward(h, positions, model.invFreq);
   const logits = model.logits(await model.loadHead(), h);
   await model.close();
@@ -30,8 +30,8 @@ async function golden(dir: string) {
   return { ids, batch: info.shape[0], length: info.shape[1], logits, loss: meta.loss as number | undefined };
 }
 
-describe('the Llama-family decoder matches the PyTorch goldens', () => {
-  for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'stories260K', 'sotu-llama']) {
+describe('the decoder matches the PyTorch goldens', () => {
+  for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'stories260K', 'sotu-llama']) {
     it(name, async () => {
       const dir = join(fixtures, name);
       const g = await golden(dir);

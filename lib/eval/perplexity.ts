@@ -7,7 +7,7 @@
 // the windows are taken in chunks, each chunk streaming through the blocks again.
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { crossEntropy, embedding } from '../nn.js';
+import { crossEntropy } from '../nn.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger } from '../validate.js';
 
@@ -69,11 +69,9 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
 
   for (let first = 0; first < windows; first += perChunk) {
     const count = Math.min(perChunk, windows - first);
-    const table = await model.loadEmbedding();
+    const embeddings = await model.loadEmbeddings();
     const states: Tensor[] = [];
-    for (let w = first; w < first + count; ++w) {
-      states.push(embedding(table, Tensor.fromTypedArray(tokens.subarray(w * seqLen, (w + 1) * seqLen))));
-    }
+    for (let w = first; w < first + count; ++w) states.push(model.embed(embeddings, tokens.subarray(w * seqLen, (w + 1) * seqLen)));
     progress('embedding');
     for (let layer = 0; layer < model.config.layers; ++layer) {
       const block = await model.loadBlock(layer);

@@ -6,7 +6,9 @@ import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
 
 /** Decoder families that share Llama's layout: tensor names, RMSNorm, RoPE, SwiGLU MLP. */
 export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
-export type Architecture = (typeof LLAMA_FAMILY)[number];
+/** Every model_type sparq runs. */
+export const SUPPORTED_ARCHITECTURES = [...LLAMA_FAMILY, 'opt'] as const;
+export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export type RopeScaling =
   | { type: 'default' }
@@ -23,7 +25,13 @@ export interface ModelConfig {
   headDim: number;
   vocabSize: number;
   maxPositions: number;
-  rmsNormEps: number;
+  /** RMSNorm (Llama family) or LayerNorm with bias (OPT), and its epsilon. */
+  norm: 'rms' | 'layer';
+  normEps: number;
+  /** The MLP: gated SiLU (gate/up/down) or a plain two-layer MLP with this activation (fc1/fc2). */
+  mlp: 'swiglu' | 'relu' | 'gelu';
+  /** Learned absolute positions with this index offset (OPT: 2) instead of rotary embeddings. */
+  learnedPositionOffset?: number;
   ropeTheta: number;
   ropeScaling: RopeScaling;
   tiedEmbeddings: boolean;
@@ -76,11 +84,46 @@ function ropeSettings(source: string, json: Json): { theta: number; scaling: Rop
   }
 }
 
+function parseOptConfig(json: Json, source: string): ModelConfig {
+  const hiddenSize = field(source, json, 'hidden_size', 'int') as number;
+  const heads = field(source, json, 'num_attention_heads', 'int') as number;
+  if (hiddenSize % heads !== 0) throw new InvalidFileError(`${source}: hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${heads}`);
+  if (json.do_layer_norm_before === false) {
+    throw new UnsupportedFormatError(`${source}: OPT with do_layer_norm_before = false (post-norm, as in OPT-350m) is not supported`);
+  }
+  if (json.word_embed_proj_dim !== undefined && json.word_embed_proj_dim !== hiddenSize) {
+    throw new UnsupportedFormatError(`${source}: OPT with word_embed_proj_dim ${String(json.word_embed_proj_dim)} != hidden_size ${hiddenSize} (project_in/out) is not supported`);
+  }
+  const activation = json.activation_function ?? 'relu';
+  if (activation !== 'relu' && activation !== 'gelu') throw new UnsupportedFormatError(`${source}: activation_function '${String(activation)}' is not supported (relu, gelu)`);
+  return {
+    architecture: 'opt',
+    hiddenSize,
+    intermediateSize: field(source, json, 'ffn_dim', 'int') as number,
+    layers: field(source, json, 'num_hidden_layers', 'int') as number,
+    heads,
+    kvHeads: heads,
+    headDim: hiddenSize / heads,
+    vocabSize: field(source, json, 'vocab_size', 'int') as number,
+    maxPositions: field(source, json, 'max_position_embeddings', 'int') as number,
+    norm: 'layer',
+    normEps: 1e-5,
+    mlp: activation,
+    learnedPositionOffset: 2,
+    ropeTheta: 0,
+    ropeScaling: { type: 'default' },
+    tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', true) as boolean,
+    attentionBias: json.enable_bias !== false,
+    qkNorm: false,
+  };
+}
+
 export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
   const type = json.model_type;
-  if (typeof type !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(type)) {
-    throw new UnsupportedFormatError(`${source}: model_type ${JSON.stringify(type)} is not supported; supported: ${LLAMA_FAMILY.join(', ')}`);
+  if (typeof type !== 'string' || !(SUPPORTED_ARCHITECTURES as readonly string[]).includes(type)) {
+    throw new UnsupportedFormatError(`${source}: model_type ${JSON.stringify(type)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
+  if (type === 'opt') return parseOptConfig(json, source);
   const hiddenSize = field(source, json, 'hidden_size', 'int') as number;
   const heads = field(source, json, 'num_attention_heads', 'int') as number;
   const kvHeads = field(source, json, 'num_key_value_heads', 'int', heads) as number;
@@ -100,7 +143,9 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
     headDim,
     vocabSize: field(source, json, 'vocab_size', 'int') as number,
     maxPositions: field(source, json, 'max_position_embeddings', 'int', 2048) as number,
-    rmsNormEps: field(source, json, 'rms_norm_eps', 'number', 1e-6) as number,
+    norm: 'rms',
+    normEps: field(source, json, 'rms_norm_eps', 'number', 1e-6) as number,
+    mlp: 'swiglu',
     ropeTheta: rope.theta,
     ropeScaling: rope.scaling,
     tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', false) as boolean,

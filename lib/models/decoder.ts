@@ -1,22 +1,42 @@
-// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) run one block at a time straight from a
-// checkpoint: the model object holds only the config and the open files; blocks, the embedding and the
-// head are loaded on request and dropped by the caller, so memory stays about one block.
+// Decoder-only language models run one block at a time straight from a checkpoint: the model object
+// holds only the config and the open files; blocks, the embeddings and the head are loaded on request
+// and dropped by the caller, so memory stays about one block.
+//
+// An architecture is described as data (LAYOUTS: where each parameter lives, which norm, which MLP,
+// rotary or learned positions); one block forward covers the families:
+//   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
+//   pre-norm → SwiGLU (gate, up, down) or fc1 → ReLU/GELU → fc2 → residual
 import { Checkpoint } from '../io/checkpoint.js';
-import { attention, addBias, rmsNorm, rope, ropeInverseFrequencies, siluMul } from '../nn.js';
-import { axpy, gemm } from '../ops.js';
+import { addBias, attention, embedding, layerNorm, rmsNorm, rope, ropeInverseFrequencies, siluMul } from '../nn.js';
+import { axpy, gelu, gemm, relu } from '../ops.js';
 import { Tensor } from '../tensor.js';
-import { readConfig, type ModelConfig } from './config.js';
+import { readConfig, type Architecture, type ModelConfig } from './config.js';
 
-/** Where each parameter lives in a Llama-family checkpoint. */
-export const LLAMA_LAYOUT = {
+export interface Layout {
+  embed: string;
+  /** Learned position table (OPT), indexed by position + config.learnedPositionOffset. */
+  positions?: string;
+  /** Final norm, without the .weight / .bias suffix. */
+  finalNorm: string;
+  lmHead: string;
+  block: (i: number) => string;
+  attentionNorm: string;
+  mlpNorm: string;
+  qNorm?: string;
+  kNorm?: string;
+  /** Linear layers of a block by role, without the .weight / .bias suffix. */
+  linears: Record<string, string>;
+}
+
+const LLAMA_LAYOUT: Layout = {
   embed: 'model.embed_tokens.weight',
-  finalNorm: 'model.norm.weight',
+  finalNorm: 'model.norm',
   lmHead: 'lm_head.weight',
-  block: (i: number) => `model.layers.${i}.`,
-  attentionNorm: 'input_layernorm.weight',
-  mlpNorm: 'post_attention_layernorm.weight',
-  qNorm: 'self_attn.q_norm.weight',
-  kNorm: 'self_attn.k_norm.weight',
+  block: (i) => `model.layers.${i}.`,
+  attentionNorm: 'input_layernorm',
+  mlpNorm: 'post_attention_layernorm',
+  qNorm: 'self_attn.q_norm',
+  kNorm: 'self_attn.k_norm',
   linears: {
     q: 'self_attn.q_proj',
     k: 'self_attn.k_proj',
@@ -26,11 +46,40 @@ export const LLAMA_LAYOUT = {
     up: 'mlp.up_proj',
     down: 'mlp.down_proj',
   },
-} as const;
+};
 
-export type LinearName = keyof typeof LLAMA_LAYOUT.linears;
+const OPT_LAYOUT: Layout = {
+  embed: 'model.decoder.embed_tokens.weight',
+  positions: 'model.decoder.embed_positions.weight',
+  finalNorm: 'model.decoder.final_layer_norm',
+  lmHead: 'lm_head.weight',
+  block: (i) => `model.decoder.layers.${i}.`,
+  attentionNorm: 'self_attn_layer_norm',
+  mlpNorm: 'final_layer_norm',
+  linears: {
+    q: 'self_attn.q_proj',
+    k: 'self_attn.k_proj',
+    v: 'self_attn.v_proj',
+    o: 'self_attn.out_proj',
+    fc1: 'fc1',
+    fc2: 'fc2',
+  },
+};
+
+export const LAYOUTS: Record<Architecture, Layout> = {
+  llama: LLAMA_LAYOUT,
+  mistral: LLAMA_LAYOUT,
+  qwen2: LLAMA_LAYOUT,
+  qwen3: LLAMA_LAYOUT,
+  opt: OPT_LAYOUT,
+};
 
 export interface Linear {
+  weight: Tensor;
+  bias?: Tensor;
+}
+
+export interface Norm {
   weight: Tensor;
   bias?: Tensor;
 }
@@ -41,47 +90,77 @@ function apply(linear: Linear, x: Tensor): Tensor {
   return y;
 }
 
+function normalize(config: ModelConfig, norm: Norm, x: Tensor, inPlace = false): Tensor {
+  return config.norm === 'rms'
+    ? rmsNorm(x, norm.weight, config.normEps, { inPlace })
+    : layerNorm(x, norm.weight, norm.bias, config.normEps, { inPlace });
+}
+
 /** One decoder block's parameters (f32) and its forward pass. */
 export class DecoderBlock {
   constructor(
     readonly index: number,
     private readonly config: ModelConfig,
-    readonly linears: Record<LinearName, Linear>,
-    private readonly norms: { attention: Tensor; mlp: Tensor; q?: Tensor; k?: Tensor },
+    readonly linears: Record<string, Linear>,
+    private readonly norms: { attention: Norm; mlp: Norm; q?: Norm; k?: Norm },
   ) {}
 
   /** h [T, hidden] ← h + attention(…) + mlp(…), in place, for one sequence at `positions`. */
-  forward(h: Tensor, positions: Tensor, invFreq: Tensor): Tensor {
-    const { heads, kvHeads, headDim, rmsNormEps: eps } = this.config;
+  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined): Tensor {
+    const { heads, kvHeads, headDim } = this.config;
     const T = h.shape[0];
-    const x = rmsNorm(h, this.norms.attention, eps);
+    const x = normalize(this.config, this.norms.attention, h);
     let q = apply(this.linears.q, x).reshape([T, heads, headDim]);
     let k = apply(this.linears.k, x).reshape([T, kvHeads, headDim]);
     const v = apply(this.linears.v, x).reshape([T, kvHeads, headDim]);
     if (this.norms.q && this.norms.k) {
-      q = rmsNorm(q, this.norms.q, eps, { inPlace: true });
-      k = rmsNorm(k, this.norms.k, eps, { inPlace: true });
+      q = normalize(this.config, this.norms.q, q, true);
+      k = normalize(this.config, this.norms.k, k, true);
     }
-    rope(q, positions, invFreq);
-    rope(k, positions, invFreq);
+    if (invFreq) {
+      rope(q, positions, invFreq);
+      rope(k, positions, invFreq);
+    }
     axpy(1, apply(this.linears.o, attention(q, k, v).reshape([T, heads * headDim])), h);
-    const y = rmsNorm(h, this.norms.mlp, eps);
-    const mlp = siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true });
-    axpy(1, apply(this.linears.down, mlp), h);
+    const y = normalize(this.config, this.norms.mlp, h);
+    let mlp: Tensor;
+    if (this.config.mlp === 'swiglu') {
+      mlp = apply(this.linears.down, siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true }));
+    } else {
+      const hidden = apply(this.linears.fc1, y);
+      mlp = apply(this.linears.fc2, this.config.mlp === 'relu' ? relu(hidden, { inPlace: true }) : gelu(hidden, { inPlace: true }));
+    }
+    axpy(1, mlp, h);
     return h;
   }
 }
 
+export interface Embeddings {
+  tokens: Tensor;
+  positions?: Tensor;
+}
+
+export interface Head {
+  norm: Norm;
+  weight: Tensor;
+}
+
 export class DecoderModel {
-  readonly invFreq: Tensor;
+  /** Rotary inverse frequencies; undefined for learned positions. */
+  readonly invFreq: Tensor | undefined;
+  readonly layout: Layout;
 
   private constructor(
     readonly dir: string,
     readonly config: ModelConfig,
     readonly checkpoint: Checkpoint,
   ) {
+    this.layout = LAYOUTS[config.architecture];
     const s = config.ropeScaling;
-    this.invFreq = Tensor.fromTypedArray(ropeInverseFrequencies(config.headDim, config.ropeTheta, s.type === 'default' ? undefined : s));
+    this.invFreq =
+      config.learnedPositionOffset === undefined
+        ? Tensor.fromTypedArray(ropeInverseFrequencies(config.headDim, config.ropeTheta, s.type === 'default' ? undefined : s))
+        : undefined;
   }
 
   static async open(dir: string): Promise<DecoderModel> {
@@ -93,35 +172,59 @@ export class DecoderModel {
     return this.checkpoint.read(name, { dtype: 'f32' });
   }
 
-  async loadEmbedding(): Promise<Tensor> {
-    return this.read(LLAMA_LAYOUT.embed);
+  private async readNorm(name: string): Promise<Norm> {
+    return { weight: await this.read(`${name}.weight`), bias: this.checkpoint.has(`${name}.bias`) ? await this.read(`${name}.bias`) : undefined };
+  }
+
+  /** Names of every linear layer's weight, block by block. */
+  linearNames(): string[] {
+    const names: string[] = [];
+    for (let layer = 0; layer < this.config.layers; ++layer) {
+      for (const linear of Object.values(this.layout.linears)) names.push(`${this.layout.block(layer)}${linear}.weight`);
+    }
+    return names;
+  }
+
+  async loadEmbeddings(): Promise<Embeddings> {
+    return { tokens: await this.read(this.layout.embed), positions: this.layout.positions ? await this.read(this.layout.positions) : undefined };
+  }
+
+  /** Hidden states [T, hidden] of one sequence's token ids at positions 0..T−1. */
+  embed(embeddings: Embeddings, ids: Int32Array): Tensor {
+    const h = embedding(embeddings.tokens, Tensor.fromTypedArray(ids));
+    if (embeddings.positions) {
+      const offset = this.config.learnedPositionOffset ?? 0;
+      axpy(1, embedding(embeddings.positions, Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i + offset))), h);
+    }
+    return h;
   }
 
   async loadBlock(index: number): Promise<DecoderBlock> {
-    const prefix = LLAMA_LAYOUT.block(index);
-    const linears = {} as Record<LinearName, Linear>;
-    for (const [key, name] of Object.entries(LLAMA_LAYOUT.linears) as [LinearName, string][]) {
+    const prefix = this.layout.block(index);
+    const linears: Record<string, Linear> = {};
+    for (const [role, name] of Object.entries(this.layout.linears)) {
       const bias = `${prefix}${name}.bias`;
-      linears[key] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
+      linears[role] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
     }
+    const qk = this.config.qkNorm && this.layout.qNorm && this.layout.kNorm;
     const norms = {
-      attention: await this.read(prefix + LLAMA_LAYOUT.attentionNorm),
-      mlp: await this.read(prefix + LLAMA_LAYOUT.mlpNorm),
-      q: this.config.qkNorm ? await this.read(prefix + LLAMA_LAYOUT.qNorm) : undefined,
-      k: this.config.qkNorm ? await this.read(prefix + LLAMA_LAYOUT.kNorm) : undefined,
+      attention: await this.readNorm(prefix + this.layout.attentionNorm),
+      mlp: await this.readNorm(prefix + this.layout.mlpNorm),
+      q: qk ? await this.readNorm(prefix + this.layout.qNorm!) : undefined,
+      k: qk ? await this.readNorm(prefix + this.layout.kNorm!) : undefined,
     };
     return new DecoderBlock(index, this.config, linears, norms);
   }
 
-  /** The final norm and the output projection (the embedding when tied). */
-  async loadHead(): Promise<{ norm: Tensor; weight: Tensor }> {
-    const tied = this.config.tiedEmbeddings || !this.checkpoint.has(LLAMA_LAYOUT.lmHead);
-    return { norm: await this.read(LLAMA_LAYOUT.finalNorm), weight: await this.read(tied ? LLAMA_LAYOUT.embed : LLAMA_LAYOUT.lmHead) };
+  /** The final norm and the output projection (the token embedding when tied). */
+  async loadHead(): Promise<Head> {
+    const tied = this.config.tiedEmbeddings || !this.checkpoint.has(this.layout.lmHead);
+    return { norm: await this.readNorm(this.layout.finalNorm), weight: await this.read(tied ? this.layout.embed : this.layout.lmHead) };
   }
 
   /** Logits [T, vocab] of final hidden states h [T, hidden]. */
-  logits(head: { norm: Tensor; weight: Tensor }, h: Tensor): Tensor {
-    return gemm(rmsNorm(h, head.norm, this.config.rmsNormEps), head.weight, { transB: true });
+  logits(head: Head, h: Tensor): Tensor {
+    return gemm(normalize(this.config, head.norm, h), head.weight, { transB: true });
   }
 
   async close(): Promise<void> {

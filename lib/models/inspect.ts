@@ -1,11 +1,10 @@
 // What `sparq inspect` reports about a model folder: architecture, parameter count, dtypes, bytes, and
 // the sparsity (fraction of exact zeros) of every linear layer's weight.
-import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
 import { abs, thresholdMask } from '../ops.js';
 import { shapeNumel } from '../tensor.js';
-import { readConfig, type ModelConfig } from './config.js';
-import { LLAMA_LAYOUT } from './decoder.js';
+import type { ModelConfig } from './config.js';
+import { DecoderModel } from './decoder.js';
 
 export interface LinearReport {
   name: string;
@@ -23,8 +22,8 @@ export interface ModelReport {
 }
 
 export async function inspectModel(dir: string, options: { onProgress?: (done: number, total: number) => void } = {}): Promise<ModelReport> {
-  const config = await readConfig(dir);
-  const checkpoint = await Checkpoint.open(dir);
+  const model = await DecoderModel.open(dir);
+  const { config, checkpoint } = model;
   try {
     let parameters = 0;
     let bytes = 0;
@@ -36,10 +35,7 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
       bytes += info.byteLength;
       dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + count;
     }
-    const linearNames: string[] = [];
-    for (let layer = 0; layer < config.layers; ++layer) {
-      for (const linear of Object.values(LLAMA_LAYOUT.linears)) linearNames.push(`${LLAMA_LAYOUT.block(layer)}${linear}.weight`);
-    }
+    const linearNames = model.linearNames();
     const linears: LinearReport[] = [];
     for (const name of linearNames) {
       const weight = await checkpoint.read(name, { dtype: 'f32' });
@@ -51,6 +47,6 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
     }
     return { dir, config, parameters, bytes, dtypes, linears };
   } finally {
-    await checkpoint.close();
+    await model.close();
   }
 }
