@@ -164,3 +164,15 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
 export function crossEntropyAsync(logits: Tensor, targets: Tensor, options: AsyncOptions = {}): Promise<Tensor> {
   return runAsync(crossEntropyCall(logits, targets), options);
 }
+
+/** out[indices[i]] += weights[i] · rows[i], in place (routed tokens back from their experts); returns out. */
+export function scatterAdd(out: Tensor, rows: Tensor, indices: Tensor, weights: Tensor): Tensor {
+  const device = commonDevice({ out, rows, indices, weights });
+  if (!out.isContiguous) invalid('out', 'a contiguous tensor (scatterAdd works in place)', 'a strided view');
+  return runSync({
+    device,
+    name: 'scatterAdd',
+    args: [...f32('out', out).nativeArgs('out'), ...f32('rows', rows).nativeArgs('rows'), ...i32('indices', indices).nativeArgs('indices'), ...f32('weights', weights).nativeArgs('weights')],
+    result: () => out,
+  });
+}

@@ -15,6 +15,7 @@ import {
   rmsNorm,
   rope,
   ropeInverseFrequencies,
+  scatterAdd,
   ShapeMismatchError,
   silu,
   siluMul,
@@ -174,6 +175,14 @@ describe('transformer building blocks', () => {
     const m = t32(Float32Array.from({ length: 6 }, (_, i) => i), [2, 3]);
     addBias(m, t32(new Float32Array([10, 20, 30]), [3]));
     assert.deepEqual([...(m.data as Float32Array)], [10, 21, 32, 13, 24, 35]);
+  });
+
+  it('scatterAdd adds weighted rows into their targets, repeated targets included', () => {
+    const out = t32(Float32Array.from({ length: 4 * 3 }, (_, i) => i), [4, 3]);
+    const rows = t32(new Float32Array([1, 1, 1, 2, 2, 2, 10, 20, 30]), [3, 3]);
+    scatterAdd(out, rows, Tensor.fromTypedArray(new Int32Array([3, 0, 3])), t32(new Float32Array([0.5, 2, 0.1]), [3]));
+    assert.deepEqual([...(out.data as Float32Array)], [4, 5, 6, 3, 4, 5, 6, 7, 8, 9 + 0.5 + 1, 10 + 0.5 + 2, 11 + 0.5 + 3].map(Math.fround));
+    assert.throws(() => scatterAdd(out, rows, Tensor.fromTypedArray(new Int32Array([0, 4, 1])), t32(new Float32Array(3), [3])), /index 4 at row 1/);
   });
 
   it('crossEntropy gives each row logsumexp − target logit, and rejects bad targets', () => {

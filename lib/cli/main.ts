@@ -11,7 +11,7 @@ const USAGE = `Usage: sparq <command> [options]
 Commands:
   info [--json]    the native backends: kernels, threads, and why a backend did not load
   eval --model DIR (--text FILE | --tokens FILE.json) [--seq-len N] [--max-tokens N] [--json]
-                   perplexity of a model (Llama, Mistral, Qwen2, Qwen3, OPT) on a text:
+                   perplexity of a model (Llama, Mistral, Qwen2, Qwen3, Mixtral, OPT) on a text:
                    the whole text tokenized as one string without special tokens, the first
                    --max-tokens kept, non-overlapping --seq-len windows (default: 2048, or the
                    model's context if shorter), exp of the mean of the windows' mean next-token NLL

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
 
 /** Decoder families that share Llama's layout: tensor names, RMSNorm, RoPE, SwiGLU MLP. */
-export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
+export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3', 'mixtral'] as const;
 /** Every model_type sparq runs. */
 export const SUPPORTED_ARCHITECTURES = [...LLAMA_FAMILY, 'opt'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
@@ -28,8 +28,11 @@ export interface ModelConfig {
   /** RMSNorm (Llama family) or LayerNorm with bias (OPT), and its epsilon. */
   norm: 'rms' | 'layer';
   normEps: number;
-  /** The MLP: gated SiLU (gate/up/down) or a plain two-layer MLP with this activation (fc1/fc2). */
-  mlp: 'swiglu' | 'relu' | 'gelu';
+  /** The MLP: gated SiLU (gate/up/down), a plain two-layer MLP with this activation (fc1/fc2), or a
+   * mixture of gated-SiLU experts (Mixtral). */
+  mlp: 'swiglu' | 'relu' | 'gelu' | 'moe';
+  /** Mixture of experts: `topK` of `experts` per token, softmax router weights renormalized over them. */
+  moe?: { experts: number; topK: number };
   /** Learned absolute positions with this index offset (OPT: 2) instead of rotary embeddings. */
   learnedPositionOffset?: number;
   ropeTheta: number;
@@ -82,6 +85,13 @@ function ropeSettings(source: string, json: Json): { theta: number; scaling: Rop
     default:
       throw new UnsupportedFormatError(`${source}: ${where} type '${type}' is not supported (supported: default, linear, llama3)`);
   }
+}
+
+function moeSettings(source: string, json: Json): { experts: number; topK: number } {
+  const experts = field(source, json, 'num_local_experts', 'int') as number;
+  const topK = field(source, json, 'num_experts_per_tok', 'int') as number;
+  if (topK > experts) throw new InvalidFileError(`${source}: num_experts_per_tok ${topK} exceeds num_local_experts ${experts}`);
+  return { experts, topK };
 }
 
 function parseOptConfig(json: Json, source: string): ModelConfig {
@@ -145,7 +155,8 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
     maxPositions: field(source, json, 'max_position_embeddings', 'int', 2048) as number,
     norm: 'rms',
     normEps: field(source, json, 'rms_norm_eps', 'number', 1e-6) as number,
-    mlp: 'swiglu',
+    mlp: type === 'mixtral' ? 'moe' : 'swiglu',
+    moe: type === 'mixtral' ? moeSettings(source, json) : undefined,
     ropeTheta: rope.theta,
     ropeScaling: rope.scaling,
     tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', false) as boolean,
@@ -153,7 +164,9 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
     qkNorm: type === 'qwen3',
     // Qwen configs carry sliding_window but only apply it with use_sliding_window.
     slidingWindow:
-      typeof json.sliding_window === 'number' && (type === 'mistral' || json.use_sliding_window === true) ? json.sliding_window : undefined,
+      typeof json.sliding_window === 'number' && (type === 'mistral' || type === 'mixtral' || json.use_sliding_window === true)
+        ? json.sliding_window
+        : undefined,
   };
 }
 

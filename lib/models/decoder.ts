@@ -7,8 +7,8 @@
 //   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
 //   pre-norm → SwiGLU (gate, up, down) or fc1 → ReLU/GELU → fc2 → residual
 import { Checkpoint } from '../io/checkpoint.js';
-import { addBias, attention, embedding, layerNorm, rmsNorm, rope, ropeInverseFrequencies, siluMul } from '../nn.js';
-import { axpy, gelu, gemm, relu } from '../ops.js';
+import { addBias, attention, embedding, layerNorm, rmsNorm, rope, ropeInverseFrequencies, scatterAdd, siluMul } from '../nn.js';
+import { axpy, gelu, gemm, relu, topkMask } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { readConfig, type Architecture, type ModelConfig } from './config.js';
 
@@ -26,6 +26,8 @@ export interface Layout {
   kNorm?: string;
   /** Linear layers of a block by role, without the .weight / .bias suffix. */
   linears: Record<string, string>;
+  /** Mixture of experts: the router and each expert's gate/up/down projections. */
+  experts?: { router: string; expert: (e: number) => string; gate: string; up: string; down: string };
 }
 
 const LLAMA_LAYOUT: Layout = {
@@ -66,8 +68,17 @@ const OPT_LAYOUT: Layout = {
   },
 };
 
+const LLAMA_ATTENTION = { q: LLAMA_LAYOUT.linears.q, k: LLAMA_LAYOUT.linears.k, v: LLAMA_LAYOUT.linears.v, o: LLAMA_LAYOUT.linears.o };
+
+const MIXTRAL_LAYOUT: Layout = {
+  ...LLAMA_LAYOUT,
+  linears: LLAMA_ATTENTION,
+  experts: { router: 'block_sparse_moe.gate', expert: (e) => `block_sparse_moe.experts.${e}.`, gate: 'w1', up: 'w3', down: 'w2' },
+};
+
 export const LAYOUTS: Record<Architecture, Layout> = {
   llama: LLAMA_LAYOUT,
+  mixtral: MIXTRAL_LAYOUT,
   mistral: LLAMA_LAYOUT,
   qwen2: LLAMA_LAYOUT,
   qwen3: LLAMA_LAYOUT,
@@ -123,6 +134,10 @@ export class DecoderBlock {
     }
     axpy(1, apply(this.linears.o, attention(q, k, v).reshape([T, heads * headDim])), h);
     const y = normalize(this.config, this.norms.mlp, h);
+    if (this.config.mlp === 'moe') {
+      this.mixtureOfExperts(y, h);
+      return h;
+    }
     let mlp: Tensor;
     if (this.config.mlp === 'swiglu') {
       mlp = apply(this.linears.down, siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true }));
@@ -132,6 +147,44 @@ export class DecoderBlock {
     }
     axpy(1, mlp, h);
     return h;
+  }
+
+  /**
+   * h += Σ_k w_k · expert_k(y) over each token's top-k experts: router softmax, top-k, weights
+   * renormalized over the chosen k; tokens are gathered per expert and scattered back weighted.
+   */
+  private mixtureOfExperts(y: Tensor, h: Tensor): void {
+    const { experts, topK } = this.config.moe!;
+    const T = y.shape[0];
+    const logits = apply(this.linears.router, y).data as Float32Array;
+    const probabilities = new Float32Array(T * experts);
+    for (let t = 0; t < T; ++t) {
+      const row = logits.subarray(t * experts, (t + 1) * experts);
+      const max = Math.max(...row);
+      let sum = 0;
+      for (let e = 0; e < experts; ++e) sum += Math.exp(row[e] - max);
+      for (let e = 0; e < experts; ++e) probabilities[t * experts + e] = Math.exp(row[e] - max) / sum;
+    }
+    const chosen = topkMask(Tensor.fromTypedArray(probabilities, [T, experts]), topK).data as Uint8Array;
+    const tokensOf: number[][] = Array.from({ length: experts }, () => []);
+    const weightsOf: number[][] = Array.from({ length: experts }, () => []);
+    for (let t = 0; t < T; ++t) {
+      let total = 0;
+      for (let e = 0; e < experts; ++e) if (chosen[t * experts + e]) total += probabilities[t * experts + e];
+      for (let e = 0; e < experts; ++e) {
+        if (!chosen[t * experts + e]) continue;
+        tokensOf[e].push(t);
+        weightsOf[e].push(probabilities[t * experts + e] / total);
+      }
+    }
+    for (let e = 0; e < experts; ++e) {
+      if (tokensOf[e].length === 0) continue;
+      const indices = Tensor.fromTypedArray(Int32Array.from(tokensOf[e]));
+      const routed = embedding(y, indices);
+      const gate = apply(this.linears[`expert.${e}.gate`], routed);
+      const out = apply(this.linears[`expert.${e}.down`], siluMul(gate, apply(this.linears[`expert.${e}.up`], routed), { inPlace: true }));
+      scatterAdd(h, out, indices, Tensor.fromTypedArray(Float32Array.from(weightsOf[e])));
+    }
   }
 }
 
@@ -176,11 +229,26 @@ export class DecoderModel {
     return { weight: await this.read(`${name}.weight`), bias: this.checkpoint.has(`${name}.bias`) ? await this.read(`${name}.bias`) : undefined };
   }
 
+  /** A block's linear layers by role (experts as expert.<e>.gate/up/down), relative to the block. */
+  linearRoles(): Record<string, string> {
+    const roles: Record<string, string> = { ...this.layout.linears };
+    const moe = this.layout.experts;
+    if (moe && this.config.moe) {
+      roles.router = moe.router;
+      for (let e = 0; e < this.config.moe.experts; ++e) {
+        roles[`expert.${e}.gate`] = moe.expert(e) + moe.gate;
+        roles[`expert.${e}.up`] = moe.expert(e) + moe.up;
+        roles[`expert.${e}.down`] = moe.expert(e) + moe.down;
+      }
+    }
+    return roles;
+  }
+
   /** Names of every linear layer's weight, block by block. */
   linearNames(): string[] {
     const names: string[] = [];
     for (let layer = 0; layer < this.config.layers; ++layer) {
-      for (const linear of Object.values(this.layout.linears)) names.push(`${this.layout.block(layer)}${linear}.weight`);
+      for (const linear of Object.values(this.linearRoles())) names.push(`${this.layout.block(layer)}${linear}.weight`);
     }
     return names;
   }
@@ -202,7 +270,7 @@ export class DecoderModel {
   async loadBlock(index: number): Promise<DecoderBlock> {
     const prefix = this.layout.block(index);
     const linears: Record<string, Linear> = {};
-    for (const [role, name] of Object.entries(this.layout.linears)) {
+    for (const [role, name] of Object.entries(this.linearRoles())) {
       const bias = `${prefix}${name}.bias`;
       linears[role] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
     }

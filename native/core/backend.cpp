@@ -25,5 +25,8 @@ void Backend::attention(const TensorView&, const TensorView&, const TensorView&,
 void Backend::siluMul(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "siluMul"); }
 void Backend::addBias(TensorView&, const TensorView&) { unsupported(*this, "addBias"); }
 void Backend::crossEntropy(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "crossEntropy"); }
+void Backend::scatterAdd(TensorView&, const TensorView&, const TensorView&, const TensorView&) {
+  unsupported(*this, "scatterAdd");
+}
 
 }  // namespace sparq

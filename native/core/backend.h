@@ -105,6 +105,9 @@ class Backend {
   // nll[t] = logsumexp(logits[t]) − logits[t, targets[t]] for logits [T, V], targets i32 [T] (f32 out,
   // accumulated in f64).
   virtual void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll);
+  // out[indices[i]] += weights[i] · rows[i] for rows [N, D], indices i32 [N], weights f32 [N], out [T, D]
+  // (the weighted scatter-add that brings routed tokens back from their experts).
+  virtual void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights);
 
   // Device memory; the CPU backend's tensors live in JavaScript memory and never call these.
   virtual void* allocate(size_t bytes) = 0;

@@ -263,4 +263,18 @@ void checkCrossEntropy(const TensorView& logits, const TensorView& targets, cons
               "crossEntropy: targets and nll need one entry per row of logits " + logits.shapeString());
 }
 
+void checkScatterAdd(const TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights) {
+  requireMatrix(out, "out");
+  requireMatrix(rows, "rows");
+  requireDType(out, "out", DType::F32);
+  requireDType(rows, "rows", DType::F32);
+  requireDType(indices, "indices", DType::I32);
+  requireDType(weights, "weights", DType::F32);
+  for (const auto* t : {&rows, &indices, &weights}) requireSameDevice(out, *t, "out", "rows, indices and weights");
+  SPARQ_CHECK(rows.shape[1] == out.shape[1] && indices.numel() == rows.shape[0] && weights.numel() == rows.shape[0],
+              ErrorCode::ShapeMismatch,
+              "scatterAdd: rows " + rows.shapeString() + " must match out's row length " + std::to_string(out.shape[1]) +
+                  ", with one index and one weight per row");
+}
+
 }  // namespace sparq

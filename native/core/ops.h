@@ -25,5 +25,6 @@ void checkAttention(const TensorView& q, const TensorView& k, const TensorView& 
 void checkSiluMul(const TensorView& gate, const TensorView& up, const TensorView& out);
 void checkAddBias(const TensorView& x, const TensorView& bias);
 void checkCrossEntropy(const TensorView& logits, const TensorView& targets, const TensorView& nll);
+void checkScatterAdd(const TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights);
 
 }  // namespace sparq

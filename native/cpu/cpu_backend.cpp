@@ -84,6 +84,9 @@ class CpuBackend final : public Backend {
   void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll) override {
     cpu::crossEntropy(logits, targets, nll);
   }
+  void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights) override {
+    cpu::scatterAdd(out, rows, indices, weights);
+  }
 
   // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.
   void* allocate(size_t bytes) override {

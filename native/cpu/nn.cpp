@@ -188,4 +188,25 @@ void crossEntropy(const TensorView& logits, const TensorView& targets, TensorVie
   });
 }
 
+// Threads split the columns, so rows sent to the same target never race.
+void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights) {
+  const int64_t targets = out.shape[0], dim = out.shape[1], count = rows.shape[0];
+  const int32_t* index = indices.as<const int32_t>();
+  for (int64_t i = 0; i < count; ++i) {
+    SPARQ_CHECK(index[i] >= 0 && index[i] < targets, ErrorCode::InvalidArgument,
+                "scatterAdd: index " + std::to_string(index[i]) + " at row " + std::to_string(i) + " is outside 0.." +
+                    std::to_string(targets - 1));
+  }
+  float* o = out.as<float>();
+  const float* r = rows.as<const float>();
+  const float* w = weights.as<const float>();
+  parallelFor(dim, std::max<int64_t>(16, 16384 / std::max<int64_t>(count, 1)), [&](int64_t c0, int64_t c1) {
+    for (int64_t i = 0; i < count; ++i) {
+      float* target = o + index[i] * dim;
+      const float* row = r + i * dim;
+      for (int64_t c = c0; c < c1; ++c) target[c] += w[i] * row[c];
+    }
+  });
+}
+
 }  // namespace sparq::cpu

@@ -10,5 +10,6 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, Te
 void siluMul(const TensorView& gate, const TensorView& up, TensorView& out);
 void addBias(TensorView& x, const TensorView& bias);
 void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll);
+void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights);
 
 }  // namespace sparq::cpu

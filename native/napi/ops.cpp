@@ -290,6 +290,20 @@ struct CrossEntropyJob {
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
+struct ScatterAddJob {
+  static constexpr const char* kName = "scatterAdd";
+  TensorView out, rows, indices, weights;
+  void parse(ArgReader& r) {
+    out = r.tensor("out");
+    rows = r.tensor("rows");
+    indices = r.tensor("indices");
+    weights = r.tensor("weights");
+    checkScatterAdd(out, rows, indices, weights);
+  }
+  void run(Backend& backend) { backend.scatterAdd(out, rows, indices, weights); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
 }  // namespace
 
 void exportOps(Napi::Env env, Napi::Object exports) {
@@ -311,6 +325,7 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<SiluMulJob>(env, exports);
   exportJob<AddBiasJob>(env, exports);
   exportJob<CrossEntropyJob>(env, exports);
+  exportJob<ScatterAddJob>(env, exports);
 }
 
 }  // namespace sparq::napi
