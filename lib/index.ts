@@ -23,3 +23,4 @@ export { DecoderBlock, DecoderModel, LAYOUTS, type Embeddings, type Head, type L
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
+export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/random-model.js';

@@ -15,6 +15,7 @@ import {
   DecoderModel,
   inspectModel,
   nmMask,
+  writeRandomLlama,
   evaluatePerplexity,
   InvalidArgumentError,
   InvalidFileError,
@@ -75,6 +76,28 @@ describe('inspectModel', () => {
       for (const l of report.linears) assert.equal(l.sparsity, l.name === target ? 0.75 : 0, l.name);
     } finally {
       await rm(out, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('writeRandomLlama', () => {
+  it('writes a sharded random model that loads, inspects and evaluates', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sparq-random-'));
+    try {
+      await writeRandomLlama(dir, { hiddenSize: 32, intermediateSize: 48, layers: 3, heads: 4, kvHeads: 2, vocabSize: 50, maxPositions: 64, dtype: 'bf16', seed: 7, maxShardBytes: 8000 });
+      const report = await inspectModel(dir);
+      assert.equal(report.config.layers, 3);
+      assert.equal(report.linears.length, 21);
+      assert.deepEqual(Object.keys(report.dtypes), ['BF16']);
+      const model = await DecoderModel.open(dir);
+      const tokens = Int32Array.from({ length: 130 }, (_, i) => (i * 7) % 50);
+      const result = await evaluatePerplexity(model, tokens, { seqLen: 64 });
+      await model.close();
+      assert.equal(result.windows, 2);
+      // Near-uniform predictions from small random weights: perplexity close to the vocabulary size.
+      assert.ok(result.perplexity > 25 && result.perplexity < 100, `perplexity ${result.perplexity}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
