@@ -107,13 +107,15 @@ export function ropeAsync(x: Tensor, positions: Tensor, invFreq: Tensor, options
 export interface AttentionOptions {
   /** Score scale; default 1/sqrt(head_dim). */
   scale?: number;
+  /** Write the result here (contiguous, q's shape) instead of a new tensor. */
+  out?: Tensor;
   /** Query t sees keys up to t + (S − T); default true. */
   causal?: boolean;
 }
 
 function attentionCall(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Call<Tensor> {
-  const device = commonDevice({ q, k, v });
-  const out = Tensor.zeros(q.shape, 'f32', device);
+  const device = commonDevice(options.out ? { q, k, v, out: options.out } : { q, k, v });
+  const out = options.out ? f32('out', options.out) : Tensor.zeros(q.shape, 'f32', device);
   const scale = checkNumber('scale', options.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1] ?? 1));
   return {
     device,

@@ -58,40 +58,51 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
   const windowBytes = seqLen * hidden * 4;
   const perChunk = Math.max(1, Math.floor((options.maxHiddenBytes ?? 2 ** 30) / windowBytes));
   const chunks = Math.ceil(windows / perChunk);
+  // Windows run through the linear layers together, in batches of about 2048 rows.
+  const perBatch = Math.max(1, Math.floor(2048 / seqLen));
   const steps = chunks * (model.config.layers + 2);
   let step = 0;
   const progress = (stage: string) => options.onProgress?.({ step: ++step, steps, stage });
   const check = () => {
     if (options.signal?.aborted) throw new AbortError();
   };
-  const positions = Tensor.fromTypedArray(Int32Array.from({ length: seqLen }, (_, i) => i));
   const windowNll: number[] = [];
 
   for (let first = 0; first < windows; first += perChunk) {
     const count = Math.min(perChunk, windows - first);
     const embeddings = await model.loadEmbeddings();
-    const states: Tensor[] = [];
-    for (let w = first; w < first + count; ++w) states.push(model.embed(embeddings, tokens.subarray(w * seqLen, (w + 1) * seqLen)));
+    const batches: { first: number; count: number; states: Tensor; positions: Tensor }[] = [];
+    for (let w = first; w < first + count; w += perBatch) {
+      const n = Math.min(perBatch, first + count - w);
+      batches.push({
+        first: w,
+        count: n,
+        states: model.embed(embeddings, tokens.subarray(w * seqLen, (w + n) * seqLen), seqLen),
+        positions: Tensor.fromTypedArray(Int32Array.from({ length: n * seqLen }, (_, i) => i % seqLen)),
+      });
+    }
     progress('embedding');
     for (let layer = 0; layer < model.config.layers; ++layer) {
       const block = await model.loadBlock(layer);
-      for (const h of states) {
+      for (const batch of batches) {
         check();
-        block.forward(h, positions, model.invFreq);
+        block.forward(batch.states, batch.positions, model.invFreq, seqLen);
         await breathe();
       }
       progress(`block ${layer + 1}/${model.config.layers}`);
     }
     const head = await model.loadHead();
-    for (let i = 0; i < count; ++i) {
-      check();
-      const w = first + i;
-      const logits = model.logits(head, states[i]);
-      const predictions = logits.narrow(0, seqLen - 1); // position t predicts token t + 1
-      const nll = crossEntropy(predictions, Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen))).data as Float32Array;
-      let sum = 0;
-      for (const v of nll) sum += v;
-      windowNll.push(sum / nll.length);
+    for (const batch of batches) {
+      for (let i = 0; i < batch.count; ++i) {
+        check();
+        const w = batch.first + i;
+        const logits = model.logits(head, batch.states.narrow(i * seqLen, (i + 1) * seqLen));
+        const predictions = logits.narrow(0, seqLen - 1); // position t predicts token t + 1
+        const nll = crossEntropy(predictions, Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen))).data as Float32Array;
+        let sum = 0;
+        for (const v of nll) sum += v;
+        windowNll.push(sum / nll.length);
+      }
       await breathe();
     }
     progress('head');

@@ -116,8 +116,12 @@ export class DecoderBlock {
     private readonly norms: { attention: Norm; mlp: Norm; q?: Norm; k?: Norm },
   ) {}
 
-  /** h [T, hidden] ← h + attention(…) + mlp(…), in place, for one sequence at `positions`. */
-  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined): Tensor {
+  /**
+   * h [N, hidden] ← h + attention(…) + mlp(…), in place. The N rows are N / sequenceLength sequences of
+   * sequenceLength tokens each (default: one sequence), at `positions` (i32 [N]); the linear layers run
+   * on all rows at once, attention within each sequence.
+   */
+  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, sequenceLength = h.shape[0]): Tensor {
     const { heads, kvHeads, headDim } = this.config;
     const T = h.shape[0];
     const x = normalize(this.config, this.norms.attention, h);
@@ -132,7 +136,12 @@ export class DecoderBlock {
       rope(q, positions, invFreq);
       rope(k, positions, invFreq);
     }
-    axpy(1, apply(this.linears.o, attention(q, k, v).reshape([T, heads * headDim])), h);
+    const attended = Tensor.zeros([T, heads, headDim]);
+    for (let start = 0; start < T; start += sequenceLength) {
+      const end = Math.min(T, start + sequenceLength);
+      attention(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: attended.narrow(start, end) });
+    }
+    axpy(1, apply(this.linears.o, attended.reshape([T, heads * headDim])), h);
     const y = normalize(this.config, this.norms.mlp, h);
     if (this.config.mlp === 'moe') {
       this.mixtureOfExperts(y, h);
@@ -257,12 +266,13 @@ export class DecoderModel {
     return { tokens: await this.read(this.layout.embed), positions: this.layout.positions ? await this.read(this.layout.positions) : undefined };
   }
 
-  /** Hidden states [T, hidden] of one sequence's token ids at positions 0..T−1. */
-  embed(embeddings: Embeddings, ids: Int32Array): Tensor {
+  /** Hidden states [N, hidden] of token ids: sequences of `sequenceLength` (default: all N) at positions 0, 1, … */
+  embed(embeddings: Embeddings, ids: Int32Array, sequenceLength = ids.length): Tensor {
     const h = embedding(embeddings.tokens, Tensor.fromTypedArray(ids));
     if (embeddings.positions) {
       const offset = this.config.learnedPositionOffset ?? 0;
-      axpy(1, embedding(embeddings.positions, Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i + offset))), h);
+      const positions = Int32Array.from({ length: ids.length }, (_, i) => (i % sequenceLength) + offset);
+      axpy(1, embedding(embeddings.positions, Tensor.fromTypedArray(positions)), h);
     }
     return h;
   }
