@@ -70,16 +70,19 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
 
   for (let first = 0; first < windows; first += perChunk) {
     const count = Math.min(perChunk, windows - first);
-    const embeddings = await model.loadEmbeddings();
     const batches: { first: number; count: number; states: Tensor; positions: Tensor }[] = [];
-    for (let w = first; w < first + count; w += perBatch) {
-      const n = Math.min(perBatch, first + count - w);
-      batches.push({
-        first: w,
-        count: n,
-        states: model.embed(embeddings, tokens.subarray(w * seqLen, (w + n) * seqLen), seqLen),
-        positions: Tensor.fromTypedArray(Int32Array.from({ length: n * seqLen }, (_, i) => i % seqLen)),
-      });
+    {
+      // Scoped so the embedding table can be collected before the blocks load.
+      const embeddings = await model.loadEmbeddings();
+      for (let w = first; w < first + count; w += perBatch) {
+        const n = Math.min(perBatch, first + count - w);
+        batches.push({
+          first: w,
+          count: n,
+          states: model.embed(embeddings, tokens.subarray(w * seqLen, (w + n) * seqLen), seqLen),
+          positions: Tensor.fromTypedArray(Int32Array.from({ length: n * seqLen }, (_, i) => i % seqLen)),
+        });
+      }
     }
     progress('embedding');
     for (let layer = 0; layer < model.config.layers; ++layer) {

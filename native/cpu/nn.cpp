@@ -89,6 +89,20 @@ void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq)
   });
 }
 
+// A dot product in 16 independent partial sums: the compiler may not reorder a float sum on its own,
+// and one running sum would leave the vector units idle.
+inline float dot(const float* a, const float* b, int64_t n) {
+  float lanes[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    for (int l = 0; l < 16; ++l) lanes[l] += a[c + l] * b[c + l];
+  }
+  float sum = 0;
+  for (; c < n; ++c) sum += a[c] * b[c];
+  for (int l = 0; l < 16; ++l) sum += lanes[l];
+  return sum;
+}
+
 // One (query, head) at a time with an online softmax over blocks of keys, so memory stays
 // O(block + head_dim): scores of a block, then one rescale of the running output per block. Scores and
 // the running output are f32 (vectorizable); the normalizer is accumulated in f64.
@@ -119,10 +133,7 @@ void attention(const TensorView& q, const TensorView& k, const TensorView& v, Te
         const int64_t count = std::min(kBlock, visible - j0);
         float blockMax = -INFINITY;
         for (int64_t j = 0; j < count; ++j) {
-          const float* key = keyBase + (j0 + j) * keyStride;
-          float dot = 0;
-          for (int64_t c = 0; c < dim; ++c) dot += query[c] * key[c];
-          scores[j] = dot * s;
+          scores[j] = dot(query, keyBase + (j0 + j) * keyStride, dim) * s;
           blockMax = std::max(blockMax, scores[j]);
         }
         if (blockMax > maxScore) {
