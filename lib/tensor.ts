@@ -1,7 +1,7 @@
 // Tensor: dtype, shape, strides and device over storage that JavaScript owns (a TypedArray for CPU
 // tensors, a device buffer for CUDA ones). CPU tensors wrap TypedArrays without copying; views
 // (reshape, transpose) share storage, and ops ask for contiguous row-major tensors.
-import { arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, type DType, type TypedArray } from './dtype.js';
+import { arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, isFloatingDType, type DType, type TypedArray } from './dtype.js';
 import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from './errors.js';
 import { callAsync, callSync, type Device } from './native.js';
 import { checkInteger, checkOneOf, describe, invalid } from './validate.js';
@@ -90,14 +90,30 @@ export class Tensor {
   /** A tensor with every element equal to `value` (rounded to the dtype). */
   static full(shape: Shape, value: number, dtype: DType = 'f32'): Tensor {
     const dims = checkShape('shape', shape);
-    const f64 = new Float64Array(shapeNumel(dims)).fill(value);
-    return new Tensor(f64, 'f64', dims).to(dtype);
+    return Tensor.fromNumbers(new Float64Array(shapeNumel(dims)).fill(value), dims, dtype);
   }
 
-  /** Copies plain numbers into a new tensor of the given dtype (rounding to nearest even). */
+  /**
+   * Copies plain numbers into a new tensor of the given dtype: float dtypes round to nearest even;
+   * integer dtypes take integers in their range and reject anything else.
+   */
   static fromNumbers(values: ArrayLike<number>, shape?: Shape, dtype: DType = 'f32'): Tensor {
-    const f64 = Float64Array.from(values);
-    return Tensor.fromTypedArray(f64, shape).to(dtype);
+    if (!isDType(dtype)) invalid('dtype', 'a dtype name', dtype);
+    if (isFloatingDType(dtype)) return Tensor.fromTypedArray(Float64Array.from(values), shape).to(dtype);
+    const out = new (arrayTypeFor(dtype))(values.length);
+    const probe = new (arrayTypeFor(dtype))(1);
+    for (let i = 0; i < values.length; ++i) {
+      const v = values[i];
+      if (dtype === 'i64') {
+        if (!Number.isSafeInteger(v)) invalid(`values[${i}]`, 'a safe integer for i64', v);
+        out[i] = BigInt(v);
+        continue;
+      }
+      probe[0] = v;
+      if (!Number.isInteger(v) || probe[0] !== v) invalid(`values[${i}]`, `an integer representable as ${dtype}`, v);
+      out[i] = v;
+    }
+    return Tensor.fromTypedArray(out, shape ?? [values.length], dtype);
   }
 
   get ndim(): number {

@@ -54,6 +54,14 @@ describe('Tensor', () => {
     assert.deepEqual([...Tensor.full([3], 1 / 3, 'f32').data], [Math.fround(1 / 3), Math.fround(1 / 3), Math.fround(1 / 3)]);
   });
 
+  it('builds integer tensors from numbers and rejects values the dtype cannot hold', () => {
+    assert.deepEqual([...Tensor.full([3], 7, 'i32').data], [7, 7, 7]);
+    assert.deepEqual([...Tensor.fromNumbers([0, 255], undefined, 'u8').data], [0, 255]);
+    assert.deepEqual([...Tensor.fromNumbers([-5, 2 ** 40], undefined, 'i64').data], [-5n, 2n ** 40n]);
+    assert.throws(() => Tensor.fromNumbers([256], undefined, 'u8'), /representable as u8/);
+    assert.throws(() => Tensor.fromNumbers([1.5], undefined, 'i32'), /representable as i32/);
+  });
+
   it('clones into independent storage', () => {
     const t = Tensor.fromTypedArray(new Float64Array([1, 2]));
     const c = t.clone();
