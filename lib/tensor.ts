@@ -1,7 +1,7 @@
 // Tensor: dtype, shape, strides and device over storage that JavaScript owns (a TypedArray for CPU
 // tensors, a device buffer for CUDA ones). CPU tensors wrap TypedArrays without copying; views
 // (reshape, transpose) share storage, and ops ask for contiguous row-major tensors.
-import { arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, isFloatingDType, type DType, type TypedArray } from './dtype.js';
+import { ALL_DTYPES, arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, isFloatingDType, type DType, type TypedArray } from './dtype.js';
 import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from './errors.js';
 import { callAsync, callSync, type Device } from './native.js';
 import { checkInteger, checkOneOf, describe, invalid } from './validate.js';
@@ -226,7 +226,7 @@ export class Tensor {
 
   /** Converts to another dtype (rounding to nearest even; NaN and infinities kept). */
   to(dtype: DType): Tensor {
-    checkOneOf('dtype', dtype, ['f32', 'f16', 'bf16', 'f64', 'i8', 'u8', 'i32', 'i64'] as const);
+    checkOneOf('dtype', dtype, ALL_DTYPES);
     const src = this.contiguous();
     if (dtype === this.dtype) return src;
     const dst = Tensor.zeros(this.shape, dtype, this.device);
@@ -236,6 +236,7 @@ export class Tensor {
 
   /** Like to(), on a worker thread. */
   async toAsync(dtype: DType, options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+    checkOneOf('dtype', dtype, ALL_DTYPES);
     const src = this.contiguous();
     if (dtype === this.dtype) return src;
     const dst = Tensor.zeros(this.shape, dtype, this.device);

@@ -90,7 +90,7 @@ async function evaluate(args: string[]): Promise<void> {
   try {
     const bar = progressBar('eval');
     const result = await evaluatePerplexity(model, tokens, {
-      seqLen: integer('seq-len', values['seq-len']) ?? Math.min(2048, model.config.maxPositions),
+      seqLen: integer('seq-len', values['seq-len']),
       maxTokens: integer('max-tokens', values['max-tokens']),
       onProgress: ({ step, steps, stage }) => bar.update(step, steps, stage),
     });

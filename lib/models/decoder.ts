@@ -256,8 +256,9 @@ export class DecoderModel {
   /** Names of every linear layer's weight, block by block. */
   linearNames(): string[] {
     const names: string[] = [];
+    const linears = Object.values(this.linearRoles());
     for (let layer = 0; layer < this.config.layers; ++layer) {
-      for (const linear of Object.values(this.linearRoles())) names.push(`${this.layout.block(layer)}${linear}.weight`);
+      for (const linear of linears) names.push(`${this.layout.block(layer)}${linear}.weight`);
     }
     return names;
   }
