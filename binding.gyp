@@ -13,6 +13,7 @@
         "native/cpu/linalg.cpp",
         "native/cpu/mask.cpp",
         "native/cpu/nn.cpp",
+        "native/cpu/sparsegpt.cpp",
         "native/napi/addon.cpp",
         "native/napi/args.cpp",
         "native/napi/ops.cpp"

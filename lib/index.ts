@@ -24,3 +24,6 @@ export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } fro
 export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/random-model.js';
+export { getMethod, METHODS } from './compress/index.js';
+export type { CompressionMethod, CompressRequest, CompressResult, LinearStatistics } from './compress/method.js';
+export { countZeros, formatPattern, parsePattern, patternSparsity } from './compress/pattern.js';

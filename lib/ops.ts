@@ -397,6 +397,54 @@ export function axpyAsync(alpha: number, x: Tensor, y: Tensor, options: AsyncOpt
   return runAsync(axpyCall(alpha, x, y), options);
 }
 
+function scaleColumnsCall(x: Tensor, scale: Tensor, options: { inPlace?: boolean }): Call<Tensor> {
+  checkTensor('x', x);
+  checkTensor('scale', scale);
+  checkMatrix('x', x);
+  if (x.dtype !== 'f32' || scale.dtype !== 'f32') invalid('x', 'f32 x and scale', `${x.dtype} and ${scale.dtype}`);
+  if (scale.numel !== x.shape[1]) invalid('scale', `${x.shape[1]} entries (one per column of x)`, `shape ${formatShape(scale.shape)}`);
+  const device = commonDevice({ x, scale });
+  if (options.inPlace) x.requireContiguous('x');
+  const out = options.inPlace ? x : Tensor.zeros(x.shape, 'f32', device);
+  return {
+    device,
+    name: 'scaleColumns',
+    args: [...x.contiguous().nativeArgs('x'), ...scale.contiguous().nativeArgs('scale'), ...out.nativeArgs('out')],
+    result: () => out,
+  };
+}
+
+/** out[r, c] = x[r, c]·scale[c] for a matrix x and one factor per column. */
+export function scaleColumns(x: Tensor, scale: Tensor, options: { inPlace?: boolean } = {}): Tensor {
+  return runSync(scaleColumnsCall(x, scale, options));
+}
+export function scaleColumnsAsync(x: Tensor, scale: Tensor, options: { inPlace?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+  return runAsync(scaleColumnsCall(x, scale, options), options);
+}
+
+function dotCall(a: Tensor, b: Tensor): Call<number> {
+  checkTensor('a', a);
+  checkTensor('b', b);
+  if (a.dtype !== 'f32' && a.dtype !== 'f64') invalid('a', 'an f32 or f64 tensor', `${a.dtype} tensor`);
+  if (b.dtype !== a.dtype) invalid('b', `an ${a.dtype} tensor like a`, `${b.dtype} tensor`);
+  if (a.numel !== b.numel) throw new InvalidArgumentError(`dot: a has ${a.numel} elements and b ${b.numel}`);
+  const device = commonDevice({ a, b });
+  return {
+    device,
+    name: 'dot',
+    args: [...a.contiguous().nativeArgs('a'), ...b.contiguous().nativeArgs('b')],
+    result: (value) => value as number,
+  };
+}
+
+/** Σ a·b over all elements, accumulated in f64 (NaN or ±inf if any input holds one). */
+export function dot(a: Tensor, b: Tensor): number {
+  return runSync(dotCall(a, b));
+}
+export function dotAsync(a: Tensor, b: Tensor, options: AsyncOptions = {}): Promise<number> {
+  return runAsync(dotCall(a, b), options);
+}
+
 const UNARY_CODES = { copy: 0, abs: 1, square: 2, scale: 3, clamp: 4, relu: 5, silu: 6, gelu: 7, geluTanh: 8 } as const;
 type UnaryName = keyof typeof UNARY_CODES;
 
@@ -451,4 +499,52 @@ export function geluTanh(x: Tensor, options: UnaryOptions = {}): Tensor {
 }
 export function unaryAsync(op: UnaryName, x: Tensor, options: UnaryOptions & AsyncOptions & { a?: number; b?: number } = {}): Promise<Tensor> {
   return runAsync(unaryCall(op, x, options.a ?? 0, options.b ?? 0, options), options);
+}
+
+// ---- SparseGPT -----------------------------------------------------------------------------------------
+
+/** What to prune: a fraction of every matrix (unstructured) or n of every m consecutive inputs of a row. */
+export type SparsityPattern = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };
+
+export interface SparsegptSweepOptions {
+  pattern: SparsityPattern;
+  /** Columns per lazy-update block (default 128; rounded down to a multiple of m for N:M). */
+  blockSize?: number;
+}
+
+function sparsegptCall(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions): Call<Tensor> {
+  checkTensor('w', w);
+  checkTensor('hinvUpper', hinvUpper);
+  checkMatrix('w', w);
+  checkMatrix('hinvUpper', hinvUpper);
+  if (w.dtype !== 'f32' || hinvUpper.dtype !== 'f32') invalid('w', 'f32 w and hinvUpper', `${w.dtype} and ${hinvUpper.dtype}`);
+  w.requireContiguous('w');
+  const device = commonDevice({ w, hinvUpper });
+  const p = options.pattern;
+  const sparsity = p.kind === 'unstructured' ? checkNumber('sparsity', p.sparsity, { min: 0 }) : 0;
+  if (sparsity > 1) invalid('sparsity', 'a fraction in [0, 1]', sparsity);
+  const m = p.kind === 'nm' ? checkInteger('m', p.m, 1, 32) : 0;
+  const n = p.kind === 'nm' ? checkInteger('n', p.n, 0, m - 1) : 0;
+  if (m > 0 && w.shape[1] % m !== 0) {
+    throw new InvalidArgumentError(`sparsegpt: ${n}:${m} needs the input size (${w.shape[1]}) to be a multiple of ${m}`);
+  }
+  const blockSize = checkInteger('blockSize', options.blockSize ?? 128, 1, 1 << 20);
+  return {
+    device,
+    name: 'sparsegptPrune',
+    args: [...w.nativeArgs('w'), ...hinvUpper.contiguous().nativeArgs('hinvUpper'), sparsity, n, m, blockSize],
+    result: () => w,
+  };
+}
+
+/**
+ * SparseGPT's column sweep, in place on w [rows, cols]: prunes to the pattern and updates the remaining
+ * weights to compensate, given U, the upper Cholesky factor of the damped inverse Hessian (H⁻¹ = UᵀU).
+ * Unstructured masks are chosen per block over all rows (exact total count); N:M per row and group.
+ */
+export function sparsegptSweep(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions): Tensor {
+  return runSync(sparsegptCall(w, hinvUpper, options));
+}
+export function sparsegptSweepAsync(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions & AsyncOptions): Promise<Tensor> {
+  return runAsync(sparsegptCall(w, hinvUpper, options), options);
 }

@@ -14,6 +14,11 @@ namespace {
 }
 }  // namespace
 
+double Backend::dot(const TensorView&, const TensorView&) { unsupported(*this, "dot"); }
+void Backend::scaleColumns(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "scaleColumns"); }
+void Backend::sparsegptPrune(TensorView&, const TensorView&, const SparseGptOptions&) {
+  unsupported(*this, "sparsegptPrune");
+}
 void Backend::embedding(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "embedding"); }
 void Backend::norm(NormKind, const TensorView&, const TensorView&, const TensorView&, double, TensorView&) {
   unsupported(*this, "norm");

@@ -38,6 +38,14 @@ constexpr int32_t kUnaryOpCount = 9;
 
 // Row-wise normalization: RMSNorm y = x / sqrt(mean(x²) + eps) · w, or LayerNorm
 // y = (x − mean) / sqrt(var + eps) · w + b (biased variance, as PyTorch).
+// SparseGPT's pruning target: unstructured `sparsity` (fraction of zeros) when m is 0, else keep n of every
+// m consecutive inputs of each row. blockSize is the lazy-update block (rounded down to a multiple of m).
+struct SparseGptOptions {
+  double sparsity = 0;
+  int n = 0, m = 0;
+  int blockSize = 128;
+};
+
 enum class NormKind : int32_t { Rms = 0, Layer = 1 };
 
 class Backend {
@@ -84,6 +92,15 @@ class Backend {
   virtual void axpy(double alpha, const TensorView& x, TensorView& y) = 0;
   // out = op(x): copy, |x|, x², a·x, clamp(x, a, b) (out may alias x).
   virtual void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) = 0;
+
+  // Σ a[i]·b[i] accumulated in f64 (f32 or f64 inputs of equal shape); NaN/inf propagate.
+  virtual double dot(const TensorView& a, const TensorView& b);
+  // out[r, c] = x[r, c]·scale[c] for x [R, C] f32, scale f32 [C] (out may alias x).
+  virtual void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out);
+  // SparseGPT's column sweep on w [rows, cols] f32 in place, given U [cols, cols] f32, the upper
+  // Cholesky factor of the damped inverse Hessian (H⁻¹ = UᵀU; only the upper triangle is read). N:M keeps
+  // n of every m.
+  virtual void sparsegptPrune(TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options);
 
   // ---- transformer building blocks (f32). Backends that lack one throw BackendUnavailable. ----
   // out[t] = table[ids[t]] for ids i32 [T], table [V, D]; an id outside 0..V-1 is an error.

@@ -120,6 +120,51 @@ void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask) 
               std::to_string(k));
 }
 
+void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out) {
+  requireMatrix(x, "x");
+  requireDType(x, "x", DType::F32);
+  requireDType(scale, "scale", DType::F32);
+  requireDType(out, "out", DType::F32);
+  requireSameDevice(x, scale, "x", "scale");
+  requireSameDevice(x, out, "x", "out");
+  requireSameNumel(x, out, "x", "out");
+  SPARQ_CHECK(scale.numel() == x.shape[1], ErrorCode::ShapeMismatch,
+              "scaleColumns: scale must have one entry per column of x " + x.shapeString() + ", got " +
+                  scale.shapeString());
+}
+
+void checkDot(const TensorView& a, const TensorView& b) {
+  requireBlasFloat(a, "a");
+  requireSameDType(a, b, "a", "b");
+  requireSameDevice(a, b, "a", "b");
+  requireSameNumel(a, b, "a", "b");
+}
+
+void checkSparsegptPrune(const TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options) {
+  requireMatrix(w, "w");
+  requireMatrix(hinvUpper, "hinvUpper");
+  requireDType(w, "w", DType::F32);
+  requireDType(hinvUpper, "hinvUpper", DType::F32);
+  requireSameDevice(w, hinvUpper, "w", "hinvUpper");
+  SPARQ_CHECK(hinvUpper.shape[0] == w.shape[1] && hinvUpper.shape[1] == w.shape[1], ErrorCode::ShapeMismatch,
+              "sparsegptPrune: hinvUpper must be [" + std::to_string(w.shape[1]) + ", " + std::to_string(w.shape[1]) +
+                  "] for w " + w.shapeString() + ", got " + hinvUpper.shapeString());
+  SPARQ_CHECK(options.blockSize >= 1, ErrorCode::InvalidArgument,
+              "sparsegptPrune: blockSize must be positive, got " + std::to_string(options.blockSize));
+  if (options.m == 0) {
+    SPARQ_CHECK(options.sparsity >= 0 && options.sparsity <= 1, ErrorCode::InvalidArgument,
+                "sparsegptPrune: sparsity must be in [0, 1], got " + std::to_string(options.sparsity));
+  } else {
+    SPARQ_CHECK(options.m >= 1 && options.m <= 32, ErrorCode::InvalidArgument,
+                "sparsegptPrune: m must be in 1..32, got " + std::to_string(options.m));
+    SPARQ_CHECK(options.n >= 0 && options.n < options.m, ErrorCode::InvalidArgument,
+                "sparsegptPrune: n must be in 0.." + std::to_string(options.m - 1) + ", got " + std::to_string(options.n));
+    SPARQ_CHECK(w.shape[1] % options.m == 0, ErrorCode::ShapeMismatch,
+                "sparsegptPrune: the row length " + std::to_string(w.shape[1]) + " is not a multiple of m = " +
+                    std::to_string(options.m));
+  }
+}
+
 void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask) {
   requireMatrix(scores, "scores");
   requireDType(scores, "scores", DType::F32);

@@ -12,6 +12,9 @@ void checkCholesky(const TensorView& a, const TensorView& out, const CholeskyOpt
 void checkTrsm(const TensorView& t, const TensorView& b, bool left);
 void checkConvert(const TensorView& src, const TensorView& dst);
 void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask);
+void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out);
+void checkDot(const TensorView& a, const TensorView& b);
+void checkSparsegptPrune(const TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options);
 void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask);
 void checkThresholdMask(const TensorView& scores, const TensorView& mask);
 void checkApplyMask(const TensorView& x, const TensorView& mask, const TensorView& out);

@@ -14,6 +14,7 @@
 #include "linalg.h"
 #include "mask.h"
 #include "nn.h"
+#include "sparsegpt.h"
 
 namespace sparq::cpu {
 
@@ -52,6 +53,13 @@ class CpuBackend final : public Backend {
   void convert(const TensorView& src, TensorView& dst) override { cpu::convert(src, dst); }
   void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override {
     cpu::topkMask(scores, k, largest, mask);
+  }
+  void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out) override {
+    cpu::scaleColumns(x, scale, out);
+  }
+  double dot(const TensorView& a, const TensorView& b) override { return cpu::dot(a, b); }
+  void sparsegptPrune(TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options) override {
+    cpu::sparsegptPrune(w, hinvUpper, options);
   }
   void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override {
     cpu::nmMask(scores, n, m, largest, mask);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/pool.h"
 #include "isa.h"
@@ -59,6 +60,41 @@ SPARQ_INLINE void unaryBody(UnaryOp op, const T* x, T* out, int64_t n, T a, T b)
   }
 }
 
+// Eight independent f64 lanes, so the compiler can vectorize the sum without reassociating it.
+template <typename T>
+SPARQ_INLINE double dotBody(const T* a, const T* b, int64_t n) {
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) lanes[k] += static_cast<double>(a[i + k]) * static_cast<double>(b[i + k]);
+  }
+  for (; i < n; ++i) lanes[i % 8] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+template <typename T>
+double dotGeneric(const T* a, const T* b, int64_t n) {
+  return dotBody(a, b, n);
+}
+template <typename T>
+SPARQ_TARGET_AVX2 double dotAvx2(const T* a, const T* b, int64_t n) {
+  return dotBody(a, b, n);
+}
+template <typename T>
+SPARQ_TARGET_AVX512 double dotAvx512(const T* a, const T* b, int64_t n) {
+  return dotBody(a, b, n);
+}
+
+SPARQ_INLINE void scaleRowBody(const float* x, const float* scale, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale[i];
+}
+void scaleRowGeneric(const float* x, const float* scale, float* out, int64_t n) { scaleRowBody(x, scale, out, n); }
+SPARQ_TARGET_AVX2 void scaleRowAvx2(const float* x, const float* scale, float* out, int64_t n) {
+  scaleRowBody(x, scale, out, n);
+}
+SPARQ_TARGET_AVX512 void scaleRowAvx512(const float* x, const float* scale, float* out, int64_t n) {
+  scaleRowBody(x, scale, out, n);
+}
+
 template <typename T>
 void axpyGeneric(T alpha, const T* x, T* y, int64_t n) {
   axpyBody(alpha, x, y, n);
@@ -102,7 +138,42 @@ void unaryTyped(UnaryOp op, const TensorView& x, TensorView& out, double a, doub
   parallelFor(x.numel(), kChunk, [&](int64_t s, int64_t e) { fn(op, xs + s, os + s, e - s, ta, tb); });
 }
 
+// Fixed chunks summed in order: the result does not depend on the thread count.
+template <typename T>
+double dotTyped(const TensorView& a, const TensorView& b) {
+  const auto fn = pickKernel(dotGeneric<T>, dotAvx2<T>, dotAvx512<T>);
+  const int64_t n = a.numel();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks));
+  const T* as = a.as<const T>();
+  const T* bs = b.as<const T>();
+  parallelFor(chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      partial[c] = fn(as + c * kChunk, bs + c * kChunk, std::min(kChunk, n - c * kChunk));
+    }
+  });
+  double sum = 0;
+  for (double p : partial) sum += p;
+  return sum;
+}
+
 }  // namespace
+
+void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out) {
+  const auto fn = pickKernel(scaleRowGeneric, scaleRowAvx2, scaleRowAvx512);
+  const int64_t rows = x.shape[0], cols = x.shape[1];
+  const float* xs = x.as<const float>();
+  const float* s = scale.as<const float>();
+  float* os = out.as<float>();
+  parallelFor(rows, std::max<int64_t>(1, kChunk / std::max<int64_t>(1, cols)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) fn(xs + r * cols, s, os + r * cols, cols);
+  });
+}
+
+double dot(const TensorView& a, const TensorView& b) {
+  if (a.dtype == DType::F64) return dotTyped<double>(a, b);
+  return dotTyped<float>(a, b);
+}
 
 void axpy(double alpha, const TensorView& x, TensorView& y) {
   if (x.dtype == DType::F64) return axpyTyped<double>(alpha, x, y);

@@ -115,6 +115,49 @@ struct TopkMaskJob {
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
+struct ScaleColumnsJob {
+  static constexpr const char* kName = "scaleColumns";
+  TensorView x, scale, out;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    scale = r.tensor("scale");
+    out = r.tensor("out");
+    checkScaleColumns(x, scale, out);
+  }
+  void run(Backend& backend) { backend.scaleColumns(x, scale, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct DotJob {
+  static constexpr const char* kName = "dot";
+  TensorView a, b;
+  double value = 0;
+  void parse(ArgReader& r) {
+    a = r.tensor("a");
+    b = r.tensor("b");
+    checkDot(a, b);
+  }
+  void run(Backend& backend) { value = backend.dot(a, b); }
+  Napi::Value result(Napi::Env env) { return Napi::Number::New(env, value); }
+};
+
+struct SparsegptPruneJob {
+  static constexpr const char* kName = "sparsegptPrune";
+  TensorView w, hinvUpper;
+  SparseGptOptions options;
+  void parse(ArgReader& r) {
+    w = r.tensor("w");
+    hinvUpper = r.tensor("hinvUpper");
+    options.sparsity = r.number("sparsity");
+    options.n = static_cast<int>(r.integer("n"));
+    options.m = static_cast<int>(r.integer("m"));
+    options.blockSize = static_cast<int>(r.integer("blockSize"));
+    checkSparsegptPrune(w, hinvUpper, options);
+  }
+  void run(Backend& backend) { backend.sparsegptPrune(w, hinvUpper, options); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
 struct NmMaskJob {
   static constexpr const char* kName = "nmMask";
   TensorView scores, mask;
@@ -314,6 +357,9 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<ConvertJob>(env, exports);
   exportJob<TopkMaskJob>(env, exports);
   exportJob<NmMaskJob>(env, exports);
+  exportJob<DotJob>(env, exports);
+  exportJob<ScaleColumnsJob>(env, exports);
+  exportJob<SparsegptPruneJob>(env, exports);
   exportJob<ThresholdMaskJob>(env, exports);
   exportJob<ApplyMaskJob>(env, exports);
   exportJob<AxpyJob>(env, exports);
