@@ -19,7 +19,7 @@ export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTenso
 export type { AsyncOptions } from './call.js';
 export * from './nn.js';
 export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
-export { DecoderBlock, DecoderModel, LAYOUTS, type Embeddings, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
+export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
@@ -27,3 +27,7 @@ export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/
 export { getMethod, METHODS } from './compress/index.js';
 export type { CompressionMethod, CompressRequest, CompressResult, LinearStatistics } from './compress/method.js';
 export { countZeros, formatPattern, parsePattern, patternSparsity } from './compress/pattern.js';
+export { prune, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
+export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
+export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';
+export { PrunedFolder } from './export/pruned-folder.js';

@@ -108,6 +108,16 @@ export class Checkpoint {
     return this.shardOf.has(name);
   }
 
+  /** The path of the shard file that holds a tensor. */
+  shardPath(name: string): string {
+    return this.shardFor(name);
+  }
+
+  /** Every shard file's path. */
+  shardPaths(): string[] {
+    return [...new Set(this.shardOf.values())];
+  }
+
   async info(name: string): Promise<TensorInfo> {
     return (await this.file(this.shardFor(name))).info(name);
   }

@@ -95,6 +95,40 @@ export interface Norm {
   bias?: Tensor;
 }
 
+/**
+ * Sees the input of a group of linear layers during a block's forward pass (the compression pipeline
+ * accumulates calibration statistics from it). Groups are named as in `inputGroups`.
+ */
+export type InputObserver = (group: string, input: Tensor) => void;
+
+/** Linear layers that read the same input, in forward order; `stage` orders them for sequential pruning. */
+export interface InputGroup {
+  name: string;
+  roles: string[];
+  /** 0: attention inputs, 1: attention output, 2: MLP / router / expert inputs, 3: MLP / expert outputs. */
+  stage: number;
+}
+
+/** A block's input groups for a config (experts as expert.<e>.in / expert.<e>.out). */
+export function inputGroups(config: ModelConfig): InputGroup[] {
+  const groups: InputGroup[] = [
+    { name: 'attention.in', roles: ['q', 'k', 'v'], stage: 0 },
+    { name: 'attention.out', roles: ['o'], stage: 1 },
+  ];
+  if (config.mlp === 'moe') {
+    groups.push({ name: 'router', roles: ['router'], stage: 2 });
+    for (let e = 0; e < config.moe!.experts; ++e) {
+      groups.push({ name: `expert.${e}.in`, roles: [`expert.${e}.gate`, `expert.${e}.up`], stage: 2 });
+      groups.push({ name: `expert.${e}.out`, roles: [`expert.${e}.down`], stage: 3 });
+    }
+  } else if (config.mlp === 'swiglu') {
+    groups.push({ name: 'mlp.in', roles: ['gate', 'up'], stage: 2 }, { name: 'mlp.out', roles: ['down'], stage: 3 });
+  } else {
+    groups.push({ name: 'mlp.in', roles: ['fc1'], stage: 2 }, { name: 'mlp.out', roles: ['fc2'], stage: 3 });
+  }
+  return groups;
+}
+
 function apply(linear: Linear, x: Tensor): Tensor {
   const y = gemm(x, linear.weight, { transB: true });
   if (linear.bias) addBias(y, linear.bias);
@@ -119,12 +153,13 @@ export class DecoderBlock {
   /**
    * h [N, hidden] ← h + attention(…) + mlp(…), in place. The N rows are N / sequenceLength sequences of
    * sequenceLength tokens each (default: one sequence), at `positions` (i32 [N]); the linear layers run
-   * on all rows at once, attention within each sequence.
+   * on all rows at once, attention within each sequence. `observe` sees each linear group's input.
    */
-  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, sequenceLength = h.shape[0]): Tensor {
+  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, sequenceLength = h.shape[0], observe?: InputObserver): Tensor {
     const { heads, kvHeads, headDim } = this.config;
     const T = h.shape[0];
     const x = normalize(this.config, this.norms.attention, h);
+    observe?.('attention.in', x);
     let q = apply(this.linears.q, x).reshape([T, heads, headDim]);
     let k = apply(this.linears.k, x).reshape([T, kvHeads, headDim]);
     const v = apply(this.linears.v, x).reshape([T, kvHeads, headDim]);
@@ -141,20 +176,25 @@ export class DecoderBlock {
       const end = Math.min(T, start + sequenceLength);
       attention(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: attended.narrow(start, end) });
     }
-    axpy(1, apply(this.linears.o, attended.reshape([T, heads * headDim])), h);
+    const attendedRows = attended.reshape([T, heads * headDim]);
+    observe?.('attention.out', attendedRows);
+    axpy(1, apply(this.linears.o, attendedRows), h);
     const y = normalize(this.config, this.norms.mlp, h);
     if (this.config.mlp === 'moe') {
-      this.mixtureOfExperts(y, h);
+      observe?.('router', y);
+      this.mixtureOfExperts(y, h, observe);
       return h;
     }
-    let mlp: Tensor;
+    observe?.('mlp.in', y);
+    let activated: Tensor;
     if (this.config.mlp === 'swiglu') {
-      mlp = apply(this.linears.down, siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true }));
+      activated = siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true });
     } else {
       const hidden = apply(this.linears.fc1, y);
-      mlp = apply(this.linears.fc2, this.config.mlp === 'relu' ? relu(hidden, { inPlace: true }) : gelu(hidden, { inPlace: true }));
+      activated = this.config.mlp === 'relu' ? relu(hidden, { inPlace: true }) : gelu(hidden, { inPlace: true });
     }
-    axpy(1, mlp, h);
+    observe?.('mlp.out', activated);
+    axpy(1, apply(this.linears[this.config.mlp === 'swiglu' ? 'down' : 'fc2'], activated), h);
     return h;
   }
 
@@ -162,7 +202,7 @@ export class DecoderBlock {
    * h += Σ_k w_k · expert_k(y) over each token's top-k experts: router softmax, top-k, weights
    * renormalized over the chosen k; tokens are gathered per expert and scattered back weighted.
    */
-  private mixtureOfExperts(y: Tensor, h: Tensor): void {
+  private mixtureOfExperts(y: Tensor, h: Tensor, observe?: InputObserver): void {
     const { experts, topK } = this.config.moe!;
     const T = y.shape[0];
     const logits = apply(this.linears.router, y).data as Float32Array;
@@ -190,8 +230,11 @@ export class DecoderBlock {
       if (tokensOf[e].length === 0) continue;
       const indices = Tensor.fromTypedArray(Int32Array.from(tokensOf[e]));
       const routed = embedding(y, indices);
+      observe?.(`expert.${e}.in`, routed);
       const gate = apply(this.linears[`expert.${e}.gate`], routed);
-      const out = apply(this.linears[`expert.${e}.down`], siluMul(gate, apply(this.linears[`expert.${e}.up`], routed), { inPlace: true }));
+      const activated = siluMul(gate, apply(this.linears[`expert.${e}.up`], routed), { inPlace: true });
+      observe?.(`expert.${e}.out`, activated);
+      const out = apply(this.linears[`expert.${e}.down`], activated);
       scatterAdd(h, out, indices, Tensor.fromTypedArray(Float32Array.from(weightsOf[e])));
     }
   }
