@@ -6,6 +6,7 @@ import { backendInfo, DecoderModel, evaluatePerplexity, inspectModel, isAvailabl
 import type { PruneReport, Recipe } from '../index.js';
 import { InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
 import { progressBar } from './progress.js';
+import { sparqVersion } from '../version.js';
 
 const USAGE = `Usage: sparq <command> [options]
 
@@ -32,10 +33,7 @@ Options:
   -h, --help       show this help
   -v, --version    print the version`;
 
-function version(): string {
-  const manifest = new URL('../../package.json', import.meta.url);
-  return JSON.parse(readFileSync(manifest, 'utf8')).version as string;
-}
+const version = sparqVersion;
 
 function info(args: string[]): void {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, strict: true });

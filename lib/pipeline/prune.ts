@@ -10,8 +10,8 @@
 // statistics from the dense block; `'linear'` re-runs the block after each stage (attention in,
 // attention out, MLP in, MLP out), so later linears see the outputs of already-compressed ones.
 // Peak memory ≈ one block + the calibration hidden states + the block's Hessians.
-import { readFile } from 'node:fs/promises';
 import type { LinearStatistics } from '../compress/method.js';
+import { getMethod } from '../compress/index.js';
 import { checkPatternFits, countZeros, formatPattern } from '../compress/pattern.js';
 import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
@@ -20,6 +20,7 @@ import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '.
 import { dotAsync, gemmAsync, HessianAccumulator, axpy } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { loadTokenizer } from '../tokenizer.js';
+import { sparqVersion } from '../version.js';
 import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
 import { assignLinears, type Assignment, type Recipe } from './recipe.js';
 
@@ -94,12 +95,6 @@ export interface PruneReport {
 
 /** Stops a capture pass once the last input of its stage has been seen. */
 class StageCaptured {}
-
-/** sparq's version, for the config's `sparq` key. */
-async function packageVersion(): Promise<string> {
-  const manifest = new URL('../../package.json', import.meta.url);
-  return (JSON.parse(await readFile(manifest, 'utf8')) as { version: string }).version;
-}
 
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -246,7 +241,11 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       const original = block.linears[role].weight;
       const norm = await dotAsync(original, original, { signal });
       if (!Number.isFinite(norm)) throw new InvalidFileError(`${name}.weight holds NaN or infinite values; refusing to compress it`);
-      const result = await assignment.method.compress({ name, weight: original.clone(), pattern: assignment.pattern, stats, options: assignment.options, signal });
+      // An expert no calibration token was routed to has no statistics: it falls back to magnitude.
+      const starved = assignment.method.needsCalibration && (!stats || stats.tokens === 0);
+      const method = starved ? getMethod('magnitude') : assignment.method;
+      const result = await method.compress({ name, weight: original.clone(), pattern: assignment.pattern, stats, options: starved ? {} : assignment.options, signal });
+      if (starved) result.details = { ...result.details, fallback: 'magnitude: no calibration tokens reached this linear' };
       // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
       const storage = await folder!.storageDType(`${name}.weight`);
       const weight = storage === 'f32' ? result.weight : result.weight.to(storage).to('f32');
@@ -347,7 +346,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     };
     await folder.commit(
       {
-        version: await packageVersion(),
+        version: sparqVersion(),
         recipe,
         sparsity: report.totals.sparsity,
         calibration: report.calibration,
