@@ -105,14 +105,19 @@ describe('transformer building blocks', () => {
     [7, 7, 4, 2, 16],
     [5, 9, 6, 1, 8],
     [33, 33, 2, 2, 64],
+    [70, 150, 4, 2, 24],
   ]) {
-    it(`attention matches softmax(q·kᵀ/√d)·v, causal and not (T=${tokens}, S=${keys}, ${headsQ}/${headsKV} heads, d=${dim})`, () => {
+    it(`attention matches softmax(q·kᵀ/√d)·v in every kernel variant, causal and not (T=${tokens}, S=${keys}, ${headsQ}/${headsKV} heads, d=${dim})`, () => {
       const random = rng(tokens * 100 + keys);
       const q = randomF32(tokens * headsQ * dim, random);
       const k = randomF32(keys * headsKV * dim, random);
       const v = randomF32(keys * headsKV * dim, random);
       for (const causal of [true, false]) {
-        const out = attention(t32(q, [tokens, headsQ, dim]), t32(k, [keys, headsKV, dim]), t32(v, [keys, headsKV, dim]), { causal }).data as Float32Array;
+        const outputs: [string, Float32Array][] = [];
+        forEachKernelVariant((variant) => {
+          outputs.push([variant, attention(t32(q, [tokens, headsQ, dim]), t32(k, [keys, headsKV, dim]), t32(v, [keys, headsKV, dim]), { causal }).data as Float32Array]);
+        });
+        const out = outputs[0][1];
         const expected = new Float64Array(out.length);
         const scale = 1 / Math.sqrt(dim);
         for (let t = 0; t < tokens; ++t) {
@@ -135,7 +140,7 @@ describe('transformer building blocks', () => {
             }
           }
         }
-        assertClose(out, expected, { atol: 1e-5, rtol: 1e-5 }, `causal=${causal}`);
+        for (const [variant, result] of outputs) assertClose(result, expected, { atol: 1e-5, rtol: 1e-5 }, `${variant} causal=${causal}`);
       }
     });
   }

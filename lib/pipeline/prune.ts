@@ -32,8 +32,10 @@ export interface PruneOptions {
   recipe: Recipe;
   /** Calibration text file (.txt or .jsonl), tokenized with the model's tokenizer… */
   calibrationFile?: string;
-  /** …or token ids to cut windows from (the API's alternative to a file). */
+  /** …or token ids to cut windows from (the API's alternative to a file)… */
   calibrationTokens?: Int32Array;
+  /** …or the windows themselves (all of one length; nsamples and seed are then unused). */
+  calibrationWindows?: Int32Array[];
   /** Override recipe.calibration. */
   nsamples?: number;
   seqLen?: number;
@@ -87,6 +89,8 @@ export interface PruneReport {
     seconds: number;
     peakRssBytes: number;
     resumedAtBlock: number | null;
+    /** Wall seconds by stage: block forwards, capture passes (forward + Hessians), methods, error measurement, disk. */
+    stageSeconds: { propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
   perplexityBefore?: number;
   perplexityAfter?: number;
@@ -126,20 +130,27 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
 
     // Calibration windows.
     const needsCalibration = [...assignments.values()].some((a) => a.method.needsCalibration);
-    const hasCalibration = options.calibrationFile !== undefined || options.calibrationTokens !== undefined;
+    const sources = [options.calibrationFile, options.calibrationTokens, options.calibrationWindows].filter((c) => c !== undefined).length;
+    if (sources > 1) throw new InvalidArgumentError('give one of calibrationFile, calibrationTokens or calibrationWindows');
+    const hasCalibration = sources === 1;
     if (needsCalibration && !hasCalibration) {
       const names = [...new Set([...assignments.values()].filter((a) => a.method.needsCalibration).map((a) => a.method.name))];
       throw new InvalidArgumentError(`${names.join(' and ')} need${names.length > 1 ? '' : 's'} calibration data: pass --calib FILE (.txt or .jsonl)`);
     }
     const context = Math.min(config.maxPositions, config.slidingWindow ?? Infinity);
-    const seqLen = Math.min(options.seqLen ?? recipe.calibration?.seqLen ?? CALIBRATION_DEFAULTS.seqLen, context);
+    const given = options.calibrationWindows;
+    if (given && (given.length === 0 || given.some((w) => w.length !== given[0].length) || given[0].length < 2 || given[0].length > context)) {
+      throw new InvalidArgumentError(`calibrationWindows: expected one or more windows of one length between 2 and the model's context (${context})`);
+    }
+    const seqLen = given ? given[0].length : Math.min(options.seqLen ?? recipe.calibration?.seqLen ?? CALIBRATION_DEFAULTS.seqLen, context);
     const calibrationOptions = {
       nsamples: options.nsamples ?? recipe.calibration?.nsamples ?? CALIBRATION_DEFAULTS.nsamples,
       seqLen,
       seed: options.seed ?? recipe.calibration?.seed ?? CALIBRATION_DEFAULTS.seed,
     };
     let windows: Int32Array[] = [];
-    if (options.calibrationTokens) windows = sampleWindows(options.calibrationTokens, calibrationOptions);
+    if (given) windows = given;
+    else if (options.calibrationTokens) windows = sampleWindows(options.calibrationTokens, calibrationOptions);
     else if (options.calibrationFile) windows = await loadCalibration(options.calibrationFile, await loadTokenizer(options.model), calibrationOptions);
     for (const w of windows) {
       for (const id of w) if (id < 0 || id >= config.vocabSize) throw new InvalidArgumentError(`calibration token ${id} is outside the model's vocabulary of ${config.vocabSize}`);
@@ -151,6 +162,15 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       fingerprint: fingerprint([options.model, recipe, calibrationOptions, options.evalTokens?.length ?? 0, config.layers], windows),
     });
     const startBlock = folder.resumed?.blocksDone ?? 0;
+    const stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+    const timed = async <T>(stage: keyof typeof stageSeconds, work: () => Promise<T>): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await work();
+      } finally {
+        stageSeconds[stage] += (performance.now() - t) / 1000;
+      }
+    };
     const entries: LinearReportEntry[] = [...(folder.resumed?.entries ?? [])];
 
     const groups = inputGroups(config);
@@ -165,11 +185,13 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
 
     const evaluate = async (dir: string, label: string) => {
       const evalModel = await DecoderModel.open(dir);
+      const t = performance.now();
       try {
         const result = await evaluatePerplexity(evalModel, options.evalTokens!, { seqLen: options.evalSeqLen, maxTokens: options.evalMaxTokens, signal });
         progress(config.layers, label);
         return result;
       } finally {
+        stageSeconds.eval += (performance.now() - t) / 1000;
         await evalModel.close();
       }
     };
@@ -244,18 +266,22 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       // An expert no calibration token was routed to has no statistics: it falls back to magnitude.
       const starved = assignment.method.needsCalibration && (!stats || stats.tokens === 0);
       const method = starved ? getMethod('magnitude') : assignment.method;
+      const compressStarted = performance.now();
       const result = await method.compress({ name, weight: original.clone(), pattern: assignment.pattern, stats, options: starved ? {} : assignment.options, signal });
       if (starved) result.details = { ...result.details, fallback: 'magnitude: no calibration tokens reached this linear' };
       // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
       const storage = await folder!.storageDType(`${name}.weight`);
       const weight = storage === 'f32' ? result.weight : result.weight.to(storage).to('f32');
+      stageSeconds.compress += (performance.now() - compressStarted) / 1000;
       let relativeError: number | null = null;
       if (stats && stats.tokens > 0) {
+        const errorStarted = performance.now();
         const difference = original.clone();
         axpy(-1, weight, difference);
         const numerator = await dotAsync(difference, await gemmAsync(difference, stats.hessian, { signal }), { signal });
         const denominator = await dotAsync(original, await gemmAsync(original, stats.hessian, { signal }), { signal });
         relativeError = denominator > 0 ? numerator / denominator : numerator === 0 ? 0 : Infinity;
+        stageSeconds.error += (performance.now() - errorStarted) / 1000;
       }
       block.linears[role].weight = weight;
       return {
@@ -296,7 +322,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       for (const stage of stageList) {
         const stageGroups = stage.filter((g) => g.roles.some((r) => assigned.has(r)));
         if (stageGroups.length === 0) continue;
-        const statistics = batches.length > 0 ? await capture(block, stageGroups, stage) : new Map<string, LinearStatistics>();
+        const statistics = batches.length > 0 ? await timed('capture', () => capture(block, stageGroups, stage)) : new Map<string, LinearStatistics>();
         if (batches.length > 0) progress(b, 'calibrating');
         for (const group of stageGroups) {
           for (const role of group.roles) {
@@ -309,12 +335,14 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
           statistics.delete(group.name);
         }
       }
-      for (const { name } of assigned.values()) await folder.write(`${name}.weight`, block.linears[roleOf(name, prefix)].weight);
+      await timed('io', async () => {
+        for (const { name } of assigned.values()) await folder!.write(`${name}.weight`, block.linears[roleOf(name, prefix)].weight);
+      });
       if (batches.length > 0) {
-        await runBlock(block);
+        await timed('propagate', () => runBlock(block));
         progress(b, 'propagating');
       }
-      await folder.finishBlock(b + 1, entries, before ? { evalBefore: before } : {});
+      await timed('io', () => folder!.finishBlock(b + 1, entries, before ? { evalBefore: before } : {}));
     }
     await folder.closeFiles();
 
@@ -341,6 +369,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
         seconds: (performance.now() - started) / 1000,
         peakRssBytes: peakRssBytes(),
         resumedAtBlock: startBlock > 0 ? startBlock : null,
+        stageSeconds: Object.fromEntries(Object.entries(stageSeconds).map(([k, v]) => [k, Number(v.toFixed(3))])) as typeof stageSeconds,
       },
       ...(before && after ? { perplexityBefore: before.perplexity, perplexityAfter: after.perplexity, eval: { before, after } } : {}),
     };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/pool.h"
+#include "simd.h"
 
 namespace sparq::cpu {
 
@@ -89,9 +90,11 @@ void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq)
   });
 }
 
+namespace {
+
 // A dot product in 16 independent partial sums: the compiler may not reorder a float sum on its own,
 // and one running sum would leave the vector units idle.
-inline float dot(const float* a, const float* b, int64_t n) {
+SPARQ_INLINE float dot(const float* a, const float* b, int64_t n) {
   float lanes[16] = {};
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) {
@@ -103,57 +106,89 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// One (query, head) at a time with an online softmax over blocks of keys, so memory stays
-// O(block + head_dim): scores of a block, then one rescale of the running output per block. Scores and
-// the running output are f32 (vectorizable); the normalizer is accumulated in f64.
-void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale, bool causal) {
-  constexpr int64_t kBlock = 64;
-  const int64_t queries = q.shape[0], headsQ = q.shape[1], dim = q.shape[2];
-  const int64_t keys = k.shape[0], headsKV = k.shape[1];
-  const int64_t group = headsQ / headsKV;
-  const int64_t offset = keys - queries;  // query t sits at key position t + offset
-  const int64_t keyStride = headsKV * dim;
-  const float* qs = q.as<const float>();
-  const float* ks = k.as<const float>();
-  const float* vs = v.as<const float>();
-  float* os = out.as<float>();
-  const float s = static_cast<float>(scale);
-  parallelFor(queries * headsQ, std::max<int64_t>(1, 4096 / std::max<int64_t>(keys * dim / 64, 1)), [&](int64_t i0, int64_t i1) {
-    std::vector<float> accumulator(dim), scores(kBlock);
-    for (int64_t item = i0; item < i1; ++item) {
-      const int64_t t = item / headsQ, h = item % headsQ, hk = h / group;
-      const float* query = qs + (t * headsQ + h) * dim;
-      const float* keyBase = ks + hk * dim;
-      const float* valueBase = vs + hk * dim;
-      const int64_t visible = causal ? std::min(keys, t + offset + 1) : keys;
-      float maxScore = -INFINITY;
-      double sum = 0;
-      std::fill(accumulator.begin(), accumulator.end(), 0.0f);
-      for (int64_t j0 = 0; j0 < visible; j0 += kBlock) {
-        const int64_t count = std::min(kBlock, visible - j0);
-        float blockMax = -INFINITY;
-        for (int64_t j = 0; j < count; ++j) {
-          scores[j] = dot(query, keyBase + (j0 + j) * keyStride, dim) * s;
-          blockMax = std::max(blockMax, scores[j]);
-        }
-        if (blockMax > maxScore) {
-          // Rescale what was accumulated under the old maximum.
-          const float factor = std::exp(maxScore - blockMax);
-          sum *= factor;
-          for (int64_t c = 0; c < dim; ++c) accumulator[c] *= factor;
-          maxScore = blockMax;
-        }
-        for (int64_t j = 0; j < count; ++j) {
-          const float weight = std::exp(scores[j] - maxScore);
-          sum += weight;
-          const float* value = valueBase + (j0 + j) * keyStride;
-          for (int64_t c = 0; c < dim; ++c) accumulator[c] += weight * value[c];
-        }
+struct AttentionArgs {
+  const float *qs, *ks, *vs;
+  float* os;
+  int64_t queries, headsQ, dim, keys, group, offset, keyStride;
+  float scale;
+  bool causal;
+};
+
+constexpr int64_t kKeyBlock = 64;
+
+// Items [i0, i1) of queries × heads, one (query, head) at a time with an online softmax over blocks of
+// keys, so memory stays O(block + head_dim): scores of a block, then one rescale of the running output
+// per block. Scores and the running output are f32 (vectorized); the normalizer is accumulated in f64.
+SPARQ_INLINE void attentionItemsBody(const AttentionArgs& a, int64_t i0, int64_t i1, float* accumulator, float* scores) {
+  const int64_t dim = a.dim;
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t t = item / a.headsQ, h = item % a.headsQ, hk = h / a.group;
+    const float* query = a.qs + (t * a.headsQ + h) * dim;
+    const float* keyBase = a.ks + hk * dim;
+    const float* valueBase = a.vs + hk * dim;
+    const int64_t visible = a.causal ? std::min(a.keys, t + a.offset + 1) : a.keys;
+    float maxScore = -INFINITY;
+    double sum = 0;
+    for (int64_t c = 0; c < dim; ++c) accumulator[c] = 0.0f;
+    for (int64_t j0 = 0; j0 < visible; j0 += kKeyBlock) {
+      const int64_t count = std::min(kKeyBlock, visible - j0);
+      float blockMax = -INFINITY;
+      for (int64_t j = 0; j < count; ++j) {
+        scores[j] = dot(query, keyBase + (j0 + j) * a.keyStride, dim) * a.scale;
+        blockMax = std::max(blockMax, scores[j]);
       }
-      float* o = os + (t * headsQ + h) * dim;
-      const float inverse = visible > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
-      for (int64_t c = 0; c < dim; ++c) o[c] = accumulator[c] * inverse;
+      if (blockMax > maxScore) {
+        // Rescale what was accumulated under the old maximum.
+        const float factor = std::exp(maxScore - blockMax);
+        sum *= factor;
+        for (int64_t c = 0; c < dim; ++c) accumulator[c] *= factor;
+        maxScore = blockMax;
+      }
+      for (int64_t j = 0; j < count; ++j) {
+        const float weight = std::exp(scores[j] - maxScore);
+        sum += weight;
+        const float* value = valueBase + (j0 + j) * a.keyStride;
+        for (int64_t c = 0; c < dim; ++c) accumulator[c] += weight * value[c];
+      }
     }
+    float* o = a.os + (t * a.headsQ + h) * dim;
+    const float inverse = visible > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+    for (int64_t c = 0; c < dim; ++c) o[c] = accumulator[c] * inverse;
+  }
+}
+
+using AttentionItemsFn = void (*)(const AttentionArgs&, int64_t, int64_t, float*, float*);
+void attentionItemsGeneric(const AttentionArgs& a, int64_t i0, int64_t i1, float* acc, float* scores) {
+  attentionItemsBody(a, i0, i1, acc, scores);
+}
+SPARQ_TARGET_AVX2 void attentionItemsAvx2(const AttentionArgs& a, int64_t i0, int64_t i1, float* acc, float* scores) {
+  attentionItemsBody(a, i0, i1, acc, scores);
+}
+SPARQ_TARGET_AVX512 void attentionItemsAvx512(const AttentionArgs& a, int64_t i0, int64_t i1, float* acc, float* scores) {
+  attentionItemsBody(a, i0, i1, acc, scores);
+}
+
+}  // namespace
+
+void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale, bool causal) {
+  AttentionArgs a;
+  a.queries = q.shape[0];
+  a.headsQ = q.shape[1];
+  a.dim = q.shape[2];
+  a.keys = k.shape[0];
+  a.group = a.headsQ / k.shape[1];
+  a.offset = a.keys - a.queries;  // query t sits at key position t + offset
+  a.keyStride = k.shape[1] * a.dim;
+  a.qs = q.as<const float>();
+  a.ks = k.as<const float>();
+  a.vs = v.as<const float>();
+  a.os = out.as<float>();
+  a.scale = static_cast<float>(scale);
+  a.causal = causal;
+  const AttentionItemsFn fn = pickKernel(attentionItemsGeneric, attentionItemsAvx2, attentionItemsAvx512);
+  parallelFor(a.queries * a.headsQ, std::max<int64_t>(1, 4096 / std::max<int64_t>(a.keys * a.dim / 64, 1)), [&](int64_t i0, int64_t i1) {
+    std::vector<float> accumulator(a.dim), scores(kKeyBlock);
+    fn(a, i0, i1, accumulator.data(), scores.data());
   });
 }
 
