@@ -6,6 +6,7 @@ import { backendInfo, DecoderModel, evaluatePerplexity, inspectModel, isAvailabl
 import type { PruneReport, Recipe } from '../index.js';
 import { InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
 import { progressBar } from './progress.js';
+import { readTextFile } from '../io/text.js';
 import { sparqVersion } from '../version.js';
 
 const USAGE = `Usage: sparq <command> [options]
@@ -69,12 +70,6 @@ async function evaluate(args: string[]): Promise<void> {
   });
   if (!values.model) throw new InvalidArgumentError('eval: --model DIR is required');
   if (!values.text === !values.tokens) throw new InvalidArgumentError('eval: give exactly one of --text FILE or --tokens FILE.json');
-  const integer = (name: string, value: string | undefined) => {
-    if (value === undefined) return undefined;
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`eval: --${name} must be a positive integer, got '${value}'`);
-    return n;
-  };
   let tokens: Int32Array;
   if (values.tokens) {
     let parsed: unknown;
@@ -86,20 +81,15 @@ async function evaluate(args: string[]): Promise<void> {
     if (!Array.isArray(parsed) || !parsed.every((t) => Number.isSafeInteger(t))) throw new InvalidFileError(`${values.tokens}: expected a JSON array of token ids`);
     tokens = Int32Array.from(parsed as number[]);
   } else {
-    let text: string;
-    try {
-      text = readFileSync(values.text!, 'utf8');
-    } catch (error) {
-      throw new InvalidFileError(`${values.text}: cannot be read (${(error as Error).message})`);
-    }
+    const text = await readTextFile(values.text!);
     tokens = (await loadTokenizer(values.model)).encode(text);
   }
   const model = await DecoderModel.open(values.model);
   try {
     const bar = progressBar('eval');
     const result = await evaluatePerplexity(model, tokens, {
-      seqLen: integer('seq-len', values['seq-len']),
-      maxTokens: integer('max-tokens', values['max-tokens']),
+      seqLen: positiveInteger('eval', 'seq-len', values['seq-len'], 2),
+      maxTokens: positiveInteger('eval', 'max-tokens', values['max-tokens']),
       onProgress: ({ step, steps, stage }) => bar.update(step, steps, stage),
     });
     bar.done();
@@ -138,14 +128,6 @@ function positiveInteger(command: string, name: string, value: string | undefine
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${command}: --${name} must be an integer >= ${min}, got '${value}'`);
   return n;
-}
-
-async function readText(file: string): Promise<string> {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new InvalidFileError(`${file}: cannot be read (${(error as Error).message})`);
-  }
 }
 
 function printReport(report: PruneReport): void {
@@ -200,7 +182,7 @@ async function pruneCommand(args: string[]): Promise<void> {
     if (!values.method || !values.sparsity) throw new InvalidArgumentError('prune: give --method NAME and --sparsity S (or --recipe FILE)');
     recipe = parseRecipe({ method: values.method, sparsity: values.sparsity, ...(values.sequential ? { sequential: values.sequential } : {}) }, 'prune options');
   }
-  const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readText(values.eval)) : undefined;
+  const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const controller = new AbortController();
   const interrupt = () => controller.abort();
   process.once('SIGINT', interrupt);

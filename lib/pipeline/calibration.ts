@@ -1,8 +1,8 @@
 // Calibration windows: `nsamples` windows of `seqLen` tokens cut at random offsets of one token stream,
 // drawn with a seeded generator so a run is reproducible. A .txt file is one text; a .jsonl file is one
 // JSON object per line whose `text` fields are joined with blank lines. Tokenized without special tokens.
-import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
+import { readTextFile } from '../io/text.js';
 import type { TextTokenizer } from '../tokenizer.js';
 import { checkInteger } from '../validate.js';
 
@@ -16,12 +16,7 @@ export const CALIBRATION_DEFAULTS = { nsamples: 128, seqLen: 2048, seed: 0 } as 
 
 /** The text of a calibration file (.txt, or .jsonl with a `text` field per line). */
 export async function readCalibrationText(file: string): Promise<string> {
-  let raw: string;
-  try {
-    raw = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new InvalidFileError(`${file}: cannot be read (${(error as Error).message})`);
-  }
+  const raw = await readTextFile(file);
   if (!file.endsWith('.jsonl')) return raw;
   const texts: string[] = [];
   raw.split('\n').forEach((line, i) => {

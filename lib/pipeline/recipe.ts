@@ -14,12 +14,12 @@
 //   options: { damp: 0.01 }
 //   sequential: block            # or linear
 //   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }
-import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { getMethod } from '../compress/index.js';
 import type { CompressionMethod } from '../compress/method.js';
 import { formatPattern, parsePattern, type SparsityPattern } from '../compress/pattern.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
+import { readTextFile } from '../io/text.js';
 import { checkInteger, describe } from '../validate.js';
 
 export interface RecipeOverride {
@@ -151,12 +151,7 @@ export function parseRecipe(raw: unknown, source = 'recipe'): Recipe {
 
 /** Reads a recipe file: YAML (.yaml/.yml) or JSON (anything else). */
 export async function loadRecipe(file: string): Promise<Recipe> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new InvalidFileError(`${file}: cannot be read (${(error as Error).message})`);
-  }
+  const text = await readTextFile(file);
   let raw: unknown;
   try {
     raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
