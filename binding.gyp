@@ -6,6 +6,7 @@
         "native/core/backend.cpp",
         "native/core/ops.cpp",
         "native/core/pool.cpp",
+        "native/cpu/alps.cpp",
         "native/cpu/convert.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/cpu/elementwise.cpp",

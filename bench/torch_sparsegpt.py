@@ -1,16 +1,19 @@
 """PyTorch CPU baseline for bench/prune.ts: SparseGPT layer-wise pruning of a Llama, written from the
-algorithm (../shared/methods.md), in the shape the reference implementations take: per block, hooks
-collect each linear's inputs window by window into a running-mean Hessian (full matmul), every linear
-is pruned column by column in float32 with lazy 128-column blocks, then the block is re-run with the
-pruned weights to give the next block's inputs. Sequential "block" mode; q/k/v and gate/up share a
-Hessian (computed once per group, which favours torch over the references that recompute it).
-Usage: python3 bench/torch_sparsegpt.py MODEL_DIR CALIB.json THREADS [--sparsity 0.5|2:4] [--damp 0.01]
-CALIB.json: {"seq_len": L, "windows": [[ids...], ...]}. Prints one JSON line."""
+algorithm (../shared/methods.md) in the shape the reference implementations take, so the timing compares
+like with like: per decoder block, the dense block runs window by window while each linear group's input
+is folded into a running-mean Hessian; each of the 7 linears is then pruned column by column in float32
+with lazy B-column blocks; finally the block is re-run with the pruned weights to give the next block's
+inputs ("block" sequential mode). q/k/v and gate/up share one Hessian per group, computed once (the
+references recompute it per linear, so this favours torch).
+Usage: python3 bench/torch_sparsegpt.py MODEL_DIR CALIB.json THREADS [--sparsity 0.5|2:4]
+         [--block-size 128] [--damp 0.01] [--out PRUNED.safetensors]
+CALIB.json: {"seq_len": L, "windows": [[ids...], ...]}. Prints one JSON line on stdout."""
 import argparse
 import json
 import math
 import os
 import resource
+import struct
 import sys
 import time
 
@@ -19,13 +22,28 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_llama  # noqa: E402
 
-LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
-GROUP = {"self_attn.q_proj": "qkv", "self_attn.k_proj": "qkv", "self_attn.v_proj": "qkv", "self_attn.o_proj": "o",
-         "mlp.gate_proj": "gateup", "mlp.up_proj": "gateup", "mlp.down_proj": "down"}
+# Linear groups that read the same input, in the order the block computes them.
+GROUPS = {
+    "qkv": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+    "o": ["self_attn.o_proj"],
+    "gateup": ["mlp.gate_proj", "mlp.up_proj"],
+    "down": ["mlp.down_proj"],
+}
+MAX_DAMP_ATTEMPTS = 6  # damp, ×10, ×100, ... before giving up on a non-positive-definite H
+
+
+def rope_tables(cfg, seq):
+    heads = cfg["num_attention_heads"]
+    d = cfg["hidden_size"] // heads
+    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, d, 2).float() / d))
+    freqs = torch.outer(torch.arange(seq).float(), inv)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin(), torch.full((seq, seq), float("-inf")).triu(1)
 
 
 def block_forward(cfg, w, p, h, cos, sin, mask, observe=None):
-    """One decoder block on h [b, t, hidden]; observe(group, input) sees each linear group's input."""
+    """One decoder block of torch_llama.forward (same math, line for line) on h [b, t, hidden];
+    observe(group, x) sees the input of each linear group."""
     b, t, _ = h.shape
     heads = cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads", heads)
@@ -55,89 +73,127 @@ def block_forward(cfg, w, p, h, cos, sin, mask, observe=None):
     return h + act @ w[p + "mlp.down_proj.weight"].T
 
 
+def inverse_hessian_factor(H, damp):
+    """U with UᵀU = (H + λI)⁻¹; λ grows ×10 while H + λI is not positive definite (methods.md)."""
+    scale = H.diagonal().mean()
+    for attempt in range(1, MAX_DAMP_ATTEMPTS + 1):
+        L, info = torch.linalg.cholesky_ex(H + damp * scale * torch.eye(H.shape[0]))
+        if info == 0:
+            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True), attempt
+        damp = damp * 10 if damp > 0 else 1e-6
+    raise RuntimeError(f"H ({H.shape[0]}x{H.shape[0]}) is not positive definite even with damp {damp / 10:g}")
+
+
 def sparsegpt(W, H, sparsity, n, m, damp, block_size):
-    """Prunes W [rows, cols] in place; unstructured when m == 0, else keeps n of every m inputs."""
-    W = W.clone()
+    """Returns (pruned copy of W [rows, cols], damping attempts); unstructured when m == 0, else N:M."""
+    W, H = W.clone(), H.clone()
     rows, cols = W.shape
-    H = H.clone()
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
+    dead = H.diagonal() == 0
+    H.diagonal()[dead] = 1
     W[:, dead] = 0
-    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols)
-    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    U, attempts = inverse_hessian_factor(H, damp)
+    # N:M blocks start on a group boundary so no group straddles two blocks.
     block = max(m, block_size // m * m) if m else block_size
-    total = lambda c: round(sparsity * rows * c)  # noqa: E731
+    # Unstructured: blocks share one running count so the matrix total is exactly round(p·rows·cols)
+    # (equals round(p·rows·B) per block whenever that is an integer, e.g. p = 0.5, B = 128).
+    pruned_before = lambda c: math.floor(sparsity * rows * c + 0.5)  # noqa: E731
     for start in range(0, cols, block):
         end = min(cols, start + block)
         W1 = W[:, start:end].clone()
         U1 = U[start:end, start:end]
+        d = U1.diagonal()
         E = torch.zeros_like(W1)
         prune = torch.zeros_like(W1, dtype=torch.bool)
         if not m:
-            scores = (W1 ** 2 / torch.diag(U1).reshape(1, -1) ** 2).flatten()
-            count = total(end) - total(start)
+            count = pruned_before(end) - pruned_before(start)
             if count:
+                scores = (W1 ** 2 / d.reshape(1, -1) ** 2).flatten()
                 prune.view(-1)[torch.topk(scores, count, largest=False).indices] = True
         for j in range(end - start):
             if m and j % m == 0:
-                scores = W1[:, j:j + m] ** 2 / torch.diag(U1)[j:j + m].reshape(1, -1) ** 2
+                # Scored on the already-updated weights, as the reference does.
+                scores = W1[:, j:j + m] ** 2 / d[j:j + m].reshape(1, -1) ** 2
                 prune.scatter_(1, j + torch.topk(scores, m - n, dim=1, largest=False).indices, True)
             w = W1[:, j]
-            q = w.clone()
-            q[prune[:, j]] = 0
-            e = (w - q) / U1[j, j]
+            q = w.masked_fill(prune[:, j], 0)
+            e = (w - q) / d[j]
             W1[:, j:] -= e.unsqueeze(1) @ U1[j, j:].unsqueeze(0)
             W1[:, j] = q
             E[:, j] = e
         W[:, start:end] = W1
         W[:, end:] -= E @ U[start:end, end:]
-    return W
+    return W, attempts
+
+
+def save_safetensors(path, tensors):
+    """All tensors as F32, names sorted, header padded to 8 bytes (as the safetensors writer does)."""
+    header, offset = {}, 0
+    for name in sorted(tensors):
+        size = tensors[name].numel() * 4
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for name in sorted(tensors):
+            f.write(tensors[name].float().contiguous().numpy().tobytes())
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
     ap.add_argument("calib")
     ap.add_argument("threads", type=int)
-    ap.add_argument("--sparsity", default="0.5")
-    ap.add_argument("--damp", type=float, default=0.01)
+    ap.add_argument("--sparsity", default="0.5", help='fraction of zeros (0.5) or "N:M" (2:4)')
     ap.add_argument("--block-size", type=int, default=128)
+    ap.add_argument("--damp", type=float, default=0.01)
+    ap.add_argument("--out", help="write every tensor of the pruned model (F32) to this .safetensors file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if ":" in args.sparsity:
         n, m = (int(v) for v in args.sparsity.split(":"))
+        if not 1 <= n < m:
+            ap.error(f"N:M needs 1 <= N < M, got {args.sparsity}")
         sparsity = 1 - n / m
     else:
         n, m, sparsity = 0, 0, float(args.sparsity)
+        if not 0 < sparsity < 1:
+            ap.error(f"sparsity must be in (0, 1), got {args.sparsity}")
     cfg = json.load(open(os.path.join(args.model, "config.json")))
     calib = json.load(open(args.calib))
+    seq = calib["seq_len"]
+    if not calib["windows"] or any(len(ids) != seq for ids in calib["windows"]):
+        sys.exit(f"{args.calib}: need at least one window, each of seq_len = {seq} ids")
+
     t0 = time.perf_counter()
     w = torch_llama.load(args.model)
     seconds_load = time.perf_counter() - t0
+    if m:
+        for name, t in w.items():
+            if name.endswith("_proj.weight") and t.shape[1] % m:
+                sys.exit(f"{name}: {t.shape[1]} inputs is not a multiple of M = {m}")
+
     start = time.perf_counter()
     stages = {"forward": 0.0, "hessian": 0.0, "prune": 0.0}
-    seq = calib["seq_len"]
-    heads = cfg["num_attention_heads"]
-    d = cfg["hidden_size"] // heads
-    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, d, 2).float() / d))
-    freqs = torch.outer(torch.arange(seq).float(), inv)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-    mask = torch.full((seq, seq), float("-inf")).triu(1)
+    zeros = total = 0
+    damp_retries = 0
+    cos, sin, mask = rope_tables(cfg, seq)
     with torch.no_grad():
+        t = time.perf_counter()
         states = [w["model.embed_tokens.weight"][torch.tensor([ids])] for ids in calib["windows"]]
-        zeros = total = 0
+        stages["forward"] += time.perf_counter() - t
         for layer in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{layer}."
             hessians, counts = {}, {}
 
             def observe(group, x):
+                # Running mean over tokens: after T tokens H = (2/T)·Σ xᵀx.
                 t = time.perf_counter()
                 x = x.reshape(-1, x.shape[-1])
                 b = x.shape[0]
                 if group not in hessians:
-                    hessians[group] = torch.zeros(x.shape[1], x.shape[1])
-                    counts[group] = 0
+                    hessians[group], counts[group] = torch.zeros(x.shape[1], x.shape[1]), 0
                 c = counts[group]
                 hessians[group] *= c / (c + b)
                 x = math.sqrt(2 / (c + b)) * x
@@ -145,24 +201,33 @@ def main():
                 counts[group] = c + b
                 stages["hessian"] += time.perf_counter() - t
 
-            t = time.perf_counter()
+            # Dense pass capturing H; its Hessian time is counted under "hessian", the rest under "forward".
+            t, hessian_before = time.perf_counter(), stages["hessian"]
             for s in states:
                 block_forward(cfg, w, p, s, cos, sin, mask, observe)
-            stages["forward"] += time.perf_counter() - t - 0
+            stages["forward"] += time.perf_counter() - t - (stages["hessian"] - hessian_before)
+
             t = time.perf_counter()
-            for name in LINEARS:
-                key = p + name + ".weight"
-                w[key] = sparsegpt(w[key], hessians[GROUP[name]], sparsity, n, m, args.damp, args.block_size)
-                zeros += int((w[key] == 0).sum())
-                total += w[key].numel()
+            for group, names in GROUPS.items():
+                for name in names:
+                    key = p + name + ".weight"
+                    w[key], attempts = sparsegpt(w[key], hessians[group], sparsity, n, m, args.damp, args.block_size)
+                    damp_retries += attempts - 1
+                    zeros += int((w[key] == 0).sum())
+                    total += w[key].numel()
             stages["prune"] += time.perf_counter() - t
+
+            # The reference re-runs every block, the last one included.
             t = time.perf_counter()
             states = [block_forward(cfg, w, p, s, cos, sin, mask) for s in states]
             stages["forward"] += time.perf_counter() - t
-    stages["forward"] -= stages["hessian"]
-    print(json.dumps({"seconds": time.perf_counter() - start, "seconds_load": seconds_load, "stages": stages,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sparsity": zeros / total,
-                      "layers": cfg["num_hidden_layers"], "torch": torch.__version__, "threads": args.threads}))
+    seconds = time.perf_counter() - start
+    if args.out:
+        save_safetensors(args.out, w)
+    print(json.dumps({"seconds": seconds, "seconds_load": seconds_load, "stages": stages,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "sparsity": zeros / total, "layers": cfg["num_hidden_layers"], "damp_retries": damp_retries,
+                      "tokens": len(calib["windows"]) * seq, "torch": torch.__version__, "threads": args.threads}))
 
 
 if __name__ == "__main__":

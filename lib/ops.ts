@@ -548,3 +548,66 @@ export function sparsegptSweep(w: Tensor, hinvUpper: Tensor, options: SparsegptS
 export function sparsegptSweepAsync(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions & AsyncOptions): Promise<Tensor> {
   return runAsync(sparsegptCall(w, hinvUpper, options), options);
 }
+
+// ---- ALPS building blocks ------------------------------------------------------------------------------
+
+function eighCall(a: Tensor): Call<{ values: Tensor; vectors: Tensor }> {
+  checkTensor('a', a);
+  checkMatrix('a', a);
+  if (a.dtype !== 'f64') invalid('a', 'an f64 matrix', `${a.dtype} tensor`);
+  if (a.shape[0] !== a.shape[1]) invalid('a', 'a square matrix', `shape ${formatShape(a.shape)}`);
+  const values = Tensor.zeros([a.shape[0]], 'f64', a.device);
+  const vectors = Tensor.zeros(a.shape, 'f64', a.device);
+  return { device: a.device, name: 'eigh', args: [...a.contiguous().nativeArgs('a'), ...values.nativeArgs('values'), ...vectors.nativeArgs('vectors')], result: () => ({ values, vectors }) };
+}
+
+/**
+ * Eigendecomposition of a symmetric f64 matrix (LAPACK dsyevd; the lower triangle is read): eigenvalues
+ * ascending, and `vectors` whose row i is the unit eigenvector of values[i], so A = vectorsᵀ·diag(values)·vectors.
+ */
+export function eigh(a: Tensor): { values: Tensor; vectors: Tensor } {
+  return runSync(eighCall(a));
+}
+export function eighAsync(a: Tensor, options: AsyncOptions = {}): Promise<{ values: Tensor; vectors: Tensor }> {
+  return runAsync(eighCall(a), options);
+}
+
+export interface MaskedCgOptions {
+  /** Iterations at most (default 10). */
+  maxIterations?: number;
+  /** Stop once every row's masked residual is below rtol·‖g_r on its support‖ (default 1e-4). */
+  rtol?: number;
+}
+
+function maskedCgCall(h: Tensor, g: Tensor, mask: Tensor, x: Tensor, options: MaskedCgOptions): Call<{ iterations: number; converged: boolean }> {
+  for (const [name, t] of [['h', h], ['g', g], ['mask', mask], ['x', x]] as const) checkTensor(name, t);
+  checkMatrix('x', x);
+  checkMatrix('h', h);
+  x.requireContiguous('x');
+  const device = commonDevice({ h, g, mask, x });
+  return {
+    device,
+    name: 'maskedCg',
+    args: [
+      ...h.contiguous().nativeArgs('h'),
+      ...g.contiguous().nativeArgs('g'),
+      ...mask.contiguous().nativeArgs('mask'),
+      ...x.nativeArgs('x'),
+      checkInteger('maxIterations', options.maxIterations ?? 10, 0, 1 << 20),
+      checkNumber('rtol', options.rtol ?? 1e-4, { min: 0 }),
+    ],
+    result: (r) => r as { iterations: number; converged: boolean },
+  };
+}
+
+/**
+ * For every row r of x [m, n] (in place): solve h_SS·x_S = g_S on its support S = {j : mask[r, j] = 1} by
+ * Jacobi-preconditioned conjugate gradient from the current x (h [n, n] symmetric positive definite,
+ * g [m, n] f32, mask u8). Entries off the support are set to zero.
+ */
+export function maskedCg(h: Tensor, g: Tensor, mask: Tensor, x: Tensor, options: MaskedCgOptions = {}): { iterations: number; converged: boolean } {
+  return runSync(maskedCgCall(h, g, mask, x, options));
+}
+export function maskedCgAsync(h: Tensor, g: Tensor, mask: Tensor, x: Tensor, options: MaskedCgOptions & AsyncOptions = {}): Promise<{ iterations: number; converged: boolean }> {
+  return runAsync(maskedCgCall(h, g, mask, x, options), options);
+}

@@ -23,7 +23,7 @@ Commands:
   prune --model DIR (--method NAME --sparsity S | --recipe FILE) [--calib FILE] --out DIR
         [--nsamples N] [--seq-len L] [--seed S] [--sequential block|linear]
         [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume] [--json]
-                   one-shot pruning, layer by layer: methods magnitude, wanda, sparsegpt;
+                   one-shot pruning, layer by layer: methods magnitude, wanda, sparsegpt, alps;
                    S is a fraction of zeros (0.5, 50%) or N:M (2:4 keeps 2 of every 4 inputs);
                    --calib is a .txt or .jsonl (text field) file, cut into --nsamples random
                    windows of --seq-len tokens (defaults 128 × 2048, clamped to the context);

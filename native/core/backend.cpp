@@ -15,6 +15,11 @@ namespace {
 }  // namespace
 
 double Backend::dot(const TensorView&, const TensorView&) { unsupported(*this, "dot"); }
+void Backend::eigh(const TensorView&, TensorView&, TensorView&) { unsupported(*this, "eigh"); }
+MaskedCgReport Backend::maskedCg(const TensorView&, const TensorView&, const TensorView&, TensorView&,
+                                 const MaskedCgOptions&) {
+  unsupported(*this, "maskedCg");
+}
 void Backend::scaleColumns(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "scaleColumns"); }
 void Backend::sparsegptPrune(TensorView&, const TensorView&, const SparseGptOptions&) {
   unsupported(*this, "sparsegptPrune");

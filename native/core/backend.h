@@ -46,6 +46,16 @@ struct SparseGptOptions {
   int blockSize = 128;
 };
 
+// Conjugate gradient on a fixed support (ALPS's refinement); see cpu/alps.cpp.
+struct MaskedCgOptions {
+  int maxIterations = 10;
+  double rtol = 1e-4;
+};
+struct MaskedCgReport {
+  int iterations = 0;
+  bool converged = false;
+};
+
 enum class NormKind : int32_t { Rms = 0, Layer = 1 };
 
 class Backend {
@@ -95,6 +105,13 @@ class Backend {
 
   // Σ a[i]·b[i] accumulated in f64 (f32 or f64 inputs of equal shape); NaN/inf propagate.
   virtual double dot(const TensorView& a, const TensorView& b);
+  // Symmetric eigendecomposition of a [n, n] f64 (lower triangle read): values ascending [n], vectors
+  // [n, n] with row i the unit eigenvector of values[i].
+  virtual void eigh(const TensorView& a, TensorView& values, TensorView& vectors);
+  // For every row r of x [m, n] f32 (in place): solve h_SS·x_S = g_S on S = {j : mask[r, j]} by
+  // Jacobi-preconditioned CG from the given x, zeroed off S (h [n, n] f32 symmetric positive definite, g [m, n]).
+  virtual MaskedCgReport maskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, TensorView& x,
+                                  const MaskedCgOptions& options);
   // out[r, c] = x[r, c]·scale[c] for x [R, C] f32, scale f32 [C] (out may alias x).
   virtual void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out);
   // SparseGPT's column sweep on w [rows, cols] f32 in place, given U [cols, cols] f32, the upper

@@ -120,6 +120,40 @@ void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask) 
               std::to_string(k));
 }
 
+void checkEigh(const TensorView& a, const TensorView& values, const TensorView& vectors) {
+  requireMatrix(a, "a");
+  requireDType(a, "a", DType::F64);
+  requireDType(values, "values", DType::F64);
+  requireDType(vectors, "vectors", DType::F64);
+  requireSameDevice(a, values, "a", "values");
+  requireSameDevice(a, vectors, "a", "vectors");
+  SPARQ_CHECK(a.shape[0] == a.shape[1], ErrorCode::ShapeMismatch, "eigh: a must be square, got " + a.shapeString());
+  SPARQ_CHECK(a.shape[0] <= 46340, ErrorCode::InvalidArgument, "eigh: n = " + std::to_string(a.shape[0]) + " exceeds the LAPACK index range");
+  requireSameNumel(a, vectors, "a", "vectors");
+  SPARQ_CHECK(values.numel() == a.shape[0], ErrorCode::ShapeMismatch,
+              "eigh: values must have " + std::to_string(a.shape[0]) + " entries, got " + values.shapeString());
+}
+
+void checkMaskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, const TensorView& x,
+                   const MaskedCgOptions& options) {
+  requireMatrix(h, "h");
+  requireMatrix(x, "x");
+  requireDType(h, "h", DType::F32);
+  requireDType(g, "g", DType::F32);
+  requireDType(x, "x", DType::F32);
+  requireDType(mask, "mask", DType::U8);
+  requireSameDevice(h, x, "h", "x");
+  requireSameDevice(g, x, "g", "x");
+  requireSameDevice(mask, x, "mask", "x");
+  SPARQ_CHECK(h.shape[0] == x.shape[1] && h.shape[1] == x.shape[1], ErrorCode::ShapeMismatch,
+              "maskedCg: h must be [" + std::to_string(x.shape[1]) + ", " + std::to_string(x.shape[1]) + "] for x " +
+                  x.shapeString() + ", got " + h.shapeString());
+  requireSameNumel(g, x, "g", "x");
+  requireSameNumel(mask, x, "mask", "x");
+  SPARQ_CHECK(options.maxIterations >= 0, ErrorCode::InvalidArgument, "maskedCg: maxIterations must be >= 0");
+  SPARQ_CHECK(options.rtol >= 0, ErrorCode::InvalidArgument, "maskedCg: rtol must be >= 0");
+}
+
 void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out) {
   requireMatrix(x, "x");
   requireDType(x, "x", DType::F32);

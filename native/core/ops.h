@@ -12,6 +12,9 @@ void checkCholesky(const TensorView& a, const TensorView& out, const CholeskyOpt
 void checkTrsm(const TensorView& t, const TensorView& b, bool left);
 void checkConvert(const TensorView& src, const TensorView& dst);
 void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask);
+void checkEigh(const TensorView& a, const TensorView& values, const TensorView& vectors);
+void checkMaskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, const TensorView& x,
+                   const MaskedCgOptions& options);
 void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out);
 void checkDot(const TensorView& a, const TensorView& b);
 void checkSparsegptPrune(const TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "alps.h"
 #include "convert.h"
 #include "core/backend.h"
 #include "core/pool.h"
@@ -53,6 +54,11 @@ class CpuBackend final : public Backend {
   void convert(const TensorView& src, TensorView& dst) override { cpu::convert(src, dst); }
   void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override {
     cpu::topkMask(scores, k, largest, mask);
+  }
+  void eigh(const TensorView& a, TensorView& values, TensorView& vectors) override { cpu::eigh(a, values, vectors); }
+  MaskedCgReport maskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, TensorView& x,
+                          const MaskedCgOptions& options) override {
+    return cpu::maskedCg(h, g, mask, x, options);
   }
   void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out) override {
     cpu::scaleColumns(x, scale, out);

@@ -115,6 +115,42 @@ struct TopkMaskJob {
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
+struct EighJob {
+  static constexpr const char* kName = "eigh";
+  TensorView a, values, vectors;
+  void parse(ArgReader& r) {
+    a = r.tensor("a");
+    values = r.tensor("values");
+    vectors = r.tensor("vectors");
+    checkEigh(a, values, vectors);
+  }
+  void run(Backend& backend) { backend.eigh(a, values, vectors); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct MaskedCgJob {
+  static constexpr const char* kName = "maskedCg";
+  TensorView h, g, mask, x;
+  MaskedCgOptions options;
+  MaskedCgReport report;
+  void parse(ArgReader& r) {
+    h = r.tensor("h");
+    g = r.tensor("g");
+    mask = r.tensor("mask");
+    x = r.tensor("x");
+    options.maxIterations = static_cast<int>(r.integer("maxIterations"));
+    options.rtol = r.number("rtol");
+    checkMaskedCg(h, g, mask, x, options);
+  }
+  void run(Backend& backend) { report = backend.maskedCg(h, g, mask, x, options); }
+  Napi::Value result(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("iterations", report.iterations);
+    o.Set("converged", report.converged);
+    return o;
+  }
+};
+
 struct ScaleColumnsJob {
   static constexpr const char* kName = "scaleColumns";
   TensorView x, scale, out;
@@ -359,6 +395,8 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<NmMaskJob>(env, exports);
   exportJob<DotJob>(env, exports);
   exportJob<ScaleColumnsJob>(env, exports);
+  exportJob<EighJob>(env, exports);
+  exportJob<MaskedCgJob>(env, exports);
   exportJob<SparsegptPruneJob>(env, exports);
   exportJob<ThresholdMaskJob>(env, exports);
   exportJob<ApplyMaskJob>(env, exports);

@@ -1,0 +1,175 @@
+// ALPS (Meng, Behdin, Wang & Mazumder, 2024): one-shot pruning by ADMM on the layer's reconstruction
+// objective, then conjugate-gradient refinement on the chosen support.
+//   min_B ‖X(B − B₀)‖²  s.t. B has the pattern,  B = Wᵀ, written here in W's layout (rows = outputs)
+//   H ← H + damp·mean(diag H)·I;  d = √diag(H);  Ĥ = D⁻¹HD⁻¹;  W̃ = W·D;  G = W̃·Ĥ
+//   Ĥ = QΛQᵀ once (float64), so (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ for any ρ
+//   Z = P(W̃), V = 0, ρ = ρ₀; repeat:
+//     B ← (G − V + ρZ)(Ĥ + ρI)⁻¹;   Z ← P(B + V/ρ);   V ← V + ρ(B − Z)
+//   every `updateIter` iterations, with s = support changes / kept weights:
+//     s > 0.1 → ρ×1.3;  s > 0.005 → ρ×1.2;  any change → ρ×1.1 if ρ was raised before, else ρ/5 and
+//     restart from Z = P(W̃), V = 0;  no change → stop if ρ was raised, else ρ/5;  ρ ≤ 1e6;
+//     stop once past `switchIter` iterations with s < 3e-4
+//   B ← P(B); then masked CG on Ĥ_SS·b_S = g_S per row (≤ cgIterations, rtol), W = B·D⁻¹.
+// P keeps the largest |·| over the whole matrix (unstructured) or the N largest of every M inputs of a row.
+import { InvalidArgumentError } from '../errors.js';
+import {
+  applyMask,
+  axpy,
+  dot,
+  eighAsync,
+  gemmAsync,
+  maskedCgAsync,
+  nmMask,
+  scaleColumns,
+  square,
+  topkMask,
+} from '../ops.js';
+import { Tensor } from '../tensor.js';
+import { checkInteger, checkNumber } from '../validate.js';
+import { rejectUnknownOptions, type CompressionMethod } from './method.js';
+import type { SparsityPattern } from './pattern.js';
+
+export interface AlpsOptions {
+  /** Ridge added to H, relative to mean(diag H) (default 0.01). */
+  damp: number;
+  /** Initial ADMM penalty ρ₀ (default 0.1). */
+  rho: number;
+  maxIterations: number;
+  /** Iterations between support checks and ρ updates (default 3). */
+  updateIterations: number;
+  /** Iterations before the support-change stopping rule applies (default 30). */
+  switchIterations: number;
+  cgIterations: number;
+  cgRtol: number;
+}
+
+const OPTION_NAMES = ['damp', 'rho', 'maxIterations', 'updateIterations', 'switchIterations', 'cgIterations', 'cgRtol'];
+
+/** Keeps the pattern's largest-magnitude entries of u; returns the projection and its u8 support. */
+function project(u: Tensor, pattern: SparsityPattern, kept: number): { z: Tensor; support: Tensor } {
+  const scores = square(u);
+  const support = pattern.kind === 'nm' ? nmMask(scores, pattern.n, pattern.m) : topkMask(scores.reshape([1, -1]), kept).reshape(u.shape);
+  return { z: applyMask(u, support), support };
+}
+
+/** The relative objective ‖X(B − W̃)‖²/‖XW̃‖² in the scaled basis: tr(ΔĤΔᵀ)/tr(W̃ĤW̃ᵀ). */
+async function relativeObjective(b: Tensor, scaled: Tensor, hHat: Tensor, denominator: number, signal?: AbortSignal): Promise<number> {
+  const delta = b.clone();
+  axpy(-1, scaled, delta);
+  return dot(delta, await gemmAsync(delta, hHat, { signal })) / denominator;
+}
+
+export const alps: CompressionMethod<AlpsOptions> = {
+  name: 'alps',
+  summary: 'ADMM on the layer reconstruction with a ρ schedule, then CG on the fixed support (strong at 70–90%)',
+  needsCalibration: true,
+  parseOptions(raw, where) {
+    rejectUnknownOptions(raw, OPTION_NAMES, where, 'alps');
+    return {
+      damp: checkNumber(`${where}.damp`, raw.damp ?? 0.01, { min: 0 }),
+      rho: checkNumber(`${where}.rho`, raw.rho ?? 0.1, { min: Number.MIN_VALUE }),
+      maxIterations: checkInteger(`${where}.maxIterations`, raw.maxIterations ?? 300, 1, 100000),
+      updateIterations: checkInteger(`${where}.updateIterations`, raw.updateIterations ?? 3, 1, 1000),
+      switchIterations: checkInteger(`${where}.switchIterations`, raw.switchIterations ?? 30, 0, 100000),
+      cgIterations: checkInteger(`${where}.cgIterations`, raw.cgIterations ?? 10, 0, 10000),
+      cgRtol: checkNumber(`${where}.cgRtol`, raw.cgRtol ?? 1e-4, { min: 0 }),
+    };
+  },
+  async compress({ name, weight, pattern, stats, options, signal }) {
+    if (!stats) throw new InvalidArgumentError(`${name}: alps needs calibration data`);
+    const [rows, inputs] = weight.shape;
+    const total = rows * inputs;
+    const kept = pattern.kind === 'nm' ? (total / pattern.m) * pattern.n : total - Math.round(pattern.sparsity * total);
+
+    // Damped, diagonally scaled Hessian Ĥ = D⁻¹(H + λI)D⁻¹ and the scaled weights W̃ = W·D.
+    const h = stats.hessian.clone();
+    const hData = h.data as Float32Array;
+    let meanDiagonal = 0;
+    for (let j = 0; j < inputs; ++j) meanDiagonal += hData[j * inputs + j] / inputs;
+    const scale = new Float32Array(inputs);
+    const inverseScale = new Float32Array(inputs);
+    for (let j = 0; j < inputs; ++j) {
+      hData[j * inputs + j] += options.damp * meanDiagonal;
+      scale[j] = Math.sqrt(Math.max(hData[j * inputs + j], 0)) + 1e-8;
+      inverseScale[j] = 1 / scale[j];
+    }
+    const inverseD = Tensor.fromTypedArray(inverseScale);
+    const hHat = scaleColumns(scaleColumns(h, inverseD).transpose().contiguous(), inverseD, { inPlace: true });
+    const scaled = scaleColumns(weight, Tensor.fromTypedArray(scale));
+    const g = await gemmAsync(scaled, hHat, { signal });
+    const denominator = dot(scaled, g);
+
+    // Ĥ = QΛQᵀ in float64, once; (Ĥ + ρI)⁻¹ is rebuilt from it whenever ρ changes.
+    const { values, vectors } = await eighAsync(hHat.to('f64'), { signal });
+    const eigenvalues = values.data as Float64Array;
+    const rowsOfQ = vectors.to('f32'); // row i = eigenvector i, i.e. Qᵀ
+    const columnsOfQ = rowsOfQ.transpose().contiguous(); // Q
+    const inverseAt = async (rho: number) => {
+      const factors = Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho));
+      return gemmAsync(scaleColumns(columnsOfQ, Tensor.fromTypedArray(factors)), rowsOfQ, { signal });
+    };
+
+    const initial = project(scaled, pattern, kept);
+    let z = initial.z;
+    let support = initial.support;
+    let previous = initial.support;
+    let v = Tensor.zeros(weight.shape);
+    let rho = options.rho;
+    let inverse = await inverseAt(rho);
+    let raised = false;
+    let b = scaled;
+    let iterations = 0;
+    let supportChanges = 0;
+    for (let i = 0; i < options.maxIterations; ++i) {
+      if (signal?.aborted) break;
+      iterations = i + 1;
+      const right = g.clone();
+      axpy(-1, v, right);
+      axpy(rho, z, right);
+      b = await gemmAsync(right, inverse, { signal });
+      const target = b.clone();
+      axpy(1 / rho, v, target);
+      ({ z, support } = project(target, pattern, kept));
+      axpy(rho, b, v);
+      axpy(-rho, z, v);
+      if ((i + 1) % options.updateIterations !== 0) continue;
+      // Entries that left or joined the support since the last check: 2·(kept − |S ∩ S_prev|).
+      supportChanges = Math.round(2 * (kept - dot(support.to('f32'), previous.to('f32'))));
+      const share = supportChanges / kept;
+      const rhoBefore = rho;
+      if (share > 0.1) {
+        raised = true;
+        rho *= 1.3;
+      } else if (share > 0.005) {
+        raised = true;
+        rho *= 1.2;
+      } else if (supportChanges > 0) {
+        if (raised) {
+          rho *= 1.1;
+        } else {
+          rho /= 5;
+          z = initial.z;
+          v = Tensor.zeros(weight.shape);
+        }
+      } else if (raised) {
+        break;
+      } else {
+        rho /= 5;
+      }
+      rho = Math.min(rho, 1e6);
+      previous = support;
+      if (rho !== rhoBefore) inverse = await inverseAt(rho);
+      if (i >= options.switchIterations && share < 3e-4) break;
+    }
+    // The last B projected onto the pattern, then CG on that support.
+    const final = project(b, pattern, kept);
+    const result = final.z;
+    const errorBeforeCg = await relativeObjective(result, scaled, hHat, denominator, signal);
+    const cg = await maskedCgAsync(hHat, g, final.support, result, { maxIterations: options.cgIterations, rtol: options.cgRtol, signal });
+    const errorAfterCg = await relativeObjective(result, scaled, hHat, denominator, signal);
+    return {
+      weight: scaleColumns(result, inverseD, { inPlace: true }),
+      details: { iterations, rho, supportChanges, errorBeforeCg, errorAfterCg, cgIterations: cg.iterations, cgConverged: cg.converged },
+    };
+  },
+};
