@@ -41,9 +41,11 @@ export interface AlpsOptions {
   switchIterations: number;
   cgIterations: number;
   cgRtol: number;
+  /** When > 0, run exactly this many ADMM iterations (the ρ schedule still applies; the stopping rules do not). For benchmarks. */
+  fixedIterations: number;
 }
 
-const OPTION_NAMES = ['damp', 'rho', 'maxIterations', 'updateIterations', 'switchIterations', 'cgIterations', 'cgRtol'];
+const OPTION_NAMES = ['damp', 'rho', 'maxIterations', 'updateIterations', 'switchIterations', 'cgIterations', 'cgRtol', 'fixedIterations'];
 
 /** Keeps the pattern's largest-magnitude entries of u; returns the projection and its u8 support. */
 function project(u: Tensor, pattern: SparsityPattern, kept: number): { z: Tensor; support: Tensor } {
@@ -73,6 +75,7 @@ export const alps: CompressionMethod<AlpsOptions> = {
       switchIterations: checkInteger(`${where}.switchIterations`, raw.switchIterations ?? 30, 0, 100000),
       cgIterations: checkInteger(`${where}.cgIterations`, raw.cgIterations ?? 10, 0, 10000),
       cgRtol: checkNumber(`${where}.cgRtol`, raw.cgRtol ?? 1e-4, { min: 0 }),
+      fixedIterations: checkInteger(`${where}.fixedIterations`, raw.fixedIterations ?? 0, 0, 100000),
     };
   },
   async compress({ name, weight, pattern, stats, options, signal }) {
@@ -120,7 +123,8 @@ export const alps: CompressionMethod<AlpsOptions> = {
     let b = scaled;
     let iterations = 0;
     let supportChanges = 0;
-    for (let i = 0; i < options.maxIterations; ++i) {
+    const fixed = options.fixedIterations > 0;
+    for (let i = 0; i < (fixed ? options.fixedIterations : options.maxIterations); ++i) {
       if (signal?.aborted) break;
       iterations = i + 1;
       const right = g.clone();
@@ -152,14 +156,14 @@ export const alps: CompressionMethod<AlpsOptions> = {
           v = Tensor.zeros(weight.shape);
         }
       } else if (raised) {
-        break;
+        if (!fixed) break;
       } else {
         rho /= 5;
       }
       rho = Math.min(rho, 1e6);
       previous = support;
       if (rho !== rhoBefore) inverse = await inverseAt(rho);
-      if (i >= options.switchIterations && share < 3e-4) break;
+      if (!fixed && i >= options.switchIterations && share < 3e-4) break;
     }
     // The last B projected onto the pattern, then CG on that support.
     const final = project(b, pattern, kept);
