@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/pool.h"
+#include "linalg.h"
 #include "simd.h"
 
 namespace sparq::cpu {
@@ -172,48 +173,57 @@ SPARQ_TARGET_AVX512 void attentionItemsAvx512(const AttentionArgs& a, int64_t i0
 
 // The same attention as two GEMMs per (head, block of queries): S = scale·q·kᵀ over the keys the block
 // can see, a row softmax (f64 normalizer, keys past a row's causal limit get weight 0), then out = P·v.
-// Only one block of scores (at most ~4M floats) exists at a time. OpenBLAS threads the GEMMs; the pool
-// runs the softmax between them, so the two never share the cores.
+// Only one block of scores (at most ~1M floats) per thread exists at a time. Heads run in parallel on
+// the pool, each with single-threaded BLAS calls: these GEMMs are too small to split, and OpenBLAS
+// threads spinning between calls would fight the pool for the cores.
 void attentionBlas(const AttentionArgs& a) {
-  constexpr int64_t kMaxScores = 1 << 22;
+  constexpr int64_t kMaxScores = 1 << 20;
   const int64_t blockQ = std::clamp<int64_t>(kMaxScores / std::max<int64_t>(a.keys, 1), 1, 256);
   const int64_t queryStride = a.headsQ * a.dim;
-  std::vector<float> scores(static_cast<size_t>(std::min(blockQ, a.queries) * a.keys));
-  for (int64_t h = 0; h < a.headsQ; ++h) {
-    const int64_t hk = h / a.group;
-    for (int64_t t0 = 0; t0 < a.queries; t0 += blockQ) {
-      throwIfCancelled();
-      const int64_t rows = std::min(blockQ, a.queries - t0);
-      const int64_t visible = a.causal ? std::clamp<int64_t>(t0 + rows + a.offset, 0, a.keys) : a.keys;
-      float* out = a.os + t0 * queryStride + h * a.dim;
-      if (visible == 0) {
-        for (int64_t r = 0; r < rows; ++r) std::fill(out + r * queryStride, out + r * queryStride + a.dim, 0.0f);
-        continue;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(visible),
-                  static_cast<int>(a.dim), a.scale, a.qs + t0 * queryStride + h * a.dim, static_cast<int>(queryStride),
-                  a.ks + hk * a.dim, static_cast<int>(a.keyStride), 0.0f, scores.data(), static_cast<int>(visible));
-      parallelFor(rows, std::max<int64_t>(1, 16384 / visible), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          float* row = scores.data() + r * visible;
-          const int64_t seen = a.causal ? std::clamp<int64_t>(t0 + r + a.offset + 1, 0, visible) : visible;
-          float maxScore = -INFINITY;
-          for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
-          double sum = 0;
-          for (int64_t j = 0; j < seen; ++j) {
-            row[j] = std::exp(row[j] - maxScore);
-            sum += row[j];
+  const int blasThreads = ThreadPool::instance().threads();
+  setBlasThreads(1);
+  try {
+    parallelFor(a.headsQ, 1, [&](int64_t h0, int64_t h1) {
+      std::vector<float> scores(static_cast<size_t>(std::min(blockQ, a.queries) * a.keys));
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t hk = h / a.group;
+        for (int64_t t0 = 0; t0 < a.queries; t0 += blockQ) {
+          const int64_t rows = std::min(blockQ, a.queries - t0);
+          const int64_t visible = a.causal ? std::clamp<int64_t>(t0 + rows + a.offset, 0, a.keys) : a.keys;
+          float* out = a.os + t0 * queryStride + h * a.dim;
+          if (visible == 0) {
+            for (int64_t r = 0; r < rows; ++r) std::fill(out + r * queryStride, out + r * queryStride + a.dim, 0.0f);
+            continue;
           }
-          const float inverse = seen > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
-          for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
-          std::fill(row + seen, row + visible, 0.0f);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(visible),
+                      static_cast<int>(a.dim), a.scale, a.qs + t0 * queryStride + h * a.dim,
+                      static_cast<int>(queryStride), a.ks + hk * a.dim, static_cast<int>(a.keyStride), 0.0f,
+                      scores.data(), static_cast<int>(visible));
+          for (int64_t r = 0; r < rows; ++r) {
+            float* row = scores.data() + r * visible;
+            const int64_t seen = a.causal ? std::clamp<int64_t>(t0 + r + a.offset + 1, 0, visible) : visible;
+            float maxScore = -INFINITY;
+            for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
+            double sum = 0;
+            for (int64_t j = 0; j < seen; ++j) {
+              row[j] = std::exp(row[j] - maxScore);
+              sum += row[j];
+            }
+            const float inverse = seen > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+            for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
+            std::fill(row + seen, row + visible, 0.0f);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(a.dim),
+                      static_cast<int>(visible), 1.0f, scores.data(), static_cast<int>(visible), a.vs + hk * a.dim,
+                      static_cast<int>(a.keyStride), 0.0f, out, static_cast<int>(queryStride));
         }
-      });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(a.dim),
-                  static_cast<int>(visible), 1.0f, scores.data(), static_cast<int>(visible), a.vs + hk * a.dim,
-                  static_cast<int>(a.keyStride), 0.0f, out, static_cast<int>(queryStride));
-    }
+      }
+    });
+  } catch (...) {
+    setBlasThreads(blasThreads);
+    throw;
   }
+  setBlasThreads(blasThreads);
 }
 
 }  // namespace
