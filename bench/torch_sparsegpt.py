@@ -77,9 +77,12 @@ def inverse_hessian_factor(H, damp):
     """U with UᵀU = (H + λI)⁻¹; λ grows ×10 while H + λI is not positive definite (methods.md)."""
     scale = H.diagonal().mean()
     for attempt in range(1, MAX_DAMP_ATTEMPTS + 1):
+        # Both factorizations can fail on a near-singular H (e.g. fewer tokens than inputs and no damping).
         L, info = torch.linalg.cholesky_ex(H + damp * scale * torch.eye(H.shape[0]))
         if info == 0:
-            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True), attempt
+            U, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(L), upper=True)
+            if info == 0:
+                return U, attempt
         damp = damp * 10 if damp > 0 else 1e-6
     raise RuntimeError(f"H ({H.shape[0]}x{H.shape[0]}) is not positive definite even with damp {damp / 10:g}")
 

@@ -61,6 +61,55 @@ async function relativeObjective(b: Tensor, scaled: Tensor, hHat: Tensor, denomi
   return dot(delta, await gemmAsync(delta, hHat, { signal })) / denominator;
 }
 
+interface Prepared {
+  scale: Tensor;
+  inverseD: Tensor;
+  hHat: Tensor;
+  eigenvalues: Float64Array;
+  rowsOfQ: Tensor;
+  columnsOfQ: Tensor;
+}
+
+// Linears that read the same input (q/k/v, gate/up) share one Hessian object, so the scaled Hessian and
+// its eigendecomposition — the O(n³) part — are computed once per group and damping.
+const preparedFor = new WeakMap<Tensor, Map<number, Promise<Prepared>>>();
+
+/** Ĥ = D⁻¹(H + λI)D⁻¹ with d = √diag(H + λI) + 1e-8, and Ĥ = QΛQᵀ (float64 eigendecomposition). */
+function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<Prepared> {
+  let byDamp = preparedFor.get(hessian);
+  if (!byDamp) {
+    byDamp = new Map();
+    preparedFor.set(hessian, byDamp);
+  }
+  let prepared = byDamp.get(damp);
+  if (!prepared) {
+    prepared = compute();
+    byDamp.set(damp, prepared);
+    prepared.catch(() => byDamp!.delete(damp));
+  }
+  return prepared;
+
+  async function compute(): Promise<Prepared> {
+    const inputs = hessian.shape[0];
+    const h = hessian.clone();
+    const hData = h.data as Float32Array;
+    let meanDiagonal = 0;
+    for (let j = 0; j < inputs; ++j) meanDiagonal += hData[j * inputs + j] / inputs;
+    const scale = new Float32Array(inputs);
+    const inverseScale = new Float32Array(inputs);
+    for (let j = 0; j < inputs; ++j) {
+      hData[j * inputs + j] += damp * meanDiagonal;
+      scale[j] = Math.sqrt(Math.max(hData[j * inputs + j], 0)) + 1e-8;
+      inverseScale[j] = 1 / scale[j];
+    }
+    const inverseD = Tensor.fromTypedArray(inverseScale);
+    const hHat = scaleColumns(scaleColumns(h, inverseD).transpose().contiguous(), inverseD, { inPlace: true });
+    const { values, vectors } = await eighAsync(hHat.to('f64'), { signal });
+    const rowsOfQ = vectors.to('f32'); // row i = eigenvector i, i.e. Qᵀ
+    return { scale: Tensor.fromTypedArray(scale), inverseD, hHat, eigenvalues: values.data as Float64Array, rowsOfQ, columnsOfQ: rowsOfQ.transpose().contiguous() };
+  }
+}
+
 export const alps: CompressionMethod<AlpsOptions> = {
   name: 'alps',
   summary: 'ADMM on the layer reconstruction with a ρ schedule, then CG on the fixed support (strong at 70–90%)',
@@ -84,29 +133,12 @@ export const alps: CompressionMethod<AlpsOptions> = {
     const total = rows * inputs;
     const kept = pattern.kind === 'nm' ? (total / pattern.m) * pattern.n : total - Math.round(pattern.sparsity * total);
 
-    // Damped, diagonally scaled Hessian Ĥ = D⁻¹(H + λI)D⁻¹ and the scaled weights W̃ = W·D.
-    const h = stats.hessian.clone();
-    const hData = h.data as Float32Array;
-    let meanDiagonal = 0;
-    for (let j = 0; j < inputs; ++j) meanDiagonal += hData[j * inputs + j] / inputs;
-    const scale = new Float32Array(inputs);
-    const inverseScale = new Float32Array(inputs);
-    for (let j = 0; j < inputs; ++j) {
-      hData[j * inputs + j] += options.damp * meanDiagonal;
-      scale[j] = Math.sqrt(Math.max(hData[j * inputs + j], 0)) + 1e-8;
-      inverseScale[j] = 1 / scale[j];
-    }
-    const inverseD = Tensor.fromTypedArray(inverseScale);
-    const hHat = scaleColumns(scaleColumns(h, inverseD).transpose().contiguous(), inverseD, { inPlace: true });
-    const scaled = scaleColumns(weight, Tensor.fromTypedArray(scale));
+    const { scale, inverseD, hHat, eigenvalues, rowsOfQ, columnsOfQ } = await prepare(stats.hessian, options.damp, signal);
+    const scaled = scaleColumns(weight, scale);
     const g = await gemmAsync(scaled, hHat, { signal });
     const denominator = dot(scaled, g);
 
-    // Ĥ = QΛQᵀ in float64, once; (Ĥ + ρI)⁻¹ is rebuilt from it whenever ρ changes.
-    const { values, vectors } = await eighAsync(hHat.to('f64'), { signal });
-    const eigenvalues = values.data as Float64Array;
-    const rowsOfQ = vectors.to('f32'); // row i = eigenvector i, i.e. Qᵀ
-    const columnsOfQ = rowsOfQ.transpose().contiguous(); // Q
+    // (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ, rebuilt whenever ρ changes.
     const inverseAt = async (rho: number) => {
       const factors = Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho));
       return gemmAsync(scaleColumns(columnsOfQ, Tensor.fromTypedArray(factors)), rowsOfQ, { signal });
