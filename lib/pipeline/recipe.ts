@@ -6,7 +6,7 @@
 // name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
 // other than the default `*` names them.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs)
 //   targets: ["*"]
 //   ignore: ["*.o_proj"]
@@ -15,7 +15,7 @@
 //   sequential: block            # or linear
 //   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }
 import { parse as parseYaml } from 'yaml';
-import { getMethod } from '../compress/index.js';
+import { getMethod, METHODS } from '../compress/index.js';
 import type { CompressionMethod } from '../compress/method.js';
 import { formatPattern, parsePattern, type SparsityPattern } from '../compress/pattern.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
@@ -84,7 +84,7 @@ const STAGE_KEYS = ['method', 'sparsity', 'targets', 'ignore', 'overrides', 'opt
 function parseStage(raw: unknown, where: string): RecipeStage {
   if (!isObject(raw)) throw new InvalidArgumentError(`${where}: expected an object, got ${describe(raw)}`);
   checkKeys(raw, STAGE_KEYS, where);
-  if (typeof raw.method !== 'string') throw new InvalidArgumentError(`${where}.method: required (magnitude, wanda or sparsegpt)`);
+  if (typeof raw.method !== 'string') throw new InvalidArgumentError(`${where}.method: required (${Object.keys(METHODS).join(', ')})`);
   const method = getMethod(raw.method, `${where}.method`);
   if (raw.sparsity === undefined) throw new InvalidArgumentError(`${where}.sparsity: required (e.g. 0.5, "50%" or "2:4")`);
   parsePattern(raw.sparsity, `${where}.sparsity`);
