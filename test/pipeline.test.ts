@@ -237,10 +237,12 @@ describe('pruning pipeline', function () {
     const out = outDir('cli');
     const stdout = execFileSync(
       process.execPath,
-      ['dist/cli/main.js', 'prune', '--model', stories(), '--method', 'wanda', '--sparsity', '2:4', '--calib', calib(), '--nsamples', '8', '--seq-len', '64', '--out', out, '--eval', join(sharedDir(), 'data', 'tinystories_val.txt'), '--eval-max-tokens', '4096', '--eval-seq-len', '256', '--json'],
+      ['dist/cli/main.js', 'prune', '--model', stories(), '--method', 'wanda', '--sparsity', '2:4', '--calib', calib(), '--nsamples', '8', '--seq-len', '64', '--out', out, '--eval', join(sharedDir(), 'data', 'tinystories_val.txt'), '--eval-max-tokens', '4096', '--eval-seq-len', '256', '--skip-error', '--json'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    const saved = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    assert.ok(saved.linears.every((l: { relativeError: number | null }) => l.relativeError === null), '--skip-error leaves the errors unmeasured');
     assert.equal(result.out, out);
     assert.equal(result.sparsity, 0.5);
     assert.ok(result.seconds > 0);

@@ -22,13 +22,15 @@ Commands:
                    architecture, parameter count, dtypes, bytes, and each linear layer's sparsity
   prune --model DIR (--method NAME --sparsity S | --recipe FILE) [--calib FILE] --out DIR
         [--nsamples N] [--seq-len L] [--seed S] [--sequential block|linear]
-        [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume] [--json]
+        [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume]
+        [--skip-error] [--json]
                    one-shot pruning, layer by layer: methods magnitude, wanda, sparsegpt, alps;
                    S is a fraction of zeros (0.5, 50%) or N:M (2:4 keeps 2 of every 4 inputs);
                    --calib is a .txt or .jsonl (text field) file, cut into --nsamples random
                    windows of --seq-len tokens (defaults 128 × 2048, clamped to the context);
                    writes a Hugging Face folder with report.json; --eval reports perplexity
-                   before and after; --resume continues an interrupted run into the same --out
+                   before and after; --resume continues an interrupted run into the same --out;
+                   --skip-error skips measuring each linear's reconstruction error (faster)
 
 Options:
   -h, --help       show this help
@@ -167,6 +169,7 @@ async function pruneCommand(args: string[]): Promise<void> {
       'eval-max-tokens': { type: 'string' },
       overwrite: { type: 'boolean', default: false },
       resume: { type: 'boolean', default: false },
+      'skip-error': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -201,6 +204,7 @@ async function pruneCommand(args: string[]): Promise<void> {
       evalTokens,
       evalSeqLen: positiveInteger('prune', 'eval-seq-len', values['eval-seq-len'], 2),
       evalMaxTokens: positiveInteger('prune', 'eval-max-tokens', values['eval-max-tokens']),
+      measureError: !values['skip-error'],
       onProgress: ({ step, steps, block, blocks, stage }) => bar.update(step, steps, `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}`),
       signal: controller.signal,
     });
