@@ -138,11 +138,16 @@ export const alps: CompressionMethod<AlpsOptions> = {
     const g = await gemmAsync(scaled, hHat, { signal });
     const denominator = dot(scaled, g);
 
-    // (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ, rebuilt whenever ρ changes.
-    const inverseAt = async (rho: number) => {
-      const factors = Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho));
-      return gemmAsync(scaleColumns(columnsOfQ, Tensor.fromTypedArray(factors)), rowsOfQ, { signal });
-    };
+    // B = R·(Ĥ + ρI)⁻¹ with (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ. With many output rows the n×n inverse is rebuilt
+    // whenever ρ changes (n³) and applied with one GEMM; with few (out ≤ in/3) applying the factors
+    // directly, two m·n² GEMMs per iteration, costs less than the rebuilds.
+    const throughFactors = rows * 3 <= inputs;
+    const factorsAt = (rho: number) => Tensor.fromTypedArray(Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho)));
+    const inverseAt = async (rho: number) => (throughFactors ? factorsAt(rho) : gemmAsync(scaleColumns(columnsOfQ, factorsAt(rho)), rowsOfQ, { signal }));
+    const applyInverse = async (right: Tensor, inverseOrFactors: Tensor) =>
+      throughFactors
+        ? gemmAsync(scaleColumns(await gemmAsync(right, columnsOfQ, { signal }), inverseOrFactors, { inPlace: true }), rowsOfQ, { signal })
+        : gemmAsync(right, inverseOrFactors, { signal });
 
     const initial = project(scaled, pattern, kept);
     let z = initial.z;
@@ -162,7 +167,7 @@ export const alps: CompressionMethod<AlpsOptions> = {
       const right = g.clone();
       axpy(-1, v, right);
       axpy(rho, z, right);
-      b = await gemmAsync(right, inverse, { signal });
+      b = await applyInverse(right, inverse);
       const target = b.clone();
       axpy(1 / rho, v, target);
       ({ z, support } = project(target, pattern, kept));
