@@ -11,7 +11,7 @@
 //     stop once past `switchIter` iterations with s < 3e-4
 //   B ← P(B); then masked CG on Ĥ_SS·b_S = g_S per row (≤ cgIterations, rtol), W = B·D⁻¹.
 // P keeps the largest |·| over the whole matrix (unstructured) or the N largest of every M inputs of a row.
-import { InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
 import {
   applyMask,
   axpy,
@@ -162,7 +162,7 @@ export const alps: CompressionMethod<AlpsOptions> = {
     let supportChanges = 0;
     const fixed = options.fixedIterations > 0;
     for (let i = 0; i < (fixed ? options.fixedIterations : options.maxIterations); ++i) {
-      if (signal?.aborted) break;
+      if (signal?.aborted) throw new AbortError();
       iterations = i + 1;
       const right = g.clone();
       axpy(-1, v, right);
