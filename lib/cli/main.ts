@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backendInfo, DecoderModel, evaluatePerplexity, inspectModel, isAvailable, loadAttempts, loadRecipe, loadTokenizer, parseRecipe, prune, PrunedFolder } from '../index.js';
 import type { PruneReport, Recipe } from '../index.js';
-import { InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
+import { AbortError, InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
 import { progressBar } from './progress.js';
 import { readTextFile } from '../io/text.js';
 import { sparqVersion } from '../version.js';
@@ -227,7 +227,7 @@ async function pruneCommand(args: string[]): Promise<void> {
   } catch (error) {
     bar.done();
     if (controller.signal.aborted) {
-      throw new InvalidArgumentError(`interrupted; the finished blocks are kept at ${PrunedFolder.stagingPath(values.out)} — rerun with --resume to continue`);
+      throw new AbortError(`interrupted; the finished blocks are kept at ${PrunedFolder.stagingPath(values.out)} — rerun with --resume to continue`);
     }
     throw error;
   } finally {
@@ -267,7 +267,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     const code = error instanceof SparqError ? ` [${error.code}]` : '';
     process.stderr.write(`sparq: ${(error as Error).message}${code}\n`);
-    return 1;
+    // 130 is the shell's convention for a run stopped by Ctrl-C.
+    return error instanceof AbortError ? 130 : 1;
   }
 }
 
