@@ -3,13 +3,15 @@
 // perplexity on the first 32,768 tokens of the shared eval text in windows of 256), with seconds per
 // run; (2) ALPS against a PyTorch CPU implementation of the reference algorithm (bench/torch_alps.py)
 // at equal ADMM iterations (30 per layer), same windows and threads, each in its own process.
+// SPARQ_BENCH_ALPS_GENERATED=1 adds (2) on a generated 134M-parameter Llama (8×512 random windows), where
+// the layers are large enough for GEMMs to dominate; SPARQ_BENCH_ALPS_SKIP_TABLE=1 skips (1).
 // Writes bench/alps-results.json and prints the tables.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, prune, sampleWindows } from '../lib/index.js';
+import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, prune, sampleWindows, writeRandomLlama } from '../lib/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const repo = join(here, '..', '..');
@@ -40,6 +42,29 @@ const models = [
 const SPARSITIES = ['0.5', '0.6', '0.7', '0.8', '0.9', '2:4'];
 const METHODS = ['magnitude', 'wanda', 'sparsegpt', 'alps'];
 
+function runJson(command: string, args: string[]) {
+  const r = spawnSync(command, args, { encoding: 'utf8' });
+  return r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : { error: (r.stderr || r.stdout).trim().split('\n').pop() };
+}
+
+/** ALPS at 70% with 30 iterations per layer, sparq and torch each in its own process on the same windows. */
+function compareRuntime(name: string, dir: string, calibFile: string) {
+  const ours = runJson(process.execPath, [fileURLToPath(import.meta.url), 'child', dir, calibFile, '0.7', join(scratch, 'alps-out')]);
+  const torch = runJson(python, [join(repo, 'bench', 'torch_alps.py'), dir, calibFile, String(threads), '--sparsity', '0.7', '--iterations', String(ITERATIONS)]);
+  const row = {
+    model: name,
+    iterations: ITERATIONS,
+    sparqSeconds: ours.seconds,
+    torchSeconds: torch.seconds ?? torch.error,
+    speedup: ours.seconds && torch.seconds ? Number((torch.seconds / ours.seconds).toFixed(2)) : null,
+    sparqAlpsSeconds: ours.compressSeconds,
+    torchAlpsSeconds: torch.stages?.prune,
+    alpsSpeedup: ours.compressSeconds && torch.stages ? Number((torch.stages.prune / ours.compressSeconds).toFixed(2)) : null,
+  };
+  console.log(JSON.stringify(row));
+  return row;
+}
+
 try {
   const table: Record<string, unknown>[] = [];
   const speed: Record<string, unknown>[] = [];
@@ -53,41 +78,36 @@ try {
       await model.close();
       return Number(result.perplexity.toFixed(3));
     };
-    const dense = await perplexity(m.dir);
-    for (const sparsity of SPARSITIES) {
-      const row: Record<string, unknown> = { model: m.name, dense, sparsity };
-      for (const method of METHODS) {
-        const out = join(scratch, 'out');
-        const report = await prune({ model: m.dir, out, overwrite: true, recipe: parseRecipe({ method, sparsity }), calibrationWindows: windows });
-        row[method] = await perplexity(out);
-        row[`${method} s`] = Number(report.totals.seconds.toFixed(1));
+    if (process.env.SPARQ_BENCH_ALPS_SKIP_TABLE !== '1') {
+      const dense = await perplexity(m.dir);
+      for (const sparsity of SPARSITIES) {
+        const row: Record<string, unknown> = { model: m.name, dense, sparsity };
+        for (const method of METHODS) {
+          const out = join(scratch, 'out');
+          const report = await prune({ model: m.dir, out, overwrite: true, recipe: parseRecipe({ method, sparsity }), calibrationWindows: windows });
+          row[method] = await perplexity(out);
+          row[`${method} s`] = Number(report.totals.seconds.toFixed(1));
+        }
+        console.log(JSON.stringify(row));
+        table.push(row);
       }
-      console.log(JSON.stringify(row));
-      table.push(row);
     }
-    // Equal-iteration runtime against the PyTorch reference algorithm (70%, 32×256 windows).
     const calibFile = join(scratch, `${m.name}.calib.json`);
     writeFileSync(calibFile, JSON.stringify({ seq_len: 256, windows: windows.slice(0, 32).map((w) => [...w]) }));
-    const run = (command: string, args: string[]) => {
-      const r = spawnSync(command, args, { encoding: 'utf8' });
-      return r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : { error: (r.stderr || r.stdout).trim().split('\n').pop() };
-    };
-    const ours = run(process.execPath, [fileURLToPath(import.meta.url), 'child', m.dir, calibFile, '0.7', join(scratch, 'alps-out')]);
-    const torch = run(python, [join(repo, 'bench', 'torch_alps.py'), m.dir, calibFile, String(threads), '--sparsity', '0.7', '--iterations', String(ITERATIONS)]);
-    const row = {
-      model: m.name,
-      iterations: ITERATIONS,
-      sparqSeconds: ours.seconds,
-      torchSeconds: torch.seconds ?? torch.error,
-      speedup: ours.seconds && torch.seconds ? Number((torch.seconds / ours.seconds).toFixed(2)) : null,
-      sparqAlpsSeconds: ours.compressSeconds,
-      torchAlpsSeconds: torch.stages?.prune,
-      alpsSpeedup: ours.compressSeconds && torch.stages ? Number((torch.stages.prune / ours.compressSeconds).toFixed(2)) : null,
-    };
-    console.log(JSON.stringify(row));
-    speed.push(row);
+    speed.push(compareRuntime(m.name, m.dir, calibFile));
   }
-  writeFileSync(join(repo, 'bench', 'alps-results.json'), `${JSON.stringify({ date: new Date().toISOString(), cpu: cpus()[0]?.model, threads, perplexity: table, runtime: speed }, null, 2)}\n`);
+  if (process.env.SPARQ_BENCH_ALPS_GENERATED === '1') {
+    const dir = join(scratch, 'llama-134m');
+    await writeRandomLlama(dir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
+    const calibFile = join(scratch, 'generated.calib.json');
+    const windows = Array.from({ length: 8 }, (_, w) => Array.from({ length: 512 }, (_, i) => (i * 7919 + w * 104729) % 32000));
+    writeFileSync(calibFile, JSON.stringify({ seq_len: 512, windows }));
+    speed.push(compareRuntime('generated Llama 134M, 8×512', dir, calibFile));
+  }
+  const resultsFile = join(repo, 'bench', 'alps-results.json');
+  // A run that skipped the table keeps the previous run's table.
+  const perplexityTable = table.length > 0 || !existsSync(resultsFile) ? table : JSON.parse(readFileSync(resultsFile, 'utf8')).perplexity;
+  writeFileSync(resultsFile, `${JSON.stringify({ date: new Date().toISOString(), cpu: cpus()[0]?.model, threads, perplexity: perplexityTable, runtime: speed }, null, 2)}\n`);
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
