@@ -6,17 +6,14 @@
 // SPARQ_BENCH_ALPS_GENERATED=1 adds (2) on a generated 134M-parameter Llama (8×512 random windows), where
 // the layers are large enough for GEMMs to dominate; SPARQ_BENCH_ALPS_SKIP_TABLE=1 skips (1).
 // Writes bench/alps-results.json and prints the tables.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, prune, sampleWindows, writeRandomLlama } from '../lib/index.js';
+import { python, repo, runJson } from './util.js';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const repo = join(here, '..', '..');
 const shared = join(repo, '..', 'shared');
-const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const ITERATIONS = 30;
 
 if (process.argv[2] === 'child') {
@@ -41,11 +38,6 @@ const models = [
 ];
 const SPARSITIES = ['0.5', '0.6', '0.7', '0.8', '0.9', '2:4'];
 const METHODS = ['magnitude', 'wanda', 'sparsegpt', 'alps'];
-
-function runJson(command: string, args: string[]) {
-  const r = spawnSync(command, args, { encoding: 'utf8' });
-  return r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : { error: (r.stderr || r.stdout).trim().split('\n').pop() };
-}
 
 /** ALPS at 70% with 30 iterations per layer, sparq and torch each in its own process on the same windows. */
 function compareRuntime(name: string, dir: string, calibFile: string) {

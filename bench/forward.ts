@@ -3,20 +3,13 @@
 // generated ~134M-parameter Llama; with SPARQ_BENCH_BIG=1 also the peak RSS while evaluating a generated
 // model of over 4 GB on disk. Writes bench/forward-results.json.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { backendInfo, DecoderModel, evaluatePerplexity, writeRandomLlama, type RandomLlamaOptions } from '../lib/index.js';
+import { folderBytes, python, repo } from './util.js';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const repo = join(here, '..', '..');
 const threads = backendInfo('cpu').threads;
-const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-
-function folderBytes(dir: string): number {
-  return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
-}
 
 async function sparqTokensPerSecond(dir: string, windows: number, seqLen: number) {
   const model = await DecoderModel.open(dir);

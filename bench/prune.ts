@@ -4,16 +4,13 @@
 // runs in its own process (sparq's includes reading and writing the model folder; torch's excludes
 // loading). With SPARQ_BENCH_BIG=1 also the peak RSS pruning a generated model of over 4 GB on disk.
 // Writes bench/prune-results.json.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, loadTokenizer, parseRecipe, prune, sampleWindows, writeRandomLlama } from '../lib/index.js';
+import { folderBytes, python, repo, runJson } from './util.js';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const repo = join(here, '..', '..');
-const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 // Child mode: prune one model on the windows of a calibration file and print one JSON line.
 if (process.argv[2] === 'child') {
@@ -33,12 +30,6 @@ function writeCalibration(name: string, windows: Int32Array[]): string {
   return file;
 }
 
-function runJson(command: string, args: string[]): Record<string, unknown> {
-  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (run.status !== 0) return { error: (run.stderr || run.stdout).trim().split('\n').slice(-3).join(' | ') };
-  return JSON.parse(run.stdout.trim().split('\n').pop()!);
-}
-
 function compare(name: string, model: string, calib: string, sparsity: string) {
   const sparq = runJson(process.execPath, [fileURLToPath(import.meta.url), 'child', model, calib, sparsity, join(scratch, 'out')]);
   const torch = runJson(python, [join(repo, 'bench', 'torch_sparsegpt.py'), model, calib, String(threads), '--sparsity', sparsity]);
@@ -56,10 +47,6 @@ function compare(name: string, model: string, calib: string, sparsity: string) {
   };
   console.log(JSON.stringify(row));
   return row;
-}
-
-function folderBytes(dir: string): number {
-  return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
 }
 
 const rows = [];

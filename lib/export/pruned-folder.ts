@@ -9,6 +9,7 @@ import { copyFile, mkdir, open, readdir, readFile, realpath, rename, rm, stat, w
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
+import type { TensorInfo } from '../io/safetensors.js';
 import type { DType } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 
@@ -22,6 +23,12 @@ export interface ResumeState<Entry> {
   blocksDone: number;
   entries: Entry[];
   extra: Record<string, unknown>;
+}
+
+function writableDType(name: string, info: TensorInfo): DType {
+  const dtype = WRITABLE[info.dtype];
+  if (!dtype) throw new InvalidFileError(`${name}: stored as ${info.dtype}; only float weights (F32, F16, BF16, F64) can be compressed`);
+  return dtype;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -119,16 +126,13 @@ export class PrunedFolder<Entry> {
 
   /** The dtype a weight is stored as (compressed weights are rounded to it before they are used). */
   async storageDType(name: string): Promise<DType> {
-    const info = await this.checkpoint.info(name);
-    const dtype = WRITABLE[info.dtype];
-    if (!dtype) throw new InvalidFileError(`${name}: stored as ${info.dtype}; only float weights (F32, F16, BF16, F64) can be compressed`);
-    return dtype;
+    return writableDType(name, await this.checkpoint.info(name));
   }
 
   /** Writes a weight over its bytes in the staged copy, converted to the stored dtype. */
   async write(name: string, weight: Tensor): Promise<void> {
     const info = await this.checkpoint.info(name);
-    const stored = weight.to(await this.storageDType(name)).contiguous();
+    const stored = weight.to(writableDType(name, info)).contiguous();
     const bytes = new Uint8Array(stored.data.buffer, stored.data.byteOffset, stored.data.byteLength);
     if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${name}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
     const file = join(this.staging, relative(this.checkpoint.dir, this.checkpoint.shardPath(name)));

@@ -1,7 +1,7 @@
 // What `sparq inspect` reports about a model folder: architecture, parameter count, dtypes, bytes, and
 // the sparsity (fraction of exact zeros) of every linear layer's weight.
 import type { SafetensorsDType } from '../io/safetensors.js';
-import { abs, thresholdMask } from '../ops.js';
+import { countZeros } from '../compress/pattern.js';
 import { shapeNumel } from '../tensor.js';
 import type { ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
@@ -39,10 +39,7 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
     const linears: LinearReport[] = [];
     for (const name of linearNames) {
       const weight = await checkpoint.read(name, { dtype: 'f32' });
-      const nonzero = thresholdMask(abs(weight, { inPlace: true }).reshape([1, -1]), 0).data as Uint8Array;
-      let kept = 0;
-      for (let i = 0; i < nonzero.length; ++i) kept += nonzero[i];
-      linears.push({ name, shape: [...weight.shape], sparsity: weight.numel === 0 ? 0 : 1 - kept / weight.numel });
+      linears.push({ name, shape: [...weight.shape], sparsity: weight.numel === 0 ? 0 : countZeros(weight) / weight.numel });
       options.onProgress?.(linears.length, linearNames.length);
     }
     return { dir, config, parameters, bytes, dtypes, linears };

@@ -228,12 +228,6 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       }
     };
 
-    function roleOf(name: string, prefix: string): string {
-      const relativeName = name.slice(prefix.length);
-      const roles = model.linearRoles();
-      return Object.keys(roles).find((r) => roles[r] === relativeName)!;
-    }
-
     /** One pass over the calibration batches, accumulating H for each of the stage's groups. */
     async function capture(block: DecoderBlock, wanted: InputGroup[], stage: InputGroup[]): Promise<Map<string, LinearStatistics>> {
       const accumulators = new Map<string, HessianAccumulator>();
@@ -341,7 +335,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
         }
       }
       await timed('io', async () => {
-        for (const { name } of assigned.values()) await folder!.write(`${name}.weight`, block.linears[roleOf(name, prefix)].weight);
+        for (const [role, { name }] of assigned) await folder!.write(`${name}.weight`, block.linears[role].weight);
       });
       if (batches.length > 0) {
         await timed('propagate', () => runBlock(block));

@@ -189,19 +189,16 @@ void attentionBlas(const AttentionArgs& a) {
         const int64_t hk = h / a.group;
         for (int64_t t0 = 0; t0 < a.queries; t0 += blockQ) {
           const int64_t rows = std::min(blockQ, a.queries - t0);
-          const int64_t visible = a.causal ? std::clamp<int64_t>(t0 + rows + a.offset, 0, a.keys) : a.keys;
+          // keys >= queries (checked by the op), so every row sees at least one key.
+          const int64_t visible = a.causal ? std::min<int64_t>(t0 + rows + a.offset, a.keys) : a.keys;
           float* out = a.os + t0 * queryStride + h * a.dim;
-          if (visible == 0) {
-            for (int64_t r = 0; r < rows; ++r) std::fill(out + r * queryStride, out + r * queryStride + a.dim, 0.0f);
-            continue;
-          }
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(visible),
                       static_cast<int>(a.dim), a.scale, a.qs + t0 * queryStride + h * a.dim,
                       static_cast<int>(queryStride), a.ks + hk * a.dim, static_cast<int>(a.keyStride), 0.0f,
                       scores.data(), static_cast<int>(visible));
           for (int64_t r = 0; r < rows; ++r) {
             float* row = scores.data() + r * visible;
-            const int64_t seen = a.causal ? std::clamp<int64_t>(t0 + r + a.offset + 1, 0, visible) : visible;
+            const int64_t seen = a.causal ? std::min<int64_t>(t0 + r + a.offset + 1, visible) : visible;
             float maxScore = -INFINITY;
             for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
             double sum = 0;
@@ -209,7 +206,7 @@ void attentionBlas(const AttentionArgs& a) {
               row[j] = std::exp(row[j] - maxScore);
               sum += row[j];
             }
-            const float inverse = seen > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+            const float inverse = static_cast<float>(1.0 / sum);
             for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
             std::fill(row + seen, row + visible, 0.0f);
           }

@@ -1,0 +1,24 @@
+// Helpers shared by the benchmarks that compare against PyTorch in separate processes.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout root (benchmarks run from .out/bench/). */
+export const repo = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+
+/** Debian's python3 (where python3-torch installs); a pyenv python3 first on PATH usually lacks torch. */
+export const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+/** Runs a command whose last stdout line is JSON; a failure comes back as { error } with its last lines. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function runJson(command: string, args: string[]): Record<string, any> {
+  const run = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (run.status !== 0) return { error: (run.stderr || run.stdout).trim().split('\n').slice(-3).join(' | ') };
+  return JSON.parse(run.stdout.trim().split('\n').pop()!);
+}
+
+/** Bytes of the files directly inside a folder. */
+export function folderBytes(dir: string): number {
+  return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}
