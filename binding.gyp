@@ -14,6 +14,7 @@
         "native/cpu/linalg.cpp",
         "native/cpu/mask.cpp",
         "native/cpu/nn.cpp",
+        "native/cpu/nn_backward.cpp",
         "native/cpu/sparsegpt.cpp",
         "native/napi/addon.cpp",
         "native/napi/args.cpp",

@@ -18,10 +18,11 @@ export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.j
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
 export type { AsyncOptions } from './call.js';
 export * from './nn.js';
+export * from './nn-backward.js';
 export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
-export { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+export { loadTokenizer, loadTokenizerFile, type TextTokenizer } from './tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
@@ -31,3 +32,17 @@ export { prune, type LinearReportEntry, type PruneOptions, type PruneProgress, t
 export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
 export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';
 export { PrunedFolder } from './export/pruned-folder.js';
+export { Tape, Variable, type Activation, type Routing } from './autograd/tape.js';
+export {
+  blockParameterNames,
+  lossAndGradients,
+  makeBatch,
+  streamGradients,
+  type Batch,
+  type GradientResult,
+  type ModelPart,
+  type StreamGradientsOptions,
+} from './autograd/decoder.js';
+export { clipGradients, Optimizer, OPTIMIZERS, type OptimizerKind, type OptimizerOptions } from './train/optimizer.js';
+export { initialParameters, parameterPlan } from './train/init.js';
+export { SAVE_DTYPES, train, type SaveDtype, type TrainOptions, type TrainReport } from './train/trainer.js';

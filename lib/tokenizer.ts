@@ -26,14 +26,23 @@ async function readJson(path: string, optional: boolean): Promise<Record<string,
   }
 }
 
+/** The tokenizer of a model folder: its tokenizer.json, with tokenizer_config.json when present. */
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
-  const json = (await readJson(join(dir, 'tokenizer.json'), false))!;
-  const config = (await readJson(join(dir, 'tokenizer_config.json'), true)) ?? {};
+  const file = join(dir, 'tokenizer.json');
+  return buildTokenizer(file, (await readJson(file, false))!, (await readJson(join(dir, 'tokenizer_config.json'), true)) ?? {});
+}
+
+/** A tokenizer from a tokenizer.json file on its own. */
+export async function loadTokenizerFile(file: string): Promise<TextTokenizer> {
+  return buildTokenizer(file, (await readJson(file, false))!, {});
+}
+
+function buildTokenizer(file: string, json: Record<string, unknown>, config: Record<string, unknown>): TextTokenizer {
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(json, config);
   } catch (error) {
-    throw new InvalidFileError(`${join(dir, 'tokenizer.json')}: not a tokenizer this library can build (${(error as Error).message})`);
+    throw new InvalidFileError(`${file}: not a tokenizer this library can build (${(error as Error).message})`);
   }
   return {
     encode: (text) => Int32Array.from(tokenizer.encode(text, { add_special_tokens: false }).ids),

@@ -2,16 +2,22 @@
 // The sparq command line. Commands arrive with the issues that build them; `info` reports the backends.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { backendInfo, DecoderModel, evaluatePerplexity, inspectModel, isAvailable, loadAttempts, loadRecipe, loadTokenizer, parseRecipe, prune, PrunedFolder } from '../index.js';
+import { backendInfo, DecoderModel, loadTokenizerFile, train, evaluatePerplexity, inspectModel, isAvailable, loadAttempts, loadRecipe, loadTokenizer, parseRecipe, prune, PrunedFolder } from '../index.js';
 import type { PruneReport, Recipe } from '../index.js';
 import { AbortError, InvalidArgumentError, InvalidFileError, SparqError } from '../errors.js';
 import { progressBar } from './progress.js';
 import { readTextFile } from '../io/text.js';
 import { sparqVersion } from '../version.js';
+import { DEMO_PROFILES, formatTable, runDemo } from '../demo/demo.js';
 
 const USAGE = `Usage: sparq <command> [options]
 
 Commands:
+  demo [--out DIR] [--quick] [--retrain] [--cache-dir DIR] [--json]
+                   the whole product with nothing but npm: trains a small Llama on State-of-the-
+                   Union text (cached for the next run), prunes it with magnitude, Wanda, SparseGPT
+                   and ALPS at several sparsities, prints a perplexity table and writes report.json
+                   and perplexity.svg to --out (default ./sparq-demo); --quick runs a tiny version
   info [--json]    the native backends: kernels, threads, and why a backend did not load
   eval --model DIR (--text FILE | --tokens FILE.json) [--seq-len N] [--max-tokens N] [--json]
                    perplexity of a model (Llama, Mistral, Qwen2, Qwen3, Mixtral, OPT) on a text:
@@ -31,6 +37,16 @@ Commands:
                    writes a Hugging Face folder with report.json; --eval reports perplexity
                    before and after; --resume continues an interrupted run into the same --out;
                    --skip-error skips measuring each linear's reconstruction error (faster)
+
+  train (--model DIR | --init CONFIG.json [--tokenizer FILE]) (--tokens FILE.json | --text FILE)
+        --seq-len T --batch B --steps S --optimizer sgd|adamw --lr LR [--weight-decay W]
+        [--grad-clip C] [--shuffle --seed S] [--save-dtype float32|bfloat16|float16]
+        --out DIR [--overwrite] [--json]
+                   trains in memory: the tokens are cut into non-overlapping windows of T tokens
+                   (as eval does), taken in order (or shuffled per pass with --shuffle); the loss
+                   of a step is the mean of its B windows' mean next-token NLL; --init starts a
+                   new model from a config.json (Hugging Face initialisation); writes a Hugging
+                   Face folder with training.json
 
 Options:
   -h, --help       show this help
@@ -57,6 +73,174 @@ function info(args: string[]): void {
   }
 }
 
+/** Token ids from a JSON array file, or a text file encoded with the tokenizer in `tokenizerDir`. */
+async function readTokens(tokensFile: string | undefined, textFile: string | undefined, tokenizerDir: string): Promise<Int32Array> {
+  if (textFile !== undefined) return (await loadTokenizer(tokenizerDir)).encode(await readTextFile(textFile));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(tokensFile!, 'utf8'));
+  } catch (error) {
+    throw new InvalidFileError(`${tokensFile}: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(parsed) || !parsed.every((t) => Number.isSafeInteger(t))) throw new InvalidFileError(`${tokensFile}: expected a JSON array of token ids`);
+  return Int32Array.from(parsed as number[]);
+}
+
+function positiveNumber(command: string, name: string, value: string | undefined, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || value.trim() === '') throw new InvalidArgumentError(`${command}: --${name} must be a number >= ${min}, got '${value}'`);
+  return n;
+}
+
+async function trainCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      init: { type: 'string' },
+      tokenizer: { type: 'string' },
+      tokens: { type: 'string' },
+      text: { type: 'string' },
+      'seq-len': { type: 'string' },
+      batch: { type: 'string' },
+      steps: { type: 'string' },
+      optimizer: { type: 'string' },
+      lr: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'grad-clip': { type: 'string' },
+      'save-dtype': { type: 'string' },
+      shuffle: { type: 'boolean', default: false },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      overwrite: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!values.model === !values.init) throw new InvalidArgumentError('train: give exactly one of --model DIR or --init CONFIG.json');
+  if (!values.text === !values.tokens) throw new InvalidArgumentError('train: give exactly one of --text FILE or --tokens FILE.json');
+  for (const required of ['seq-len', 'batch', 'steps', 'optimizer', 'lr', 'out'] as const) {
+    if (values[required] === undefined) throw new InvalidArgumentError(`train: --${required} is required`);
+  }
+  if (values.seed !== undefined && !values.shuffle) throw new InvalidArgumentError('train: --seed only applies with --shuffle');
+  let tokens: Int32Array;
+  if (values.text !== undefined && values.model === undefined) {
+    if (!values.tokenizer) throw new InvalidArgumentError('train: --text with --init needs --tokenizer FILE (a tokenizer.json)');
+    tokens = (await loadTokenizerFile(values.tokenizer)).encode(await readTextFile(values.text));
+  } else {
+    tokens = await readTokens(values.tokens, values.text, values.tokenizer ?? values.model!);
+  }
+  const controller = new AbortController();
+  const interrupt = () => controller.abort();
+  process.once('SIGINT', interrupt);
+  const bar = progressBar('train');
+  try {
+    const report = await train({
+      model: values.model,
+      init: values.init,
+      tokenizerFile: values.init !== undefined ? values.tokenizer : undefined,
+      tokens,
+      seqLen: positiveInteger('train', 'seq-len', values['seq-len'], 2)!,
+      batch: positiveInteger('train', 'batch', values.batch)!,
+      steps: positiveInteger('train', 'steps', values.steps)!,
+      optimizer: values.optimizer as 'sgd' | 'adamw',
+      lr: positiveNumber('train', 'lr', values.lr)!,
+      weightDecay: positiveNumber('train', 'weight-decay', values['weight-decay']),
+      gradClip: positiveNumber('train', 'grad-clip', values['grad-clip']),
+      saveDtype: values['save-dtype'] as 'float32' | undefined,
+      shuffle: values.shuffle,
+      seed: positiveInteger('train', 'seed', values.seed, 0),
+      out: values.out!,
+      overwrite: values.overwrite,
+      onProgress: ({ step, steps, loss, tokensPerSecond }) => bar.update(step, steps, `loss ${loss.toFixed(4)}, ${tokensPerSecond.toFixed(0)} tok/s`),
+      signal: controller.signal,
+    });
+    bar.done();
+    const first = report.losses[0];
+    const last = report.losses[report.losses.length - 1];
+    if (values.json) {
+      process.stdout.write(
+        `${JSON.stringify({
+          out: report.out,
+          steps: report.steps,
+          first_loss: first,
+          final_loss: last,
+          tokens_per_second: report.tokensPerSecond,
+          seconds: report.seconds,
+          epochs: report.epochs,
+          peak_rss_bytes: report.peakRssBytes,
+        })}\n`,
+      );
+    } else {
+      process.stdout.write(
+        `${report.steps} steps of ${report.batch} × ${report.seqLen} tokens (${report.epochs.toFixed(2)} passes over ${report.windows} windows): ` +
+          `loss ${first.toFixed(4)} → ${last.toFixed(4)}, ${report.tokensPerSecond.toFixed(0)} tokens/s, ${report.seconds.toFixed(1)} s\nwrote ${report.out} (training.json inside)\n`,
+      );
+    }
+  } catch (error) {
+    bar.done();
+    throw error;
+  } finally {
+    process.off('SIGINT', interrupt);
+  }
+}
+
+async function demoCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      out: { type: 'string', default: 'sparq-demo' },
+      quick: { type: 'boolean', default: false },
+      retrain: { type: 'boolean', default: false },
+      'cache-dir': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const controller = new AbortController();
+  const interrupt = () => controller.abort();
+  process.once('SIGINT', interrupt);
+  let bar = progressBar('demo');
+  let stage = '';
+  try {
+    const report = await runDemo({
+      out: values.out!,
+      profile: values.quick ? DEMO_PROFILES.quick : DEMO_PROFILES.default,
+      retrain: values.retrain,
+      cacheDir: values['cache-dir'],
+      log: (line) => {
+        bar.done();
+        process.stderr.write(`${line}\n`);
+        bar = progressBar('demo');
+      },
+      onProgress: (step, steps, what) => {
+        // A new kind of work starts a fresh bar, so its ETA is its own.
+        const kind = what.split(':')[0];
+        if (kind !== stage) {
+          bar.done();
+          bar = progressBar(kind);
+          stage = kind;
+        }
+        bar.update(step, steps, what.slice(kind.length + 1).trim());
+      },
+      signal: controller.signal,
+    });
+    bar.done();
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+    } else {
+      process.stdout.write(`\n${formatTable(report)}\nwrote ${values.out}/report.json and ${values.out}/perplexity.svg in ${report.seconds.toFixed(0)} s\n`);
+    }
+  } catch (error) {
+    bar.done();
+    if (controller.signal.aborted) throw new AbortError('demo: interrupted');
+    throw error;
+  } finally {
+    process.off('SIGINT', interrupt);
+  }
+}
+
 async function evaluate(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -72,20 +256,7 @@ async function evaluate(args: string[]): Promise<void> {
   });
   if (!values.model) throw new InvalidArgumentError('eval: --model DIR is required');
   if (!values.text === !values.tokens) throw new InvalidArgumentError('eval: give exactly one of --text FILE or --tokens FILE.json');
-  let tokens: Int32Array;
-  if (values.tokens) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(values.tokens, 'utf8'));
-    } catch (error) {
-      throw new InvalidFileError(`${values.tokens}: ${(error as Error).message}`);
-    }
-    if (!Array.isArray(parsed) || !parsed.every((t) => Number.isSafeInteger(t))) throw new InvalidFileError(`${values.tokens}: expected a JSON array of token ids`);
-    tokens = Int32Array.from(parsed as number[]);
-  } else {
-    const text = await readTextFile(values.text!);
-    tokens = (await loadTokenizer(values.model)).encode(text);
-  }
+  const tokens = await readTokens(values.tokens, values.text, values.model);
   const model = await DecoderModel.open(values.model);
   try {
     const bar = progressBar('eval');
@@ -256,6 +427,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'prune') {
       await pruneCommand(rest);
+      return 0;
+    }
+    if (command === 'demo') {
+      await demoCommand(rest);
+      return 0;
+    }
+    if (command === 'train') {
+      await trainCommand(rest);
       return 0;
     }
     if (command === 'eval') {

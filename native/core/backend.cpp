@@ -38,5 +38,34 @@ void Backend::crossEntropy(const TensorView&, const TensorView&, TensorView&) { 
 void Backend::scatterAdd(TensorView&, const TensorView&, const TensorView&, const TensorView&) {
   unsupported(*this, "scatterAdd");
 }
+void Backend::embeddingBackward(const TensorView&, const TensorView&, TensorView&) {
+  unsupported(*this, "embeddingBackward");
+}
+void Backend::normBackward(NormKind, const TensorView&, const TensorView&, const TensorView&, double, TensorView&,
+                           TensorView&, TensorView&) {
+  unsupported(*this, "normBackward");
+}
+void Backend::ropeBackward(TensorView&, const TensorView&, const TensorView&) { unsupported(*this, "ropeBackward"); }
+void Backend::attentionBackward(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
+                                const TensorView&, TensorView&, TensorView&, TensorView&, double, bool) {
+  unsupported(*this, "attentionBackward");
+}
+void Backend::siluMulBackward(const TensorView&, const TensorView&, const TensorView&, TensorView&, TensorView&) {
+  unsupported(*this, "siluMulBackward");
+}
+void Backend::activationBackward(UnaryOp, const TensorView&, const TensorView&, TensorView&) {
+  unsupported(*this, "activationBackward");
+}
+void Backend::columnSums(const TensorView&, TensorView&) { unsupported(*this, "columnSums"); }
+void Backend::crossEntropyBackward(const TensorView&, const TensorView&, const TensorView&, TensorView&) {
+  unsupported(*this, "crossEntropyBackward");
+}
+void Backend::scatterAddBackward(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
+                                 TensorView&, TensorView&) {
+  unsupported(*this, "scatterAddBackward");
+}
+void Backend::adamwStep(TensorView&, const TensorView&, TensorView&, TensorView&, const AdamwOptions&) {
+  unsupported(*this, "adamwStep");
+}
 
 }  // namespace sparq

@@ -58,6 +58,12 @@ struct MaskedCgReport {
 
 enum class NormKind : int32_t { Rms = 0, Layer = 1 };
 
+// One AdamW step (decoupled weight decay, bias-corrected moments); step counts from 1.
+struct AdamwOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.01;
+  int64_t step = 1;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -142,6 +148,41 @@ class Backend {
   // out[indices[i]] += weights[i] · rows[i] for rows [N, D], indices i32 [N], weights f32 [N], out [T, D]
   // (the weighted scatter-add that brings routed tokens back from their experts).
   virtual void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights);
+
+  // ---- backward kernels of the building blocks above, and an optimizer step (f32). "Overwritten" outputs
+  // get every element written; "accumulated" ones are added to. Backends that lack one throw
+  // BackendUnavailable. ----
+  // gradTable[ids[i]] += gradOut[i] for gradOut [N, D] (any leading shape), ids i32 [N], gradTable [V, D].
+  virtual void embeddingBackward(const TensorView& gradOut, const TensorView& ids, TensorView& gradTable);
+  // Backward of norm() over rows of x [R, D]: gradX overwritten; gradWeight [D] and, for LayerNorm, gradBias
+  // [D] (may be empty) accumulated.
+  virtual void normBackward(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& gradOut,
+                            double eps, TensorView& gradX, TensorView& gradWeight, TensorView& gradBias);
+  // The transpose of rope(): rotates grad [T, H, d] in place by −positions[t]·invFreq[i].
+  virtual void ropeBackward(TensorView& grad, const TensorView& positions, const TensorView& invFreq);
+  // Gradients of out = attention(q, k, v, scale, causal) given out and gradOut (q's shape); gradQ, gradK and
+  // gradV (the shapes of q, k, v) overwritten.
+  virtual void attentionBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                                 const TensorView& gradOut, TensorView& gradQ, TensorView& gradK, TensorView& gradV,
+                                 double scale, bool causal);
+  // Gradients of silu(gate)·up; gradGate and gradUp overwritten (may alias the inputs).
+  virtual void siluMulBackward(const TensorView& gate, const TensorView& up, const TensorView& gradOut,
+                               TensorView& gradGate, TensorView& gradUp);
+  // out = gradOut·f'(x) for f one of Relu, Silu, Gelu, GeluTanh (out may alias x or gradOut).
+  virtual void activationBackward(UnaryOp op, const TensorView& x, const TensorView& gradOut, TensorView& out);
+  // out[c] += Σ_r x[r, c] for x [R, C] (any leading shape), out [C].
+  virtual void columnSums(const TensorView& x, TensorView& out);
+  // gradLogits[r] = (softmax(logits[r]) − onehot(targets[r]))·gradNll[r] for logits [N, V], targets i32 [N],
+  // gradNll [N]; gradLogits [N, V] overwritten (may alias logits).
+  virtual void crossEntropyBackward(const TensorView& logits, const TensorView& targets, const TensorView& gradNll,
+                                    TensorView& gradLogits);
+  // Backward of scatterAdd: gradRows[i] = weights[i]·gradOut[indices[i]], gradWeights[i] =
+  // <gradOut[indices[i]], rows[i]>; both overwritten.
+  virtual void scatterAddBackward(const TensorView& gradOut, const TensorView& rows, const TensorView& indices,
+                                  const TensorView& weights, TensorView& gradRows, TensorView& gradWeights);
+  // One AdamW step in place on param, m and v (PyTorch's torch.optim.AdamW).
+  virtual void adamwStep(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v,
+                         const AdamwOptions& options);
 
   // Device memory; the CPU backend's tensors live in JavaScript memory and never call these.
   virtual void* allocate(size_t bytes) = 0;

@@ -1,6 +1,8 @@
 #include "ops.h"
 
+#include <cmath>
 #include <string>
+#include <utility>
 
 namespace sparq {
 
@@ -354,6 +356,233 @@ void checkScatterAdd(const TensorView& out, const TensorView& rows, const Tensor
               ErrorCode::ShapeMismatch,
               "scatterAdd: rows " + rows.shapeString() + " must match out's row length " + std::to_string(out.shape[1]) +
                   ", with one index and one weight per row");
+}
+
+
+// ---- backward kernels and the optimizer step ----
+
+namespace {
+
+// Every tensor f32 (or i32 for ids), on `first`'s device; messages name the op and the argument.
+void requireF32(const char* op, const TensorView& t, const char* name) {
+  SPARQ_CHECK(t.dtype == DType::F32, ErrorCode::DTypeMismatch,
+              std::string(op) + ": " + name + " must be f32, got " + dtypeName(t.dtype));
+}
+
+void requireI32(const char* op, const TensorView& t, const char* name) {
+  SPARQ_CHECK(t.dtype == DType::I32, ErrorCode::DTypeMismatch,
+              std::string(op) + ": " + name + " must be i32, got " + dtypeName(t.dtype));
+}
+
+void requireDevice(const char* op, const TensorView& first, const char* firstName, const TensorView& t, const char* name) {
+  SPARQ_CHECK(t.device == first.device, ErrorCode::DeviceMismatch,
+              std::string(op) + ": " + name + " is on " + deviceName(t.device) + " but " + firstName + " is on " +
+                  deviceName(first.device));
+}
+
+void requireNumel(const char* op, const TensorView& t, const char* name, int64_t numel, const std::string& what) {
+  SPARQ_CHECK(t.numel() == numel, ErrorCode::ShapeMismatch,
+              std::string(op) + ": " + name + " must have " + std::to_string(numel) + " elements (" + what + "), got " +
+                  t.shapeString());
+}
+
+bool sameShape(const TensorView& a, const TensorView& b) {
+  if (a.ndim != b.ndim) return false;
+  for (int i = 0; i < a.ndim; ++i) {
+    if (a.shape[i] != b.shape[i]) return false;
+  }
+  return true;
+}
+
+void requireShape(const char* op, const TensorView& t, const char* name, const TensorView& like, const char* likeName) {
+  SPARQ_CHECK(sameShape(t, like), ErrorCode::ShapeMismatch,
+              std::string(op) + ": " + name + " must have " + likeName + "'s shape " + like.shapeString() + ", got " +
+                  t.shapeString());
+}
+
+}  // namespace
+
+void checkEmbeddingBackward(const TensorView& gradOut, const TensorView& ids, const TensorView& gradTable) {
+  const char* op = "embeddingBackward";
+  requireF32(op, gradOut, "gradOut");
+  requireI32(op, ids, "ids");
+  requireF32(op, gradTable, "gradTable");
+  requireDevice(op, gradTable, "gradTable", gradOut, "gradOut");
+  requireDevice(op, gradTable, "gradTable", ids, "ids");
+  SPARQ_CHECK(gradTable.ndim == 2, ErrorCode::ShapeMismatch,
+              std::string(op) + ": gradTable must be [vocab, dim], got " + gradTable.shapeString());
+  SPARQ_CHECK(gradOut.ndim >= 1 && gradOut.cols() == gradTable.shape[1] && gradOut.numel() == ids.numel() * gradTable.shape[1],
+              ErrorCode::ShapeMismatch,
+              std::string(op) + ": gradOut must be [...ids.shape, " + std::to_string(gradTable.shape[1]) + "] for ids " +
+                  ids.shapeString() + ", got " + gradOut.shapeString());
+}
+
+void checkNormBackward(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& gradOut, double eps,
+                       const TensorView& gradX, const TensorView& gradWeight, const TensorView& gradBias) {
+  const char* op = "normBackward";
+  SPARQ_CHECK(kind == NormKind::Rms || kind == NormKind::Layer, ErrorCode::InvalidArgument,
+              std::string(op) + ": unknown kind");
+  const std::pair<const TensorView*, const char*> tensors[] = {
+      {&x, "x"}, {&weight, "weight"}, {&gradOut, "gradOut"}, {&gradX, "gradX"}, {&gradWeight, "gradWeight"}};
+  for (const auto& [t, name] : tensors) {
+    requireF32(op, *t, name);
+    requireDevice(op, x, "x", *t, name);
+  }
+  SPARQ_CHECK(x.ndim >= 1, ErrorCode::ShapeMismatch, std::string(op) + ": x must have at least one dimension");
+  const int64_t dim = x.cols();
+  const std::string row = "the row length of x " + x.shapeString();
+  requireNumel(op, weight, "weight", dim, row);
+  requireNumel(op, gradWeight, "gradWeight", dim, row);
+  requireNumel(op, gradOut, "gradOut", x.numel(), "as many as x " + x.shapeString());
+  requireNumel(op, gradX, "gradX", x.numel(), "as many as x " + x.shapeString());
+  if (gradBias.numel() > 0) {
+    SPARQ_CHECK(kind == NormKind::Layer, ErrorCode::InvalidArgument,
+                std::string(op) + ": gradBias is for LayerNorm only; RMSNorm has no bias");
+    requireF32(op, gradBias, "gradBias");
+    requireDevice(op, x, "x", gradBias, "gradBias");
+    requireNumel(op, gradBias, "gradBias", dim, row);
+  }
+  SPARQ_CHECK(eps >= 0 && eps == eps, ErrorCode::InvalidArgument, std::string(op) + ": eps must be >= 0");
+}
+
+void checkRopeBackward(const TensorView& grad, const TensorView& positions, const TensorView& invFreq) {
+  const char* op = "ropeBackward";
+  requireF32(op, grad, "grad");
+  requireI32(op, positions, "positions");
+  requireF32(op, invFreq, "invFreq");
+  requireDevice(op, grad, "grad", positions, "positions");
+  requireDevice(op, grad, "grad", invFreq, "invFreq");
+  SPARQ_CHECK(grad.ndim == 3 && grad.shape[2] % 2 == 0, ErrorCode::ShapeMismatch,
+              std::string(op) + ": grad must be [tokens, heads, head_dim] with an even head_dim, got " +
+                  grad.shapeString());
+  requireNumel(op, positions, "positions", grad.shape[0], "one per token");
+  requireNumel(op, invFreq, "invFreq", grad.shape[2] / 2, "head_dim / 2");
+}
+
+void checkAttentionBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                            const TensorView& gradOut, const TensorView& gradQ, const TensorView& gradK,
+                            const TensorView& gradV, double scale) {
+  const char* op = "attentionBackward";
+  const std::pair<const TensorView*, const char*> tensors[] = {{&q, "q"},         {&k, "k"},         {&v, "v"},
+                                                                {&out, "out"},     {&gradOut, "gradOut"},
+                                                                {&gradQ, "gradQ"}, {&gradK, "gradK"}, {&gradV, "gradV"}};
+  for (const auto& [t, name] : tensors) {
+    requireF32(op, *t, name);
+    requireDevice(op, q, "q", *t, name);
+  }
+  SPARQ_CHECK(q.ndim == 3 && k.ndim == 3, ErrorCode::ShapeMismatch,
+              std::string(op) + ": q " + q.shapeString() + " and k " + k.shapeString() +
+                  " must be [tokens, heads, head_dim]");
+  requireShape(op, v, "v", k, "k");
+  SPARQ_CHECK(k.shape[2] == q.shape[2], ErrorCode::ShapeMismatch,
+              std::string(op) + ": k " + k.shapeString() + " must have q's head_dim " + std::to_string(q.shape[2]));
+  SPARQ_CHECK(k.shape[1] > 0 && q.shape[1] % k.shape[1] == 0, ErrorCode::ShapeMismatch,
+              std::string(op) + ": query heads (" + std::to_string(q.shape[1]) + ") must be a multiple of key/value heads (" +
+                  std::to_string(k.shape[1]) + ")");
+  SPARQ_CHECK(k.shape[0] >= q.shape[0], ErrorCode::ShapeMismatch,
+              std::string(op) + ": fewer keys (" + std::to_string(k.shape[0]) + ") than queries (" +
+                  std::to_string(q.shape[0]) + ")");
+  requireShape(op, out, "out", q, "q");
+  requireShape(op, gradOut, "gradOut", q, "q");
+  requireShape(op, gradQ, "gradQ", q, "q");
+  requireShape(op, gradK, "gradK", k, "k");
+  requireShape(op, gradV, "gradV", k, "k");
+  SPARQ_CHECK(std::isfinite(scale), ErrorCode::InvalidArgument, std::string(op) + ": scale must be finite");
+}
+
+void checkSiluMulBackward(const TensorView& gate, const TensorView& up, const TensorView& gradOut,
+                          const TensorView& gradGate, const TensorView& gradUp) {
+  const char* op = "siluMulBackward";
+  const std::pair<const TensorView*, const char*> tensors[] = {
+      {&gate, "gate"}, {&up, "up"}, {&gradOut, "gradOut"}, {&gradGate, "gradGate"}, {&gradUp, "gradUp"}};
+  for (const auto& [t, name] : tensors) {
+    requireF32(op, *t, name);
+    requireDevice(op, gate, "gate", *t, name);
+    requireNumel(op, *t, name, gate.numel(), "as many as gate " + gate.shapeString());
+  }
+}
+
+void checkActivationBackward(UnaryOp op, const TensorView& x, const TensorView& gradOut, const TensorView& out) {
+  const char* name = "activationBackward";
+  SPARQ_CHECK(op == UnaryOp::Relu || op == UnaryOp::Silu || op == UnaryOp::Gelu || op == UnaryOp::GeluTanh,
+              ErrorCode::InvalidArgument,
+              std::string(name) + ": op must be relu, silu, gelu or geluTanh, got code " +
+                  std::to_string(static_cast<int32_t>(op)));
+  const std::pair<const TensorView*, const char*> tensors[] = {{&x, "x"}, {&gradOut, "gradOut"}, {&out, "out"}};
+  for (const auto& [t, param] : tensors) {
+    requireF32(name, *t, param);
+    requireDevice(name, x, "x", *t, param);
+    requireNumel(name, *t, param, x.numel(), "as many as x " + x.shapeString());
+  }
+}
+
+void checkColumnSums(const TensorView& x, const TensorView& out) {
+  const char* op = "columnSums";
+  requireF32(op, x, "x");
+  requireF32(op, out, "out");
+  requireDevice(op, x, "x", out, "out");
+  SPARQ_CHECK(x.ndim >= 1, ErrorCode::ShapeMismatch, std::string(op) + ": x must have at least one dimension");
+  requireNumel(op, out, "out", x.cols(), "the row length of x " + x.shapeString());
+}
+
+void checkCrossEntropyBackward(const TensorView& logits, const TensorView& targets, const TensorView& gradNll,
+                               const TensorView& gradLogits) {
+  const char* op = "crossEntropyBackward";
+  requireF32(op, logits, "logits");
+  requireI32(op, targets, "targets");
+  requireF32(op, gradNll, "gradNll");
+  requireF32(op, gradLogits, "gradLogits");
+  requireDevice(op, logits, "logits", targets, "targets");
+  requireDevice(op, logits, "logits", gradNll, "gradNll");
+  requireDevice(op, logits, "logits", gradLogits, "gradLogits");
+  SPARQ_CHECK(logits.ndim == 2, ErrorCode::ShapeMismatch,
+              std::string(op) + ": logits must be [rows, vocab], got " + logits.shapeString());
+  requireNumel(op, targets, "targets", logits.shape[0], "one per row of logits " + logits.shapeString());
+  requireNumel(op, gradNll, "gradNll", logits.shape[0], "one per row of logits " + logits.shapeString());
+  requireShape(op, gradLogits, "gradLogits", logits, "logits");
+}
+
+void checkScatterAddBackward(const TensorView& gradOut, const TensorView& rows, const TensorView& indices,
+                             const TensorView& weights, const TensorView& gradRows, const TensorView& gradWeights) {
+  const char* op = "scatterAddBackward";
+  requireF32(op, gradOut, "gradOut");
+  requireF32(op, rows, "rows");
+  requireI32(op, indices, "indices");
+  requireF32(op, weights, "weights");
+  requireF32(op, gradRows, "gradRows");
+  requireF32(op, gradWeights, "gradWeights");
+  const std::pair<const TensorView*, const char*> tensors[] = {
+      {&rows, "rows"}, {&indices, "indices"}, {&weights, "weights"}, {&gradRows, "gradRows"}, {&gradWeights, "gradWeights"}};
+  for (const auto& [t, name] : tensors) requireDevice(op, gradOut, "gradOut", *t, name);
+  SPARQ_CHECK(gradOut.ndim == 2 && rows.ndim == 2 && rows.shape[1] == gradOut.shape[1], ErrorCode::ShapeMismatch,
+              std::string(op) + ": gradOut " + gradOut.shapeString() + " and rows " + rows.shapeString() +
+                  " must be matrices with the same row length");
+  const std::string perRow = "one per row of rows " + rows.shapeString();
+  requireNumel(op, indices, "indices", rows.shape[0], perRow);
+  requireNumel(op, weights, "weights", rows.shape[0], perRow);
+  requireNumel(op, gradWeights, "gradWeights", rows.shape[0], perRow);
+  requireShape(op, gradRows, "gradRows", rows, "rows");
+}
+
+void checkAdamwStep(const TensorView& param, const TensorView& grad, const TensorView& m, const TensorView& v,
+                    const AdamwOptions& options) {
+  const char* op = "adamwStep";
+  const std::pair<const TensorView*, const char*> tensors[] = {{&param, "param"}, {&grad, "grad"}, {&m, "m"}, {&v, "v"}};
+  for (const auto& [t, name] : tensors) {
+    requireF32(op, *t, name);
+    requireDevice(op, param, "param", *t, name);
+    requireNumel(op, *t, name, param.numel(), "as many as param " + param.shapeString());
+  }
+  const auto inUnit = [](double b) { return b >= 0 && b < 1; };
+  SPARQ_CHECK(std::isfinite(options.lr) && options.lr >= 0, ErrorCode::InvalidArgument,
+              std::string(op) + ": lr must be a finite number >= 0");
+  SPARQ_CHECK(inUnit(options.beta1) && inUnit(options.beta2), ErrorCode::InvalidArgument,
+              std::string(op) + ": beta1 and beta2 must be in [0, 1)");
+  SPARQ_CHECK(std::isfinite(options.eps) && options.eps >= 0, ErrorCode::InvalidArgument,
+              std::string(op) + ": eps must be a finite number >= 0");
+  SPARQ_CHECK(std::isfinite(options.weightDecay) && options.weightDecay >= 0, ErrorCode::InvalidArgument,
+              std::string(op) + ": weightDecay must be a finite number >= 0");
+  SPARQ_CHECK(options.step >= 1, ErrorCode::InvalidArgument, std::string(op) + ": step must be >= 1");
 }
 
 }  // namespace sparq

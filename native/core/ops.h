@@ -32,5 +32,22 @@ void checkSiluMul(const TensorView& gate, const TensorView& up, const TensorView
 void checkAddBias(const TensorView& x, const TensorView& bias);
 void checkCrossEntropy(const TensorView& logits, const TensorView& targets, const TensorView& nll);
 void checkScatterAdd(const TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights);
+void checkEmbeddingBackward(const TensorView& gradOut, const TensorView& ids, const TensorView& gradTable);
+void checkNormBackward(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& gradOut, double eps,
+                       const TensorView& gradX, const TensorView& gradWeight, const TensorView& gradBias);
+void checkRopeBackward(const TensorView& grad, const TensorView& positions, const TensorView& invFreq);
+void checkAttentionBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                            const TensorView& gradOut, const TensorView& gradQ, const TensorView& gradK,
+                            const TensorView& gradV, double scale);
+void checkSiluMulBackward(const TensorView& gate, const TensorView& up, const TensorView& gradOut,
+                          const TensorView& gradGate, const TensorView& gradUp);
+void checkActivationBackward(UnaryOp op, const TensorView& x, const TensorView& gradOut, const TensorView& out);
+void checkColumnSums(const TensorView& x, const TensorView& out);
+void checkCrossEntropyBackward(const TensorView& logits, const TensorView& targets, const TensorView& gradNll,
+                               const TensorView& gradLogits);
+void checkScatterAddBackward(const TensorView& gradOut, const TensorView& rows, const TensorView& indices,
+                             const TensorView& weights, const TensorView& gradRows, const TensorView& gradWeights);
+void checkAdamwStep(const TensorView& param, const TensorView& grad, const TensorView& m, const TensorView& v,
+                    const AdamwOptions& options);
 
 }  // namespace sparq

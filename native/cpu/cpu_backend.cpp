@@ -15,6 +15,7 @@
 #include "linalg.h"
 #include "mask.h"
 #include "nn.h"
+#include "nn_backward.h"
 #include "sparsegpt.h"
 
 namespace sparq::cpu {
@@ -100,6 +101,42 @@ class CpuBackend final : public Backend {
   }
   void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights) override {
     cpu::scatterAdd(out, rows, indices, weights);
+  }
+
+  void embeddingBackward(const TensorView& gradOut, const TensorView& ids, TensorView& gradTable) override {
+    cpu::embeddingBackward(gradOut, ids, gradTable);
+  }
+  void normBackward(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& gradOut, double eps,
+                    TensorView& gradX, TensorView& gradWeight, TensorView& gradBias) override {
+    cpu::normBackward(kind, x, weight, gradOut, eps, gradX, gradWeight, gradBias);
+  }
+  void ropeBackward(TensorView& grad, const TensorView& positions, const TensorView& invFreq) override {
+    cpu::ropeBackward(grad, positions, invFreq);
+  }
+  void attentionBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                         const TensorView& gradOut, TensorView& gradQ, TensorView& gradK, TensorView& gradV, double scale,
+                         bool causal) override {
+    cpu::attentionBackward(q, k, v, out, gradOut, gradQ, gradK, gradV, scale, causal);
+  }
+  void siluMulBackward(const TensorView& gate, const TensorView& up, const TensorView& gradOut, TensorView& gradGate,
+                       TensorView& gradUp) override {
+    cpu::siluMulBackward(gate, up, gradOut, gradGate, gradUp);
+  }
+  void activationBackward(UnaryOp op, const TensorView& x, const TensorView& gradOut, TensorView& out) override {
+    cpu::activationBackward(op, x, gradOut, out);
+  }
+  void columnSums(const TensorView& x, TensorView& out) override { cpu::columnSums(x, out); }
+  void crossEntropyBackward(const TensorView& logits, const TensorView& targets, const TensorView& gradNll,
+                            TensorView& gradLogits) override {
+    cpu::crossEntropyBackward(logits, targets, gradNll, gradLogits);
+  }
+  void scatterAddBackward(const TensorView& gradOut, const TensorView& rows, const TensorView& indices,
+                          const TensorView& weights, TensorView& gradRows, TensorView& gradWeights) override {
+    cpu::scatterAddBackward(gradOut, rows, indices, weights, gradRows, gradWeights);
+  }
+  void adamwStep(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v,
+                 const AdamwOptions& options) override {
+    cpu::adamwStep(param, grad, m, v, options);
   }
 
   // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.

@@ -383,6 +383,167 @@ struct ScatterAddJob {
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
+struct EmbeddingBackwardJob {
+  static constexpr const char* kName = "embeddingBackward";
+  TensorView gradOut, ids, gradTable;
+  void parse(ArgReader& r) {
+    gradOut = r.tensor("gradOut");
+    ids = r.tensor("ids");
+    gradTable = r.tensor("gradTable");
+    checkEmbeddingBackward(gradOut, ids, gradTable);
+  }
+  void run(Backend& backend) { backend.embeddingBackward(gradOut, ids, gradTable); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct NormBackwardJob {
+  static constexpr const char* kName = "normBackward";
+  NormKind kind = NormKind::Rms;
+  TensorView x, weight, gradOut, gradX, gradWeight, gradBias;
+  double eps = 1e-5;
+  void parse(ArgReader& r) {
+    kind = static_cast<NormKind>(r.integer("kind"));
+    x = r.tensor("x");
+    weight = r.tensor("weight");
+    gradOut = r.tensor("gradOut");
+    eps = r.number("eps");
+    gradX = r.tensor("out");
+    gradWeight = r.tensor("gradWeight");
+    gradBias = r.tensor("gradBias");
+    checkNormBackward(kind, x, weight, gradOut, eps, gradX, gradWeight, gradBias);
+  }
+  void run(Backend& backend) { backend.normBackward(kind, x, weight, gradOut, eps, gradX, gradWeight, gradBias); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct RopeBackwardJob {
+  static constexpr const char* kName = "ropeBackward";
+  TensorView grad, positions, invFreq;
+  void parse(ArgReader& r) {
+    grad = r.tensor("grad");
+    positions = r.tensor("positions");
+    invFreq = r.tensor("invFreq");
+    checkRopeBackward(grad, positions, invFreq);
+  }
+  void run(Backend& backend) { backend.ropeBackward(grad, positions, invFreq); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct AttentionBackwardJob {
+  static constexpr const char* kName = "attentionBackward";
+  TensorView q, k, v, out, gradOut, gradQ, gradK, gradV;
+  double scale = 1;
+  bool causal = true;
+  void parse(ArgReader& r) {
+    q = r.tensor("q");
+    k = r.tensor("k");
+    v = r.tensor("v");
+    out = r.tensor("out");
+    gradOut = r.tensor("gradOut");
+    gradQ = r.tensor("outQ");
+    gradK = r.tensor("outK");
+    gradV = r.tensor("outV");
+    scale = r.number("scale");
+    causal = r.boolean("causal");
+    checkAttentionBackward(q, k, v, out, gradOut, gradQ, gradK, gradV, scale);
+  }
+  void run(Backend& backend) { backend.attentionBackward(q, k, v, out, gradOut, gradQ, gradK, gradV, scale, causal); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct SiluMulBackwardJob {
+  static constexpr const char* kName = "siluMulBackward";
+  TensorView gate, up, gradOut, gradGate, gradUp;
+  void parse(ArgReader& r) {
+    gate = r.tensor("gate");
+    up = r.tensor("up");
+    gradOut = r.tensor("gradOut");
+    gradGate = r.tensor("outGate");
+    gradUp = r.tensor("outUp");
+    checkSiluMulBackward(gate, up, gradOut, gradGate, gradUp);
+  }
+  void run(Backend& backend) { backend.siluMulBackward(gate, up, gradOut, gradGate, gradUp); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ActivationBackwardJob {
+  static constexpr const char* kName = "activationBackward";
+  UnaryOp op = UnaryOp::Relu;
+  TensorView x, gradOut, out;
+  void parse(ArgReader& r) {
+    op = static_cast<UnaryOp>(r.integer("op"));
+    x = r.tensor("x");
+    gradOut = r.tensor("gradOut");
+    out = r.tensor("out");
+    checkActivationBackward(op, x, gradOut, out);
+  }
+  void run(Backend& backend) { backend.activationBackward(op, x, gradOut, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ColumnSumsJob {
+  static constexpr const char* kName = "columnSums";
+  TensorView x, out;
+  void parse(ArgReader& r) {
+    x = r.tensor("x");
+    out = r.tensor("out");
+    checkColumnSums(x, out);
+  }
+  void run(Backend& backend) { backend.columnSums(x, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct CrossEntropyBackwardJob {
+  static constexpr const char* kName = "crossEntropyBackward";
+  TensorView logits, targets, gradNll, gradLogits;
+  void parse(ArgReader& r) {
+    logits = r.tensor("logits");
+    targets = r.tensor("targets");
+    gradNll = r.tensor("gradNll");
+    gradLogits = r.tensor("out");
+    checkCrossEntropyBackward(logits, targets, gradNll, gradLogits);
+  }
+  void run(Backend& backend) { backend.crossEntropyBackward(logits, targets, gradNll, gradLogits); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct ScatterAddBackwardJob {
+  static constexpr const char* kName = "scatterAddBackward";
+  TensorView gradOut, rows, indices, weights, gradRows, gradWeights;
+  void parse(ArgReader& r) {
+    gradOut = r.tensor("gradOut");
+    rows = r.tensor("rows");
+    indices = r.tensor("indices");
+    weights = r.tensor("weights");
+    gradRows = r.tensor("outRows");
+    gradWeights = r.tensor("outWeights");
+    checkScatterAddBackward(gradOut, rows, indices, weights, gradRows, gradWeights);
+  }
+  void run(Backend& backend) { backend.scatterAddBackward(gradOut, rows, indices, weights, gradRows, gradWeights); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct AdamwStepJob {
+  static constexpr const char* kName = "adamwStep";
+  TensorView param, grad, m, v;
+  AdamwOptions options;
+  void parse(ArgReader& r) {
+    param = r.tensor("param");
+    grad = r.tensor("grad");
+    m = r.tensor("m");
+    v = r.tensor("v");
+    options.lr = r.number("lr");
+    options.beta1 = r.number("beta1");
+    options.beta2 = r.number("beta2");
+    options.eps = r.number("eps");
+    options.weightDecay = r.number("weightDecay");
+    options.step = r.integer("step");
+    checkAdamwStep(param, grad, m, v, options);
+  }
+  void run(Backend& backend) { backend.adamwStep(param, grad, m, v, options); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
 }  // namespace
 
 void exportOps(Napi::Env env, Napi::Object exports) {
@@ -410,6 +571,16 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<AddBiasJob>(env, exports);
   exportJob<CrossEntropyJob>(env, exports);
   exportJob<ScatterAddJob>(env, exports);
+  exportJob<EmbeddingBackwardJob>(env, exports);
+  exportJob<NormBackwardJob>(env, exports);
+  exportJob<RopeBackwardJob>(env, exports);
+  exportJob<AttentionBackwardJob>(env, exports);
+  exportJob<SiluMulBackwardJob>(env, exports);
+  exportJob<ActivationBackwardJob>(env, exports);
+  exportJob<ColumnSumsJob>(env, exports);
+  exportJob<CrossEntropyBackwardJob>(env, exports);
+  exportJob<ScatterAddBackwardJob>(env, exports);
+  exportJob<AdamwStepJob>(env, exports);
 }
 
 }  // namespace sparq::napi

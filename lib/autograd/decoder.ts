@@ -1,0 +1,257 @@
+// Gradients of the language-model loss of a decoder model with respect to every parameter.
+//
+// The loss of a batch of equal-length windows (each T + 1 tokens) is the mean over windows of each
+// window's mean next-token negative log-likelihood, i.e. the mean over all B·T predictions.
+//
+// Two modes share the per-block tape code:
+// - in memory (`lossAndGradients`): every parameter is a tensor in a map; one tape over the whole model.
+// - streaming (`streamGradients`): parameters are read from the checkpoint one block at a time. The
+//   forward pass keeps only the hidden states at block boundaries; the backward pass reloads each block,
+//   recomputes its forward on a tape, backpropagates, and hands the block's parameter gradients to a
+//   callback before loading the next. Memory ≈ one block + its activations + the boundary states.
+import { InvalidArgumentError } from '../errors.js';
+import type { DecoderModel } from '../models/decoder.js';
+import { axpy } from '../ops.js';
+import { Tensor } from '../tensor.js';
+import { Tape, type Variable } from './tape.js';
+
+/** A batch of windows as the model sees them: inputs, targets and positions, each [B·T]. */
+export interface Batch {
+  inputs: Tensor;
+  targets: Tensor;
+  positions: Tensor;
+  sequenceLength: number;
+}
+
+/** Windows of T + 1 tokens → inputs (first T) and targets (last T) of each, concatenated. */
+export function makeBatch(windows: readonly Int32Array[]): Batch {
+  if (windows.length === 0) throw new InvalidArgumentError('windows: at least one window is needed');
+  const length = windows[0].length;
+  if (length < 2) throw new InvalidArgumentError(`windows: a window needs at least 2 tokens, found ${length}`);
+  const T = length - 1;
+  const inputs = new Int32Array(windows.length * T);
+  const targets = new Int32Array(windows.length * T);
+  windows.forEach((w, i) => {
+    if (w.length !== length) throw new InvalidArgumentError(`windows: window ${i} has ${w.length} tokens, window 0 has ${length}; all must be equal`);
+    inputs.set(w.subarray(0, T), i * T);
+    targets.set(w.subarray(1), i * T);
+  });
+  const positions = Int32Array.from({ length: inputs.length }, (_, i) => i % T);
+  return { inputs: Tensor.fromTypedArray(inputs), targets: Tensor.fromTypedArray(targets), positions: Tensor.fromTypedArray(positions), sequenceLength: T };
+}
+
+/** Looks up a parameter's variable by its checkpoint name; undefined when the model has none. */
+export type ParameterLookup = (name: string) => Variable | undefined;
+
+function required(lookup: ParameterLookup, name: string): Variable {
+  const v = lookup(name);
+  if (!v) throw new InvalidArgumentError(`parameter ${name} is missing`);
+  return v;
+}
+
+/** Checkpoint names of block `index`'s parameters (weights, biases, norms) present in `has`. */
+export function blockParameterNames(model: DecoderModel, index: number): string[] {
+  const { layout, config } = model;
+  const prefix = layout.block(index);
+  const bases = Object.values(model.linearRoles()).map((name) => prefix + name);
+  bases.push(prefix + layout.attentionNorm, prefix + layout.mlpNorm);
+  if (config.qkNorm && layout.qNorm && layout.kNorm) bases.push(prefix + layout.qNorm, prefix + layout.kNorm);
+  return bases.flatMap((base) => [`${base}.weight`, `${base}.bias`]).filter((name) => model.checkpoint.has(name));
+}
+
+/** Names of the parameters outside the blocks: token (and position) embeddings, final norm, lm_head. */
+export function outerParameterNames(model: DecoderModel): { embeddings: string[]; head: string[] } {
+  const { layout } = model;
+  const embeddings = [layout.embed, ...(layout.positions ? [layout.positions] : [])];
+  const head = [`${layout.finalNorm}.weight`, `${layout.finalNorm}.bias`, headWeightName(model)].filter((n) => model.checkpoint.has(n) && n !== layout.embed);
+  return { embeddings, head };
+}
+
+/** The output projection's tensor: lm_head, or the token embedding when tied. */
+export function headWeightName(model: DecoderModel): string {
+  const tied = model.config.tiedEmbeddings || !model.checkpoint.has(model.layout.lmHead);
+  return tied ? model.layout.embed : model.layout.lmHead;
+}
+
+/** Hidden states of the batch's inputs: token embeddings (+ learned positions). */
+export function embedOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLookup, batch: Batch): Variable {
+  const h = tape.embedding(required(lookup, model.layout.embed), batch.inputs);
+  if (!model.layout.positions) return h;
+  const offset = model.config.learnedPositionOffset ?? 0;
+  const ids = Tensor.fromTypedArray(Int32Array.from(batch.positions.data as Int32Array, (p) => p + offset));
+  return tape.add(h, tape.embedding(required(lookup, model.layout.positions), ids));
+}
+
+function normOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLookup, base: string, x: Variable): Variable {
+  return tape.norm(model.config.norm, x, required(lookup, `${base}.weight`), lookup(`${base}.bias`), model.config.normEps);
+}
+
+/** One decoder block on the tape: the same computation as DecoderBlock.forward. */
+export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch): Variable {
+  const { config, layout } = model;
+  const prefix = layout.block(index);
+  const roles = model.linearRoles();
+  const N = h.value.shape[0];
+  const linear = (role: string, x: Variable) => {
+    const base = prefix + roles[role];
+    return tape.linear(x, required(lookup, `${base}.weight`), lookup(`${base}.bias`));
+  };
+  const norm = (name: string, x: Variable) => normOnTape(tape, model, lookup, prefix + name, x);
+
+  const x = norm(layout.attentionNorm, h);
+  let q = tape.reshape(linear('q', x), [N, config.heads, config.headDim]);
+  let k = tape.reshape(linear('k', x), [N, config.kvHeads, config.headDim]);
+  const v = tape.reshape(linear('v', x), [N, config.kvHeads, config.headDim]);
+  if (config.qkNorm && layout.qNorm && layout.kNorm) {
+    q = norm(layout.qNorm, q);
+    k = norm(layout.kNorm, k);
+  }
+  if (model.invFreq) {
+    q = tape.rope(q, batch.positions, model.invFreq);
+    k = tape.rope(k, batch.positions, model.invFreq);
+  }
+  const attended = tape.reshape(tape.attention(q, k, v, batch.sequenceLength), [N, config.heads * config.headDim]);
+  const afterAttention = tape.add(h, linear('o', attended));
+
+  const y = norm(layout.mlpNorm, afterAttention);
+  let mlp: Variable;
+  if (config.mlp === 'moe') {
+    const routing = tape.route(linear('router', y), config.moe!.topK);
+    const outputs = routing.tokens.map((tokens, e) => {
+      if (tokens.numel === 0) return undefined;
+      const routed = tape.embedding(y, tokens);
+      return linear(`expert.${e}.down`, tape.siluMul(linear(`expert.${e}.gate`, routed), linear(`expert.${e}.up`, routed)));
+    });
+    mlp = tape.combineExperts(routing, outputs, config.hiddenSize);
+  } else if (config.mlp === 'swiglu') {
+    mlp = linear('down', tape.siluMul(linear('gate', y), linear('up', y)));
+  } else {
+    mlp = linear('fc2', tape.activation(config.mlp, linear('fc1', y)));
+  }
+  return tape.add(afterAttention, mlp);
+}
+
+/** Final norm, output projection and mean cross-entropy against the batch's targets. */
+export function lossOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLookup, h: Variable, batch: Batch): Variable {
+  const x = normOnTape(tape, model, lookup, model.layout.finalNorm, h);
+  return tape.crossEntropyMean(tape.linear(x, required(lookup, headWeightName(model))), batch.targets);
+}
+
+export interface GradientResult {
+  /** The batch's mean next-token NLL. */
+  loss: number;
+  /** d loss / d parameter by checkpoint name (zeros for parameters the batch did not reach, e.g. an idle expert). */
+  gradients: Map<string, Tensor>;
+}
+
+/** In-memory mode: `parameters` holds every parameter (f32) by checkpoint name; one tape over the model. */
+export function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch): GradientResult {
+  const tape = new Tape();
+  const variables = new Map<string, Variable>();
+  const lookup: ParameterLookup = (name) => {
+    let v = variables.get(name);
+    if (!v) {
+      const value = parameters.get(name);
+      if (!value) return undefined;
+      v = tape.parameter(value);
+      variables.set(name, v);
+    }
+    return v;
+  };
+  let h = embedOnTape(tape, model, lookup, batch);
+  for (let i = 0; i < model.config.layers; ++i) h = blockOnTape(tape, model, i, lookup, h, batch);
+  const loss = lossOnTape(tape, model, lookup, h, batch);
+  tape.backward(loss);
+  const gradients = new Map<string, Tensor>();
+  for (const [name, value] of parameters) gradients.set(name, variables.get(name)?.grad ?? Tensor.zeros(value.shape));
+  return { loss: (loss.value.data as Float32Array)[0], gradients };
+}
+
+/** Which part of the model a streamed set of gradients belongs to. */
+export type ModelPart = { kind: 'head' } | { kind: 'block'; index: number } | { kind: 'embeddings' };
+
+export interface StreamGradientsOptions {
+  /** Receives each part's gradients (checkpoint name → f32 tensor) once, in the order head, blocks L−1…0, embeddings. */
+  onGradients: (part: ModelPart, gradients: Map<string, Tensor>) => void | Promise<void>;
+  /** Called after each block's forward (phase 'forward') and backward (phase 'backward'). */
+  onProgress?: (phase: 'forward' | 'backward', block: number, blocks: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Streaming mode: see the file comment. Returns the batch's loss. */
+export async function streamGradients(model: DecoderModel, batch: Batch, options: StreamGradientsOptions): Promise<number> {
+  const read = (name: string) => model.checkpoint.read(name, { dtype: 'f32' });
+  // Parameters become tape parameters for backward, constants for the forward-only pass.
+  const loadLookup = async (tape: Tape, names: string[], trainable = true): Promise<{ lookup: ParameterLookup; variables: Map<string, Variable> }> => {
+    const variables = new Map<string, Variable>();
+    for (const name of names) {
+      const value = await read(name);
+      variables.set(name, trainable ? tape.parameter(value) : tape.constant(value));
+    }
+    return { lookup: (name) => variables.get(name), variables };
+  };
+  const collect = (variables: Map<string, Variable>, skip?: string) => {
+    const grads = new Map<string, Tensor>();
+    for (const [name, v] of variables) if (name !== skip) grads.set(name, v.grad ?? Tensor.zeros(v.value.shape));
+    return grads;
+  };
+  const { embeddings: embeddingNames, head: headNames } = outerParameterNames(model);
+  const headWeight = headWeightName(model);
+  const tied = headWeight === model.layout.embed;
+
+  // Forward: only the block-boundary hidden states are kept.
+  const boundaries: Tensor[] = [];
+  {
+    const tape = new Tape();
+    const { lookup } = await loadLookup(tape, embeddingNames, false);
+    boundaries.push(embedOnTape(tape, model, lookup, batch).value);
+  }
+  for (let i = 0; i < model.config.layers; ++i) {
+    options.signal?.throwIfAborted();
+    const tape = new Tape();
+    const { lookup } = await loadLookup(tape, blockParameterNames(model, i), false);
+    boundaries.push(blockOnTape(tape, model, i, lookup, tape.constant(boundaries[i]), batch).value);
+    options.onProgress?.('forward', i + 1, model.config.layers);
+  }
+
+  // Head: loss and the gradient flowing into the last block.
+  let grad: Tensor;
+  let loss: number;
+  let tiedGradient: Tensor | undefined;
+  {
+    const tape = new Tape();
+    const { lookup, variables } = await loadLookup(tape, tied ? [...headNames, headWeight] : headNames);
+    const h = tape.parameter(boundaries[model.config.layers]);
+    const lossVariable = lossOnTape(tape, model, lookup, h, batch);
+    tape.backward(lossVariable);
+    loss = (lossVariable.value.data as Float32Array)[0];
+    grad = h.grad!;
+    if (tied) tiedGradient = variables.get(headWeight)!.grad;
+    await options.onGradients({ kind: 'head' }, collect(variables, tied ? headWeight : undefined));
+  }
+  boundaries.pop();
+
+  // Blocks, last to first: recompute the forward on a tape, backpropagate, hand over the gradients.
+  for (let i = model.config.layers - 1; i >= 0; --i) {
+    options.signal?.throwIfAborted();
+    const tape = new Tape();
+    const { lookup, variables } = await loadLookup(tape, blockParameterNames(model, i));
+    const h = tape.parameter(boundaries.pop()!);
+    tape.backward(blockOnTape(tape, model, i, lookup, h, batch), grad);
+    grad = h.grad!;
+    await options.onGradients({ kind: 'block', index: i }, collect(variables));
+    options.onProgress?.('backward', model.config.layers - i, model.config.layers);
+  }
+
+  // Embeddings (plus the head's share of a tied table).
+  {
+    const tape = new Tape();
+    const { lookup, variables } = await loadLookup(tape, embeddingNames);
+    const h = embedOnTape(tape, model, lookup, batch);
+    tape.backward(h, grad);
+    const grads = collect(variables);
+    if (tiedGradient) axpy(1, tiedGradient, grads.get(model.layout.embed)!);
+    await options.onGradients({ kind: 'embeddings' }, grads);
+  }
+  return loss;
+}

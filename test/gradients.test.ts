@@ -1,0 +1,83 @@
+// Gradients of the language-model loss through the whole decoder must reproduce the independent PyTorch
+// goldens (`grad.<param>` in each tiny fixture), in memory and streamed block by block.
+// Tolerance: both sides compute in f32 from the same stored weights, so they differ by f32 rounding
+// accumulated along different summation orders; each gradient tensor must be within
+// 1e-4·max|golden| + 1e-7 + 1e-3·|golden| elementwise. The 1e-7 floor is for gradients that are zero in
+// exact arithmetic, where both sides hold f32 noise: a key bias adds the same amount to every score of a
+// query, which the softmax cancels (OPT's k_proj.bias gradients are ~1e-9 here).
+// The loss within 1e-5 relative. Streaming and in-memory run the same kernels on the same values in the
+// same order, so they must agree to 1e-6 relative.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DecoderModel, SafetensorsFile, Tensor } from '../lib/index.js';
+import { lossAndGradients, makeBatch, streamGradients, type ModelPart } from '../lib/autograd/decoder.js';
+import { assertClose, sharedDir } from './helpers.js';
+
+const fixtures = join(sharedDir(), 'fixtures');
+const TINY = ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral'];
+
+async function loadGolden(dir: string) {
+  const file = await SafetensorsFile.open(join(dir, 'golden.safetensors'));
+  const ids = (await file.read('input_ids')).data as Int32Array;
+  const [batch, length] = file.info('input_ids').shape;
+  const grads = new Map<string, Float32Array>();
+  for (const name of file.names()) if (name.startsWith('grad.')) grads.set(name.slice(5), (await file.read(name, { dtype: 'f32' })).data as Float32Array);
+  await file.close();
+  const windows = Array.from({ length: batch }, (_, b) => ids.slice(b * length, (b + 1) * length));
+  return { windows, grads, loss: JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')).loss as number };
+}
+
+async function loadParameters(model: DecoderModel): Promise<Map<string, Tensor>> {
+  const parameters = new Map<string, Tensor>();
+  for (const name of model.checkpoint.names()) parameters.set(name, await model.checkpoint.read(name, { dtype: 'f32' }));
+  return parameters;
+}
+
+function maxAbs(values: Float32Array): number {
+  let m = 0;
+  for (const v of values) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+describe('gradients of the loss match the PyTorch goldens', () => {
+  for (const name of TINY) {
+    it(`${name}: loss and every parameter's gradient, in memory and streamed`, async () => {
+      const dir = join(fixtures, name);
+      const golden = await loadGolden(dir);
+      const model = await DecoderModel.open(dir);
+      try {
+        const batch = makeBatch(golden.windows);
+        const { loss, gradients } = lossAndGradients(model, await loadParameters(model), batch);
+        assert.ok(Math.abs(loss - golden.loss) <= 1e-5 * golden.loss, `loss ${loss}, golden ${golden.loss}`);
+        assert.deepEqual([...gradients.keys()].sort(), [...golden.grads.keys()].sort(), 'one gradient per parameter');
+        for (const [param, expected] of golden.grads) {
+          const scale = maxAbs(expected);
+          assertClose(gradients.get(param)!.data as Float32Array, expected, { atol: 1e-4 * scale + 1e-7, rtol: 1e-3 }, `${name} grad.${param}`);
+        }
+
+        const parts: ModelPart[] = [];
+        const streamed = new Map<string, Tensor>();
+        const streamedLoss = await streamGradients(model, batch, {
+          onGradients: (part, grads) => {
+            parts.push(part);
+            for (const [param, g] of grads) {
+              assert.ok(!streamed.has(param), `${param} handed over twice`);
+              streamed.set(param, g);
+            }
+          },
+        });
+        assert.ok(Math.abs(streamedLoss - loss) <= 1e-6 * loss, `streamed loss ${streamedLoss}, in memory ${loss}`);
+        const blocks = Array.from({ length: model.config.layers }, (_, i) => ({ kind: 'block', index: model.config.layers - 1 - i }));
+        assert.deepEqual(parts, [{ kind: 'head' }, ...blocks, { kind: 'embeddings' }]);
+        assert.deepEqual([...streamed.keys()].sort(), [...gradients.keys()].sort());
+        for (const [param, g] of gradients) {
+          const scale = maxAbs(g.data as Float32Array);
+          assertClose(streamed.get(param)!.data as Float32Array, g.data as Float32Array, { atol: 1e-6 * scale, rtol: 1e-6 }, `${name} streamed grad.${param}`);
+        }
+      } finally {
+        await model.close();
+      }
+    });
+  }
+});
