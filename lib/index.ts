@@ -13,7 +13,7 @@ export {
   type NativeInfo,
 } from './native.js';
 export * from './ops.js';
-export { DeviceStorage, formatShape, shapeNumel, Tensor, type Shape } from './tensor.js';
+export { DeviceStorage, formatShape, shapeNumel, Tensor, TensorArena, type Shape } from './tensor.js';
 export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.js';
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
 export type { AsyncOptions } from './call.js';

@@ -18,6 +18,58 @@ export class DeviceStorage {
 
 export type Shape = readonly number[];
 
+/** Buffers below this size come from the JavaScript heap as usual. */
+const ARENA_MIN_BYTES = 64 * 1024;
+let activeArena: TensorArena | undefined;
+
+/**
+ * A pool of CPU buffers for work that allocates the same large tensors again and again (a training
+ * step). Inside `arena.run(fn)` (synchronous), Tensor.zeros takes buffers of 64 KiB or more from the
+ * pool, zero-filled again; `recycle()` returns every buffer handed out since the last recycle. Fresh
+ * large allocations cost a page fault per 4 KiB on first touch, which on virtual machines can take longer
+ * than the kernel that fills the buffer. The caller guarantees that no tensor allocated inside `run` is
+ * used after `recycle()`.
+ */
+export class TensorArena {
+  private readonly free = new Map<string, TypedArray[]>();
+  private lent: [string, TypedArray][] = [];
+
+  run<T>(fn: () => T): T {
+    const previous = activeArena;
+    activeArena = this;
+    try {
+      return fn();
+    } finally {
+      activeArena = previous;
+    }
+  }
+
+  take(dtype: DType, numel: number): TypedArray {
+    const key = `${dtype}:${numel}`;
+    let buffer = this.free.get(key)?.pop();
+    if (buffer) (buffer as Float32Array).fill(0);
+    else buffer = new (arrayTypeFor(dtype))(numel);
+    this.lent.push([key, buffer]);
+    return buffer;
+  }
+
+  recycle(): void {
+    for (const [key, buffer] of this.lent) {
+      const list = this.free.get(key);
+      if (list) list.push(buffer);
+      else this.free.set(key, [buffer]);
+    }
+    this.lent = [];
+  }
+
+  /** Bytes held for reuse. */
+  get pooledBytes(): number {
+    let bytes = 0;
+    for (const list of this.free.values()) for (const b of list) bytes += b.byteLength;
+    return bytes;
+  }
+}
+
 export function shapeNumel(shape: Shape): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -82,7 +134,8 @@ export class Tensor {
   static zeros(shape: Shape, dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
     const dims = checkShape('shape', shape);
     if (!isDType(dtype)) invalid('dtype', 'a dtype name', dtype);
-    const host = new (arrayTypeFor(dtype))(shapeNumel(dims));
+    const numel = shapeNumel(dims);
+    const host = activeArena && numel * dtypeSize(dtype) >= ARENA_MIN_BYTES ? activeArena.take(dtype, numel) : new (arrayTypeFor(dtype))(numel);
     const cpu = new Tensor(host, dtype, dims);
     return device === 'cpu' ? cpu : cpu.toDevice(device);
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The sparq command line. Commands arrive with the issues that build them; `info` reports the backends.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backendInfo, DecoderModel, loadTokenizerFile, train, evaluatePerplexity, inspectModel, isAvailable, loadAttempts, loadRecipe, loadTokenizer, parseRecipe, prune, PrunedFolder } from '../index.js';
 import type { PruneReport, Recipe } from '../index.js';
@@ -38,7 +38,7 @@ Commands:
                    before and after; --resume continues an interrupted run into the same --out;
                    --skip-error skips measuring each linear's reconstruction error (faster)
 
-  train (--model DIR | --init CONFIG.json [--tokenizer FILE]) (--tokens FILE.json | --text FILE)
+  train (--model DIR | --init CONFIG.json [--tokenizer FILE|DIR]) (--tokens FILE.json | --text FILE)
         --seq-len T --batch B --steps S --optimizer sgd|adamw --lr LR [--weight-decay W]
         [--grad-clip C] [--shuffle --seed S] [--save-dtype float32|bfloat16|float16]
         --out DIR [--overwrite] [--json]
@@ -126,8 +126,9 @@ async function trainCommand(args: string[]): Promise<void> {
   if (values.seed !== undefined && !values.shuffle) throw new InvalidArgumentError('train: --seed only applies with --shuffle');
   let tokens: Int32Array;
   if (values.text !== undefined && values.model === undefined) {
-    if (!values.tokenizer) throw new InvalidArgumentError('train: --text with --init needs --tokenizer FILE (a tokenizer.json)');
-    tokens = (await loadTokenizerFile(values.tokenizer)).encode(await readTextFile(values.text));
+    if (!values.tokenizer) throw new InvalidArgumentError('train: --text with --init needs --tokenizer (a tokenizer.json or a folder with one)');
+    const tokenizer = statSync(values.tokenizer, { throwIfNoEntry: false })?.isDirectory() ? await loadTokenizer(values.tokenizer) : await loadTokenizerFile(values.tokenizer);
+    tokens = tokenizer.encode(await readTextFile(values.text));
   } else {
     tokens = await readTokens(values.tokens, values.text, values.tokenizer ?? values.model!);
   }
@@ -139,7 +140,7 @@ async function trainCommand(args: string[]): Promise<void> {
     const report = await train({
       model: values.model,
       init: values.init,
-      tokenizerFile: values.init !== undefined ? values.tokenizer : undefined,
+      tokenizer: values.init !== undefined ? values.tokenizer : undefined,
       tokens,
       seqLen: positiveInteger('train', 'seq-len', values['seq-len'], 2)!,
       batch: positiveInteger('train', 'batch', values.batch)!,

@@ -8,7 +8,7 @@
 // Each step: forward + backward over one tape (lib/autograd), optional global-norm clipping, one
 // optimizer update. The output folder is staged beside `out` and renamed into place at the end, so an
 // interrupted run leaves nothing half-written there.
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { lossAndGradients, makeBatch } from '../autograd/decoder.js';
 import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
@@ -16,7 +16,7 @@ import { CheckpointWriter, StagedDirectory } from '../io/checkpoint.js';
 import { DecoderModel } from '../models/decoder.js';
 import { parseConfig } from '../models/config.js';
 import { seededRandom } from '../pipeline/calibration.js';
-import type { Tensor } from '../tensor.js';
+import { TensorArena, type Tensor } from '../tensor.js';
 import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
 import { sparqVersion } from '../version.js';
 import { initialParameters } from './init.js';
@@ -34,8 +34,9 @@ export interface TrainOptions {
   /** …or from a new model with this config.json (a path or the parsed object), initialised from `initSeed`. */
   init?: string | Record<string, unknown>;
   initSeed?: number;
-  /** A tokenizer.json to put in the output folder (e.g. for a model started with `init`). */
-  tokenizerFile?: string;
+  /** A tokenizer for the output folder (e.g. for a model started with `init`): a tokenizer.json, or a
+   * folder whose tokenizer files are copied. */
+  tokenizer?: string;
   tokens: Int32Array;
   seqLen: number;
   batch: number;
@@ -150,6 +151,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
     const nextWindow = windowOrder(windows, options.shuffle ?? false, options.seed ?? 0);
     const losses: number[] = [];
     const tokensPerStep = batchSize * (seqLen - 1);
+    const arena = new TensorArena();
     const started = performance.now();
     for (let step = 1; step <= steps; ++step) {
       if (options.signal?.aborted) throw new AbortError(`train: interrupted at step ${step} of ${steps}; nothing was written to ${options.out}`);
@@ -159,10 +161,12 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
           return options.tokens.subarray(w * seqLen, (w + 1) * seqLen);
         }),
       );
-      const { loss, gradients } = lossAndGradients(model, parameters, batch);
+      // The step's activations and gradients come from the arena and go back to it once applied.
+      const { loss, gradients } = arena.run(() => lossAndGradients(model!, parameters, batch));
       if (!Number.isFinite(loss)) throw new InvalidArgumentError(`train: the loss became ${loss} at step ${step}; lower --lr or set --grad-clip`);
       if (gradClip !== undefined) clipGradients(gradients, gradClip);
       optimizer.step(parameters, gradients);
+      arena.recycle();
       losses.push(loss);
       const seconds = (performance.now() - started) / 1000;
       options.onProgress?.({ step, steps, loss, tokensPerSecond: (step * tokensPerStep) / seconds });
@@ -203,16 +207,26 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
     };
     await writeFile(join(staged.path, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
     await writeFile(join(staged.path, 'training.json'), `${JSON.stringify(report, null, 2)}\n`);
-    if (options.model !== undefined) {
-      for (const file of COMPANION_FILES) await copyFile(join(options.model, file), join(staged.path, file)).catch(() => undefined);
+    if (options.model !== undefined) await copyCompanions(options.model, staged.path);
+    if (options.tokenizer !== undefined) {
+      if ((await stat(options.tokenizer)).isDirectory()) await copyCompanions(options.tokenizer, staged.path);
+      else await copyFile(options.tokenizer, join(staged.path, 'tokenizer.json'));
     }
-    if (options.tokenizerFile) await copyFile(options.tokenizerFile, join(staged.path, 'tokenizer.json'));
     await staged.commit();
     return report;
   } catch (error) {
     await model?.close();
     await staged.abort();
     throw error;
+  }
+}
+
+/** Copies the companion files that exist in `from`. */
+async function copyCompanions(from: string, to: string): Promise<void> {
+  for (const file of COMPANION_FILES) {
+    await copyFile(join(from, file), join(to, file)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
   }
 }
 
