@@ -63,7 +63,7 @@ describe('gradients of the loss match the PyTorch goldens', () => {
             parts.push(part);
             for (const [param, g] of grads) {
               assert.ok(!streamed.has(param), `${param} handed over twice`);
-              streamed.set(param, g);
+              streamed.set(param, g.clone()); // lent only for the callback
             }
           },
         });

@@ -12,7 +12,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../ops.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, TensorArena } from '../tensor.js';
 import { Tape, type Variable } from './tape.js';
 
 /** A batch of windows as the model sees them: inputs, targets and positions, each [B·T]. */
@@ -171,7 +171,11 @@ export function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<st
 export type ModelPart = { kind: 'head' } | { kind: 'block'; index: number } | { kind: 'embeddings' };
 
 export interface StreamGradientsOptions {
-  /** Receives each part's gradients (checkpoint name → f32 tensor) once, in the order head, blocks L−1…0, embeddings. */
+  /**
+   * Receives each part's gradients (checkpoint name → f32 tensor) once, in the order head, blocks
+   * L−1…0, embeddings. A block's tensors are lent: their memory is reused for the next block once the
+   * callback (or the promise it returns) is done, so copy (`clone()`) what you keep.
+   */
   onGradients: (part: ModelPart, gradients: Map<string, Tensor>) => void | Promise<void>;
   /** Called after each block's forward (phase 'forward') and backward (phase 'backward'). */
   onProgress?: (phase: 'forward' | 'backward', block: number, blocks: number) => void;
@@ -180,78 +184,100 @@ export interface StreamGradientsOptions {
 
 /** Streaming mode: see the file comment. Returns the batch's loss. */
 export async function streamGradients(model: DecoderModel, batch: Batch, options: StreamGradientsOptions): Promise<number> {
-  const read = (name: string) => model.checkpoint.read(name, { dtype: 'f32' });
-  // Parameters become tape parameters for backward, constants for the forward-only pass.
-  const loadLookup = async (tape: Tape, names: string[], trainable = true): Promise<{ lookup: ParameterLookup; variables: Map<string, Variable> }> => {
-    const variables = new Map<string, Variable>();
-    for (const name of names) {
-      const value = await read(name);
-      variables.set(name, trainable ? tape.parameter(value) : tape.constant(value));
-    }
-    return { lookup: (name) => variables.get(name), variables };
-  };
-  const collect = (variables: Map<string, Variable>, skip?: string) => {
-    const grads = new Map<string, Tensor>();
-    for (const [name, v] of variables) if (name !== skip) grads.set(name, v.grad ?? Tensor.zeros(v.value.shape));
-    return grads;
-  };
-  const { embeddings: embeddingNames, head: headNames } = outerParameterNames(model);
+  // Each phase is its own function, so everything a phase loaded is unreachable when it returns.
+  // Every block has the same shapes, so one arena serves them all: a block's activations and gradients
+  // come from it and go back once the block is done (see TensorArena); what crosses blocks is cloned
+  // out of it. The head and the embeddings are one-off shapes and allocate as usual.
+  const arena = new TensorArena();
+  const layers = model.config.layers;
+  const boundaries = [await embeddingsForward(model, batch)];
+  for (let i = 0; i < layers; ++i) {
+    options.signal?.throwIfAborted();
+    boundaries.push(await blockForward(model, i, boundaries[i], batch, arena));
+    options.onProgress?.('forward', i + 1, layers);
+  }
+  const head = await headBackward(model, boundaries.pop()!, batch, options);
+  let grad = head.grad;
+  for (let i = layers - 1; i >= 0; --i) {
+    options.signal?.throwIfAborted();
+    grad = await blockBackward(model, i, boundaries.pop()!, grad, batch, arena, options);
+    options.onProgress?.('backward', layers - i, layers);
+  }
+  await embeddingsBackward(model, grad, head.tiedGradient, batch, options);
+  return head.loss;
+}
+
+/** Reads parameters by name onto a tape: as parameters (gradients wanted) or constants. */
+async function loadVariables(model: DecoderModel, tape: Tape, names: string[], trainable: boolean): Promise<Map<string, Variable>> {
+  const variables = new Map<string, Variable>();
+  for (const name of names) {
+    const value = await model.checkpoint.read(name, { dtype: 'f32' });
+    variables.set(name, trainable ? tape.parameter(value) : tape.constant(value));
+  }
+  return variables;
+}
+
+/** Every variable's gradient (zeros where none reached it), optionally leaving one out. */
+function gradientsOf(variables: Map<string, Variable>, skip?: string): Map<string, Tensor> {
+  const grads = new Map<string, Tensor>();
+  for (const [name, v] of variables) if (name !== skip) grads.set(name, v.grad ?? Tensor.zeros(v.value.shape));
+  return grads;
+}
+
+async function embeddingsForward(model: DecoderModel, batch: Batch): Promise<Tensor> {
+  const tape = new Tape();
+  const variables = await loadVariables(model, tape, outerParameterNames(model).embeddings, false);
+  return embedOnTape(tape, model, (name) => variables.get(name), batch).value;
+}
+
+async function blockForward(model: DecoderModel, index: number, input: Tensor, batch: Batch, arena: TensorArena): Promise<Tensor> {
+  const tape = new Tape();
+  const variables = await loadVariables(model, tape, blockParameterNames(model, index), false);
+  const output = arena.run(() => blockOnTape(tape, model, index, (name) => variables.get(name), tape.constant(input), batch).value).clone();
+  arena.recycle();
+  return output;
+}
+
+/** The loss, its gradient with respect to the last hidden states, and the head's parameter gradients. */
+async function headBackward(model: DecoderModel, last: Tensor, batch: Batch, options: StreamGradientsOptions): Promise<{ loss: number; grad: Tensor; tiedGradient?: Tensor }> {
   const headWeight = headWeightName(model);
   const tied = headWeight === model.layout.embed;
+  const names = outerParameterNames(model).head;
+  const tape = new Tape();
+  const variables = await loadVariables(model, tape, tied ? [...names, headWeight] : names, true);
+  const h = tape.parameter(last);
+  const loss = lossOnTape(tape, model, (name) => variables.get(name), h, batch);
+  tape.backward(loss);
+  await options.onGradients({ kind: 'head' }, gradientsOf(variables, tied ? headWeight : undefined));
+  return { loss: (loss.value.data as Float32Array)[0], grad: h.grad!, tiedGradient: tied ? variables.get(headWeight)!.grad : undefined };
+}
 
-  // Forward: only the block-boundary hidden states are kept.
-  const boundaries: Tensor[] = [];
-  {
-    const tape = new Tape();
-    const { lookup } = await loadLookup(tape, embeddingNames, false);
-    boundaries.push(embedOnTape(tape, model, lookup, batch).value);
-  }
-  for (let i = 0; i < model.config.layers; ++i) {
-    options.signal?.throwIfAborted();
-    const tape = new Tape();
-    const { lookup } = await loadLookup(tape, blockParameterNames(model, i), false);
-    boundaries.push(blockOnTape(tape, model, i, lookup, tape.constant(boundaries[i]), batch).value);
-    options.onProgress?.('forward', i + 1, model.config.layers);
-  }
+/** Recomputes block `index` on a tape from its input, backpropagates `seed`; returns the input's gradient. */
+async function blockBackward(
+  model: DecoderModel,
+  index: number,
+  input: Tensor,
+  seed: Tensor,
+  batch: Batch,
+  arena: TensorArena,
+  options: StreamGradientsOptions,
+): Promise<Tensor> {
+  const tape = new Tape();
+  const variables = await loadVariables(model, tape, blockParameterNames(model, index), true);
+  const h = tape.parameter(input);
+  arena.run(() => tape.backward(blockOnTape(tape, model, index, (name) => variables.get(name), h, batch), seed));
+  const grad = h.grad!.clone();
+  await options.onGradients({ kind: 'block', index }, gradientsOf(variables));
+  arena.recycle();
+  return grad;
+}
 
-  // Head: loss and the gradient flowing into the last block.
-  let grad: Tensor;
-  let loss: number;
-  let tiedGradient: Tensor | undefined;
-  {
-    const tape = new Tape();
-    const { lookup, variables } = await loadLookup(tape, tied ? [...headNames, headWeight] : headNames);
-    const h = tape.parameter(boundaries[model.config.layers]);
-    const lossVariable = lossOnTape(tape, model, lookup, h, batch);
-    tape.backward(lossVariable);
-    loss = (lossVariable.value.data as Float32Array)[0];
-    grad = h.grad!;
-    if (tied) tiedGradient = variables.get(headWeight)!.grad;
-    await options.onGradients({ kind: 'head' }, collect(variables, tied ? headWeight : undefined));
-  }
-  boundaries.pop();
-
-  // Blocks, last to first: recompute the forward on a tape, backpropagate, hand over the gradients.
-  for (let i = model.config.layers - 1; i >= 0; --i) {
-    options.signal?.throwIfAborted();
-    const tape = new Tape();
-    const { lookup, variables } = await loadLookup(tape, blockParameterNames(model, i));
-    const h = tape.parameter(boundaries.pop()!);
-    tape.backward(blockOnTape(tape, model, i, lookup, h, batch), grad);
-    grad = h.grad!;
-    await options.onGradients({ kind: 'block', index: i }, collect(variables));
-    options.onProgress?.('backward', model.config.layers - i, model.config.layers);
-  }
-
-  // Embeddings (plus the head's share of a tied table).
-  {
-    const tape = new Tape();
-    const { lookup, variables } = await loadLookup(tape, embeddingNames);
-    const h = embedOnTape(tape, model, lookup, batch);
-    tape.backward(h, grad);
-    const grads = collect(variables);
-    if (tiedGradient) axpy(1, tiedGradient, grads.get(model.layout.embed)!);
-    await options.onGradients({ kind: 'embeddings' }, grads);
-  }
-  return loss;
+/** The embeddings' gradients (plus the head's share of a tied table). */
+async function embeddingsBackward(model: DecoderModel, seed: Tensor, tiedGradient: Tensor | undefined, batch: Batch, options: StreamGradientsOptions): Promise<void> {
+  const tape = new Tape();
+  const variables = await loadVariables(model, tape, outerParameterNames(model).embeddings, true);
+  tape.backward(embedOnTape(tape, model, (name) => variables.get(name), batch), seed);
+  const grads = gradientsOf(variables);
+  if (tiedGradient) axpy(1, tiedGradient, grads.get(model.layout.embed)!);
+  await options.onGradients({ kind: 'embeddings' }, grads);
 }
