@@ -16,7 +16,8 @@ import {
   scatterAddBackward,
   siluMulBackward,
 } from '../nn-backward.js';
-import { axpy, copy, gelu, geluTanh, gemm, relu, silu, topkMask } from '../ops.js';
+import { routeTokens } from '../models/decoder.js';
+import { axpy, copy, gelu, geluTanh, gemm, relu, silu } from '../ops.js';
 import { Tensor, type Shape } from '../tensor.js';
 
 /** A value on a tape; `grad` is filled by `Tape.backward` when `requiresGrad`. */
@@ -199,33 +200,10 @@ export class Tape {
     });
   }
 
-  /**
-   * Mixtral routing: softmax over the router logits [T, E], each token's top-k experts, their
-   * probabilities renormalized to sum to one. Ties are broken as the forward pass does (topkMask).
-   */
+  /** Mixtral routing of the router logits [T, E], as the forward pass routes (routeTokens). */
   route(logits: Variable, topK: number): Routing {
     const [T, E] = logits.value.shape;
-    const z = logits.value.data as Float32Array;
-    const p = new Float32Array(T * E);
-    for (let t = 0; t < T; ++t) {
-      const row = z.subarray(t * E, (t + 1) * E);
-      const max = Math.max(...row);
-      let sum = 0;
-      for (let e = 0; e < E; ++e) sum += Math.exp(row[e] - max);
-      for (let e = 0; e < E; ++e) p[t * E + e] = Math.exp(row[e] - max) / sum;
-    }
-    const chosen = topkMask(Tensor.fromTypedArray(p, [T, E]), topK).data as Uint8Array;
-    const w = new Float32Array(T * E);
-    const totals = new Float64Array(T);
-    const tokensOf: number[][] = Array.from({ length: E }, () => []);
-    for (let t = 0; t < T; ++t) {
-      for (let e = 0; e < E; ++e) if (chosen[t * E + e]) totals[t] += p[t * E + e];
-      for (let e = 0; e < E; ++e) {
-        if (!chosen[t * E + e]) continue;
-        w[t * E + e] = p[t * E + e] / totals[t];
-        tokensOf[e].push(t);
-      }
-    }
+    const { probabilities: p, chosen, totals, weights: w, tokensOf } = routeTokens(logits.value.data as Float32Array, T, E, topK);
     const weights = this.record(Tensor.fromTypedArray(w, [T, E]), [logits], (gy) => {
       // w_e = p_e / S over chosen e (S = Σ_chosen p): ∂L/∂p_e = (g_e − Σ_j g_j w_j) / S for chosen e, 0
       // otherwise; then through the softmax: ∂L/∂z = p ∘ (∂L/∂p − Σ_e p_e ∂L/∂p_e).

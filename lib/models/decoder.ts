@@ -205,27 +205,8 @@ export class DecoderBlock {
   private mixtureOfExperts(y: Tensor, h: Tensor, observe?: InputObserver): void {
     const { experts, topK } = this.config.moe!;
     const T = y.shape[0];
-    const logits = apply(this.linears.router, y).data as Float32Array;
-    const probabilities = new Float32Array(T * experts);
-    for (let t = 0; t < T; ++t) {
-      const row = logits.subarray(t * experts, (t + 1) * experts);
-      const max = Math.max(...row);
-      let sum = 0;
-      for (let e = 0; e < experts; ++e) sum += Math.exp(row[e] - max);
-      for (let e = 0; e < experts; ++e) probabilities[t * experts + e] = Math.exp(row[e] - max) / sum;
-    }
-    const chosen = topkMask(Tensor.fromTypedArray(probabilities, [T, experts]), topK).data as Uint8Array;
-    const tokensOf: number[][] = Array.from({ length: experts }, () => []);
-    const weightsOf: number[][] = Array.from({ length: experts }, () => []);
-    for (let t = 0; t < T; ++t) {
-      let total = 0;
-      for (let e = 0; e < experts; ++e) if (chosen[t * experts + e]) total += probabilities[t * experts + e];
-      for (let e = 0; e < experts; ++e) {
-        if (!chosen[t * experts + e]) continue;
-        tokensOf[e].push(t);
-        weightsOf[e].push(probabilities[t * experts + e] / total);
-      }
-    }
+    const { tokensOf, weights } = routeTokens(apply(this.linears.router, y).data as Float32Array, T, experts, topK);
+    const weightsOf = tokensOf.map((tokens, e) => Float32Array.from(tokens, (t) => weights[t * experts + e]));
     for (let e = 0; e < experts; ++e) {
       if (tokensOf[e].length === 0) continue;
       const indices = Tensor.fromTypedArray(Int32Array.from(tokensOf[e]));
@@ -235,9 +216,51 @@ export class DecoderBlock {
       const activated = siluMul(gate, apply(this.linears[`expert.${e}.up`], routed), { inPlace: true });
       observe?.(`expert.${e}.out`, activated);
       const out = apply(this.linears[`expert.${e}.down`], activated);
-      scatterAdd(h, out, indices, Tensor.fromTypedArray(Float32Array.from(weightsOf[e])));
+      scatterAdd(h, out, indices, Tensor.fromTypedArray(weightsOf[e]));
     }
   }
+}
+
+/** A routing decision for T tokens over E experts (row-major [T, E] arrays). */
+export interface TokenRouting {
+  /** Softmax of the router logits. */
+  probabilities: Float32Array;
+  /** 1 where a token chose an expert. */
+  chosen: Uint8Array;
+  /** Per token, the sum of its chosen probabilities. */
+  totals: Float64Array;
+  /** probability / total where chosen, else 0. */
+  weights: Float32Array;
+  /** The tokens each expert got, in token order. */
+  tokensOf: number[][];
+}
+
+/**
+ * Mixtral routing: softmax over each token's router logits, its top-k experts (ties as topkMask breaks
+ * them), their probabilities renormalized to sum to one.
+ */
+export function routeTokens(logits: Float32Array, T: number, E: number, topK: number): TokenRouting {
+  const probabilities = new Float32Array(T * E);
+  for (let t = 0; t < T; ++t) {
+    const row = logits.subarray(t * E, (t + 1) * E);
+    const max = Math.max(...row);
+    let sum = 0;
+    for (let e = 0; e < E; ++e) sum += Math.exp(row[e] - max);
+    for (let e = 0; e < E; ++e) probabilities[t * E + e] = Math.exp(row[e] - max) / sum;
+  }
+  const chosen = topkMask(Tensor.fromTypedArray(probabilities, [T, E]), topK).data as Uint8Array;
+  const totals = new Float64Array(T);
+  const weights = new Float32Array(T * E);
+  const tokensOf: number[][] = Array.from({ length: E }, () => []);
+  for (let t = 0; t < T; ++t) {
+    for (let e = 0; e < E; ++e) if (chosen[t * E + e]) totals[t] += probabilities[t * E + e];
+    for (let e = 0; e < E; ++e) {
+      if (!chosen[t * E + e]) continue;
+      weights[t * E + e] = probabilities[t * E + e] / totals[t];
+      tokensOf[e].push(t);
+    }
+  }
+  return { probabilities, chosen, totals, weights, tokensOf };
 }
 
 export interface Embeddings {

@@ -67,7 +67,11 @@ void norm(NormKind kind, const TensorView& x, const TensorView& weight, const Te
   });
 }
 
-void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq) {
+void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq) { rotateHalves(x, positions, invFreq, false); }
+
+// Pairs (i, i + d/2) rotate by position·invFreq[i]; `inverse` rotates by the opposite angle, which is the
+// rotation's transpose (rope's backward). sin(−θ) = −sin θ exactly, so both directions share the angles.
+void rotateHalves(TensorView& x, const TensorView& positions, const TensorView& invFreq, bool inverse) {
   const int64_t tokens = x.shape[0], heads = x.shape[1], dim = x.shape[2], half = dim / 2;
   const int32_t* pos = positions.as<const int32_t>();
   const float* freq = invFreq.as<const float>();
@@ -79,7 +83,8 @@ void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq)
         // The angle in float, as the reference implementations compute it, then cos/sin in double.
         const float angle = static_cast<float>(pos[t]) * freq[i];
         cosines[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-        sines[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+        const float sine = static_cast<float>(std::sin(static_cast<double>(angle)));
+        sines[i] = inverse ? -sine : sine;
       }
       for (int64_t h = 0; h < heads; ++h) {
         float* v = xs + (t * heads + h) * dim;

@@ -6,6 +6,7 @@ namespace sparq::cpu {
 void embedding(const TensorView& table, const TensorView& ids, TensorView& out);
 void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps, TensorView& out);
 void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq);
+void rotateHalves(TensorView& x, const TensorView& positions, const TensorView& invFreq, bool inverse);
 void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale, bool causal);
 void siluMul(const TensorView& gate, const TensorView& up, TensorView& out);
 void addBias(TensorView& x, const TensorView& bias);

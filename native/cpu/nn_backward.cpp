@@ -14,6 +14,7 @@
 
 #include "core/pool.h"
 #include "linalg.h"
+#include "nn.h"
 
 namespace sparq::cpu {
 
@@ -117,30 +118,9 @@ void normBackward(NormKind kind, const TensorView& x, const TensorView& weight, 
   }
 }
 
-// A rotation's transpose is the rotation by the opposite angle; angles as rope() computes them.
+// A rotation's transpose is the rotation by the opposite angle.
 void ropeBackward(TensorView& grad, const TensorView& positions, const TensorView& invFreq) {
-  const int64_t tokens = grad.shape[0], heads = grad.shape[1], dim = grad.shape[2], half = dim / 2;
-  const int32_t* pos = positions.as<const int32_t>();
-  const float* freq = invFreq.as<const float>();
-  float* gs = grad.as<float>();
-  parallelFor(tokens, grainFor(heads * dim), [&](int64_t t0, int64_t t1) {
-    std::vector<float> cosines(half), sines(half);
-    for (int64_t t = t0; t < t1; ++t) {
-      for (int64_t i = 0; i < half; ++i) {
-        const float angle = static_cast<float>(pos[t]) * freq[i];
-        cosines[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-        sines[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
-      }
-      for (int64_t h = 0; h < heads; ++h) {
-        float* v = gs + (t * heads + h) * dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = v[i], b = v[i + half];
-          v[i] = a * cosines[i] + b * sines[i];
-          v[i + half] = b * cosines[i] - a * sines[i];
-        }
-      }
-    }
-  });
+  rotateHalves(grad, positions, invFreq, true);
 }
 
 // Per kv head (one pool task each, so its dK/dV rows have one writer), per query head of its group, per
