@@ -2,9 +2,10 @@
 // goldens (`grad.<param>` in each tiny fixture), in memory and streamed block by block.
 // Tolerance: both sides compute in f32 from the same stored weights, so they differ by f32 rounding
 // accumulated along different summation orders; each gradient tensor must be within
-// 1e-4·max|golden| + 1e-7 + 1e-3·|golden| elementwise. The 1e-7 floor is for gradients that are zero in
-// exact arithmetic, where both sides hold f32 noise: a key bias adds the same amount to every score of a
-// query, which the softmax cancels (OPT's k_proj.bias gradients are ~1e-9 here).
+// 2e-5·max|golden| + 1e-7 + 1e-3·|golden| elementwise (the largest deviation seen is 2e-6·max|golden|).
+// The 1e-7 floor is for gradients that are zero in exact arithmetic, where both sides hold f32 noise:
+// a key bias adds the same amount to every score of a query, which the softmax cancels (OPT's
+// k_proj.bias gradients are ~1e-9 here).
 // The loss within 1e-5 relative. Streaming and in-memory run the same kernels on the same values in the
 // same order, so they must agree to 1e-6 relative.
 import assert from 'node:assert/strict';
@@ -53,7 +54,7 @@ describe('gradients of the loss match the PyTorch goldens', () => {
         assert.deepEqual([...gradients.keys()].sort(), [...golden.grads.keys()].sort(), 'one gradient per parameter');
         for (const [param, expected] of golden.grads) {
           const scale = maxAbs(expected);
-          assertClose(gradients.get(param)!.data as Float32Array, expected, { atol: 1e-4 * scale + 1e-7, rtol: 1e-3 }, `${name} grad.${param}`);
+          assertClose(gradients.get(param)!.data as Float32Array, expected, { atol: 2e-5 * scale + 1e-7, rtol: 1e-3 }, `${name} grad.${param}`);
         }
 
         const parts: ModelPart[] = [];

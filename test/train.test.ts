@@ -152,7 +152,9 @@ describe('training', () => {
     await assert.rejects(train({ ...base, out: join(scratch, 'x3'), model: join(fixtures, 'tiny-llama') }), /exactly one of model/);
     await assert.rejects(train({ ...base, out: join(scratch, 'x4'), optimizer: 'adam' as 'sgd' }), /optimizer/);
     await assert.rejects(train({ ...base, out }), /already exists/);
-    for (const name of ['x1', 'x2', 'x3', 'x4']) await assert.rejects(stat(join(scratch, name)), 'nothing written for a refused run');
+    await assert.rejects(train({ ...base, out: join(scratch, 'x5'), init: { ...TINY_CONFIG, model_type: 'mistral', sliding_window: 8 } }), /windows of 19 positions exceed the model's sliding attention window of 8/);
+    await assert.rejects(train({ ...base, out: join(scratch, 'x6'), init: { ...TINY_CONFIG, max_position_embeddings: 16 } }), /windows of 19 positions exceed the model's context of 16/);
+    for (const name of ['x1', 'x2', 'x3', 'x4', 'x5', 'x6']) await assert.rejects(stat(join(scratch, name)), 'nothing written for a refused run');
   });
 
   it('an aborted run leaves no output folder', async () => {

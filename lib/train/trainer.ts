@@ -10,7 +10,7 @@
 // interrupted run leaves nothing half-written there.
 import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { lossAndGradients, makeBatch } from '../autograd/decoder.js';
+import { checkBatchFits, lossAndGradients, makeBatch } from '../autograd/decoder.js';
 import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { CheckpointWriter, StagedDirectory } from '../io/checkpoint.js';
 import { DecoderModel } from '../models/decoder.js';
@@ -142,7 +142,8 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
       model = await DecoderModel.open(staged.path);
     }
     const { config } = model;
-    if (seqLen - 1 > config.maxPositions) throw new InvalidArgumentError(`train: seqLen ${seqLen} exceeds the model's context of ${config.maxPositions} tokens`);
+    // A window of seqLen tokens feeds seqLen − 1 positions.
+    checkBatchFits(model, makeBatch([options.tokens.subarray(0, seqLen)]));
     for (let i = 0; i < windows * seqLen; ++i) {
       const t = options.tokens[i];
       if (t < 0 || t >= config.vocabSize) throw new InvalidArgumentError(`train: token ${t} at position ${i} is outside the model's vocabulary of ${config.vocabSize}`);
