@@ -98,6 +98,25 @@ void rotateHalves(TensorView& x, const TensorView& positions, const TensorView& 
   });
 }
 
+// Row r of a block of scores [rows, visible] (its first query at key position firstKey, i.e. query index +
+// key offset) sees keys 0…firstKey + r when causal: softmax over those, in f64 sums, and zeros after.
+void softmaxVisibleRows(float* scores, int64_t rows, int64_t visible, int64_t firstKey, bool causal) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = scores + r * visible;
+    const int64_t seen = causal ? std::min<int64_t>(firstKey + r + 1, visible) : visible;
+    float maxScore = -INFINITY;
+    for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < seen; ++j) {
+      row[j] = std::exp(row[j] - maxScore);
+      sum += row[j];
+    }
+    const float inverse = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
+    std::fill(row + seen, row + visible, 0.0f);
+  }
+}
+
 namespace {
 
 // A dot product in 16 independent partial sums: the compiler may not reorder a float sum on its own,
@@ -201,20 +220,7 @@ void attentionBlas(const AttentionArgs& a) {
                       static_cast<int>(a.dim), a.scale, a.qs + t0 * queryStride + h * a.dim,
                       static_cast<int>(queryStride), a.ks + hk * a.dim, static_cast<int>(a.keyStride), 0.0f,
                       scores.data(), static_cast<int>(visible));
-          for (int64_t r = 0; r < rows; ++r) {
-            float* row = scores.data() + r * visible;
-            const int64_t seen = a.causal ? std::min<int64_t>(t0 + r + a.offset + 1, visible) : visible;
-            float maxScore = -INFINITY;
-            for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
-            double sum = 0;
-            for (int64_t j = 0; j < seen; ++j) {
-              row[j] = std::exp(row[j] - maxScore);
-              sum += row[j];
-            }
-            const float inverse = static_cast<float>(1.0 / sum);
-            for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
-            std::fill(row + seen, row + visible, 0.0f);
-          }
+          softmaxVisibleRows(scores.data(), rows, visible, t0 + a.offset, a.causal);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(a.dim),
                       static_cast<int>(visible), 1.0f, scores.data(), static_cast<int>(visible), a.vs + hk * a.dim,
                       static_cast<int>(a.keyStride), 0.0f, out, static_cast<int>(queryStride));

@@ -173,19 +173,8 @@ void attentionBackward(const TensorView& q, const TensorView& k, const TensorVie
             float* ds = dscores.data();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, visible, d, s, qBlock, ldq, kHead, ldk, 0.0f, p,
                         visible);
+            softmaxVisibleRows(p, rows, visible, t0 + offset, causal);
             for (int64_t r = 0; r < rows; ++r) {
-              float* row = p + r * visible;
-              const int64_t seen = causal ? std::min<int64_t>(t0 + r + offset + 1, visible) : visible;
-              float maxScore = -INFINITY;
-              for (int64_t j = 0; j < seen; ++j) maxScore = std::max(maxScore, row[j]);
-              double sum = 0;
-              for (int64_t j = 0; j < seen; ++j) {
-                row[j] = std::exp(row[j] - maxScore);
-                sum += row[j];
-              }
-              const float inverse = static_cast<float>(1.0 / sum);
-              for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
-              std::fill(row + seen, row + visible, 0.0f);
               double dotOut = 0;
               for (int64_t c = 0; c < dim; ++c) dotOut += static_cast<double>(doBlock[r * qStride + c]) * oBlock[r * qStride + c];
               rowDot[r] = dotOut;
