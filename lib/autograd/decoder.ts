@@ -59,7 +59,7 @@ function required(lookup: ParameterLookup, name: string): Variable {
   return v;
 }
 
-/** Checkpoint names of block `index`'s parameters (weights, biases, norms) present in `has`. */
+/** Checkpoint names of block `index`'s parameters (weights, biases, norms) that the checkpoint has. */
 export function blockParameterNames(model: DecoderModel, index: number): string[] {
   const { layout, config } = model;
   const prefix = layout.block(index);
