@@ -47,7 +47,8 @@ export class TensorArena {
   take(dtype: DType, numel: number): TypedArray {
     const key = `${dtype}:${numel}`;
     let buffer = this.free.get(key)?.pop();
-    if (buffer) (buffer as Float32Array).fill(0);
+    if (buffer instanceof BigInt64Array) buffer.fill(0n);
+    else if (buffer) buffer.fill(0);
     else buffer = new (arrayTypeFor(dtype))(numel);
     this.lent.push([key, buffer]);
     return buffer;

@@ -1,6 +1,6 @@
 // Tensor construction, zero-copy wrapping, views and dtype plumbing.
 import assert from 'node:assert/strict';
-import { ALL_DTYPES, dtypeSize, ShapeMismatchError, Tensor } from '../lib/index.js';
+import { ALL_DTYPES, dtypeSize, ShapeMismatchError, Tensor, TensorArena } from '../lib/index.js';
 
 describe('Tensor', () => {
   it('wraps a TypedArray without copying and writes through', () => {
@@ -67,5 +67,27 @@ describe('Tensor', () => {
     const c = t.clone();
     (c.data as Float64Array)[0] = 9;
     assert.equal((t.data as Float64Array)[0], 1);
+  });
+});
+
+describe('TensorArena', () => {
+  it('hands recycled buffers of 64 KiB or more back zero-filled, and leaves small ones and allocations outside run alone', () => {
+    const arena = new TensorArena();
+    const big = arena.run(() => Tensor.zeros([128, 128]));
+    const small = arena.run(() => Tensor.zeros([4, 4]));
+    (big.data as Float32Array).fill(7);
+    arena.recycle();
+    assert.equal(arena.pooledBytes, 128 * 128 * 4, 'only the large buffer is pooled');
+    const again = arena.run(() => Tensor.zeros([16, 1024]));
+    assert.equal(again.data.buffer, big.data.buffer, 'same element count and dtype: the buffer is reused');
+    assert.ok((again.data as Float32Array).every((v) => v === 0), 'and zeroed');
+    assert.equal(arena.pooledBytes, 0);
+    const outside = Tensor.zeros([128, 128]);
+    assert.notEqual(outside.data.buffer, big.data.buffer, 'outside run: a fresh buffer');
+    const wide = arena.run(() => Tensor.zeros([8192], 'i64'));
+    (wide.data as BigInt64Array).fill(3n);
+    arena.recycle();
+    assert.ok((arena.run(() => Tensor.zeros([8192], 'i64')).data as BigInt64Array).every((v) => v === 0n));
+    assert.equal(small.numel, 16);
   });
 });
