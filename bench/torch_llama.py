@@ -1,36 +1,52 @@
 """PyTorch CPU baseline for bench/forward.ts: the Hugging Face Llama forward written out in plain torch
 (no transformers), reading the same safetensors folder, timing the same windows on the same threads.
+bench/torch_train.py imports its loader and forward.
 Usage: python3 bench/torch_llama.py MODEL_DIR WINDOWS SEQ_LEN THREADS  -> prints one JSON line."""
 import json
 import math
+import os
 import struct
 import sys
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-DTYPES = {"F32": np.float32, "F16": np.float16}
+def read_safetensors(path):
+    """name -> float32 numpy array (integer tensors keep their integer type)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw, dtype, shape = data[begin:end], info["dtype"], info["shape"]
+        if dtype == "BF16":
+            # bf16 is the top half of an f32: widen the bits and reinterpret.
+            array = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype in ("F32", "F16", "F64"):
+            array = np.frombuffer(raw, dtype={"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]).astype(np.float32)
+        elif dtype in ("I32", "I64", "I16", "I8", "U8"):
+            array = np.frombuffer(raw, dtype={"I32": "<i4", "I64": "<i8", "I16": "<i2", "I8": "i1", "U8": "u1"}[dtype])
+        else:
+            raise ValueError(f"{path}: tensor {key} has unsupported dtype {dtype}")
+        out[key] = array.reshape(shape)
+    return out
 
 
-def load(model_dir):
-    import os
-
+def load(model_dir, requires_grad=False):
+    """The folder's weights as float32 tensors (leaves with requires_grad for training)."""
     index = os.path.join(model_dir, "model.safetensors.index.json")
     files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
-    tensors = {}
+    params = {}
     for name in files:
-        with open(os.path.join(model_dir, name), "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n))
-            data = f.read()
-        for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            begin, end = info["data_offsets"]
-            array = np.frombuffer(data[begin:end], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-            tensors[key] = torch.from_numpy(array.astype(np.float32))
-    return tensors
+        for key, array in read_safetensors(os.path.join(model_dir, name)).items():
+            params[key] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).requires_grad_(requires_grad)
+    return params
 
 
 def rms_norm(x, w, eps):
@@ -43,35 +59,42 @@ def rotate_half(x):
 
 
 def forward(cfg, w, ids):
+    """Logits [B, T, V] of the Hugging Face LlamaForCausalLM forward, in float32."""
     b, t = ids.shape
     heads = cfg["num_attention_heads"]
-    kv = cfg.get("num_key_value_heads", heads)
-    d = cfg["hidden_size"] // heads
-    eps = cfg["rms_norm_eps"]
-    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, d, 2).float() / d))
+    kv = cfg.get("num_key_value_heads") or heads
+    d = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
     freqs = torch.outer(torch.arange(t).float(), inv)
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
-    mask = torch.full((t, t), float("-inf")).triu(1)
-    h = w["model.embed_tokens.weight"][ids]
+    future = torch.ones(t, t, dtype=torch.bool).triu(1)
+    scale = 1.0 / math.sqrt(d)
+    h = F.embedding(ids, w["model.embed_tokens.weight"])
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         x = rms_norm(h, w[p + "input_layernorm.weight"], eps)
-        q = (x @ w[p + "self_attn.q_proj.weight"].T).view(b, t, heads, d).transpose(1, 2)
-        k = (x @ w[p + "self_attn.k_proj.weight"].T).view(b, t, kv, d).transpose(1, 2)
-        v = (x @ w[p + "self_attn.v_proj.weight"].T).view(b, t, kv, d).transpose(1, 2)
+        q = F.linear(x, w[p + "self_attn.q_proj.weight"], w.get(p + "self_attn.q_proj.bias"))
+        k = F.linear(x, w[p + "self_attn.k_proj.weight"], w.get(p + "self_attn.k_proj.bias"))
+        v = F.linear(x, w[p + "self_attn.v_proj.weight"], w.get(p + "self_attn.v_proj.bias"))
+        q = q.view(b, t, heads, d).transpose(1, 2)
+        k = k.view(b, t, kv, d).transpose(1, 2)
+        v = v.view(b, t, kv, d).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        # GQA: query head j reads kv head j // (heads / kv), as transformers' repeat_kv does.
         k = k.repeat_interleave(heads // kv, dim=1)
         v = v.repeat_interleave(heads // kv, dim=1)
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d) + mask
-        attn = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, heads * d)
-        h = h + attn @ w[p + "self_attn.o_proj.weight"].T
+        scores = (q @ k.transpose(-1, -2)) * scale
+        probs = scores.masked_fill(future, float("-inf")).softmax(-1)
+        attn = (probs @ v).transpose(1, 2).reshape(b, t, heads * d)
+        h = h + F.linear(attn, w[p + "self_attn.o_proj.weight"], w.get(p + "self_attn.o_proj.bias"))
         y = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        gate = torch.nn.functional.silu(y @ w[p + "mlp.gate_proj.weight"].T)
-        h = h + (gate * (y @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        gate = F.silu(F.linear(y, w[p + "mlp.gate_proj.weight"]))
+        h = h + F.linear(gate * F.linear(y, w[p + "mlp.up_proj.weight"]), w[p + "mlp.down_proj.weight"])
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return rms_norm(h, w["model.norm.weight"], eps) @ head.T
+    return F.linear(rms_norm(h, w["model.norm.weight"], eps), head)
 
 
 def main():

@@ -43,3 +43,20 @@ export function commonDevice(tensors: Record<string, Tensor>): Device {
 export function checkMatrix(param: string, t: Tensor): void {
   if (t.ndim !== 2) invalid(param, 'a 2-D matrix', `shape ${formatShape(t.shape)}`);
 }
+
+/** An f32 input as a contiguous tensor (a strided view is copied). */
+export function f32Input(param: string, t: Tensor): Tensor {
+  checkTensor(param, t);
+  if (t.dtype !== 'f32') invalid(param, 'an f32 tensor', `${t.dtype} tensor`);
+  return t.contiguous();
+}
+
+/** An i32 input (token ids, positions, indices) as a contiguous tensor. */
+export function i32Input(param: string, t: Tensor): Tensor {
+  checkTensor(param, t);
+  if (t.dtype !== 'i32') invalid(param, 'an i32 tensor', `${t.dtype} tensor`);
+  return t.contiguous();
+}
+
+/** The empty f32 tensor an optional argument (a missing bias) is passed as. */
+export const emptyF32 = (): Tensor => Tensor.zeros([0], 'f32');

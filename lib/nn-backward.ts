@@ -2,22 +2,9 @@
 // activations in ops.ts, plus an AdamW step: what a training loop needs on top of the forward ops (f32,
 // CPU for now). Results described as "overwritten" can be written into a caller's `out` tensor; those
 // described as "accumulated" are added to in place. Each op has a sync form and an `...Async` one.
-import { checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
+import { checkTensor, commonDevice, emptyF32, f32Input as f32, i32Input as i32, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { Tensor } from './tensor.js';
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
-
-/** An f32 input (a strided view is copied). */
-function f32(param: string, t: Tensor): Tensor {
-  checkTensor(param, t);
-  if (t.dtype !== 'f32') invalid(param, 'an f32 tensor', `${t.dtype} tensor`);
-  return t.contiguous();
-}
-
-function i32(param: string, t: Tensor): Tensor {
-  checkTensor(param, t);
-  if (t.dtype !== 'i32') invalid(param, 'an i32 tensor', `${t.dtype} tensor`);
-  return t.contiguous();
-}
 
 /** An f32 tensor written in place: it must be contiguous, since a copy would take the writes. */
 function inPlace(param: string, t: Tensor, why: string): Tensor {
@@ -31,8 +18,6 @@ function inPlace(param: string, t: Tensor, why: string): Tensor {
 function output(param: string, given: Tensor | undefined, shape: readonly number[], device: Tensor['device']): Tensor {
   return given ? inPlace(param, given, 'it is written in place') : Tensor.zeros([...shape], 'f32', device);
 }
-
-const EMPTY = () => Tensor.zeros([0], 'f32');
 
 // ---- embedding ----
 
@@ -74,7 +59,7 @@ function normBackwardCall(
   const device = commonDevice(tensors);
   const gradX = output('out', options.out, x.shape, device);
   const gw = inPlace('gradWeight', gradWeight, 'normBackward accumulates into it');
-  const gb = gradBias ? inPlace('gradBias', gradBias, 'normBackward accumulates into it') : EMPTY();
+  const gb = gradBias ? inPlace('gradBias', gradBias, 'normBackward accumulates into it') : emptyF32();
   return {
     device,
     name: 'normBackward',

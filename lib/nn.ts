@@ -1,21 +1,9 @@
 // Transformer building blocks (f32, CPU for now): embedding lookup, RMSNorm/LayerNorm, rotary
 // embeddings, grouped-query attention, SiLU·mul, bias add and cross-entropy. Each has a sync form and an
 // `...Async` one, like the ops in ops.ts.
-import { checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
+import { commonDevice, emptyF32, f32Input as f32, i32Input as i32, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { Tensor } from './tensor.js';
 import { checkBoolean, checkNumber, invalid } from './validate.js';
-
-function f32(param: string, t: Tensor): Tensor {
-  checkTensor(param, t);
-  if (t.dtype !== 'f32') invalid(param, 'an f32 tensor', `${t.dtype} tensor`);
-  return t.contiguous();
-}
-
-function i32(param: string, t: Tensor): Tensor {
-  checkTensor(param, t);
-  if (t.dtype !== 'i32') invalid(param, 'an i32 tensor', `${t.dtype} tensor`);
-  return t.contiguous();
-}
 
 function embeddingCall(table: Tensor, ids: Tensor): Call<Tensor> {
   const device = commonDevice({ table, ids });
@@ -30,13 +18,11 @@ export function embeddingAsync(table: Tensor, ids: Tensor, options: AsyncOptions
   return runAsync(embeddingCall(table, ids), options);
 }
 
-const EMPTY = () => Tensor.zeros([0], 'f32');
-
 function normCall(kind: 0 | 1, x: Tensor, weight: Tensor, bias: Tensor | undefined, eps: number, inPlace: boolean): Call<Tensor> {
   const device = commonDevice(bias ? { x, weight, bias } : { x, weight });
   const input = f32('x', x);
   const out = inPlace ? input : Tensor.zeros(x.shape, 'f32', device);
-  const b = bias ? f32('bias', bias) : EMPTY();
+  const b = bias ? f32('bias', bias) : emptyF32();
   return {
     device,
     name: 'norm',

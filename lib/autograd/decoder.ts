@@ -40,9 +40,8 @@ export function makeBatch(windows: readonly Int32Array[]): Batch {
   return { inputs: Tensor.fromTypedArray(inputs), targets: Tensor.fromTypedArray(targets), positions: Tensor.fromTypedArray(positions), sequenceLength: T };
 }
 
-/** Refuses windows the model cannot attend over as it was trained to (its context, a sliding window). */
-export function checkBatchFits(model: DecoderModel, batch: Batch): void {
-  const T = batch.sequenceLength;
+/** Refuses windows of T positions that the model cannot attend over (its context, a sliding window). */
+export function checkWindowFits(model: DecoderModel, T: number): void {
   const { maxPositions, slidingWindow } = model.config;
   if (T > maxPositions) throw new InvalidArgumentError(`windows of ${T} positions exceed the model's context of ${maxPositions} (max_position_embeddings)`);
   if (slidingWindow !== undefined && T > slidingWindow) {
@@ -156,7 +155,7 @@ export interface GradientResult {
 
 /** In-memory mode: `parameters` holds every parameter (f32) by checkpoint name; one tape over the model. */
 export function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch): GradientResult {
-  checkBatchFits(model, batch);
+  checkWindowFits(model, batch.sequenceLength);
   const tape = new Tape();
   const variables = new Map<string, Variable>();
   const lookup: ParameterLookup = (name) => {
@@ -195,7 +194,7 @@ export interface StreamGradientsOptions {
 
 /** Streaming mode: see the file comment. Returns the batch's loss. */
 export async function streamGradients(model: DecoderModel, batch: Batch, options: StreamGradientsOptions): Promise<number> {
-  checkBatchFits(model, batch);
+  checkWindowFits(model, batch.sequenceLength);
   // Each phase is its own function, so everything a phase loaded is unreachable when it returns.
   // Every block has the same shapes, so one arena serves them all: a block's activations and gradients
   // come from it and go back once the block is done (see TensorArena); what crosses blocks is cloned

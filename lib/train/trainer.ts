@@ -10,7 +10,7 @@
 // interrupted run leaves nothing half-written there.
 import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { checkBatchFits, lossAndGradients, makeBatch } from '../autograd/decoder.js';
+import { checkWindowFits, lossAndGradients, makeBatch } from '../autograd/decoder.js';
 import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { CheckpointWriter, StagedDirectory } from '../io/checkpoint.js';
 import { DecoderModel } from '../models/decoder.js';
@@ -143,7 +143,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
     }
     const { config } = model;
     // A window of seqLen tokens feeds seqLen − 1 positions.
-    checkBatchFits(model, makeBatch([options.tokens.subarray(0, seqLen)]));
+    checkWindowFits(model, seqLen - 1);
     for (let i = 0; i < windows * seqLen; ++i) {
       const t = options.tokens[i];
       if (t < 0 || t >= config.vocabSize) throw new InvalidArgumentError(`train: token ${t} at position ${i} is outside the model's vocabulary of ${config.vocabSize}`);

@@ -37,6 +37,20 @@ void embedding(const TensorView& table, const TensorView& ids, TensorView& out) 
   });
 }
 
+RowStatistics normStatistics(const float* row, int64_t dim, bool centre, double eps) {
+  double mean = 0;
+  if (centre) {
+    for (int64_t c = 0; c < dim; ++c) mean += row[c];
+    mean /= static_cast<double>(dim);
+  }
+  double squares = 0;
+  for (int64_t c = 0; c < dim; ++c) {
+    const double centred = row[c] - mean;
+    squares += centred * centred;
+  }
+  return {mean, 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps)};
+}
+
 void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps, TensorView& out) {
   const int64_t dim = x.cols(), rows = dim == 0 ? 0 : x.numel() / dim;
   const float* xs = x.as<const float>();
@@ -47,18 +61,9 @@ void norm(NormKind kind, const TensorView& x, const TensorView& weight, const Te
     for (int64_t r = r0; r < r1; ++r) {
       const float* row = xs + r * dim;
       float* dst = o + r * dim;
-      double mean = 0;
-      if (kind == NormKind::Layer) {
-        for (int64_t c = 0; c < dim; ++c) mean += row[c];
-        mean /= static_cast<double>(dim);
-      }
-      double squares = 0;
-      for (int64_t c = 0; c < dim; ++c) {
-        const double centred = row[c] - mean;
-        squares += centred * centred;
-      }
-      const float inverse = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(dim) + eps));
-      const float shift = static_cast<float>(mean);
+      const RowStatistics stats = normStatistics(row, dim, kind == NormKind::Layer, eps);
+      const float inverse = static_cast<float>(stats.inverse);
+      const float shift = static_cast<float>(stats.mean);
       for (int64_t c = 0; c < dim; ++c) {
         const float normalized = (row[c] - shift) * inverse;
         dst[c] = b ? normalized * w[c] + b[c] : normalized * w[c];

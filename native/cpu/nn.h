@@ -4,6 +4,13 @@
 namespace sparq::cpu {
 
 void embedding(const TensorView& table, const TensorView& ids, TensorView& out);
+// A norm's row statistics in f64: the mean (0 unless `centre`, i.e. LayerNorm) and 1/sqrt(var + eps),
+// the variance taken around that mean (RMSNorm: the mean square).
+struct RowStatistics {
+  double mean;
+  double inverse;
+};
+RowStatistics normStatistics(const float* row, int64_t dim, bool centre, double eps);
 void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps, TensorView& out);
 void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq);
 void rotateHalves(TensorView& x, const TensorView& positions, const TensorView& invFreq, bool inverse);

@@ -75,17 +75,7 @@ void normBackward(NormKind kind, const TensorView& x, const TensorView& weight, 
       for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
         const float* row = xs + r * dim;
         const float* grow = gs + r * dim;
-        double mean = 0;
-        if (layer) {
-          for (int64_t c = 0; c < dim; ++c) mean += row[c];
-          mean /= static_cast<double>(dim);
-        }
-        double squares = 0;
-        for (int64_t c = 0; c < dim; ++c) {
-          const double centred = row[c] - mean;
-          squares += centred * centred;
-        }
-        const double inverse = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+        const auto [mean, inverse] = normStatistics(row, dim, layer, eps);
         double sumGy = 0, sumGyXhat = 0;
         for (int64_t c = 0; c < dim; ++c) {
           g[c] = grow[c];
