@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace sparq::napi {
 
@@ -26,7 +27,24 @@ size_t typedArrayElementSize(napi_typedarray_type type) {
   return 1;
 }
 
+// N-API has no call for an ArrayBuffer's backing store. In Node a napi_value is a v8::Local<v8::Value>
+// (node's own js_native_api_v8.h converts them with this same copy), so the V8 object is reachable.
+v8::Local<v8::Value> toV8(napi_value value) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof(local) == sizeof(value), "napi_value and v8::Local differ in size");
+  std::memcpy(static_cast<void*>(&local), &value, sizeof(value));
+  return local;
+}
+
 }  // namespace
+
+bool isDetachedStorage(Napi::Env env, Napi::Value storage) {
+  if (!storage.IsTypedArray()) return false;
+  napi_value arrayBuffer;
+  if (napi_get_typedarray_info(env, storage, nullptr, nullptr, nullptr, &arrayBuffer, nullptr) != napi_ok) return false;
+  bool detached = false;
+  return napi_is_detached_arraybuffer(env, arrayBuffer, &detached) == napi_ok && detached;
+}
 
 DeviceBuffer::~DeviceBuffer() {
   if (ptr) {
@@ -120,6 +138,7 @@ TensorView ArgReader::tensor(const char* name) {
     view.data = data;
     view.device = Device::CPU;
     byteLength = length * typedArrayElementSize(type);
+    backingStores_.push_back(toV8(storage).As<v8::TypedArray>()->Buffer()->GetBackingStore());
   } else if (DeviceBuffer* buffer = unwrapDeviceBuffer(storage)) {
     SPARQ_CHECK(buffer->ptr != nullptr || buffer->bytes == 0, ErrorCode::InvalidArgument,
             std::string("tensor '") + name + "': its device buffer was already released");

@@ -4,6 +4,7 @@
 // device buffer for CUDA ones), dtype code, and shape (an array of integers).
 #pragma once
 #include <napi.h>
+#include <v8.h>
 
 #include <memory>
 #include <string>
@@ -39,6 +40,10 @@ class ArgReader {
 
   // The JavaScript values that own tensor memory; an asynchronous job holds references to them.
   const std::vector<Napi::Value>& pinned() const { return pinned_; }
+  // The backing stores of the CPU tensors' ArrayBuffers. A reference to the JavaScript value does not
+  // keep its memory alive: transferring the ArrayBuffer (postMessage, structuredClone) detaches it and
+  // hands the memory to another owner that may free it mid-job. Holding the backing store does.
+  const std::vector<std::shared_ptr<v8::BackingStore>>& backingStores() const { return backingStores_; }
 
  private:
   Napi::Value next(const char* name);
@@ -47,7 +52,11 @@ class ArgReader {
   const Napi::CallbackInfo& info_;
   size_t index_ = 0;
   std::vector<Napi::Value> pinned_;
+  std::vector<std::shared_ptr<v8::BackingStore>> backingStores_;
 };
+
+// True when a pinned storage value is a TypedArray whose ArrayBuffer has been detached.
+bool isDetachedStorage(Napi::Env env, Napi::Value storage);
 
 Napi::Value wrapDeviceBuffer(Napi::Env env, std::unique_ptr<DeviceBuffer> buffer);
 DeviceBuffer* unwrapDeviceBuffer(Napi::Value value);

@@ -39,9 +39,13 @@ Napi::Value runSync(const Napi::CallbackInfo& info) {
 template <typename Job>
 class JobWorker final : public Napi::AsyncWorker {
  public:
-  JobWorker(Napi::Env env, Job job, const std::vector<Napi::Value>& pinned, std::shared_ptr<CancelToken> token)
-      : Napi::AsyncWorker(env, Job::kName), job_(std::move(job)), token_(std::move(token)), deferred_(env) {
-    for (const Napi::Value& value : pinned) pins_.push_back(Napi::Persistent(value));
+  JobWorker(Napi::Env env, Job job, const ArgReader& reader, std::shared_ptr<CancelToken> token)
+      : Napi::AsyncWorker(env, Job::kName),
+        job_(std::move(job)),
+        token_(std::move(token)),
+        deferred_(env),
+        backingStores_(reader.backingStores()) {
+    for (const Napi::Value& value : reader.pinned()) pins_.push_back(Napi::Persistent(value));
   }
 
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -63,6 +67,13 @@ class JobWorker final : public Napi::AsyncWorker {
 
   void OnOK() override {
     Napi::Env env = Env();
+    if (const char* lost = detachedWhileRunning()) {
+      deferred_.Reject(makeError(env, ErrorCode::InvalidArgument,
+                                 std::string(Job::kName) + ": a tensor's ArrayBuffer was detached (transferred) while the op ran; " +
+                                     lost)
+                           .Value());
+      return;
+    }
     if (token_->cancelled()) {
       // Aborted after the work finished: the caller asked not to be given the result.
       deferred_.Reject(makeError(env, ErrorCode::Aborted, "The operation was aborted").Value());
@@ -78,6 +89,15 @@ class JobWorker final : public Napi::AsyncWorker {
   void OnError(const Napi::Error&) override { deferred_.Reject(makeError(Env(), code_, message_).Value()); }
 
  private:
+  // The backing stores kept the memory valid, so the op ran safely; but a detached input or output means
+  // the caller no longer holds what the op read or wrote.
+  const char* detachedWhileRunning() {
+    for (auto& pin : pins_) {
+      if (isDetachedStorage(Env(), pin.Value())) return "its result is lost; keep tensors' buffers in place until the op settles";
+    }
+    return nullptr;
+  }
+
   void fail(ErrorCode code, const std::string& message) {
     code_ = code;
     message_ = message;
@@ -88,6 +108,7 @@ class JobWorker final : public Napi::AsyncWorker {
   std::shared_ptr<CancelToken> token_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> pins_;
+  std::vector<std::shared_ptr<v8::BackingStore>> backingStores_;
   ErrorCode code_ = ErrorCode::Internal;
   std::string message_;
 };
@@ -98,16 +119,14 @@ Napi::Value runAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Job job;
   std::shared_ptr<CancelToken> token;
-  std::vector<Napi::Value> pinned;
+  ArgReader reader(info);
   try {
-    ArgReader reader(info);
     job.parse(reader);
     token = reader.cancelToken();
-    pinned = reader.pinned();
   } catch (const Error& e) {
     throw makeError(env, e.code(), e.what());
   }
-  auto* worker = new JobWorker<Job>(env, std::move(job), pinned, std::move(token));
+  auto* worker = new JobWorker<Job>(env, std::move(job), reader, std::move(token));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
