@@ -12,6 +12,8 @@ export type SparqErrorCode =
   | 'SPARQ_INTERNAL'
   | 'SPARQ_INVALID_FILE'
   | 'SPARQ_UNSUPPORTED_FORMAT'
+  | 'SPARQ_NON_FINITE'
+  | 'SPARQ_WRITE_FAILED'
   | 'ABORT_ERR';
 
 export class SparqError extends Error {
@@ -75,6 +77,18 @@ export class UnsupportedFormatError extends SparqError {
     super('SPARQ_UNSUPPORTED_FORMAT', message, options);
   }
 }
+/** NaN or infinite values where finite ones are needed: a weight (named), or a block's activations. */
+export class NonFiniteError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_NON_FINITE', message, options);
+  }
+}
+/** Writing an output failed (disk full, permissions, …); the message names the file and what was kept. */
+export class WriteFailedError extends SparqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SPARQ_WRITE_FAILED', message, options);
+  }
+}
 /** Thrown (or rejected with) when an AbortSignal stops an operation; `name` is 'AbortError' as in the DOM. */
 export class AbortError extends SparqError {
   constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
@@ -94,6 +108,8 @@ const BY_CODE: Record<SparqErrorCode, new (message: string, options?: { cause?: 
   SPARQ_INTERNAL: InternalError,
   SPARQ_INVALID_FILE: InvalidFileError,
   SPARQ_UNSUPPORTED_FORMAT: UnsupportedFormatError,
+  SPARQ_NON_FINITE: NonFiniteError,
+  SPARQ_WRITE_FAILED: WriteFailedError,
   ABORT_ERR: AbortError,
 };
 
@@ -111,4 +127,35 @@ export function fromNativeError(error: unknown, callSite?: Error): unknown {
     typed.stack = `${typed.name}: ${typed.message}\n${callSite.stack.split('\n').slice(1).join('\n')}`;
   }
   return typed;
+}
+
+/** A file-system error's cause in words. */
+function describeFsError(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'ENOSPC':
+      return 'the disk is full';
+    case 'EDQUOT':
+      return 'the disk quota is exhausted';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EROFS':
+      return 'the file system is read-only';
+    case 'EFBIG':
+      return 'the file is larger than this file system (or ulimit -f) allows';
+    default:
+      return error.message;
+  }
+}
+
+/**
+ * The error to throw when writing `file` failed: a file-system error becomes a WriteFailedError naming the
+ * file, followed by `kept` (what was left where) when given; other errors pass through, and a
+ * WriteFailedError gains `kept` if it has none yet.
+ */
+export function writeFailure(file: string, error: unknown, kept?: string): unknown {
+  const suffix = kept ? `; ${kept}` : '';
+  if (error instanceof WriteFailedError) return kept && !error.message.includes(kept) ? new WriteFailedError(`${error.message}${suffix}`, { cause: error.cause }) : error;
+  if (error instanceof SparqError || typeof (error as NodeJS.ErrnoException | undefined)?.code !== 'string') return error;
+  return new WriteFailedError(`cannot write ${file}: ${describeFsError(error as NodeJS.ErrnoException)}${suffix}`, { cause: error });
 }

@@ -14,7 +14,8 @@ export {
 } from './native.js';
 export * from './ops.js';
 export { DeviceStorage, formatShape, shapeNumel, Tensor, TensorArena, type Shape } from './tensor.js';
-export { Checkpoint, CheckpointWriter, StagedDirectory } from './io/checkpoint.js';
+export { Checkpoint, CheckpointWriter } from './io/checkpoint.js';
+export { checkOutputLocation, StagingFolder } from './export/staging.js';
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
 export type { AsyncOptions } from './call.js';
 export * from './nn.js';
@@ -44,5 +45,6 @@ export {
   type StreamGradientsOptions,
 } from './autograd/decoder.js';
 export { clipGradients, Optimizer, OPTIMIZERS, type OptimizerKind, type OptimizerOptions } from './train/optimizer.js';
-export { initialParameters, parameterPlan } from './train/init.js';
+export { initialParameters } from './train/init.js';
+export { checkParameters, parameterPlan, type PlannedParameter, type StoredTensor } from './models/parameters.js';
 export { SAVE_DTYPES, train, type SaveDtype, type TrainOptions, type TrainReport } from './train/trainer.js';

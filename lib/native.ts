@@ -3,7 +3,7 @@
 // load is remembered with the fix, and the first time CUDA is wanted but missing sparq says why, once.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AbortError, BackendUnavailableError, fromNativeError } from './errors.js';
 
@@ -74,7 +74,9 @@ const ADDONS: Record<Device, { file: string; fix: string }> = {
 function tryLoad(device: Device): NativeBackend | null {
   if (loaded.has(device)) return loaded.get(device)!;
   let backend: NativeBackend | null = null;
-  const path = join(packageRoot(), ADDONS[device].file);
+  // SPARQ_CPU_ADDON / SPARQ_CUDA_ADDON load another build of an addon (CI's AddressSanitizer build).
+  const override = process.env[device === 'cpu' ? 'SPARQ_CPU_ADDON' : 'SPARQ_CUDA_ADDON'];
+  const path = override ? resolve(override) : join(packageRoot(), ADDONS[device].file);
   if (device === 'cuda' && process.env.SPARQ_CUDA === '0') {
     attempts.push({ backend: device, path, ok: false, error: 'disabled by SPARQ_CUDA=0', fix: 'unset SPARQ_CUDA' });
   } else if (!existsSync(path)) {

@@ -212,7 +212,7 @@ describe('pruning pipeline', function () {
     writeFileSync(shortText, 'Once upon a time.');
     await assert.rejects(prune({ ...base, calibrationFile: shortText }), (e: Error) => e instanceof InvalidArgumentError && /has \d+ tokens; one calibration window needs 128/.test(e.message));
     await assert.rejects(prune({ ...base, calibrationFile: join(work, 'missing.txt') }), InvalidFileError);
-    await assert.rejects(prune({ ...base, out: stories() }), /is the input model folder/);
+    await assert.rejects(prune({ ...base, out: stories() }), /is the input folder/);
     await assert.rejects(prune({ ...base, out: work }), /already exists \(pass --overwrite/);
     await assert.rejects(prune({ ...base, calibrationFile: undefined }), /sparsegpt needs calibration data: pass --calib/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'sparsegpt', sparsity: '4:8' }) }), /model.layers.0.mlp.down_proj: 4:8 groups inputs by 8, but its input size 172/);

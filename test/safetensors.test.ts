@@ -13,7 +13,7 @@ import {
   MAX_HEADER_BYTES,
   SafetensorsFile,
   SafetensorsWriter,
-  StagedDirectory,
+  StagingFolder,
   Tensor,
   UnsupportedFormatError,
 } from '../lib/index.js';
@@ -157,18 +157,18 @@ describe('safetensors', () => {
 
   it('stages a folder and renames it into place; refuses an existing target without overwrite', async () => {
     const target = join(dir, 'out');
-    const staged = await StagedDirectory.create(target);
+    const staged = await StagingFolder.open({ target, inputs: [], resumable: false });
     await writeFile(join(staged.path, 'config.json'), '{}');
     assert.equal(existsSync(target), false);
     await staged.commit();
     assert.deepEqual(await readdir(target), ['config.json']);
-    await assert.rejects(StagedDirectory.create(target), (e: unknown) => e instanceof InvalidArgumentError && /already exists/.test(e.message));
-    const again = await StagedDirectory.create(target, { overwrite: true });
+    await assert.rejects(StagingFolder.open({ target, inputs: [], resumable: false }), (e: unknown) => e instanceof InvalidArgumentError && /already exists/.test(e.message));
+    const again = await StagingFolder.open({ target, inputs: [], overwrite: true, resumable: false });
     await writeFile(join(again.path, 'other.json'), '{}');
     await again.commit();
     assert.deepEqual(await readdir(target), ['other.json']);
-    const aborted = await StagedDirectory.create(join(dir, 'never'));
-    await aborted.abort();
+    const aborted = await StagingFolder.open({ target: join(dir, 'never'), inputs: [], resumable: false });
+    await aborted.close();
     assert.deepEqual((await readdir(dir)).sort(), ['out']);
   });
 });

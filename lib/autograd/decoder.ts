@@ -78,8 +78,7 @@ export function outerParameterNames(model: DecoderModel): { embeddings: string[]
 
 /** The output projection's tensor: lm_head, or the token embedding when tied. */
 export function headWeightName(model: DecoderModel): string {
-  const tied = model.config.tiedEmbeddings || !model.checkpoint.has(model.layout.lmHead);
-  return tied ? model.layout.embed : model.layout.lmHead;
+  return model.config.tiedEmbeddings ? model.layout.embed : model.layout.lmHead;
 }
 
 /** Hidden states of the batch's inputs: token embeddings (+ learned positions). */

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { evaluatePerplexity } from '../eval/perplexity.js';
-import { StagedDirectory } from '../io/checkpoint.js';
+import { StagingFolder } from '../export/staging.js';
 import { DecoderModel } from '../models/decoder.js';
 import { inspectModel } from '../models/inspect.js';
 import { parseRecipe } from '../pipeline/recipe.js';
@@ -241,14 +241,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     results,
     seconds: (performance.now() - started) / 1000,
   };
-  const staged = await StagedDirectory.create(options.out, { overwrite: true });
+  const staged = await StagingFolder.open({ target: options.out, inputs: [modelDir], overwrite: true, resumable: false });
   try {
-    await writeFile(join(staged.path, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-    await writeFile(join(staged.path, 'perplexity.svg'), perplexityChart(report));
-    await writeFile(join(staged.path, 'README.md'), formatTable(report));
+    await staged.guard(staged.path, async () => {
+      await writeFile(join(staged.path, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+      await writeFile(join(staged.path, 'perplexity.svg'), perplexityChart(report));
+      await writeFile(join(staged.path, 'README.md'), formatTable(report));
+    });
     await staged.commit();
   } catch (error) {
-    await staged.abort();
+    await staged.close();
     throw error;
   }
   return report;

@@ -5,7 +5,7 @@
 // Streaming: all windows go through block 1, then block 2, …, with one block's weights in memory. The
 // windows' hidden states are all that is kept between blocks; when they would exceed `maxHiddenBytes`
 // the windows are taken in chunks, each chunk streaming through the blocks again.
-import { AbortError, InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError, NonFiniteError } from '../errors.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { crossEntropy } from '../nn.js';
 import { Tensor } from '../tensor.js';
@@ -43,6 +43,7 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
   if (window !== undefined && seqLen > window) {
     throw new InvalidArgumentError(`seqLen ${seqLen} exceeds the model's sliding attention window of ${window}, which sparq does not implement yet; use --seq-len ${window} or less`);
   }
+  if (tokens.length === 0) throw new InvalidArgumentError('the text has no tokens; give a non-empty text');
   const maxTokens = checkInteger('maxTokens', options.maxTokens ?? tokens.length, 1);
   const used = Math.min(maxTokens, tokens.length);
   const windows = Math.floor(used / seqLen);
@@ -84,12 +85,14 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
         });
       }
     }
+    for (const batch of batches) await model.checkFiniteStates(batch.states, 'embedding', options.signal);
     progress('embedding');
     for (let layer = 0; layer < model.config.layers; ++layer) {
       const block = await model.loadBlock(layer);
       for (const batch of batches) {
         check();
         block.forward(batch.states, batch.positions, model.invFreq, seqLen);
+        await model.checkFiniteStates(batch.states, layer, options.signal);
         await breathe();
       }
       progress(`block ${layer + 1}/${model.config.layers}`);
@@ -104,6 +107,7 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
         const nll = crossEntropy(predictions, Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen))).data as Float32Array;
         let sum = 0;
         for (const v of nll) sum += v;
+        if (!Number.isFinite(sum)) throw new NonFiniteError(`the output layer produced NaN or infinite logits for window ${w} although every weight and activation before it is finite`);
         windowNll.push(sum / nll.length);
       }
       await breathe();

@@ -2,8 +2,8 @@
 // model.safetensors.index.json. Reading opens shards lazily and reads tensors by offset; writing shards
 // at a size limit and stages the whole folder, renaming it into place only when complete.
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, isAbsolute, join, resolve, sep } from 'node:path';
 import { dtypeSize, type DType } from '../dtype.js';
 import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError } from '../errors.js';
 import { shapeNumel, type Tensor } from '../tensor.js';
@@ -137,44 +137,6 @@ export class Checkpoint {
     const files = await Promise.allSettled(this.open.values());
     this.open.clear();
     await Promise.all(files.map((f) => (f.status === 'fulfilled' ? f.value.close() : undefined)));
-  }
-}
-
-/**
- * A folder written beside its target under a temporary name and renamed into place by commit(), so an
- * interrupted run never leaves a half-written folder where the user asked for one.
- */
-export class StagedDirectory {
-  private constructor(
-    readonly target: string,
-    readonly path: string,
-  ) {}
-
-  static async create(target: string, options: { overwrite?: boolean } = {}): Promise<StagedDirectory> {
-    const exists = await stat(target).then(
-      () => true,
-      () => false,
-    );
-    if (exists && !options.overwrite) throw new InvalidArgumentError(`output folder ${target} already exists (pass overwrite to replace it)`);
-    const path = join(dirname(resolve(target)), `.${basename(target)}.partial-${process.pid}-${Date.now()}`);
-    await mkdir(path, { recursive: false });
-    return new StagedDirectory(target, path);
-  }
-
-  async commit(): Promise<void> {
-    const previous = `${this.path}.previous`;
-    const exists = await stat(this.target).then(
-      () => true,
-      () => false,
-    );
-    // Move the old folder aside first, so there is no moment without a complete folder at `target`.
-    if (exists) await rename(this.target, previous);
-    await rename(this.path, this.target);
-    if (exists) await rm(previous, { recursive: true, force: true });
-  }
-
-  async abort(): Promise<void> {
-    await rm(this.path, { recursive: true, force: true });
   }
 }
 

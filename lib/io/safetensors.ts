@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { arrayTypeFor, dtypeSize, type DType, type TypedArray } from '../dtype.js';
-import { InvalidArgumentError, InvalidFileError } from '../errors.js';
+import { InvalidArgumentError, InvalidFileError, writeFailure } from '../errors.js';
 import { formatShape, shapeNumel, Tensor } from '../tensor.js';
 
 /** Element types a safetensors header may name. */
@@ -118,9 +118,13 @@ export class SafetensorsFile {
   ) {}
 
   static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await open(path, constants.O_RDONLY);
+    const handle = await open(path, constants.O_RDONLY).catch((error: NodeJS.ErrnoException) => {
+      throw new InvalidFileError(`${path}: cannot be opened (${error.code === 'ENOENT' ? 'no such file' : error.message})`, { cause: error });
+    });
     try {
-      const { size } = await handle.stat();
+      const stats = await handle.stat();
+      if (!stats.isFile()) bad(path, `is ${stats.isDirectory() ? 'a folder' : 'not a regular file'}; a safetensors file was expected`);
+      const { size } = stats;
       if (size < 8) bad(path, `the file has ${size} bytes, fewer than the 8-byte header length`);
       const prefix = Buffer.alloc(8);
       await handle.read(prefix, 0, 8, 0);
@@ -222,7 +226,9 @@ export class SafetensorsWriter {
   static async create(path: string, plan: readonly PlannedTensor[], metadata: Record<string, string> = {}): Promise<SafetensorsWriter> {
     const { json } = planHeader(plan, metadata);
     const temporary = join(dirname(path), `.${basename(path)}.partial-${process.pid}-${Date.now()}`);
-    const handle = await open(temporary, 'wx');
+    const handle = await open(temporary, 'wx').catch((error: unknown) => {
+      throw writeFailure(path, error);
+    });
     try {
       const headerBytes = Buffer.from(json, 'utf8');
       const prefix = Buffer.alloc(8);
@@ -233,7 +239,7 @@ export class SafetensorsWriter {
     } catch (error) {
       await handle.close();
       await rm(temporary, { force: true });
-      throw error;
+      throw writeFailure(path, error);
     }
   }
 
@@ -257,7 +263,7 @@ export class SafetensorsWriter {
       this.next += 1;
     } catch (error) {
       await this.abort();
-      throw error;
+      throw writeFailure(this.path, error);
     }
   }
 
@@ -268,9 +274,14 @@ export class SafetensorsWriter {
       await this.abort();
       throw new InvalidArgumentError(`${this.path}: closed before tensor '${missing}' was written; nothing was kept`);
     }
-    await this.handle.sync();
-    await this.handle.close();
-    await rename(this.temporary, this.path);
+    try {
+      await this.handle.sync();
+      await this.handle.close();
+      await rename(this.temporary, this.path);
+    } catch (error) {
+      await this.abort();
+      throw writeFailure(this.path, error);
+    }
   }
 
   /** Drops the partial file. */

@@ -1,8 +1,8 @@
 // config.json of a Hugging Face model folder, normalized into what sparq's runtime needs. Every field is
 // validated; an unknown model_type gets an error listing the supported ones.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
+import { readJsonObject } from '../io/text.js';
 
 /** Decoder families that share Llama's layout: tensor names, RMSNorm, RoPE, SwiGLU MLP. */
 export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3', 'mixtral'] as const;
@@ -38,8 +38,9 @@ export interface ModelConfig {
   ropeTheta: number;
   ropeScaling: RopeScaling;
   tiedEmbeddings: boolean;
-  /** q/k/v projections carry biases (Qwen2). */
-  attentionBias: boolean;
+  /** Which linear layers carry biases: q/k/v (Qwen2, Llama's attention_bias, OPT), the attention output
+   * projection (Llama/Qwen3 attention_bias, OPT), the MLP (Llama's mlp_bias, OPT). */
+  bias: { qkv: boolean; output: boolean; mlp: boolean };
   /** RMSNorm on each head of q and k before RoPE (Qwen3). */
   qkNorm: boolean;
   /** Mistral-style sliding-window attention span, if the config sets one. */
@@ -101,6 +102,9 @@ function parseOptConfig(json: Json, source: string): ModelConfig {
   if (json.do_layer_norm_before === false) {
     throw new UnsupportedFormatError(`${source}: OPT with do_layer_norm_before = false (post-norm, as in OPT-350m) is not supported`);
   }
+  if (json.layer_norm_elementwise_affine === false) {
+    throw new UnsupportedFormatError(`${source}: OPT with layer_norm_elementwise_affine = false (LayerNorm without weights) is not supported`);
+  }
   if (json.word_embed_proj_dim !== undefined && json.word_embed_proj_dim !== hiddenSize) {
     throw new UnsupportedFormatError(`${source}: OPT with word_embed_proj_dim ${String(json.word_embed_proj_dim)} != hidden_size ${hiddenSize} (project_in/out) is not supported`);
   }
@@ -123,9 +127,21 @@ function parseOptConfig(json: Json, source: string): ModelConfig {
     ropeTheta: 0,
     ropeScaling: { type: 'default' },
     tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', true) as boolean,
-    attentionBias: json.enable_bias !== false,
+    bias: { qkv: json.enable_bias !== false, output: json.enable_bias !== false, mlp: json.enable_bias !== false },
     qkNorm: false,
   };
+}
+
+/**
+ * Biases as Hugging Face builds each family: Qwen2 always has q/k/v biases and nothing else; Llama and
+ * Qwen3 put attention_bias on q/k/v/o, Llama mlp_bias on gate/up/down; Mistral and Mixtral have none.
+ */
+function linearBiases(source: string, json: Json, type: string): ModelConfig['bias'] {
+  if (type === 'qwen2') return { qkv: true, output: false, mlp: false };
+  if (type === 'mistral' || type === 'mixtral') return { qkv: false, output: false, mlp: false };
+  const attention = field(source, json, 'attention_bias', 'boolean', false) as boolean;
+  const mlp = type === 'llama' ? (field(source, json, 'mlp_bias', 'boolean', false) as boolean) : false;
+  return { qkv: attention, output: attention, mlp };
 }
 
 export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
@@ -138,6 +154,9 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
   const heads = field(source, json, 'num_attention_heads', 'int') as number;
   const kvHeads = field(source, json, 'num_key_value_heads', 'int', heads) as number;
   if (heads % kvHeads !== 0) throw new InvalidFileError(`${source}: num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads})`);
+  if (json.head_dim === undefined && hiddenSize % heads !== 0) {
+    throw new InvalidFileError(`${source}: hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${heads}, and no head_dim is given`);
+  }
   const headDim = field(source, json, 'head_dim', 'int', hiddenSize / heads) as number;
   if (headDim % 2 !== 0) throw new InvalidFileError(`${source}: head_dim ${headDim} must be even for rotary embeddings`);
   const activation = json.hidden_act ?? 'silu';
@@ -160,7 +179,7 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
     ropeTheta: rope.theta,
     ropeScaling: rope.scaling,
     tiedEmbeddings: field(source, json, 'tie_word_embeddings', 'boolean', false) as boolean,
-    attentionBias: type === 'qwen2' ? true : (field(source, json, 'attention_bias', 'boolean', false) as boolean),
+    bias: linearBiases(source, json, type),
     qkNorm: type === 'qwen3',
     // Qwen configs carry sliding_window but only apply it with use_sliding_window.
     slidingWindow:
@@ -172,18 +191,5 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
 
 export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new InvalidFileError(`${path}: cannot be read (${(error as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new InvalidFileError(`${path}: not valid JSON (${(error as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new InvalidFileError(`${path}: not a JSON object`);
-  return parseConfig(json as Json, path);
+  return parseConfig(await readJsonObject(path), path);
 }

@@ -6,84 +6,17 @@
 // rotary or learned positions); one block forward covers the families:
 //   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
 //   pre-norm → SwiGLU (gate, up, down) or fc1 → ReLU/GELU → fc2 → residual
+import { join } from 'node:path';
 import { Checkpoint } from '../io/checkpoint.js';
 import { addBias, attention, embedding, layerNorm, rmsNorm, rope, ropeInverseFrequencies, scatterAdd, siluMul } from '../nn.js';
-import { axpy, gelu, gemm, relu, topkMask } from '../ops.js';
+import { axpy, dotAsync, gelu, gemm, relu, topkMask } from '../ops.js';
+import { NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { readConfig, type Architecture, type ModelConfig } from './config.js';
+import { readConfig, type ModelConfig } from './config.js';
+import { LAYOUTS, type Layout } from './layouts.js';
+import { checkParameters } from './parameters.js';
 
-export interface Layout {
-  embed: string;
-  /** Learned position table (OPT), indexed by position + config.learnedPositionOffset. */
-  positions?: string;
-  /** Final norm, without the .weight / .bias suffix. */
-  finalNorm: string;
-  lmHead: string;
-  block: (i: number) => string;
-  attentionNorm: string;
-  mlpNorm: string;
-  qNorm?: string;
-  kNorm?: string;
-  /** Linear layers of a block by role, without the .weight / .bias suffix. */
-  linears: Record<string, string>;
-  /** Mixture of experts: the router and each expert's gate/up/down projections. */
-  experts?: { router: string; expert: (e: number) => string; gate: string; up: string; down: string };
-}
-
-const LLAMA_LAYOUT: Layout = {
-  embed: 'model.embed_tokens.weight',
-  finalNorm: 'model.norm',
-  lmHead: 'lm_head.weight',
-  block: (i) => `model.layers.${i}.`,
-  attentionNorm: 'input_layernorm',
-  mlpNorm: 'post_attention_layernorm',
-  qNorm: 'self_attn.q_norm',
-  kNorm: 'self_attn.k_norm',
-  linears: {
-    q: 'self_attn.q_proj',
-    k: 'self_attn.k_proj',
-    v: 'self_attn.v_proj',
-    o: 'self_attn.o_proj',
-    gate: 'mlp.gate_proj',
-    up: 'mlp.up_proj',
-    down: 'mlp.down_proj',
-  },
-};
-
-const OPT_LAYOUT: Layout = {
-  embed: 'model.decoder.embed_tokens.weight',
-  positions: 'model.decoder.embed_positions.weight',
-  finalNorm: 'model.decoder.final_layer_norm',
-  lmHead: 'lm_head.weight',
-  block: (i) => `model.decoder.layers.${i}.`,
-  attentionNorm: 'self_attn_layer_norm',
-  mlpNorm: 'final_layer_norm',
-  linears: {
-    q: 'self_attn.q_proj',
-    k: 'self_attn.k_proj',
-    v: 'self_attn.v_proj',
-    o: 'self_attn.out_proj',
-    fc1: 'fc1',
-    fc2: 'fc2',
-  },
-};
-
-const LLAMA_ATTENTION = { q: LLAMA_LAYOUT.linears.q, k: LLAMA_LAYOUT.linears.k, v: LLAMA_LAYOUT.linears.v, o: LLAMA_LAYOUT.linears.o };
-
-const MIXTRAL_LAYOUT: Layout = {
-  ...LLAMA_LAYOUT,
-  linears: LLAMA_ATTENTION,
-  experts: { router: 'block_sparse_moe.gate', expert: (e) => `block_sparse_moe.experts.${e}.`, gate: 'w1', up: 'w3', down: 'w2' },
-};
-
-export const LAYOUTS: Record<Architecture, Layout> = {
-  llama: LLAMA_LAYOUT,
-  mixtral: MIXTRAL_LAYOUT,
-  mistral: LLAMA_LAYOUT,
-  qwen2: LLAMA_LAYOUT,
-  qwen3: LLAMA_LAYOUT,
-  opt: OPT_LAYOUT,
-};
+export { inputGroups, LAYOUTS, type InputGroup, type Layout } from './layouts.js';
 
 export interface Linear {
   weight: Tensor;
@@ -100,34 +33,6 @@ export interface Norm {
  * accumulates calibration statistics from it). Groups are named as in `inputGroups`.
  */
 export type InputObserver = (group: string, input: Tensor) => void;
-
-/** Linear layers that read the same input, in forward order; `stage` orders them for sequential pruning. */
-export interface InputGroup {
-  name: string;
-  roles: string[];
-  /** 0: attention inputs, 1: attention output, 2: MLP / router / expert inputs, 3: MLP / expert outputs. */
-  stage: number;
-}
-
-/** A block's input groups for a config (experts as expert.<e>.in / expert.<e>.out). */
-export function inputGroups(config: ModelConfig): InputGroup[] {
-  const groups: InputGroup[] = [
-    { name: 'attention.in', roles: ['q', 'k', 'v'], stage: 0 },
-    { name: 'attention.out', roles: ['o'], stage: 1 },
-  ];
-  if (config.mlp === 'moe') {
-    groups.push({ name: 'router', roles: ['router'], stage: 2 });
-    for (let e = 0; e < config.moe!.experts; ++e) {
-      groups.push({ name: `expert.${e}.in`, roles: [`expert.${e}.gate`, `expert.${e}.up`], stage: 2 });
-      groups.push({ name: `expert.${e}.out`, roles: [`expert.${e}.down`], stage: 3 });
-    }
-  } else if (config.mlp === 'swiglu') {
-    groups.push({ name: 'mlp.in', roles: ['gate', 'up'], stage: 2 }, { name: 'mlp.out', roles: ['down'], stage: 3 });
-  } else {
-    groups.push({ name: 'mlp.in', roles: ['fc1'], stage: 2 }, { name: 'mlp.out', roles: ['fc2'], stage: 3 });
-  }
-  return groups;
-}
 
 function apply(linear: Linear, x: Tensor): Tensor {
   const y = gemm(x, linear.weight, { transB: true });
@@ -291,13 +196,27 @@ export class DecoderModel {
         : undefined;
   }
 
+  /** Opens a model folder; its tensors must be exactly those config.json implies (see models/parameters.ts). */
   static async open(dir: string): Promise<DecoderModel> {
     const config = await readConfig(dir);
-    return new DecoderModel(dir, config, await Checkpoint.open(dir));
+    const checkpoint = await Checkpoint.open(dir);
+    try {
+      const stored = await Promise.all(checkpoint.names().map((name) => checkpoint.info(name)));
+      checkParameters(config, stored, dir, join(dir, 'config.json'));
+    } catch (error) {
+      await checkpoint.close();
+      throw error;
+    }
+    return new DecoderModel(dir, config, checkpoint);
   }
 
-  private read(name: string): Promise<Tensor> {
-    return this.checkpoint.read(name, { dtype: 'f32' });
+  /** A parameter as f32; NaN or infinite values are refused by name (they would poison every output). */
+  private async read(name: string): Promise<Tensor> {
+    const tensor = await this.checkpoint.read(name, { dtype: 'f32' });
+    if (!Number.isFinite(await dotAsync(tensor, tensor))) {
+      throw new NonFiniteError(`${name} holds NaN or infinite values (in ${this.checkpoint.shardPath(name)}); the model cannot be run or compressed`);
+    }
+    return tensor;
   }
 
   private async readNorm(name: string): Promise<Norm> {
@@ -363,13 +282,23 @@ export class DecoderModel {
 
   /** The final norm and the output projection (the token embedding when tied). */
   async loadHead(): Promise<Head> {
-    const tied = this.config.tiedEmbeddings || !this.checkpoint.has(this.layout.lmHead);
+    const tied = this.config.tiedEmbeddings;
     return { norm: await this.readNorm(this.layout.finalNorm), weight: await this.read(tied ? this.layout.embed : this.layout.lmHead) };
   }
 
   /** Logits [T, vocab] of final hidden states h [T, hidden]. */
   logits(head: Head, h: Tensor): Tensor {
     return gemm(normalize(this.config, head.norm, h), head.weight, { transB: true });
+  }
+
+  /**
+   * Throws NonFiniteError when hidden states [N, hidden] hold NaN or infinities after `stage` (a block
+   * index, or 'embedding'). Parameters were checked when loaded, so this means the values overflowed.
+   */
+  async checkFiniteStates(states: Tensor, stage: number | 'embedding', signal?: AbortSignal): Promise<void> {
+    if (Number.isFinite(await dotAsync(states, states, { signal }))) return;
+    const where = stage === 'embedding' ? 'the embeddings' : `block ${stage} (${this.layout.block(stage)}*)`;
+    throw new NonFiniteError(`${where} produced NaN or infinite activations although every weight is finite: the values overflowed float32`);
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,7 @@
 import type { LinearStatistics } from '../compress/method.js';
 import { getMethod } from '../compress/index.js';
 import { checkPatternFits, countZeros, formatPattern } from '../compress/pattern.js';
-import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
+import { AbortError, InvalidArgumentError, NonFiniteError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { fingerprint, PrunedFolder } from '../export/pruned-folder.js';
 import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '../models/decoder.js';
@@ -224,6 +224,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
       for (const batch of batches) {
         check();
         block.forward(batch.states, batch.positions, model.invFreq, seqLen);
+        await model.checkFiniteStates(batch.states, block.index, signal);
         await breathe();
       }
     };
@@ -260,8 +261,9 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     async function compressLinear(block: DecoderBlock, role: string, name: string, assignment: Assignment, stats: LinearStatistics | undefined): Promise<LinearReportEntry> {
       const linearStarted = performance.now();
       const original = block.linears[role].weight;
-      const norm = await dotAsync(original, original, { signal });
-      if (!Number.isFinite(norm)) throw new InvalidFileError(`${name}.weight holds NaN or infinite values; refusing to compress it`);
+      if (stats && !Number.isFinite(await dotAsync(stats.hessian, stats.hessian, { signal }))) {
+        throw new NonFiniteError(`the calibration inputs of ${name} (block ${block.index}) hold NaN or infinite values although every weight is finite: the activations overflowed float32`);
+      }
       // An expert no calibration token was routed to has no statistics: it falls back to magnitude.
       const starved = assignment.method.needsCalibration && (!stats || stats.tokens === 0);
       const method = starved ? getMethod('magnitude') : assignment.method;
@@ -384,7 +386,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     );
     return report;
   } finally {
-    await folder?.closeFiles();
+    await folder?.close();
     await model.close();
   }
 }

@@ -21,6 +21,9 @@ import { formatPattern, parsePattern, type SparsityPattern } from '../compress/p
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { readTextFile } from '../io/text.js';
 import { checkInteger, describe } from '../validate.js';
+import { compilePattern } from './name-pattern.js';
+
+export { compilePattern, type NamePattern } from './name-pattern.js';
 
 export interface RecipeOverride {
   match: string;
@@ -159,19 +162,6 @@ export async function loadRecipe(file: string): Promise<Recipe> {
     throw new InvalidFileError(`${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'} (${(error as Error).message})`);
   }
   return parseRecipe(raw, file);
-}
-
-/** A whole-name matcher for a glob (`*`, `?`) or a `re:` regular expression. */
-export function compilePattern(pattern: string, where: string): RegExp {
-  if (pattern.startsWith('re:')) {
-    try {
-      return new RegExp(`^(?:${pattern.slice(3)})$`);
-    } catch (error) {
-      throw new InvalidArgumentError(`${where}: invalid regular expression '${pattern.slice(3)}' (${(error as Error).message})`);
-    }
-  }
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`);
 }
 
 export interface LinearEntry {

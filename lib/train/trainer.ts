@@ -8,11 +8,13 @@
 // Each step: forward + backward over one tape (lib/autograd), optional global-norm clipping, one
 // optimizer update. The output folder is staged beside `out` and renamed into place at the end, so an
 // interrupted run leaves nothing half-written there.
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { checkWindowFits, lossAndGradients, makeBatch } from '../autograd/decoder.js';
-import { AbortError, InvalidArgumentError, InvalidFileError } from '../errors.js';
-import { CheckpointWriter, StagedDirectory } from '../io/checkpoint.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
+import { readJsonObject } from '../io/text.js';
+import { StagingFolder } from '../export/staging.js';
+import { CheckpointWriter } from '../io/checkpoint.js';
 import { DecoderModel } from '../models/decoder.js';
 import { parseConfig } from '../models/config.js';
 import { seededRandom } from '../pipeline/calibration.js';
@@ -44,7 +46,7 @@ export interface TrainOptions {
   optimizer: OptimizerKind;
   lr: number;
   weightDecay?: number;
-  /** Clip the global gradient norm to this value. */
+  /** Clip the global gradient norm to this value (0 or absent: no clipping). */
   gradClip?: number;
   saveDtype?: SaveDtype;
   out: string;
@@ -74,17 +76,6 @@ export interface TrainReport {
 
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function readJsonFile(path: string): Promise<Record<string, unknown>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (error) {
-    throw new InvalidFileError(`${path}: cannot be read as JSON (${(error as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new InvalidFileError(`${path}: not a JSON object`);
-  return json as Record<string, unknown>;
-}
-
 /** Window order: each pass over the data in order, or shuffled per pass from `seed`. */
 function windowOrder(windows: number, shuffle: boolean, seed: number): () => number {
   const random = seededRandom(seed);
@@ -111,14 +102,16 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
   const batchSize = checkInteger('batch', options.batch, 1);
   const steps = checkInteger('steps', options.steps, 1);
   const saveDtype = checkOneOf('saveDtype', options.saveDtype ?? 'float32', Object.keys(SAVE_DTYPES) as SaveDtype[]);
-  const gradClip = options.gradClip === undefined ? undefined : checkNumber('gradClip', options.gradClip, { min: 0 });
+  // 0 means no clipping, as in PyTorch trainers' max_grad_norm = 0 (clipping to norm 0 would train nothing).
+  const gradClip = options.gradClip === undefined || options.gradClip === 0 ? undefined : checkNumber('gradClip', options.gradClip, { min: 0 });
   const optimizer = new Optimizer({ kind: options.optimizer, lr: options.lr, weightDecay: options.weightDecay });
   const windows = Math.floor(options.tokens.length / seqLen);
   if (windows < batchSize) {
     throw new InvalidArgumentError(`train: ${options.tokens.length} tokens make ${windows} windows of ${seqLen}; a batch needs ${batchSize} (give more text or lower --batch/--seq-len)`);
   }
 
-  const staged = await StagedDirectory.create(options.out, { overwrite: options.overwrite });
+  const inputs = [options.model, typeof options.init === 'string' ? options.init : undefined, options.tokenizer].filter((p): p is string => p !== undefined);
+  const staged = await StagingFolder.open({ target: options.out, inputs, overwrite: options.overwrite, resumable: false });
   let model: DecoderModel | undefined;
   try {
     // The starting point: an existing folder, or a new model written into the staging folder first so
@@ -127,12 +120,12 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
     let parameters: Map<string, Tensor>;
     if (options.model !== undefined) {
       model = await DecoderModel.open(options.model);
-      configJson = await readJsonFile(join(options.model, 'config.json'));
+      configJson = await readJsonObject(join(options.model, 'config.json'));
       parameters = new Map();
       for (const name of model.checkpoint.names()) parameters.set(name, await model.checkpoint.read(name, { dtype: 'f32' }));
     } else {
       const source = typeof options.init === 'string' ? options.init : 'init config';
-      configJson = typeof options.init === 'string' ? await readJsonFile(options.init) : { ...options.init! };
+      configJson = typeof options.init === 'string' ? await readJsonObject(options.init) : { ...options.init! };
       parameters = initialParameters(parseConfig(configJson, source), {
         seed: options.initSeed,
         std: typeof configJson.initializer_range === 'number' ? configJson.initializer_range : undefined,
@@ -190,7 +183,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
       tokensPerSecond: (steps * tokensPerStep) / seconds,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
-    await writeCheckpoint(staged.path, parameters, saveDtype);
+    await staged.guard(staged.path, () => writeCheckpoint(staged.path, parameters, saveDtype));
     configJson.torch_dtype = saveDtype;
     configJson.sparq = {
       version: sparqVersion(),
@@ -206,18 +199,20 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
         final_loss: losses[losses.length - 1],
       },
     };
-    await writeFile(join(staged.path, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
-    await writeFile(join(staged.path, 'training.json'), `${JSON.stringify(report, null, 2)}\n`);
-    if (options.model !== undefined) await copyCompanions(options.model, staged.path);
-    if (options.tokenizer !== undefined) {
-      if ((await stat(options.tokenizer)).isDirectory()) await copyCompanions(options.tokenizer, staged.path);
-      else await copyFile(options.tokenizer, join(staged.path, 'tokenizer.json'));
-    }
+    await staged.guard(staged.path, async () => {
+      await writeFile(join(staged.path, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
+      await writeFile(join(staged.path, 'training.json'), `${JSON.stringify(report, null, 2)}\n`);
+      if (options.model !== undefined) await copyCompanions(options.model, staged.path);
+      if (options.tokenizer !== undefined) {
+        if ((await stat(options.tokenizer)).isDirectory()) await copyCompanions(options.tokenizer, staged.path);
+        else await copyFile(options.tokenizer, join(staged.path, 'tokenizer.json'));
+      }
+    });
     await staged.commit();
     return report;
   } catch (error) {
     await model?.close();
-    await staged.abort();
+    await staged.close();
     throw error;
   }
 }

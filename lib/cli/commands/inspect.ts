@@ -1,0 +1,27 @@
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../../errors.js';
+import { inspectModel } from '../../models/inspect.js';
+import { parseFlags, type Command } from '../command.js';
+import { progressBar } from '../progress.js';
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  usage: `inspect DIR [--json]
+                   architecture, parameter count, dtypes, bytes, and each linear layer's sparsity`,
+  async run(args) {
+    const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
+    if (positionals.length !== 1) throw new InvalidArgumentError('inspect: give exactly one model folder');
+    const bar = progressBar('inspect');
+    const report = await inspectModel(positionals[0], { onProgress: (done, total) => bar.update(done, total, 'linears') }).finally(() => bar.done());
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return;
+    }
+    const c = report.config;
+    process.stdout.write(
+      `${report.dir}: ${c.architecture}, ${c.layers} layers, hidden ${c.hiddenSize}, ${c.heads} heads / ${c.kvHeads} kv (head_dim ${c.headDim}), ` +
+        `vocab ${c.vocabSize}\n${report.parameters.toLocaleString('en-US')} parameters, ${(report.bytes / 2 ** 20).toFixed(1)} MiB, dtypes ${JSON.stringify(report.dtypes)}\n`,
+    );
+    for (const l of report.linears) process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%\n`);
+  },
+};
