@@ -59,18 +59,6 @@
           "-O3"
         ]
       }
-    },
-    {
-      "target_name": "sparq_bench_openblas",
-      "sources": [
-        "bench/native/openblas_direct.c"
-      ],
-      "cflags": [
-        "-O2"
-      ],
-      "libraries": [
-        "-lopenblas"
-      ]
     }
   ]
 }

@@ -23,7 +23,7 @@ import { backend, callSync } from '../lib/native.js';
 
 const quick = process.env.SPARQ_BENCH_QUICK === '1';
 const require = createRequire(import.meta.url);
-const direct = require('../../build/Release/sparq_bench_openblas.node') as {
+const direct = require('../../bench/native/build/Release/sparq_bench_openblas.node') as {
   sgemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void;
   ssyrk(x: Float32Array, c: Float32Array, rows: number, n: number): void;
 };
