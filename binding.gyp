@@ -7,6 +7,7 @@
         "native/core/ops.cpp",
         "native/core/pool.cpp",
         "native/cpu/alps.cpp",
+        "native/cpu/column_sweep.cpp",
         "native/cpu/convert.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/cpu/elementwise.cpp",
@@ -15,7 +16,7 @@
         "native/cpu/mask.cpp",
         "native/cpu/nn.cpp",
         "native/cpu/nn_backward.cpp",
-        "native/cpu/sparsegpt.cpp",
+        "native/cpu/quant.cpp",
         "native/napi/addon.cpp",
         "native/napi/args.cpp",
         "native/napi/ops.cpp"

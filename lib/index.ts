@@ -27,12 +27,19 @@ export { loadTokenizer, loadTokenizerFile, type TextTokenizer } from './tokenize
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
-export type { CompressionMethod, CompressRequest, CompressResult, LinearStatistics } from './compress/method.js';
-export { countZeros, formatPattern, parsePattern, patternSparsity } from './compress/pattern.js';
-export { prune, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
-export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
+export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
+export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
+export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
+export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
+export { compressModel, type CompressOptions, type CompressProgress } from './pipeline/compress-model.js';
+export type { CompressReport } from './pipeline/report.js';
+export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type NamePattern, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
 export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';
-export { PrunedFolder } from './export/pruned-folder.js';
+export { DenseFolder } from './export/dense-folder.js';
+export { CompressedTensorsFolder } from './export/compressed-tensors-folder.js';
+export { OUTPUT_FORMATS, type OutputFormat } from './export/writer.js';
+export { CtCheckpoint, parseCtConfig, type CtConfig, type CtWeightScheme } from './io/compressed-tensors.js';
+export * from './quant.js';
 export { Tape, Variable, type Activation, type Routing } from './autograd/tape.js';
 export {
   blockParameterNames,

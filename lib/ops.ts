@@ -3,6 +3,7 @@
 // the op runs on that device's backend. Outputs are fresh tensors unless `out` is given.
 import { checkMatrix, checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { InvalidArgumentError } from './errors.js';
+import { dtypeCode } from './dtype.js';
 import type { Device } from './native.js';
 import { formatShape, Tensor } from './tensor.js';
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
@@ -501,18 +502,60 @@ export function unaryAsync(op: UnaryName, x: Tensor, options: UnaryOptions & Asy
   return runAsync(unaryCall(op, x, options.a ?? 0, options.b ?? 0, options), options);
 }
 
-// ---- SparseGPT -----------------------------------------------------------------------------------------
+// ---- the optimal-brain-surgeon column sweep (SparseGPT, GPTQ) ------------------------------------------
 
-/** What to prune: a fraction of every matrix (unstructured) or n of every m consecutive inputs of a row. */
-export type SparsityPattern = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };
+/** The sweep's pruning target: a fraction of the whole matrix, or n kept of every m consecutive inputs of a row. */
+export type PruneTarget = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };
 
-export interface SparsegptSweepOptions {
-  pattern: SparsityPattern;
-  /** Columns per lazy-update block (default 128; rounded down to a multiple of m for N:M). */
-  blockSize?: number;
+/** A quantization grid as the kernels take it (see native/core/quant.h). */
+export interface QuantGrid {
+  bits: number;
+  /** Input columns per group (the row length: one scale per output channel). */
+  groupSize: number;
+  symmetric: boolean;
+  /** The dtype scales are stored in; they are rounded to it before use. */
+  scaleDType: 'f32' | 'f16' | 'bf16';
 }
 
-function sparsegptCall(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions): Call<Tensor> {
+export interface ColumnSweepOptions {
+  /** What to prune (absent: nothing). */
+  pattern?: PruneTarget;
+  /** Columns per lazy-update block (default 128; rounded down to a multiple of m for N:M). */
+  blockSize?: number;
+  /** Round every kept weight to this grid, as GPTQ does. */
+  quantization?: {
+    grid: QuantGrid;
+    /**
+     * Scales f32 [rows, groups] and zero points i8 [rows, groups] (asymmetric grids): fixed before the
+     * sweep when given; otherwise fitted per group when the sweep reaches it (contiguous groups only).
+     */
+    scales?: Tensor;
+    zeros?: Tensor;
+    /** i32 [cols]: the group of each swept column (a sweep in activation order); default contiguous groups. */
+    groupOf?: Tensor;
+  };
+}
+
+export interface ColumnSweepResult {
+  weight: Tensor;
+  /** i8 [rows, cols] codes of every column (quantizing sweeps only), with their scales and zero points. */
+  codes?: Tensor;
+  scales?: Tensor;
+  zeros?: Tensor;
+}
+
+const EMPTY_I8 = () => Tensor.zeros([0], 'i8');
+const EMPTY_I32 = () => Tensor.zeros([0], 'i32');
+
+/** The native grid arguments: bits, groupSize, symmetric, scale dtype code. */
+export function gridArgs(grid: QuantGrid): unknown[] {
+  checkInteger('bits', grid.bits, 1, 8);
+  checkInteger('groupSize', grid.groupSize, 1);
+  checkOneOf('scaleDType', grid.scaleDType, ['f32', 'f16', 'bf16']);
+  return [grid.bits, grid.groupSize, checkBoolean('symmetric', grid.symmetric), dtypeCode(grid.scaleDType)];
+}
+
+function columnSweepCall(w: Tensor, hinvUpper: Tensor, options: ColumnSweepOptions): Call<ColumnSweepResult> {
   checkTensor('w', w);
   checkTensor('hinvUpper', hinvUpper);
   checkMatrix('w', w);
@@ -521,32 +564,78 @@ function sparsegptCall(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOpti
   w.requireContiguous('w');
   const device = commonDevice({ w, hinvUpper });
   const p = options.pattern;
-  const sparsity = p.kind === 'unstructured' ? checkNumber('sparsity', p.sparsity, { min: 0 }) : 0;
+  const sparsity = p?.kind === 'unstructured' ? checkNumber('sparsity', p.sparsity, { min: 0 }) : 0;
   if (sparsity > 1) invalid('sparsity', 'a fraction in [0, 1]', sparsity);
-  const m = p.kind === 'nm' ? checkInteger('m', p.m, 1, 32) : 0;
-  const n = p.kind === 'nm' ? checkInteger('n', p.n, 0, m - 1) : 0;
+  const m = p?.kind === 'nm' ? checkInteger('m', p.m, 1, 32) : 0;
+  const n = p?.kind === 'nm' ? checkInteger('n', p.n, 0, m - 1) : 0;
   if (m > 0 && w.shape[1] % m !== 0) {
-    throw new InvalidArgumentError(`sparsegpt: ${n}:${m} needs the input size (${w.shape[1]}) to be a multiple of ${m}`);
+    throw new InvalidArgumentError(`columnSweep: ${n}:${m} needs the input size (${w.shape[1]}) to be a multiple of ${m}`);
   }
   const blockSize = checkInteger('blockSize', options.blockSize ?? 128, 1, 1 << 20);
+  const [rows, cols] = w.shape;
+  const q = options.quantization;
+  let gridArguments: unknown[] = [0, 1, true, dtypeCode('f32')];
+  let fit = false;
+  let groupOf = EMPTY_I32();
+  let scales = Tensor.zeros([0, 0]);
+  let zeros = EMPTY_I8();
+  let codes = EMPTY_I8();
+  if (q) {
+    gridArguments = gridArgs(q.grid);
+    groupOf = q.groupOf ? q.groupOf.contiguous() : EMPTY_I32();
+    const groups = q.groupOf ? Math.max(-1, ...(q.groupOf.data as Int32Array)) + 1 : Math.ceil(cols / q.grid.groupSize);
+    fit = q.scales === undefined;
+    scales = q.scales ?? Tensor.zeros([rows, groups]);
+    zeros = q.zeros ?? (q.grid.symmetric ? EMPTY_I8() : Tensor.zeros([rows, groups], 'i8'));
+    codes = Tensor.zeros([rows, cols], 'i8');
+  }
   return {
     device,
-    name: 'sparsegptPrune',
-    args: [...w.nativeArgs('w'), ...hinvUpper.contiguous().nativeArgs('hinvUpper'), sparsity, n, m, blockSize],
-    result: () => w,
+    name: 'columnSweep',
+    args: [
+      ...w.nativeArgs('w'),
+      ...hinvUpper.contiguous().nativeArgs('hinvUpper'),
+      sparsity,
+      n,
+      m,
+      blockSize,
+      ...gridArguments,
+      fit,
+      ...groupOf.nativeArgs('groupOf'),
+      ...scales.nativeArgs('scales'),
+      ...zeros.nativeArgs('zeros'),
+      ...codes.nativeArgs('codes'),
+    ],
+    result: () => (q ? { weight: w, codes, scales, zeros: q.grid.symmetric ? undefined : zeros } : { weight: w }),
   };
 }
 
 /**
- * SparseGPT's column sweep, in place on w [rows, cols]: prunes to the pattern and updates the remaining
- * weights to compensate, given U, the upper Cholesky factor of the damped inverse Hessian (H⁻¹ = UᵀU).
- * Unstructured masks are chosen per block over all rows (exact total count); N:M per row and group.
+ * The optimal-brain-surgeon column sweep, in place on w [rows, cols], given U, the upper Cholesky factor
+ * of the damped inverse Hessian (H⁻¹ = UᵀU): each column is pruned to the pattern and/or rounded to the
+ * grid, and its error moved onto the columns not yet visited. Pruning alone is SparseGPT; rounding alone
+ * is GPTQ; both at once is SparseGPT's joint pruning and quantization. Unstructured masks are chosen per
+ * block over all rows (exact total count); N:M per row and group.
  */
-export function sparsegptSweep(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions): Tensor {
-  return runSync(sparsegptCall(w, hinvUpper, options));
+export function columnSweep(w: Tensor, hinvUpper: Tensor, options: ColumnSweepOptions): ColumnSweepResult {
+  return runSync(columnSweepCall(w, hinvUpper, options));
 }
-export function sparsegptSweepAsync(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions & AsyncOptions): Promise<Tensor> {
-  return runAsync(sparsegptCall(w, hinvUpper, options), options);
+export function columnSweepAsync(w: Tensor, hinvUpper: Tensor, options: ColumnSweepOptions & AsyncOptions): Promise<ColumnSweepResult> {
+  return runAsync(columnSweepCall(w, hinvUpper, options), options);
+}
+
+export interface SparsegptSweepOptions {
+  pattern: PruneTarget;
+  /** Columns per lazy-update block (default 128; rounded down to a multiple of m for N:M). */
+  blockSize?: number;
+}
+
+/** SparseGPT's sweep: columnSweep with pruning only. Returns w. */
+export function sparsegptSweep(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions): Tensor {
+  return columnSweep(w, hinvUpper, options).weight;
+}
+export async function sparsegptSweepAsync(w: Tensor, hinvUpper: Tensor, options: SparsegptSweepOptions & AsyncOptions): Promise<Tensor> {
+  return (await columnSweepAsync(w, hinvUpper, options)).weight;
 }
 
 // ---- ALPS building blocks ------------------------------------------------------------------------------

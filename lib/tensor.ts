@@ -1,6 +1,7 @@
 // Tensor: dtype, shape, strides and device over storage that JavaScript owns (a TypedArray for CPU
 // tensors, a device buffer for CUDA ones). CPU tensors wrap TypedArrays without copying; views
 // (reshape, transpose) share storage, and ops ask for contiguous row-major tensors.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { ALL_DTYPES, arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, isFloatingDType, type DType, type TypedArray } from './dtype.js';
 import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from './errors.js';
 import { callAsync, callSync, type Device } from './native.js';
@@ -20,11 +21,13 @@ export type Shape = readonly number[];
 
 /** Buffers below this size come from the JavaScript heap as usual. */
 const ARENA_MIN_BYTES = 64 * 1024;
-let activeArena: TensorArena | undefined;
+/** The arena of the `run` call whose (possibly asynchronous) work is executing, per async context. */
+const activeArena = new AsyncLocalStorage<TensorArena>();
 
 /**
  * A pool of CPU buffers for work that allocates the same large tensors again and again (a training
- * step). Inside `arena.run(fn)` (synchronous), Tensor.zeros takes buffers of 64 KiB or more from the
+ * step). Inside `arena.run(fn)` — fn and everything it awaits, but no unrelated work that interleaves with
+ * it (the arena follows the async context) — Tensor.zeros takes buffers of 64 KiB or more from the
  * pool, zero-filled again; `recycle()` returns every buffer handed out since the last recycle. Fresh
  * large allocations cost a page fault per 4 KiB on first touch, which on virtual machines can take longer
  * than the kernel that fills the buffer. The caller guarantees that no tensor allocated inside `run` is
@@ -35,13 +38,7 @@ export class TensorArena {
   private lent: [string, TypedArray][] = [];
 
   run<T>(fn: () => T): T {
-    const previous = activeArena;
-    activeArena = this;
-    try {
-      return fn();
-    } finally {
-      activeArena = previous;
-    }
+    return activeArena.run(this, fn);
   }
 
   take(dtype: DType, numel: number): TypedArray {
@@ -136,7 +133,8 @@ export class Tensor {
     const dims = checkShape('shape', shape);
     if (!isDType(dtype)) invalid('dtype', 'a dtype name', dtype);
     const numel = shapeNumel(dims);
-    const host = activeArena && numel * dtypeSize(dtype) >= ARENA_MIN_BYTES ? activeArena.take(dtype, numel) : new (arrayTypeFor(dtype))(numel);
+    const arena = numel * dtypeSize(dtype) >= ARENA_MIN_BYTES ? activeArena.getStore() : undefined;
+    const host = arena ? arena.take(dtype, numel) : new (arrayTypeFor(dtype))(numel);
     const cpu = new Tensor(host, dtype, dims);
     return device === 'cpu' ? cpu : cpu.toDevice(device);
   }

@@ -127,7 +127,7 @@ describe('sparsegpt', () => {
       const weight = randomF32(c.rows * c.cols, random);
       const expected = sparsegptRef(weight, c.rows, c.cols, hessian.data as Float32Array, pattern, 0.01, c.block);
       const method = getMethod('sparsegpt');
-      const result = await method.compress({
+      const result = await method.compress!({
         name: 'layer',
         weight: Tensor.fromTypedArray(weight.slice(), [c.rows, c.cols]),
         pattern,
@@ -164,7 +164,7 @@ describe('sparsegpt', () => {
     for (const [rows, cols, text] of [[64, 200, '0.5'], [33, 130, '0.6'], [40, 256, '2:4'], [16, 128, '4:8']] as const) {
       const pattern = parsePattern(text, 'test');
       const weight = Tensor.fromTypedArray(randomF32(rows * cols, random), [rows, cols]);
-      const { weight: pruned } = await method.compress({
+      const { weight: pruned } = await method.compress!({
         name: 'layer',
         weight,
         pattern,
@@ -188,10 +188,10 @@ describe('sparsegpt', () => {
     const method = getMethod('sparsegpt');
     const random = rng(3);
     await assert.rejects(
-      method.compress({ name: 'l', weight: Tensor.zeros([4, 10]), pattern: parsePattern('2:4', 't'), stats: { hessian: randomHessian(10, 20, random), tokens: 20 }, options: method.parseOptions({}, 'o') }),
+      method.compress!({ name: 'l', weight: Tensor.zeros([4, 10]), pattern: parsePattern('2:4', 't'), stats: { hessian: randomHessian(10, 20, random), tokens: 20 }, options: method.parseOptions({}, 'o') }),
       /multiple of 4/,
     );
-    await assert.rejects(method.compress({ name: 'l', weight: Tensor.zeros([4, 8]), pattern: parsePattern('0.5', 't'), options: method.parseOptions({}, 'o') }), /needs calibration/);
+    await assert.rejects(method.compress!({ name: 'l', weight: Tensor.zeros([4, 8]), pattern: parsePattern('0.5', 't'), options: method.parseOptions({}, 'o') }), /needs calibration/);
     assert.throws(() => method.parseOptions({ dampp: 1 }, 'recipe.options'), /recipe.options: sparsegpt has no option 'dampp'/);
   });
 });
@@ -204,9 +204,11 @@ describe('wanda and magnitude', () => {
     const hessian = randomHessian(cols, 80, random, [3]);
     const weight = randomF32(rows * cols, random);
     const method = getMethod('wanda');
-    const { weight: pruned } = await method.compress({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), pattern: parsePattern('0.3', 't'), stats: { hessian, tokens: 80 }, options: {} });
-    const w = pruned.data as Float32Array;
     const h = hessian.data as Float32Array;
+    // Wanda reads only Σ_t x_tj² (here the Hessian's diagonal, the same ranking up to a constant factor).
+    const inputSquares = Tensor.fromTypedArray(Float32Array.from({ length: cols }, (_, j) => h[j * cols + j]));
+    const { weight: pruned } = await method.compress!({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), pattern: parsePattern('0.3', 't'), stats: { inputSquares, tokens: 80 }, options: {} });
+    const w = pruned.data as Float32Array;
     const perRow = Math.round(0.3 * cols);
     for (let r = 0; r < rows; ++r) {
       const scores = [...Array(cols).keys()].map((j) => ({ j, s: Math.abs(weight[r * cols + j]) * Math.sqrt(h[j * cols + j]) }));
@@ -226,7 +228,7 @@ describe('wanda and magnitude', () => {
     const h = hessian.data as Float32Array;
     const weight = randomF32(rows * cols, random);
     for (const name of ['wanda', 'magnitude']) {
-      const { weight: pruned } = await getMethod(name).compress({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), pattern: parsePattern('2:4', 't'), stats: { hessian, tokens: 70 }, options: {} });
+      const { weight: pruned } = await getMethod(name).compress!({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), pattern: parsePattern('2:4', 't'), stats: { hessian, inputSquares: Tensor.fromTypedArray(Float32Array.from({ length: cols }, (_, j) => h[j * cols + j])), tokens: 70 }, options: {} });
       const w = pruned.data as Float32Array;
       for (let g = 0; g < w.length; g += 4) {
         const score = (i: number) => Math.abs(weight[i]) * (name === 'wanda' ? Math.sqrt(h[i % cols * cols + (i % cols)]) : 1);
@@ -239,7 +241,7 @@ describe('wanda and magnitude', () => {
   it('magnitude prunes the smallest |W| over the whole matrix', async () => {
     const random = rng(13);
     const weight = randomF32(31 * 47, random);
-    const { weight: pruned } = await getMethod('magnitude').compress({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [31, 47]), pattern: parsePattern('65%', 't'), options: {} });
+    const { weight: pruned } = await getMethod('magnitude').compress!({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [31, 47]), pattern: parsePattern('65%', 't'), options: {} });
     const w = pruned.data as Float32Array;
     const sorted = [...weight].map(Math.abs).sort((a, b) => a - b);
     const count = Math.round(0.65 * weight.length);

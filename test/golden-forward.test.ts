@@ -14,8 +14,8 @@ async function llamaLogits(dir: string, ids: Int32Array): Promise<Float32Array> 
   const model = await DecoderModel.open(dir);
   const positions = Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i));
   const h = model.embed(await model.loadEmbeddings(), ids);
-  for (let layer = 0; layer < model.config.layers; ++layer) (await model.loadBlock(layer)).forward(h, positions, model.invFreq);
-  const logits = model.logits(await model.loadHead(), h);
+  for (let layer = 0; layer < model.config.layers; ++layer) await (await model.loadBlock(layer)).forward(h, positions, model.invFreq);
+  const logits = await model.logits(await model.loadHead(), h);
   await model.close();
   return logits.data as Float32Array;
 }

@@ -49,7 +49,7 @@ describe('gradients of the loss match the PyTorch goldens', () => {
       const model = await DecoderModel.open(dir);
       try {
         const batch = makeBatch(golden.windows);
-        const { loss, gradients } = lossAndGradients(model, await loadParameters(model), batch);
+        const { loss, gradients } = await lossAndGradients(model, await loadParameters(model), batch);
         assert.ok(Math.abs(loss - golden.loss) <= 1e-5 * golden.loss, `loss ${loss}, golden ${golden.loss}`);
         assert.deepEqual([...gradients.keys()].sort(), [...golden.grads.keys()].sort(), 'one gradient per parameter');
         for (const [param, expected] of golden.grads) {

@@ -18,7 +18,7 @@ import {
   loadTokenizer,
   parseRecipe,
   prune,
-  PrunedFolder,
+  DenseFolder,
   SafetensorsFile,
   type PruneOptions,
 } from '../lib/index.js';
@@ -85,7 +85,7 @@ describe('pruning pipeline', function () {
       const options = storiesOptions('sparsegpt', sparsity);
       const report = await prune(options);
       const out = options.out;
-      assert.ok(!existsSync(PrunedFolder.stagingPath(out)), 'the staging folder is renamed into place');
+      assert.ok(!existsSync(DenseFolder.stagingPath(out)), 'the staging folder is renamed into place');
       for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'report.json', 'model.safetensors']) assert.ok(existsSync(join(out, f)), f);
       const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
       assert.equal(config.sparq.sparsity, 0.5);
@@ -131,7 +131,7 @@ describe('pruning pipeline', function () {
       AbortError,
     );
     assert.ok(!existsSync(interrupted.out), 'nothing at --out after an interruption');
-    assert.ok(existsSync(PrunedFolder.stagingPath(interrupted.out)));
+    assert.ok(existsSync(DenseFolder.stagingPath(interrupted.out)));
     await assert.rejects(prune(interrupted), /interrupted run is kept at .*--resume/);
     const report = await prune({ ...interrupted, resume: true });
     assert.equal(report.totals.resumedAtBlock, 2);
@@ -217,7 +217,7 @@ describe('pruning pipeline', function () {
     await assert.rejects(prune({ ...base, calibrationFile: undefined }), /sparsegpt needs calibration data: pass --calib/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'sparsegpt', sparsity: '4:8' }) }), /model.layers.0.mlp.down_proj: 4:8 groups inputs by 8, but its input size 172/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'wanda', sparsity: 0.5, targets: ['*.attn.*'] }) }), /targets: '\*.attn.\*' matches no linear layer/);
-    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps\)/);
+    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps, rtn, gptq\)/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sparsityy: 1 }), /unknown key 'sparsityy'/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 1.2 }), /recipe.sparsity: sparsity must be a fraction/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sequential: 'layer' }), /sequential: expected 'block' or 'linear'/);

@@ -17,7 +17,7 @@ import {
   parseConfig,
   parseRecipe,
   prune,
-  PrunedFolder,
+  DenseFolder,
   Tensor,
   train,
   WriteFailedError,
@@ -116,7 +116,7 @@ describe('reliability: output folders', function () {
     await assert.rejects(prune({ ...base, out: missing }), (e: Error) => /--out .*deeper\/out: its parent folder .* does not exist/.test(e.message) && !/sparq-partial/.test(e.message));
     // A live run holds the staging folder's lock (this process stands in for it); a dead one's lock is stale.
     const out = fresh('locked');
-    const staging = PrunedFolder.stagingPath(out);
+    const staging = DenseFolder.stagingPath(out);
     mkdirSync(staging);
     writeFileSync(join(staging, 'sparq.lock'), JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), started: 'earlier' }));
     writeFileSync(join(staging, 'keep.txt'), 'live');
@@ -135,7 +135,7 @@ describe('reliability: output folders', function () {
     const options = { model: stories(), out: fresh('progress'), recipe: parseRecipe({ method: 'magnitude', sparsity: 0.5 }) };
     const controller = new AbortController();
     await assert.rejects(prune({ ...options, signal: controller.signal, onProgress: (p) => (p.block === 1 ? controller.abort() : undefined) }));
-    const progress = join(PrunedFolder.stagingPath(options.out), 'sparq-progress.json');
+    const progress = join(DenseFolder.stagingPath(options.out), 'sparq-progress.json');
     writeFileSync(progress, '{"fingerprint": "trunc');
     await assert.rejects(prune({ ...options, resume: true }), /cannot be resumed: its progress file is corrupt\. Pass --overwrite/);
     rmSync(progress);

@@ -65,7 +65,7 @@ describe('training', () => {
     // seq-len = the golden window length: the two golden sequences are exactly the two windows.
     const before = await parametersOf(dir);
     const model = await DecoderModel.open(dir);
-    const { gradients } = lossAndGradients(model, before, makeBatch([ids.subarray(0, length), ids.subarray(length)]));
+    const { gradients } = await lossAndGradients(model, before, makeBatch([ids.subarray(0, length), ids.subarray(length)]));
     await model.close();
     const out = join(scratch, 'sgd');
     const lr = 0.05;

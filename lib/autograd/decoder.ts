@@ -10,6 +10,7 @@
 //   recomputes its forward on a tape, backpropagates, and hands the block's parameter gradients to a
 //   callback before loading the next. Memory ≈ one block + its activations + the boundary states.
 import { InvalidArgumentError } from '../errors.js';
+import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../ops.js';
 import { Tensor, TensorArena } from '../tensor.js';
@@ -94,49 +95,73 @@ function normOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLookup, ba
   return tape.norm(model.config.norm, x, required(lookup, `${base}.weight`), lookup(`${base}.bias`), model.config.normEps);
 }
 
-/** One decoder block on the tape: the same computation as DecoderBlock.forward. */
-export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch): Variable {
-  const { config, layout } = model;
-  const prefix = layout.block(index);
-  const roles = model.linearRoles();
-  const N = h.value.shape[0];
-  const linear = (role: string, x: Variable) => {
-    const base = prefix + roles[role];
-    return tape.linear(x, required(lookup, `${base}.weight`), lookup(`${base}.bias`));
-  };
-  const norm = (name: string, x: Variable) => normOnTape(tape, model, lookup, prefix + name, x);
+/** The block's ops recorded on a tape, with parameters looked up by checkpoint name. */
+class TapeOps implements BlockOps<Variable> {
+  private readonly prefix: string;
+  private readonly roles: Record<string, string>;
 
-  const x = norm(layout.attentionNorm, h);
-  let q = tape.reshape(linear('q', x), [N, config.heads, config.headDim]);
-  let k = tape.reshape(linear('k', x), [N, config.kvHeads, config.headDim]);
-  const v = tape.reshape(linear('v', x), [N, config.kvHeads, config.headDim]);
-  if (config.qkNorm && layout.qNorm && layout.kNorm) {
-    q = norm(layout.qNorm, q);
-    k = norm(layout.kNorm, k);
+  constructor(
+    private readonly tape: Tape,
+    private readonly model: DecoderModel,
+    index: number,
+    private readonly lookup: ParameterLookup,
+    private readonly batch: Batch,
+  ) {
+    this.prefix = model.layout.block(index);
+    this.roles = model.linearRoles();
   }
-  if (model.invFreq) {
-    q = tape.rope(q, batch.positions, model.invFreq);
-    k = tape.rope(k, batch.positions, model.invFreq);
-  }
-  const attended = tape.reshape(tape.attention(q, k, v, batch.sequenceLength), [N, config.heads * config.headDim]);
-  const afterAttention = tape.add(h, linear('o', attended));
 
-  const y = norm(layout.mlpNorm, afterAttention);
-  let mlp: Variable;
-  if (config.mlp === 'moe') {
-    const routing = tape.route(linear('router', y), config.moe!.topK);
-    const outputs = routing.tokens.map((tokens, e) => {
-      if (tokens.numel === 0) return undefined;
-      const routed = tape.embedding(y, tokens);
-      return linear(`expert.${e}.down`, tape.siluMul(linear(`expert.${e}.gate`, routed), linear(`expert.${e}.up`, routed)));
-    });
-    mlp = tape.combineExperts(routing, outputs, config.hiddenSize);
-  } else if (config.mlp === 'swiglu') {
-    mlp = linear('down', tape.siluMul(linear('gate', y), linear('up', y)));
-  } else {
-    mlp = linear('fc2', tape.activation(config.mlp, linear('fc1', y)));
+  linear(role: string, x: Variable): Variable {
+    const base = this.prefix + this.roles[role];
+    return this.tape.linear(x, required(this.lookup, `${base}.weight`), this.lookup(`${base}.bias`));
   }
-  return tape.add(afterAttention, mlp);
+
+  norm(which: BlockNorm, x: Variable): Variable {
+    const { layout } = this.model;
+    const name = { attention: layout.attentionNorm, mlp: layout.mlpNorm, q: layout.qNorm, k: layout.kNorm }[which]!;
+    return normOnTape(this.tape, this.model, this.lookup, this.prefix + name, x);
+  }
+
+  reshape(x: Variable, shape: number[]): Variable {
+    return this.tape.reshape(x, shape);
+  }
+
+  rope(x: Variable): Variable {
+    return this.tape.rope(x, this.batch.positions, this.model.invFreq!);
+  }
+
+  attention(q: Variable, k: Variable, v: Variable): Variable {
+    return this.tape.attention(q, k, v, this.batch.sequenceLength);
+  }
+
+  siluMul(gate: Variable, up: Variable): Variable {
+    return this.tape.siluMul(gate, up);
+  }
+
+  activation(kind: 'relu' | 'gelu', x: Variable): Variable {
+    return this.tape.activation(kind, x);
+  }
+
+  residual(residual: Variable, x: Variable): Variable {
+    return this.tape.add(residual, x);
+  }
+
+  route(logits: Variable, topK: number): BlockRouting<Variable> {
+    return this.tape.route(logits, topK);
+  }
+
+  gather(x: Variable, tokens: Tensor): Variable {
+    return this.tape.embedding(x, tokens);
+  }
+
+  combine(routing: BlockRouting<Variable>, outputs: (Variable | undefined)[], dim: number): Variable {
+    return this.tape.combineExperts(routing, outputs, dim);
+  }
+}
+
+/** One decoder block on the tape: models/block.ts, the same function the forward pass runs. */
+export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch): Promise<Variable> {
+  return decoderBlock(model.config, new TapeOps(tape, model, index, lookup, batch), h, h.value.shape[0]);
 }
 
 /** Final norm, output projection and mean cross-entropy against the batch's targets. */
@@ -153,7 +178,7 @@ export interface GradientResult {
 }
 
 /** In-memory mode: `parameters` holds every parameter (f32) by checkpoint name; one tape over the model. */
-export function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch): GradientResult {
+export async function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch): Promise<GradientResult> {
   checkWindowFits(model, batch.sequenceLength);
   const tape = new Tape();
   const variables = new Map<string, Variable>();
@@ -168,7 +193,7 @@ export function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<st
     return v;
   };
   let h = embedOnTape(tape, model, lookup, batch);
-  for (let i = 0; i < model.config.layers; ++i) h = blockOnTape(tape, model, i, lookup, h, batch);
+  for (let i = 0; i < model.config.layers; ++i) h = await blockOnTape(tape, model, i, lookup, h, batch);
   const loss = lossOnTape(tape, model, lookup, h, batch);
   tape.backward(loss);
   const gradients = new Map<string, Tensor>();
@@ -243,7 +268,7 @@ async function embeddingsForward(model: DecoderModel, batch: Batch): Promise<Ten
 async function blockForward(model: DecoderModel, index: number, input: Tensor, batch: Batch, arena: TensorArena): Promise<Tensor> {
   const tape = new Tape();
   const variables = await loadVariables(model, tape, blockParameterNames(model, index), false);
-  const output = arena.run(() => blockOnTape(tape, model, index, (name) => variables.get(name), tape.constant(input), batch).value).clone();
+  const output = (await arena.run(() => blockOnTape(tape, model, index, (name) => variables.get(name), tape.constant(input), batch))).value.clone();
   arena.recycle();
   return output;
 }
@@ -275,7 +300,7 @@ async function blockBackward(
   const tape = new Tape();
   const variables = await loadVariables(model, tape, blockParameterNames(model, index), true);
   const h = tape.parameter(input);
-  arena.run(() => tape.backward(blockOnTape(tape, model, index, (name) => variables.get(name), h, batch), seed));
+  await arena.run(async () => tape.backward(await blockOnTape(tape, model, index, (name) => variables.get(name), h, batch), seed));
   const grad = h.grad!.clone();
   await options.onGradients({ kind: 'block', index }, gradientsOf(variables));
   arena.recycle();

@@ -9,9 +9,10 @@ import { evalCommand } from './commands/eval.js';
 import { infoCommand } from './commands/info.js';
 import { inspectCommand } from './commands/inspect.js';
 import { pruneCommand } from './commands/prune.js';
+import { quantizeCommand } from './commands/quantize.js';
 import { trainCommand } from './commands/train.js';
 
-const COMMANDS: Command[] = [demoCommand, infoCommand, evalCommand, inspectCommand, pruneCommand, trainCommand];
+const COMMANDS: Command[] = [demoCommand, infoCommand, evalCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
 
 const indent = (text: string) => text.replace(/^/gm, '  ');
 

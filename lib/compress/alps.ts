@@ -1,7 +1,7 @@
 // ALPS (Meng, Behdin, Wang & Mazumder, 2024): one-shot pruning by ADMM on the layer's reconstruction
 // objective, then conjugate-gradient refinement on the chosen support.
 //   min_B ‖X(B − B₀)‖²  s.t. B has the pattern,  B = Wᵀ, written here in W's layout (rows = outputs)
-//   H ← H + damp·mean(diag H)·I;  d = √diag(H);  Ĥ = D⁻¹HD⁻¹;  W̃ = W·D;  G = W̃·Ĥ
+//   H: dead inputs fixed, H ← H + damp·mean(diag H)·I (hessian.ts);  d = √diag(H);  Ĥ = D⁻¹HD⁻¹;  W̃ = W·D;  G = W̃·Ĥ
 //   Ĥ = QΛQᵀ once (float64), so (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ for any ρ
 //   Z = P(W̃), V = 0, ρ = ρ₀; repeat:
 //     B ← (G − V + ρZ)(Ĥ + ρI)⁻¹;   Z ← P(B + V/ρ);   V ← V + ρ(B − Z)
@@ -26,8 +26,9 @@ import {
 } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkNumber } from '../validate.js';
-import { rejectUnknownOptions, type CompressionMethod } from './method.js';
-import type { SparsityPattern } from './pattern.js';
+import { addDamping, fixDeadInputs, hessianDetails, type HessianReport } from './hessian.js';
+import { rejectUnknownOptions, requireStatistic, type CompressionMethod } from './method.js';
+import { keptCount, type SparsityPattern } from './pattern.js';
 
 export interface AlpsOptions {
   /** Ridge added to H, relative to mean(diag H) (default 0.01). */
@@ -62,6 +63,9 @@ async function relativeObjective(b: Tensor, scaled: Tensor, hHat: Tensor, denomi
 }
 
 interface Prepared {
+  report: HessianReport;
+  /** 1 for inputs that never fire (their weights are zeroed). */
+  dead: Uint8Array;
   scale: Tensor;
   inverseD: Tensor;
   hHat: Tensor;
@@ -71,10 +75,14 @@ interface Prepared {
 }
 
 // Linears that read the same input (q/k/v, gate/up) share one Hessian object, so the scaled Hessian and
-// its eigendecomposition — the O(n³) part — are computed once per group and damping.
+// its eigendecomposition — the O(n³) part — are computed once per group and damping. Dead inputs are a
+// property of the shared input, so every linear of the group zeroes the same columns.
 const preparedFor = new WeakMap<Tensor, Map<number, Promise<Prepared>>>();
 
-/** Ĥ = D⁻¹(H + λI)D⁻¹ with d = √diag(H + λI) + 1e-8, and Ĥ = QΛQᵀ (float64 eigendecomposition). */
+/**
+ * Ĥ = D⁻¹(H + λI)D⁻¹ with d = √diag(H + λI) + 1e-8, and Ĥ = QΛQᵀ (float64 eigendecomposition); H with dead
+ * inputs fixed and damped as hessian.ts does for every method.
+ */
 function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<Prepared> {
   let byDamp = preparedFor.get(hessian);
   if (!byDamp) {
@@ -91,14 +99,12 @@ function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<P
 
   async function compute(): Promise<Prepared> {
     const inputs = hessian.shape[0];
-    const h = hessian.clone();
+    const { hessian: h, deadInputs } = fixDeadInputs(hessian);
+    const report = addDamping(h, damp, deadInputs);
     const hData = h.data as Float32Array;
-    let meanDiagonal = 0;
-    for (let j = 0; j < inputs; ++j) meanDiagonal += hData[j * inputs + j] / inputs;
     const scale = new Float32Array(inputs);
     const inverseScale = new Float32Array(inputs);
     for (let j = 0; j < inputs; ++j) {
-      hData[j * inputs + j] += damp * meanDiagonal;
       scale[j] = Math.sqrt(Math.max(hData[j * inputs + j], 0)) + 1e-8;
       inverseScale[j] = 1 / scale[j];
     }
@@ -106,14 +112,21 @@ function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<P
     const hHat = scaleColumns(scaleColumns(h, inverseD).transpose().contiguous(), inverseD, { inPlace: true });
     const { values, vectors } = await eighAsync(hHat.to('f64'), { signal });
     const rowsOfQ = vectors.to('f32'); // row i = eigenvector i, i.e. Qᵀ
-    return { scale: Tensor.fromTypedArray(scale), inverseD, hHat, eigenvalues: values.data as Float64Array, rowsOfQ, columnsOfQ: rowsOfQ.transpose().contiguous() };
+    const dead = new Uint8Array(inputs);
+    for (let j = 0; j < inputs; ++j) dead[j] = (hessian.data as Float32Array)[j * inputs + j] === 0 ? 1 : 0;
+    return { scale: Tensor.fromTypedArray(scale), inverseD, hHat, eigenvalues: values.data as Float64Array, rowsOfQ, columnsOfQ: rowsOfQ.transpose().contiguous(), report, dead };
   }
 }
 
 export const alps: CompressionMethod<AlpsOptions> = {
   name: 'alps',
   summary: 'ADMM on the layer reconstruction with a ρ schedule, then CG on the fixed support (strong at 70–90%)',
-  needsCalibration: true,
+  needs: { hessian: true },
+  scope: 'linear',
+  prunes: true,
+  requiresSparsity: true,
+  quantizes: () => false,
+  fallback: 'magnitude',
   parseOptions(raw, where) {
     rejectUnknownOptions(raw, OPTION_NAMES, where, 'alps');
     return {
@@ -127,13 +140,17 @@ export const alps: CompressionMethod<AlpsOptions> = {
       fixedIterations: checkInteger(`${where}.fixedIterations`, raw.fixedIterations ?? 0, 0, 100000),
     };
   },
-  async compress({ name, weight, pattern, stats, options, signal }) {
-    if (!stats) throw new InvalidArgumentError(`${name}: alps needs calibration data`);
+  async compress(request) {
+    const { name, weight, pattern, options, signal } = request;
+    if (!pattern) throw new InvalidArgumentError(`${name}: alps needs a sparsity`);
     const [rows, inputs] = weight.shape;
-    const total = rows * inputs;
-    const kept = pattern.kind === 'nm' ? (total / pattern.m) * pattern.n : total - Math.round(pattern.sparsity * total);
+    const kept = keptCount(pattern, rows * inputs);
 
-    const { scale, inverseD, hHat, eigenvalues, rowsOfQ, columnsOfQ } = await prepare(stats.hessian, options.damp, signal);
+    const { scale, inverseD, hHat, eigenvalues, rowsOfQ, columnsOfQ, report, dead } = await prepare(requireStatistic(request, 'alps', 'hessian'), options.damp, signal);
+    if (report.deadInputs > 0) {
+      const w = weight.data as Float32Array;
+      for (let r = 0; r < rows; ++r) for (let j = 0; j < inputs; ++j) if (dead[j]) w[r * inputs + j] = 0;
+    }
     const scaled = scaleColumns(weight, scale);
     const g = await gemmAsync(scaled, hHat, { signal });
     const denominator = dot(scaled, g);
@@ -210,7 +227,8 @@ export const alps: CompressionMethod<AlpsOptions> = {
     const errorAfterCg = await relativeObjective(result, scaled, hHat, denominator, signal);
     return {
       weight: scaleColumns(result, inverseD, { inPlace: true }),
-      details: { iterations, rho, supportChanges, errorBeforeCg, errorAfterCg, cgIterations: cg.iterations, cgConverged: cg.converged },
+      mask: final.support,
+      details: { ...hessianDetails(report), iterations, rho, supportChanges, errorBeforeCg, errorAfterCg, cgIterations: cg.iterations, cgConverged: cg.converged },
     };
   },
 };

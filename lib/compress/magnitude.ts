@@ -2,26 +2,30 @@
 //   unstructured  zero the round(p·out·in) smallest |W_ij| of the whole matrix
 //   N:M           in every M consecutive inputs of a row, keep the N largest |W_ij|
 // No calibration, no weight update. Ties go to the lower index (kept first).
+import { InvalidArgumentError } from '../errors.js';
 import { abs, applyMaskAsync, nmMaskAsync, topkMaskAsync } from '../ops.js';
 import { rejectUnknownOptions, type CompressionMethod } from './method.js';
+import { keptCount } from './pattern.js';
 
 export const magnitude: CompressionMethod<Record<string, never>> = {
   name: 'magnitude',
   summary: 'keep the largest |W| (per matrix, or N of every M inputs)',
-  needsCalibration: false,
+  needs: {},
+  scope: 'linear',
+  prunes: true,
+  requiresSparsity: true,
+  quantizes: () => false,
   parseOptions(raw, where) {
     rejectUnknownOptions(raw, [], where, 'magnitude');
     return {};
   },
-  async compress({ weight, pattern, signal }) {
+  async compress({ name, weight, pattern, signal }) {
+    if (!pattern) throw new InvalidArgumentError(`${name}: magnitude needs a sparsity`);
     const scores = abs(weight);
-    let keep;
-    if (pattern.kind === 'nm') {
-      keep = await nmMaskAsync(scores, pattern.n, pattern.m, { largest: true, signal });
-    } else {
-      const count = weight.numel - Math.round(pattern.sparsity * weight.numel);
-      keep = (await topkMaskAsync(scores.reshape([1, -1]), count, { largest: true, signal })).reshape(weight.shape);
-    }
-    return { weight: await applyMaskAsync(weight, keep, { inPlace: true, signal }) };
+    const keep =
+      pattern.kind === 'nm'
+        ? await nmMaskAsync(scores, pattern.n, pattern.m, { largest: true, signal })
+        : (await topkMaskAsync(scores.reshape([1, -1]), keptCount(pattern, weight.numel), { largest: true, signal })).reshape(weight.shape);
+    return { weight: await applyMaskAsync(weight, keep, { inPlace: true, signal }), mask: keep };
   },
 };

@@ -1,9 +1,10 @@
 // Sparsity patterns as users write them ("0.5", "50%", "2:4") and the fraction of zeros a matrix has.
 import { InvalidArgumentError } from '../errors.js';
-import { abs, thresholdMask, type SparsityPattern } from '../ops.js';
+import { abs, thresholdMask } from '../ops.js';
 import type { Tensor } from '../tensor.js';
 
-export type { SparsityPattern };
+/** What to prune: a fraction of zeros (unstructured) or n kept of every m consecutive inputs of a row. */
+export type SparsityPattern = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };
 
 /**
  * "0.5" or "50%" → unstructured; "N:M" → keep N of every M consecutive inputs of a row (2:4 keeps half).
@@ -42,6 +43,14 @@ export function formatPattern(pattern: SparsityPattern): string {
 /** The fraction of zeros the pattern asks for. */
 export function patternSparsity(pattern: SparsityPattern): number {
   return pattern.kind === 'nm' ? 1 - pattern.n / pattern.m : pattern.sparsity;
+}
+
+/**
+ * How many of `total` weights the pattern keeps: total − round(p·total) for a fraction p of zeros (the
+ * rule every method uses, over a matrix or within a row), total·n/m for N:M.
+ */
+export function keptCount(pattern: SparsityPattern, total: number): number {
+  return pattern.kind === 'nm' ? (total / pattern.m) * pattern.n : total - Math.round(pattern.sparsity * total);
 }
 
 /** Throws if a [out, in] weight cannot take the pattern (N:M needs `in` to be a multiple of M). */

@@ -1,55 +1,64 @@
 // SparseGPT (Frantar & Alistarh, 2023): minimize ‖WX − ŴX‖² under the mask, one layer at a time, by
 // pruning columns left to right and moving each pruned weight's error onto the columns not yet visited
 // (the optimal brain surgeon update, through the inverse Hessian's Cholesky factor).
-//   dead inputs     H_jj = 0  →  H_jj = 1, W[:, j] = 0
-//   damping         H + λI, λ = damp·mean(diag H) (raised ×10 while H is not positive definite)
-//   U               upper Cholesky factor of (H + λI)⁻¹
-//   per column j    e = (w_j − q_j)/U_jj;  W[:, j+1:] −= e·U[j, j+1:]   (lazily, in blocks of B columns)
-//   mask            unstructured: per block, the lowest w²/U_jj² over all rows × B columns (adaptive);
-//                   N:M: the M − N lowest w²/U_jj² of each group of M inputs in a row
-// The column sweep is native (sparsegptSweep); this file prepares H and reports the damping.
+//   H             dead inputs fixed, damped by damp·mean(diag H), ladder if needed (hessian.ts)
+//   U             upper Cholesky factor of (H + λI)⁻¹
+//   per column j  e = (w_j − q_j)/U_jj;  W[:, j+1:] −= e·U[j, j+1:]   (lazily, in blocks of B columns)
+//   mask          unstructured: per block, the lowest w²/U_jj² over all rows × B columns (adaptive);
+//                 N:M: the M − N lowest w²/U_jj² of each group of M inputs in a row
+// With a quantization scheme, q_j is also rounded to the grid: pruning and quantization in one sweep,
+// as the paper's joint 2:4 + INT4 (option joint: false leaves quantizing to the pipeline's RTN afterwards).
+// The sweep is native (column-sweep.ts, ops.columnSweep).
 import { InvalidArgumentError } from '../errors.js';
-import { choleskyAsync, choleskyInverseAsync, sparsegptSweepAsync } from '../ops.js';
-import { checkInteger, checkNumber } from '../validate.js';
-import { rejectUnknownOptions, type CompressionMethod } from './method.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf } from '../validate.js';
+import { sweepColumns, type GridFit } from './column-sweep.js';
+import { rejectUnknownOptions, requireStatistic, type CompressionMethod } from './method.js';
 
 export interface SparsegptOptions {
   /** λ relative to mean(diag H) (default 0.01). */
   damp: number;
   /** Columns per lazy-update block (default 128). */
   blockSize: number;
+  /** With a quantization scheme: quantize in the same sweep (default), or leave it to RTN afterwards. */
+  joint: boolean;
+  /**
+   * With a quantization scheme: grids fitted when the sweep reaches each group, from the weights as the
+   * earlier blocks left them (default: pruning grows the kept weights, and grids fitted on the original
+   * ones would clamp them), or fixed before the sweep ('static').
+   */
+  grids: GridFit;
 }
 
 export const sparsegpt: CompressionMethod<SparsegptOptions> = {
   name: 'sparsegpt',
-  summary: 'prune column by column, updating the remaining weights through the inverse Hessian',
-  needsCalibration: true,
+  summary: 'prune column by column, updating the remaining weights through the inverse Hessian (optionally quantizing in the same sweep)',
+  needs: { hessian: true },
+  scope: 'linear',
+  prunes: true,
+  requiresSparsity: true,
+  quantizes: (options) => options.joint,
+  fallback: 'magnitude',
   parseOptions(raw, where) {
-    rejectUnknownOptions(raw, ['damp', 'blockSize'], where, 'sparsegpt');
+    rejectUnknownOptions(raw, ['damp', 'blockSize', 'joint', 'grids'], where, 'sparsegpt');
     return {
       damp: checkNumber(`${where}.damp`, raw.damp ?? 0.01, { min: 0 }),
       blockSize: checkInteger(`${where}.blockSize`, raw.blockSize ?? 128, 1, 65536),
+      joint: checkBoolean(`${where}.joint`, raw.joint ?? true),
+      grids: checkOneOf(`${where}.grids`, raw.grids ?? 'refit', ['static', 'refit'] as const),
     };
   },
-  async compress({ name, weight, pattern, stats, options, signal }) {
-    if (!stats) throw new InvalidArgumentError(`${name}: sparsegpt needs calibration data`);
-    const [rows, inputs] = weight.shape;
-    const hessian = stats.hessian.clone();
-    const h = hessian.data as Float32Array;
-    const w = weight.data as Float32Array;
-    let deadInputs = 0;
-    for (let j = 0; j < inputs; ++j) {
-      if (h[j * inputs + j] !== 0) continue;
-      deadInputs += 1;
-      h[j * inputs + j] = 1;
-      for (let r = 0; r < rows; ++r) w[r * inputs + j] = 0;
-    }
-    const { inverse, damping } = await choleskyInverseAsync(hessian, { damp: options.damp, signal });
-    const { factor } = await choleskyAsync(inverse, { upper: true, signal });
-    await sparsegptSweepAsync(weight, factor, { pattern, blockSize: options.blockSize, signal });
-    return {
+  async compress(request) {
+    const { name, weight, pattern, quantization, storageDType, options, signal } = request;
+    if (!pattern) throw new InvalidArgumentError(`${name}: sparsegpt needs a sparsity`);
+    return sweepColumns({
+      name,
       weight,
-      details: { damping: damping.relative, dampingAbsolute: damping.absolute, dampingAttempts: damping.attempts, deadInputs },
-    };
+      hessian: requireStatistic(request, 'sparsegpt', 'hessian'),
+      damp: options.damp,
+      blockSize: options.blockSize,
+      pattern,
+      quantization: quantization && options.joint ? { scheme: quantization, storageDType: storageDType ?? 'f32', grids: options.grids } : undefined,
+      signal,
+    });
   },
 };

@@ -7,8 +7,8 @@
 // the windows are taken in chunks, each chunk streaming through the blocks again.
 import { AbortError, InvalidArgumentError, NonFiniteError } from '../errors.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { crossEntropy } from '../nn.js';
-import { Tensor } from '../tensor.js';
+import { crossEntropyAsync } from '../nn.js';
+import { Tensor, TensorArena } from '../tensor.js';
 import { checkInteger } from '../validate.js';
 
 export interface PerplexityOptions {
@@ -68,6 +68,7 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
     if (options.signal?.aborted) throw new AbortError();
   };
   const windowNll: number[] = [];
+  const arena = new TensorArena();
 
   for (let first = 0; first < windows; first += perChunk) {
     const count = Math.min(perChunk, windows - first);
@@ -91,7 +92,10 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
       const block = await model.loadBlock(layer);
       for (const batch of batches) {
         check();
-        block.forward(batch.states, batch.positions, model.invFreq, seqLen);
+        // The block's temporaries come from the arena and go back after each batch: the same shapes
+        // recur, and fresh large buffers cost page faults and garbage collections.
+        await arena.run(() => block.forward(batch.states, batch.positions, model.invFreq, { sequenceLength: seqLen, signal: options.signal }));
+        arena.recycle();
         await model.checkFiniteStates(batch.states, layer, options.signal);
         await breathe();
       }
@@ -102,13 +106,18 @@ export async function evaluatePerplexity(model: DecoderModel, tokens: Int32Array
       for (let i = 0; i < batch.count; ++i) {
         check();
         const w = batch.first + i;
-        const logits = model.logits(head, batch.states.narrow(i * seqLen, (i + 1) * seqLen));
-        const predictions = logits.narrow(0, seqLen - 1); // position t predicts token t + 1
-        const nll = crossEntropy(predictions, Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen))).data as Float32Array;
-        let sum = 0;
-        for (const v of nll) sum += v;
+        const targets = Tensor.fromTypedArray(tokens.subarray(w * seqLen + 1, (w + 1) * seqLen));
+        const sum = await arena.run(async () => {
+          const logits = await model.logits(head, batch.states.narrow(i * seqLen, (i + 1) * seqLen), options.signal);
+          const predictions = logits.narrow(0, seqLen - 1); // position t predicts token t + 1
+          const nll = (await crossEntropyAsync(predictions, targets, { signal: options.signal })).data as Float32Array;
+          let total = 0;
+          for (const v of nll) total += v;
+          return total;
+        });
+        arena.recycle();
         if (!Number.isFinite(sum)) throw new NonFiniteError(`the output layer produced NaN or infinite logits for window ${w} although every weight and activation before it is finite`);
-        windowNll.push(sum / nll.length);
+        windowNll.push(sum / (seqLen - 1));
       }
       await breathe();
     }

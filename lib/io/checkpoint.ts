@@ -24,8 +24,21 @@ export function resolveShard(dir: string, indexPath: string, shard: unknown): st
   return path;
 }
 
+/** What a model reads its tensors through: a checkpoint folder, or a view that decodes a quantized one. */
+export interface TensorSource {
+  readonly dir: string;
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): Promise<{ name: string; dtype: string; shape: number[] }>;
+  /** One tensor, converted to `dtype` if given. */
+  read(name: string, options?: { dtype?: DType }): Promise<Tensor>;
+  /** The file that holds a tensor (for messages). */
+  shardPath(name: string): string;
+  close(): Promise<void>;
+}
+
 /** A checkpoint folder opened for reading. */
-export class Checkpoint {
+export class Checkpoint implements TensorSource {
   private readonly open = new Map<string, Promise<SafetensorsFile>>();
 
   private constructor(
@@ -140,6 +153,36 @@ export class Checkpoint {
   }
 }
 
+export interface PlannedShard {
+  /** model.safetensors, or model-0000i-of-0000N.safetensors when there are several. */
+  file: string;
+  tensors: PlannedTensor[];
+}
+
+/**
+ * Splits tensors, in order, into shards of at most `limit` bytes each (a tensor larger than the limit gets
+ * a shard of its own), named as Hugging Face names them.
+ */
+export function planShards(tensors: readonly PlannedTensor[], limit: number): PlannedShard[] {
+  const groups: PlannedTensor[][] = [[]];
+  let bytes = 0;
+  for (const t of tensors) {
+    const size = shapeNumel(t.shape) * dtypeSize(t.dtype);
+    if (groups[groups.length - 1].length > 0 && bytes + size > limit) {
+      groups.push([t]);
+      bytes = size;
+    } else {
+      groups[groups.length - 1].push(t);
+      bytes += size;
+    }
+  }
+  const width = 5;
+  return groups.map((g, i) => ({
+    file: groups.length === 1 ? SINGLE_FILE : `model-${String(i + 1).padStart(width, '0')}-of-${String(groups.length).padStart(width, '0')}.safetensors`,
+    tensors: g,
+  }));
+}
+
 /**
  * Writes tensors into a checkpoint folder, in plan order, sharded so that no shard exceeds
  * `maxShardBytes` (a single tensor larger than the limit gets a shard of its own). One shard is written
@@ -152,44 +195,29 @@ export class CheckpointWriter {
 
   private constructor(
     readonly dir: string,
-    private readonly shards: PlannedTensor[][],
+    private readonly shards: PlannedShard[],
     private readonly metadata: Record<string, string>,
   ) {}
 
   static async create(dir: string, plan: readonly PlannedTensor[], options: { maxShardBytes?: number; metadata?: Record<string, string> } = {}): Promise<CheckpointWriter> {
     const limit = options.maxShardBytes ?? Infinity;
     if (!(limit > 0)) throw new InvalidArgumentError(`maxShardBytes: expected a positive number, received ${limit}`);
-    const shards: PlannedTensor[][] = [[]];
-    let bytes = 0;
-    for (const t of plan) {
-      const size = shapeNumel(t.shape) * dtypeSize(t.dtype);
-      const shard = shards[shards.length - 1];
-      if (shard.length > 0 && bytes + size > limit) {
-        shards.push([t]);
-        bytes = size;
-      } else {
-        shard.push(t);
-        bytes += size;
-      }
-    }
-    return new CheckpointWriter(dir, shards, options.metadata ?? {});
+    return new CheckpointWriter(dir, planShards(plan, limit), options.metadata ?? {});
   }
 
   private fileName(i: number): string {
-    if (this.shards.length === 1) return SINGLE_FILE;
-    const width = 5;
-    return `model-${String(i + 1).padStart(width, '0')}-of-${String(this.shards.length).padStart(width, '0')}.safetensors`;
+    return this.shards[i].file;
   }
 
   async write(name: string, tensor: Tensor): Promise<void> {
     if (!this.current) {
       if (this.shardIndex >= this.shards.length) throw new InvalidArgumentError(`${this.dir}: '${name}' is past the end of the plan`);
-      this.current = await SafetensorsWriter.create(join(this.dir, this.fileName(this.shardIndex)), this.shards[this.shardIndex], this.metadata);
+      this.current = await SafetensorsWriter.create(join(this.dir, this.fileName(this.shardIndex)), this.shards[this.shardIndex].tensors, this.metadata);
       this.positionInShard = 0;
     }
     await this.current.write(name, tensor);
     this.positionInShard += 1;
-    if (this.positionInShard === this.shards[this.shardIndex].length) {
+    if (this.positionInShard === this.shards[this.shardIndex].tensors.length) {
       await this.current.close();
       this.current = undefined;
       this.shardIndex += 1;
@@ -206,7 +234,7 @@ export class CheckpointWriter {
       const weightMap: Record<string, string> = {};
       let total = 0;
       this.shards.forEach((shard, i) => {
-        for (const t of shard) {
+        for (const t of shard.tensors) {
           weightMap[t.name] = this.fileName(i);
           total += shapeNumel(t.shape) * dtypeSize(t.dtype);
         }

@@ -208,6 +208,36 @@ export function planHeader(tensors: readonly PlannedTensor[], metadata: Record<s
   return { json, dataBytes: offset };
 }
 
+/** Where each planned tensor's bytes will lie in a file written from this plan. */
+export interface PlannedLayout {
+  /** The 8-byte length prefix and the header. */
+  head: Buffer;
+  tensors: Map<string, TensorInfo>;
+  fileSize: number;
+}
+
+export function planLayout(tensors: readonly PlannedTensor[], metadata: Record<string, string> = {}): PlannedLayout {
+  const { json, dataBytes } = planHeader(tensors, metadata);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  const dataStart = 8 + headerBytes.length;
+  const infos = new Map<string, TensorInfo>();
+  let offset = dataStart;
+  for (const t of tensors) {
+    const byteLength = shapeNumel(t.shape) * dtypeSize(t.dtype);
+    infos.set(t.name, { name: t.name, dtype: TO_SAFETENSORS[t.dtype], shape: [...t.shape], offset, byteLength });
+    offset += byteLength;
+  }
+  return { head: Buffer.concat([prefix, headerBytes]), tensors: infos, fileSize: dataStart + dataBytes };
+}
+
+/** The tensor's bytes as stored (little-endian, row-major), after converting to `dtype` if it differs. */
+export function tensorBytes(tensor: Tensor): Uint8Array {
+  const data = tensor.cpu().contiguous().data as TypedArray;
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
 /**
  * Streams tensors into a safetensors file: the plan fixes names, dtypes, shapes and order up front (the
  * header comes first), then write() takes each tensor in that order. Data goes to a temporary file beside

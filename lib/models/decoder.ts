@@ -2,17 +2,29 @@
 // holds only the config and the open files; blocks, the embeddings and the head are loaded on request
 // and dropped by the caller, so memory stays about one block.
 //
-// An architecture is described as data (LAYOUTS: where each parameter lives, which norm, which MLP,
-// rotary or learned positions); one block forward covers the families:
-//   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
-//   pre-norm → SwiGLU (gate, up, down) or fc1 → ReLU/GELU → fc2 → residual
+// An architecture is described as data (layouts.ts: where each parameter lives); the block itself is
+// block.ts, shared with the gradient tape.
 import { join } from 'node:path';
-import { Checkpoint } from '../io/checkpoint.js';
-import { addBias, attention, embedding, layerNorm, rmsNorm, rope, ropeInverseFrequencies, scatterAdd, siluMul } from '../nn.js';
-import { axpy, dotAsync, gelu, gemm, relu, topkMask } from '../ops.js';
+import { Checkpoint, type TensorSource } from '../io/checkpoint.js';
+import { CtCheckpoint, type CtWeightScheme } from '../io/compressed-tensors.js';
+import { readJsonObject } from '../io/text.js';
+import {
+  addBias,
+  attentionAsync,
+  embedding,
+  embeddingAsync,
+  layerNormAsync,
+  rmsNormAsync,
+  ropeAsync,
+  ropeInverseFrequencies,
+  scatterAdd,
+  siluMulAsync,
+} from '../nn.js';
+import { axpy, axpyAsync, dotAsync, gemmAsync, topkMask, unaryAsync } from '../ops.js';
 import { NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { readConfig, type ModelConfig } from './config.js';
+import { parseConfig, type ModelConfig } from './config.js';
+import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
 import { LAYOUTS, type Layout } from './layouts.js';
 import { checkParameters } from './parameters.js';
 
@@ -30,99 +42,116 @@ export interface Norm {
 
 /**
  * Sees the input of a group of linear layers during a block's forward pass (the compression pipeline
- * accumulates calibration statistics from it). Groups are named as in `inputGroups`.
+ * accumulates calibration statistics from it). Groups are named as in `inputGroups`. It may return a
+ * promise (awaited before the pass goes on) or throw to end the pass early.
  */
-export type InputObserver = (group: string, input: Tensor) => void;
+export type InputObserver = (group: string, input: Tensor) => void | Promise<void>;
 
-function apply(linear: Linear, x: Tensor): Tensor {
-  const y = gemm(x, linear.weight, { transB: true });
-  if (linear.bias) addBias(y, linear.bias);
-  return y;
+export interface ForwardOptions {
+  /** Rows per sequence (default: all rows are one sequence); attention stays within each sequence. */
+  sequenceLength?: number;
+  observe?: InputObserver;
+  signal?: AbortSignal;
 }
 
-function normalize(config: ModelConfig, norm: Norm, x: Tensor, inPlace = false): Tensor {
-  return config.norm === 'rms'
-    ? rmsNorm(x, norm.weight, config.normEps, { inPlace })
-    : layerNorm(x, norm.weight, norm.bias, config.normEps, { inPlace });
+/** RMSNorm or LayerNorm (the config's) of x's rows, on a worker thread. */
+function normAsync(config: ModelConfig, norm: Norm, x: Tensor, signal?: AbortSignal): Promise<Tensor> {
+  return config.norm === 'rms' ? rmsNormAsync(x, norm.weight, config.normEps, { signal }) : layerNormAsync(x, norm.weight, norm.bias, config.normEps, { signal });
 }
 
-/** One decoder block's parameters (f32) and its forward pass. */
+/** The block's ops on eager f32 tensors, each a native async call (the event loop keeps running). */
+class EagerOps implements BlockOps<Tensor> {
+  constructor(
+    private readonly block: DecoderBlock,
+    private readonly positions: Tensor,
+    private readonly invFreq: Tensor | undefined,
+    private readonly sequenceLength: number,
+    private readonly signal: AbortSignal | undefined,
+    readonly observe: InputObserver | undefined,
+  ) {}
+
+  async linear(role: string, x: Tensor): Promise<Tensor> {
+    const linear = this.block.linears[role];
+    const y = await gemmAsync(x, linear.weight, { transB: true, signal: this.signal });
+    if (linear.bias) addBias(y, linear.bias);
+    return y;
+  }
+
+  norm(which: BlockNorm, x: Tensor): Promise<Tensor> {
+    return normAsync(this.block.config, this.block.norms[which]!, x, this.signal);
+  }
+
+  reshape(x: Tensor, shape: number[]): Tensor {
+    return x.reshape(shape);
+  }
+
+  rope(x: Tensor): Promise<Tensor> {
+    return ropeAsync(x, this.positions, this.invFreq!, { signal: this.signal });
+  }
+
+  async attention(q: Tensor, k: Tensor, v: Tensor): Promise<Tensor> {
+    const rows = q.shape[0];
+    const out = Tensor.zeros(q.shape);
+    for (let start = 0; start < rows; start += this.sequenceLength) {
+      const end = Math.min(rows, start + this.sequenceLength);
+      await attentionAsync(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: out.narrow(start, end), signal: this.signal });
+    }
+    return out;
+  }
+
+  siluMul(gate: Tensor, up: Tensor): Promise<Tensor> {
+    return siluMulAsync(gate, up, { signal: this.signal });
+  }
+
+  activation(kind: 'relu' | 'gelu', x: Tensor): Promise<Tensor> {
+    return unaryAsync(kind, x, { inPlace: true, signal: this.signal });
+  }
+
+  residual(residual: Tensor, x: Tensor): Promise<Tensor> {
+    return axpyAsync(1, x, residual, { signal: this.signal });
+  }
+
+  route(logits: Tensor, topK: number): BlockRouting<Tensor> {
+    const [T, E] = logits.shape;
+    const { weights, tokensOf } = routeTokens(logits.data as Float32Array, T, E, topK);
+    return { weights: Tensor.fromTypedArray(weights, [T, E]), tokens: tokensOf.map((list) => Tensor.fromTypedArray(Int32Array.from(list))) };
+  }
+
+  gather(x: Tensor, tokens: Tensor): Promise<Tensor> {
+    return embeddingAsync(x, tokens, { signal: this.signal });
+  }
+
+  combine(routing: BlockRouting<Tensor>, outputs: (Tensor | undefined)[], dim: number): Tensor {
+    const [T, E] = routing.weights.shape;
+    const w = routing.weights.data as Float32Array;
+    const out = Tensor.zeros([T, dim]);
+    outputs.forEach((rows, e) => {
+      if (!rows) return;
+      const tokens = routing.tokens[e];
+      scatterAdd(out, rows, tokens, Tensor.fromTypedArray(Float32Array.from(tokens.data as Int32Array, (t) => w[t * E + e])));
+    });
+    return out;
+  }
+}
+
+/** One decoder block's parameters (f32) and its forward pass (lib/models/block.ts). */
 export class DecoderBlock {
   constructor(
     readonly index: number,
-    private readonly config: ModelConfig,
+    readonly config: ModelConfig,
     readonly linears: Record<string, Linear>,
-    private readonly norms: { attention: Norm; mlp: Norm; q?: Norm; k?: Norm },
+    readonly norms: Partial<Record<BlockNorm, Norm>>,
   ) {}
 
   /**
-   * h [N, hidden] ← h + attention(…) + mlp(…), in place. The N rows are N / sequenceLength sequences of
-   * sequenceLength tokens each (default: one sequence), at `positions` (i32 [N]); the linear layers run
-   * on all rows at once, attention within each sequence. `observe` sees each linear group's input.
+   * h [N, hidden] ← h + attention(…) + mlp(…), in place (h is also returned), on native async ops. The N
+   * rows are N / sequenceLength sequences (default: one sequence) at `positions` (i32 [N]); the linear
+   * layers run on all rows at once, attention within each sequence.
    */
-  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, sequenceLength = h.shape[0], observe?: InputObserver): Tensor {
-    const { heads, kvHeads, headDim } = this.config;
-    const T = h.shape[0];
-    const x = normalize(this.config, this.norms.attention, h);
-    observe?.('attention.in', x);
-    let q = apply(this.linears.q, x).reshape([T, heads, headDim]);
-    let k = apply(this.linears.k, x).reshape([T, kvHeads, headDim]);
-    const v = apply(this.linears.v, x).reshape([T, kvHeads, headDim]);
-    if (this.norms.q && this.norms.k) {
-      q = normalize(this.config, this.norms.q, q, true);
-      k = normalize(this.config, this.norms.k, k, true);
-    }
-    if (invFreq) {
-      rope(q, positions, invFreq);
-      rope(k, positions, invFreq);
-    }
-    const attended = Tensor.zeros([T, heads, headDim]);
-    for (let start = 0; start < T; start += sequenceLength) {
-      const end = Math.min(T, start + sequenceLength);
-      attention(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: attended.narrow(start, end) });
-    }
-    const attendedRows = attended.reshape([T, heads * headDim]);
-    observe?.('attention.out', attendedRows);
-    axpy(1, apply(this.linears.o, attendedRows), h);
-    const y = normalize(this.config, this.norms.mlp, h);
-    if (this.config.mlp === 'moe') {
-      observe?.('router', y);
-      this.mixtureOfExperts(y, h, observe);
-      return h;
-    }
-    observe?.('mlp.in', y);
-    let activated: Tensor;
-    if (this.config.mlp === 'swiglu') {
-      activated = siluMul(apply(this.linears.gate, y), apply(this.linears.up, y), { inPlace: true });
-    } else {
-      const hidden = apply(this.linears.fc1, y);
-      activated = this.config.mlp === 'relu' ? relu(hidden, { inPlace: true }) : gelu(hidden, { inPlace: true });
-    }
-    observe?.('mlp.out', activated);
-    axpy(1, apply(this.linears[this.config.mlp === 'swiglu' ? 'down' : 'fc2'], activated), h);
-    return h;
-  }
-
-  /**
-   * h += Σ_k w_k · expert_k(y) over each token's top-k experts: router softmax, top-k, weights
-   * renormalized over the chosen k; tokens are gathered per expert and scattered back weighted.
-   */
-  private mixtureOfExperts(y: Tensor, h: Tensor, observe?: InputObserver): void {
-    const { experts, topK } = this.config.moe!;
-    const T = y.shape[0];
-    const { tokensOf, weights } = routeTokens(apply(this.linears.router, y).data as Float32Array, T, experts, topK);
-    const weightsOf = tokensOf.map((tokens, e) => Float32Array.from(tokens, (t) => weights[t * experts + e]));
-    for (let e = 0; e < experts; ++e) {
-      if (tokensOf[e].length === 0) continue;
-      const indices = Tensor.fromTypedArray(Int32Array.from(tokensOf[e]));
-      const routed = embedding(y, indices);
-      observe?.(`expert.${e}.in`, routed);
-      const gate = apply(this.linears[`expert.${e}.gate`], routed);
-      const activated = siluMul(gate, apply(this.linears[`expert.${e}.up`], routed), { inPlace: true });
-      observe?.(`expert.${e}.out`, activated);
-      const out = apply(this.linears[`expert.${e}.down`], activated);
-      scatterAdd(h, out, indices, Tensor.fromTypedArray(weightsOf[e]));
-    }
+  forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, options: ForwardOptions = {}): Promise<Tensor> {
+    const rows = h.shape[0];
+    const ops = new EagerOps(this, positions, invFreq, options.sequenceLength ?? rows, options.signal, options.observe);
+    return decoderBlock(this.config, ops, h, rows);
   }
 }
 
@@ -186,7 +215,7 @@ export class DecoderModel {
   private constructor(
     readonly dir: string,
     readonly config: ModelConfig,
-    readonly checkpoint: Checkpoint,
+    readonly checkpoint: TensorSource,
   ) {
     this.layout = LAYOUTS[config.architecture];
     const s = config.ropeScaling;
@@ -196,18 +225,31 @@ export class DecoderModel {
         : undefined;
   }
 
-  /** Opens a model folder; its tensors must be exactly those config.json implies (see models/parameters.ts). */
+  /**
+   * Opens a model folder; its tensors must be exactly those config.json implies (see models/parameters.ts).
+   * A compressed-tensors pack-quantized checkpoint is read through a view that decodes each quantized
+   * linear's weight when its block loads.
+   */
   static async open(dir: string): Promise<DecoderModel> {
-    const config = await readConfig(dir);
-    const checkpoint = await Checkpoint.open(dir);
+    const configFile = join(dir, 'config.json');
+    const json = await readJsonObject(configFile);
+    const config = parseConfig(json, configFile);
+    const files = await Checkpoint.open(dir);
+    let checkpoint: TensorSource = files;
     try {
+      if (json.quantization_config !== undefined) checkpoint = CtCheckpoint.wrap(files, json.quantization_config, configFile);
       const stored = await Promise.all(checkpoint.names().map((name) => checkpoint.info(name)));
-      checkParameters(config, stored, dir, join(dir, 'config.json'));
+      checkParameters(config, stored, dir, configFile);
     } catch (error) {
-      await checkpoint.close();
+      await files.close();
       throw error;
     }
     return new DecoderModel(dir, config, checkpoint);
+  }
+
+  /** The quantized linears and their schemes, for a compressed-tensors checkpoint. */
+  get quantized(): ReadonlyMap<string, CtWeightScheme> | undefined {
+    return this.checkpoint instanceof CtCheckpoint ? this.checkpoint.quantized : undefined;
   }
 
   /** A parameter as f32; NaN or infinite values are refused by name (they would poison every output). */
@@ -287,8 +329,8 @@ export class DecoderModel {
   }
 
   /** Logits [T, vocab] of final hidden states h [T, hidden]. */
-  logits(head: Head, h: Tensor): Tensor {
-    return gemm(normalize(this.config, head.norm, h), head.weight, { transB: true });
+  async logits(head: Head, h: Tensor, signal?: AbortSignal): Promise<Tensor> {
+    return gemmAsync(await normAsync(this.config, head.norm, h, signal), head.weight, { transB: true, signal });
   }
 
   /**

@@ -1,5 +1,7 @@
-// What `sparq inspect` reports about a model folder: architecture, parameter count, dtypes, bytes, and
-// the sparsity (fraction of exact zeros) of every linear layer's weight.
+// What `sparq inspect` reports about a model folder: architecture, parameter count, dtypes and bytes as
+// stored, and for every linear layer its storage format (dense, or compressed-tensors pack-quantized with
+// its bits, group size and symmetry) and sparsity (the fraction of exact zeros of its decoded weight).
+import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
 import { countZeros } from '../compress/pattern.js';
 import { shapeNumel } from '../tensor.js';
@@ -10,40 +12,57 @@ export interface LinearReport {
   name: string;
   shape: number[];
   sparsity: number;
+  format: 'dense' | 'pack-quantized';
+  /** Quantized linears: code bits, inputs per group (null: one scale per output channel), symmetric grid. */
+  bits?: number;
+  groupSize?: number | null;
+  symmetric?: boolean;
+  actOrder?: 'static' | 'group' | null;
 }
 
 export interface ModelReport {
   dir: string;
   config: ModelConfig;
+  /** Parameters of the model as it computes (a quantized weight counts its decoded elements). */
   parameters: number;
+  /** Bytes of the stored tensors. */
   bytes: number;
+  /** Stored elements by dtype (packed codes count as I32 words). */
   dtypes: Partial<Record<SafetensorsDType, number>>;
   linears: LinearReport[];
 }
 
 export async function inspectModel(dir: string, options: { onProgress?: (done: number, total: number) => void } = {}): Promise<ModelReport> {
   const model = await DecoderModel.open(dir);
-  const { config, checkpoint } = model;
+  const files = await Checkpoint.open(dir);
   try {
+    const { config, checkpoint } = model;
     let parameters = 0;
+    for (const name of checkpoint.names()) parameters += shapeNumel((await checkpoint.info(name)).shape);
     let bytes = 0;
     const dtypes: Partial<Record<SafetensorsDType, number>> = {};
-    for (const name of checkpoint.names()) {
-      const info = await checkpoint.info(name);
-      const count = shapeNumel(info.shape);
-      parameters += count;
+    for (const name of files.names()) {
+      const info = await files.info(name);
       bytes += info.byteLength;
-      dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + count;
+      dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + shapeNumel(info.shape);
     }
     const linearNames = model.linearNames();
     const linears: LinearReport[] = [];
     for (const name of linearNames) {
       const weight = await checkpoint.read(name, { dtype: 'f32' });
-      linears.push({ name, shape: [...weight.shape], sparsity: weight.numel === 0 ? 0 : countZeros(weight) / weight.numel });
+      const scheme = model.quantized?.get(name.slice(0, -'.weight'.length));
+      linears.push({
+        name,
+        shape: [...weight.shape],
+        sparsity: weight.numel === 0 ? 0 : countZeros(weight) / weight.numel,
+        format: scheme ? 'pack-quantized' : 'dense',
+        ...(scheme ? { bits: scheme.bits, groupSize: scheme.groupSize, symmetric: scheme.symmetric, actOrder: scheme.actorder } : {}),
+      });
       options.onProgress?.(linears.length, linearNames.length);
     }
     return { dir, config, parameters, bytes, dtypes, linears };
   } finally {
+    await files.close();
     await model.close();
   }
 }

@@ -103,3 +103,22 @@ export function inputGroups(config: ModelConfig): InputGroup[] {
   return groups;
 }
 
+
+/** Linears that share structure within a block: removing output j of one means removing input j of another. */
+export interface StructuralGroup {
+  name: string;
+  roles: string[];
+}
+
+/** A block's structural groups: attention (q/k/v/o), the MLP (gate/up/down or fc1/fc2), each expert. */
+export function structuralGroups(config: ModelConfig): StructuralGroup[] {
+  const groups: StructuralGroup[] = [{ name: 'attention', roles: ['q', 'k', 'v', 'o'] }];
+  if (config.mlp === 'moe') {
+    for (let e = 0; e < config.moe!.experts; ++e) groups.push({ name: `expert.${e}`, roles: [`expert.${e}.gate`, `expert.${e}.up`, `expert.${e}.down`] });
+  } else if (config.mlp === 'swiglu') {
+    groups.push({ name: 'mlp', roles: ['gate', 'up', 'down'] });
+  } else {
+    groups.push({ name: 'mlp', roles: ['fc1', 'fc2'] });
+  }
+  return groups;
+}

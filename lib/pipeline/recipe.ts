@@ -6,38 +6,45 @@
 // name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
 // other than the default `*` names them.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps
-//   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs)
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq
+//   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
+//   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]
 //   ignore: ["*.o_proj"]
-//   overrides: [{ match: "model.layers.0.*", sparsity: 0.3 }]
+//   overrides: [{ match: "model.layers.0.*", sparsity: 0.3, quantize: { bits: 8 } }]
 //   options: { damp: 0.01 }
+//   fallback: magnitude          # for linears no calibration token reached (default: the method's own)
 //   sequential: block            # or linear
 //   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }
+// A stage with `quantize` whose method does not quantize rounds the method's result to the grid (RTN).
 import { parse as parseYaml } from 'yaml';
 import { getMethod, METHODS } from '../compress/index.js';
-import type { CompressionMethod } from '../compress/method.js';
+import { needsCalibration, type CompressionMethod } from '../compress/method.js';
+import { describeScheme, parseQuantization, type QuantizationScheme } from '../compress/quantizer.js';
 import { formatPattern, parsePattern, type SparsityPattern } from '../compress/pattern.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { readTextFile } from '../io/text.js';
 import { checkInteger, describe } from '../validate.js';
-import { compilePattern } from './name-pattern.js';
+import { compilePattern } from '../name-pattern.js';
 
-export { compilePattern, type NamePattern } from './name-pattern.js';
+export { compilePattern, type NamePattern } from '../name-pattern.js';
 
 export interface RecipeOverride {
   match: string;
   sparsity?: number | string;
+  quantize?: Record<string, unknown>;
   options?: Record<string, unknown>;
 }
 
 export interface RecipeStage {
   method: string;
-  sparsity: number | string;
+  sparsity?: number | string;
+  quantize?: Record<string, unknown>;
   targets?: string[];
   ignore?: string[];
   overrides?: RecipeOverride[];
   options?: Record<string, unknown>;
+  fallback?: string;
 }
 
 export interface Recipe {
@@ -50,8 +57,11 @@ export interface Recipe {
 export interface Assignment {
   stage: number;
   method: CompressionMethod<any>;
-  pattern: SparsityPattern;
+  pattern?: SparsityPattern;
+  quantization?: QuantizationScheme;
   options: unknown;
+  /** The data-free method for a linear no calibration token reached (methods that need calibration only). */
+  fallback?: CompressionMethod<any>;
 }
 
 type Json = Record<string, unknown>;
@@ -82,39 +92,70 @@ function optionsObject(value: unknown, where: string): Json | undefined {
   return value;
 }
 
-const STAGE_KEYS = ['method', 'sparsity', 'targets', 'ignore', 'overrides', 'options'] as const;
+const STAGE_KEYS = ['method', 'sparsity', 'quantize', 'targets', 'ignore', 'overrides', 'options', 'fallback'] as const;
+
+/**
+ * What a stage (or an override of it) asks of its method: a sparsity where the method needs one (and
+ * only where it can prune), a grid only with a Hessian method where act order is asked.
+ */
+function checkWork(method: CompressionMethod<any>, options: unknown, sparsity: unknown, quantize: unknown, where: string): void {
+  if (sparsity === undefined && quantize === undefined) {
+    throw new InvalidArgumentError(`${where}: give a sparsity (e.g. 0.5, "50%" or "2:4"), a quantize block (e.g. { bits: 4 }), or both`);
+  }
+  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq)`);
+  if (sparsity === undefined && method.requiresSparsity) throw new InvalidArgumentError(`${where}.sparsity: required by ${method.name} (e.g. 0.5, "50%" or "2:4")`);
+  if (quantize !== undefined) {
+    const scheme = parseQuantization(quantize, `${where}.quantize`);
+    if (scheme.actOrder && !(method.quantizes(options) && method.needs.hessian)) {
+      throw new InvalidArgumentError(`${where}.quantize.actOrder: activation order needs a method that quantizes with the Hessian (gptq, or sparsegpt with joint quantization), not ${method.name}`);
+    }
+  }
+}
+
+function parseFallback(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new InvalidArgumentError(`${where}: expected a method name, got ${describe(value)}`);
+  const method = getMethod(value, where);
+  if (needsCalibration(method)) throw new InvalidArgumentError(`${where}: the fallback compresses linears no calibration token reached, so it must need no calibration (${value} does)`);
+  return value;
+}
 
 function parseStage(raw: unknown, where: string): RecipeStage {
   if (!isObject(raw)) throw new InvalidArgumentError(`${where}: expected an object, got ${describe(raw)}`);
   checkKeys(raw, STAGE_KEYS, where);
   if (typeof raw.method !== 'string') throw new InvalidArgumentError(`${where}.method: required (${Object.keys(METHODS).join(', ')})`);
   const method = getMethod(raw.method, `${where}.method`);
-  if (raw.sparsity === undefined) throw new InvalidArgumentError(`${where}.sparsity: required (e.g. 0.5, "50%" or "2:4")`);
-  parsePattern(raw.sparsity, `${where}.sparsity`);
+  if (raw.sparsity !== undefined) parsePattern(raw.sparsity, `${where}.sparsity`);
   const options = optionsObject(raw.options, `${where}.options`);
-  method.parseOptions(options ?? {}, `${where}.options`);
+  const parsedOptions = method.parseOptions(options ?? {}, `${where}.options`);
+  checkWork(method, parsedOptions, raw.sparsity, raw.quantize, where);
+  const fallback = parseFallback(raw.fallback, `${where}.fallback`);
   let overrides: RecipeOverride[] | undefined;
   if (raw.overrides !== undefined) {
     if (!Array.isArray(raw.overrides)) throw new InvalidArgumentError(`${where}.overrides: expected a list, got ${describe(raw.overrides)}`);
     overrides = raw.overrides.map((o, i) => {
       const at = `${where}.overrides[${i}]`;
       if (!isObject(o)) throw new InvalidArgumentError(`${at}: expected an object, got ${describe(o)}`);
-      checkKeys(o, ['match', 'sparsity', 'options'], at);
+      checkKeys(o, ['match', 'sparsity', 'quantize', 'options'], at);
       if (typeof o.match !== 'string') throw new InvalidArgumentError(`${at}.match: required (a name pattern)`);
       compilePattern(o.match, `${at}.match`);
       if (o.sparsity !== undefined) parsePattern(o.sparsity, `${at}.sparsity`);
       const overrideOptions = optionsObject(o.options, `${at}.options`);
-      method.parseOptions({ ...options, ...overrideOptions }, `${at}.options`);
-      return { match: o.match, sparsity: o.sparsity as number | string | undefined, options: overrideOptions };
+      const merged = method.parseOptions({ ...options, ...overrideOptions }, `${at}.options`);
+      const quantize = o.quantize === undefined ? raw.quantize : { ...(raw.quantize as Json | undefined), ...(o.quantize as Json) };
+      checkWork(method, merged, o.sparsity ?? raw.sparsity, quantize, at);
+      return { match: o.match, sparsity: o.sparsity as number | string | undefined, quantize: o.quantize as Json | undefined, options: overrideOptions };
     });
   }
   return {
     method: raw.method,
-    sparsity: raw.sparsity as number | string,
+    ...(raw.sparsity !== undefined ? { sparsity: raw.sparsity as number | string } : {}),
+    ...(raw.quantize !== undefined ? { quantize: raw.quantize as Json } : {}),
     targets: stringList(raw.targets, `${where}.targets`),
     ignore: stringList(raw.ignore, `${where}.ignore`),
     overrides,
     options,
+    ...(fallback ? { fallback } : {}),
   };
 }
 
@@ -190,13 +231,23 @@ export function assignLinears(recipe: Recipe, linears: readonly LinearEntry[], s
       if (ignored) used.add(`i:${ignored.text}`);
       if (!target || ignored || assignments.has(name)) continue;
       let sparsity = stage.sparsity;
+      let quantize = stage.quantize;
       let options = stage.options ?? {};
       for (const o of overrides) {
         if (!o.re.test(name)) continue;
         if (o.sparsity !== undefined) sparsity = o.sparsity;
+        if (o.quantize) quantize = { ...quantize, ...o.quantize };
         if (o.options) options = { ...options, ...o.options };
       }
-      assignments.set(name, { stage: s, method, pattern: parsePattern(sparsity, `${where} (${name})`), options: method.parseOptions(options, `${where}.options`) });
+      const fallbackName = stage.fallback ?? method.fallback;
+      assignments.set(name, {
+        stage: s,
+        method,
+        ...(sparsity !== undefined ? { pattern: parsePattern(sparsity, `${where} (${name})`) } : {}),
+        ...(quantize !== undefined ? { quantization: parseQuantization(quantize, `${where}.quantize (${name})`) } : {}),
+        options: method.parseOptions(options, `${where}.options`),
+        ...(needsCalibration(method) && fallbackName ? { fallback: getMethod(fallbackName, `${where}.fallback`) } : {}),
+      });
     }
     for (const t of targets) if (!used.has(`t:${t.text}`)) throw new InvalidArgumentError(`${where}.targets: '${t.text}' matches no linear layer of the model`);
     for (const p of ignore) if (!used.has(`i:${p.text}`)) throw new InvalidArgumentError(`${where}.ignore: '${p.text}' matches no linear layer of the model`);
@@ -209,5 +260,8 @@ export function assignLinears(recipe: Recipe, linears: readonly LinearEntry[], s
 
 /** A one-line description of a stage, for logs and reports. */
 export function describeStage(stage: RecipeStage): string {
-  return `${stage.method} ${formatPattern(parsePattern(stage.sparsity, 'sparsity'))}`;
+  const parts = [stage.method];
+  if (stage.sparsity !== undefined) parts.push(formatPattern(parsePattern(stage.sparsity, 'sparsity')));
+  if (stage.quantize !== undefined) parts.push(describeScheme(parseQuantization(stage.quantize, 'quantize')));
+  return parts.join(' ');
 }

@@ -156,7 +156,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
         }),
       );
       // The step's activations and gradients come from the arena and go back to it once applied.
-      const { loss, gradients } = arena.run(() => lossAndGradients(model!, parameters, batch));
+      const { loss, gradients } = await arena.run(() => lossAndGradients(model!, parameters, batch));
       if (!Number.isFinite(loss)) throw new InvalidArgumentError(`train: the loss became ${loss} at step ${step}; lower --lr or set --grad-clip`);
       if (gradClip !== undefined) clipGradients(gradients, gradClip);
       optimizer.step(parameters, gradients);

@@ -21,8 +21,16 @@ MaskedCgReport Backend::maskedCg(const TensorView&, const TensorView&, const Ten
   unsupported(*this, "maskedCg");
 }
 void Backend::scaleColumns(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "scaleColumns"); }
-void Backend::sparsegptPrune(TensorView&, const TensorView&, const SparseGptOptions&) {
-  unsupported(*this, "sparsegptPrune");
+void Backend::columnSweep(TensorView&, const TensorView&, const SweepOptions&) { unsupported(*this, "columnSweep"); }
+void Backend::quantizeRtn(const TensorView&, const QuantGrid&, const TensorView&, TensorView&, TensorView&, TensorView&,
+                          TensorView&) {
+  unsupported(*this, "quantizeRtn");
+}
+void Backend::packCodes(const TensorView&, int, TensorView&) { unsupported(*this, "packCodes"); }
+void Backend::unpackCodes(const TensorView&, int, TensorView&) { unsupported(*this, "unpackCodes"); }
+void Backend::dequantizePacked(const TensorView&, int, const TensorView&, const TensorView&, const TensorView&, int64_t,
+                               TensorView&) {
+  unsupported(*this, "dequantizePacked");
 }
 void Backend::embedding(const TensorView&, const TensorView&, TensorView&) { unsupported(*this, "embedding"); }
 void Backend::norm(NormKind, const TensorView&, const TensorView&, const TensorView&, double, TensorView&) {

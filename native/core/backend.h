@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "quant.h"
 #include "tensor.h"
 
 namespace sparq {
@@ -38,12 +39,23 @@ constexpr int32_t kUnaryOpCount = 9;
 
 // Row-wise normalization: RMSNorm y = x / sqrt(mean(x²) + eps) · w, or LayerNorm
 // y = (x − mean) / sqrt(var + eps) · w + b (biased variance, as PyTorch).
-// SparseGPT's pruning target: unstructured `sparsity` (fraction of zeros) when m is 0, else keep n of every
-// m consecutive inputs of each row. blockSize is the lazy-update block (rounded down to a multiple of m).
-struct SparseGptOptions {
+// The optimal-brain-surgeon column sweep shared by SparseGPT and GPTQ: for each column, in order, a
+// policy decides its new values — prune to a pattern, round to a grid, or both — and the error is
+// moved onto the columns not yet visited. Pruning: unstructured `sparsity` (fraction of zeros) when m is
+// 0, else keep n of every m consecutive inputs of each row; neither when sparsity is 0 and m is 0.
+// blockSize is the lazy-update block (rounded down to a multiple of m).
+struct SweepOptions {
   double sparsity = 0;
   int n = 0, m = 0;
   int blockSize = 128;
+  // Quantization (grid.bits 0: none). Group g's scale and zero point of row r are scales[r, g] and
+  // zeros[r, g]: given (fixed before the sweep), or, with fitAtGroupStart, fitted from the row's
+  // current weights of the group when the sweep's block reaches the group's first column (the GPTQ
+  // reference; contiguous groups only). groupOf i32 [cols] (may be empty) is the group of each swept
+  // column, for sweeps in activation order; codes i8 [rows, cols] receives every column's code.
+  QuantGrid grid;
+  bool fitAtGroupStart = false;
+  TensorView groupOf, scales, zeros, codes;
 };
 
 // Conjugate gradient on a fixed support (ALPS's refinement); see cpu/alps.cpp.
@@ -120,10 +132,25 @@ class Backend {
                                   const MaskedCgOptions& options);
   // out[r, c] = x[r, c]·scale[c] for x [R, C] f32, scale f32 [C] (out may alias x).
   virtual void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out);
-  // SparseGPT's column sweep on w [rows, cols] f32 in place, given U [cols, cols] f32, the upper
-  // Cholesky factor of the damped inverse Hessian (H⁻¹ = UᵀU; only the upper triangle is read). N:M keeps
-  // n of every m.
-  virtual void sparsegptPrune(TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options);
+  // The column sweep (SweepOptions) on w [rows, cols] f32 in place, given U [cols, cols] f32, the upper
+  // Cholesky factor of the damped inverse Hessian (H⁻¹ = UᵀU; only the upper triangle is read).
+  virtual void columnSweep(TensorView& w, const TensorView& hinvUpper, const SweepOptions& options);
+
+  // ---- integer quantization on the grid of core/quant.h ----
+  // Round to nearest: scales f32 [R, G] and zeros i8 [R, G] from each group's range, codes i8 [R, C], and
+  // the decoded weights out f32 [R, C] (may alias w). groupOf i32 [C] (may be empty) assigns columns to
+  // groups; otherwise group g is columns [g·groupSize, (g+1)·groupSize).
+  virtual void quantizeRtn(const TensorView& w, const QuantGrid& grid, const TensorView& groupOf, TensorView& codes,
+                           TensorView& scales, TensorView& zeros, TensorView& out);
+  // codes i8 [R, C] of b bits → words i32 [R, ceil(C·b/32)]: code + 2^(b−1) at bit i·b of the row (element
+  // 0 in the low bits, values crossing word boundaries when b does not divide 32), unused bits 0.
+  virtual void packCodes(const TensorView& codes, int bits, TensorView& packed);
+  // The inverse of packCodes.
+  virtual void unpackCodes(const TensorView& packed, int bits, TensorView& codes);
+  // out f32 [R, C] = (code − zero)·scale for packed codes i32 [R, ceil(C·b/32)], scales f32 [R, G], zeros
+  // i8 [R, G] (empty: symmetric), groups by groupOf i32 [C] (empty: contiguous groups of groupSize).
+  virtual void dequantizePacked(const TensorView& packed, int bits, const TensorView& scales, const TensorView& zeros,
+                                const TensorView& groupOf, int64_t groupSize, TensorView& out);
 
   // ---- transformer building blocks (f32). Backends that lack one throw BackendUnavailable. ----
   // out[t] = table[ids[t]] for ids i32 [T], table [V, D]; an id outside 0..V-1 is an error.

@@ -176,29 +176,116 @@ void checkDot(const TensorView& a, const TensorView& b) {
   requireSameNumel(a, b, "a", "b");
 }
 
-void checkSparsegptPrune(const TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options) {
+void checkQuantGrid(const QuantGrid& grid, const char* op) {
+  SPARQ_CHECK(grid.bits >= 1 && grid.bits <= 8, ErrorCode::InvalidArgument,
+              std::string(op) + ": bits must be in 1..8, got " + std::to_string(grid.bits));
+  SPARQ_CHECK(grid.groupSize >= 1, ErrorCode::InvalidArgument,
+              std::string(op) + ": groupSize must be positive, got " + std::to_string(grid.groupSize));
+  SPARQ_CHECK(grid.scaleDType == DType::F32 || grid.scaleDType == DType::F16 || grid.scaleDType == DType::BF16,
+              ErrorCode::InvalidArgument, std::string(op) + ": scales are stored as f32, f16 or bf16, got " + dtypeName(grid.scaleDType));
+}
+
+// groupOf (i32 [cols], or empty) and the [rows, groups] scales/zeros it indexes.
+void checkGroups(const TensorView& groupOf, int64_t rows, int64_t cols, const QuantGrid& grid, const TensorView& scales,
+                 const TensorView& zeros, bool symmetricZerosMayBeEmpty, const char* op) {
+  const int64_t groups = scales.ndim == 2 ? scales.shape[1] : -1;
+  requireMatrix(scales, "scales");
+  requireDType(scales, "scales", DType::F32);
+  SPARQ_CHECK(scales.shape[0] == rows, ErrorCode::ShapeMismatch,
+              std::string(op) + ": scales must have " + std::to_string(rows) + " rows, got " + scales.shapeString());
+  if (groupOf.numel() == 0) {
+    const int64_t expected = (cols + grid.groupSize - 1) / grid.groupSize;
+    SPARQ_CHECK(groups == expected || (cols == 0 && groups >= 0), ErrorCode::ShapeMismatch,
+                std::string(op) + ": " + std::to_string(cols) + " columns in groups of " + std::to_string(grid.groupSize) +
+                    " make " + std::to_string(expected) + " groups; scales is " + scales.shapeString());
+  } else {
+    requireDType(groupOf, "groupOf", DType::I32);
+    SPARQ_CHECK(groupOf.ndim == 1 && groupOf.shape[0] == cols, ErrorCode::ShapeMismatch,
+                std::string(op) + ": groupOf must be [" + std::to_string(cols) + "], got " + groupOf.shapeString());
+  }
+  if (zeros.numel() == 0 && symmetricZerosMayBeEmpty) return;
+  requireDType(zeros, "zeros", DType::I8);
+  SPARQ_CHECK(zeros.ndim == 2 && zeros.shape[0] == rows && zeros.shape[1] == groups, ErrorCode::ShapeMismatch,
+              std::string(op) + ": zeros must have the shape of scales " + scales.shapeString() + ", got " + zeros.shapeString());
+}
+
+void checkColumnSweep(const TensorView& w, const TensorView& hinvUpper, const SweepOptions& options) {
   requireMatrix(w, "w");
   requireMatrix(hinvUpper, "hinvUpper");
   requireDType(w, "w", DType::F32);
   requireDType(hinvUpper, "hinvUpper", DType::F32);
   requireSameDevice(w, hinvUpper, "w", "hinvUpper");
   SPARQ_CHECK(hinvUpper.shape[0] == w.shape[1] && hinvUpper.shape[1] == w.shape[1], ErrorCode::ShapeMismatch,
-              "sparsegptPrune: hinvUpper must be [" + std::to_string(w.shape[1]) + ", " + std::to_string(w.shape[1]) +
+              "columnSweep: hinvUpper must be [" + std::to_string(w.shape[1]) + ", " + std::to_string(w.shape[1]) +
                   "] for w " + w.shapeString() + ", got " + hinvUpper.shapeString());
   SPARQ_CHECK(options.blockSize >= 1, ErrorCode::InvalidArgument,
-              "sparsegptPrune: blockSize must be positive, got " + std::to_string(options.blockSize));
+              "columnSweep: blockSize must be positive, got " + std::to_string(options.blockSize));
   if (options.m == 0) {
     SPARQ_CHECK(options.sparsity >= 0 && options.sparsity <= 1, ErrorCode::InvalidArgument,
-                "sparsegptPrune: sparsity must be in [0, 1], got " + std::to_string(options.sparsity));
+                "columnSweep: sparsity must be in [0, 1], got " + std::to_string(options.sparsity));
   } else {
     SPARQ_CHECK(options.m >= 1 && options.m <= 32, ErrorCode::InvalidArgument,
-                "sparsegptPrune: m must be in 1..32, got " + std::to_string(options.m));
+                "columnSweep: m must be in 1..32, got " + std::to_string(options.m));
     SPARQ_CHECK(options.n >= 0 && options.n < options.m, ErrorCode::InvalidArgument,
-                "sparsegptPrune: n must be in 0.." + std::to_string(options.m - 1) + ", got " + std::to_string(options.n));
+                "columnSweep: n must be in 0.." + std::to_string(options.m - 1) + ", got " + std::to_string(options.n));
     SPARQ_CHECK(w.shape[1] % options.m == 0, ErrorCode::ShapeMismatch,
-                "sparsegptPrune: the row length " + std::to_string(w.shape[1]) + " is not a multiple of m = " +
+                "columnSweep: the row length " + std::to_string(w.shape[1]) + " is not a multiple of m = " +
                     std::to_string(options.m));
   }
+  if (options.grid.bits == 0) return;
+  checkQuantGrid(options.grid, "columnSweep");
+  checkGroups(options.groupOf, w.shape[0], w.shape[1], options.grid, options.scales, options.zeros, options.grid.symmetric,
+              "columnSweep");
+  SPARQ_CHECK(!options.fitAtGroupStart || options.groupOf.numel() == 0, ErrorCode::InvalidArgument,
+              "columnSweep: fitting groups during the sweep needs contiguous groups (no groupOf)");
+  requireDType(options.codes, "codes", DType::I8);
+  SPARQ_CHECK(options.codes.ndim == 2 && options.codes.shape[0] == w.shape[0] && options.codes.shape[1] == w.shape[1],
+              ErrorCode::ShapeMismatch, "columnSweep: codes must have the shape of w " + w.shapeString() + ", got " +
+                                            options.codes.shapeString());
+}
+
+void checkQuantizeRtn(const TensorView& w, const QuantGrid& grid, const TensorView& groupOf, const TensorView& codes,
+                      const TensorView& scales, const TensorView& zeros, const TensorView& out) {
+  requireMatrix(w, "w");
+  requireDType(w, "w", DType::F32);
+  checkQuantGrid(grid, "quantizeRtn");
+  checkGroups(groupOf, w.shape[0], w.shape[1], grid, scales, zeros, false, "quantizeRtn");
+  requireDType(codes, "codes", DType::I8);
+  requireDType(out, "out", DType::F32);
+  for (const TensorView* t : {&codes, &out}) {
+    SPARQ_CHECK(t->ndim == 2 && t->shape[0] == w.shape[0] && t->shape[1] == w.shape[1], ErrorCode::ShapeMismatch,
+                "quantizeRtn: codes and out must have the shape of w " + w.shapeString() + ", got " + t->shapeString());
+  }
+}
+
+int64_t packedWords(int64_t cols, int bits) { return (cols * bits + 31) / 32; }
+
+void checkPacking(const TensorView& codes, int bits, const TensorView& packed, const char* op) {
+  SPARQ_CHECK(bits >= 1 && bits <= 8, ErrorCode::InvalidArgument, std::string(op) + ": bits must be in 1..8, got " + std::to_string(bits));
+  requireMatrix(codes, "codes");
+  requireMatrix(packed, "packed");
+  requireDType(codes, "codes", DType::I8);
+  requireDType(packed, "packed", DType::I32);
+  SPARQ_CHECK(packed.shape[0] == codes.shape[0] && packed.shape[1] == packedWords(codes.shape[1], bits), ErrorCode::ShapeMismatch,
+              std::string(op) + ": " + std::to_string(codes.shape[1]) + " codes of " + std::to_string(bits) + " bits per row pack into [" +
+                  std::to_string(codes.shape[0]) + ", " + std::to_string(packedWords(codes.shape[1], bits)) + "] words, got " +
+                  packed.shapeString());
+}
+
+void checkDequantizePacked(const TensorView& packed, int bits, const TensorView& scales, const TensorView& zeros,
+                           const TensorView& groupOf, int64_t groupSize, const TensorView& out) {
+  requireMatrix(out, "out");
+  requireDType(out, "out", DType::F32);
+  QuantGrid grid;
+  grid.bits = bits;
+  grid.groupSize = groupSize;
+  checkQuantGrid(grid, "dequantizePacked");
+  requireMatrix(packed, "packed");
+  requireDType(packed, "packed", DType::I32);
+  SPARQ_CHECK(packed.shape[0] == out.shape[0] && packed.shape[1] == packedWords(out.shape[1], bits), ErrorCode::ShapeMismatch,
+              "dequantizePacked: packed must be [" + std::to_string(out.shape[0]) + ", " +
+                  std::to_string(packedWords(out.shape[1], bits)) + "] for out " + out.shapeString() + ", got " + packed.shapeString());
+  checkGroups(groupOf, out.shape[0], out.shape[1], grid, scales, zeros, true, "dequantizePacked");
 }
 
 void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask) {

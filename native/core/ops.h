@@ -17,7 +17,12 @@ void checkMaskedCg(const TensorView& h, const TensorView& g, const TensorView& m
                    const MaskedCgOptions& options);
 void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out);
 void checkDot(const TensorView& a, const TensorView& b);
-void checkSparsegptPrune(const TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options);
+void checkColumnSweep(const TensorView& w, const TensorView& hinvUpper, const SweepOptions& options);
+void checkQuantizeRtn(const TensorView& w, const QuantGrid& grid, const TensorView& groupOf, const TensorView& codes,
+                      const TensorView& scales, const TensorView& zeros, const TensorView& out);
+void checkPacking(const TensorView& codes, int bits, const TensorView& packed, const char* op);
+void checkDequantizePacked(const TensorView& packed, int bits, const TensorView& scales, const TensorView& zeros,
+                           const TensorView& groupOf, int64_t groupSize, const TensorView& out);
 void checkNmMask(const TensorView& scores, int n, int m, const TensorView& mask);
 void checkThresholdMask(const TensorView& scores, const TensorView& mask);
 void checkApplyMask(const TensorView& x, const TensorView& mask, const TensorView& out);

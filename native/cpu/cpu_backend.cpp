@@ -16,7 +16,8 @@
 #include "mask.h"
 #include "nn.h"
 #include "nn_backward.h"
-#include "sparsegpt.h"
+#include "column_sweep.h"
+#include "quant.h"
 
 namespace sparq::cpu {
 
@@ -65,8 +66,18 @@ class CpuBackend final : public Backend {
     cpu::scaleColumns(x, scale, out);
   }
   double dot(const TensorView& a, const TensorView& b) override { return cpu::dot(a, b); }
-  void sparsegptPrune(TensorView& w, const TensorView& hinvUpper, const SparseGptOptions& options) override {
-    cpu::sparsegptPrune(w, hinvUpper, options);
+  void columnSweep(TensorView& w, const TensorView& hinvUpper, const SweepOptions& options) override {
+    cpu::columnSweep(w, hinvUpper, options);
+  }
+  void quantizeRtn(const TensorView& w, const QuantGrid& grid, const TensorView& groupOf, TensorView& codes,
+                   TensorView& scales, TensorView& zeros, TensorView& out) override {
+    cpu::quantizeRtn(w, grid, groupOf, codes, scales, zeros, out);
+  }
+  void packCodes(const TensorView& codes, int bits, TensorView& packed) override { cpu::packCodes(codes, bits, packed); }
+  void unpackCodes(const TensorView& packed, int bits, TensorView& codes) override { cpu::unpackCodes(packed, bits, codes); }
+  void dequantizePacked(const TensorView& packed, int bits, const TensorView& scales, const TensorView& zeros,
+                        const TensorView& groupOf, int64_t groupSize, TensorView& out) override {
+    cpu::dequantizePacked(packed, bits, scales, zeros, groupOf, groupSize, out);
   }
   void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override {
     cpu::nmMask(scores, n, m, largest, mask);

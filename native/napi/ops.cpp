@@ -177,10 +177,22 @@ struct DotJob {
   Napi::Value result(Napi::Env env) { return Napi::Number::New(env, value); }
 };
 
-struct SparsegptPruneJob {
-  static constexpr const char* kName = "sparsegptPrune";
+// A quantization grid: bits, group size, symmetric flag, the scales' storage dtype.
+QuantGrid readGrid(ArgReader& r) {
+  QuantGrid grid;
+  grid.bits = static_cast<int>(r.integer("bits"));
+  grid.groupSize = r.integer("groupSize");
+  grid.symmetric = r.boolean("symmetric");
+  const int64_t code = r.integer("scaleDType");
+  SPARQ_CHECK(isValidDType(static_cast<int32_t>(code)), ErrorCode::InvalidArgument, "scaleDType: unknown dtype code " + std::to_string(code));
+  grid.scaleDType = static_cast<DType>(code);
+  return grid;
+}
+
+struct ColumnSweepJob {
+  static constexpr const char* kName = "columnSweep";
   TensorView w, hinvUpper;
-  SparseGptOptions options;
+  SweepOptions options;
   void parse(ArgReader& r) {
     w = r.tensor("w");
     hinvUpper = r.tensor("hinvUpper");
@@ -188,9 +200,80 @@ struct SparsegptPruneJob {
     options.n = static_cast<int>(r.integer("n"));
     options.m = static_cast<int>(r.integer("m"));
     options.blockSize = static_cast<int>(r.integer("blockSize"));
-    checkSparsegptPrune(w, hinvUpper, options);
+    options.grid = readGrid(r);
+    options.fitAtGroupStart = r.boolean("fitAtGroupStart");
+    options.groupOf = r.tensor("groupOf");
+    options.scales = r.tensor("scales");
+    options.zeros = r.tensor("zeros");
+    options.codes = r.tensor("codes");
+    checkColumnSweep(w, hinvUpper, options);
   }
-  void run(Backend& backend) { backend.sparsegptPrune(w, hinvUpper, options); }
+  void run(Backend& backend) { backend.columnSweep(w, hinvUpper, options); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct QuantizeRtnJob {
+  static constexpr const char* kName = "quantizeRtn";
+  TensorView w, groupOf, codes, scales, zeros, out;
+  QuantGrid grid;
+  void parse(ArgReader& r) {
+    w = r.tensor("w");
+    grid = readGrid(r);
+    groupOf = r.tensor("groupOf");
+    codes = r.tensor("codes");
+    scales = r.tensor("scales");
+    zeros = r.tensor("zeros");
+    out = r.tensor("out");
+    checkQuantizeRtn(w, grid, groupOf, codes, scales, zeros, out);
+  }
+  void run(Backend& backend) { backend.quantizeRtn(w, grid, groupOf, codes, scales, zeros, out); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct PackCodesJob {
+  static constexpr const char* kName = "packCodes";
+  TensorView codes, packed;
+  int bits = 4;
+  void parse(ArgReader& r) {
+    codes = r.tensor("codes");
+    bits = static_cast<int>(r.integer("bits"));
+    packed = r.tensor("packed");
+    checkPacking(codes, bits, packed, "packCodes");
+  }
+  void run(Backend& backend) { backend.packCodes(codes, bits, packed); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct UnpackCodesJob {
+  static constexpr const char* kName = "unpackCodes";
+  TensorView packed, codes;
+  int bits = 4;
+  void parse(ArgReader& r) {
+    packed = r.tensor("packed");
+    bits = static_cast<int>(r.integer("bits"));
+    codes = r.tensor("codes");
+    checkPacking(codes, bits, packed, "unpackCodes");
+  }
+  void run(Backend& backend) { backend.unpackCodes(packed, bits, codes); }
+  Napi::Value result(Napi::Env env) { return env.Undefined(); }
+};
+
+struct DequantizePackedJob {
+  static constexpr const char* kName = "dequantizePacked";
+  TensorView packed, scales, zeros, groupOf, out;
+  int bits = 4;
+  int64_t groupSize = 128;
+  void parse(ArgReader& r) {
+    packed = r.tensor("packed");
+    bits = static_cast<int>(r.integer("bits"));
+    scales = r.tensor("scales");
+    zeros = r.tensor("zeros");
+    groupOf = r.tensor("groupOf");
+    groupSize = r.integer("groupSize");
+    out = r.tensor("out");
+    checkDequantizePacked(packed, bits, scales, zeros, groupOf, groupSize, out);
+  }
+  void run(Backend& backend) { backend.dequantizePacked(packed, bits, scales, zeros, groupOf, groupSize, out); }
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
@@ -558,7 +641,11 @@ void exportOps(Napi::Env env, Napi::Object exports) {
   exportJob<ScaleColumnsJob>(env, exports);
   exportJob<EighJob>(env, exports);
   exportJob<MaskedCgJob>(env, exports);
-  exportJob<SparsegptPruneJob>(env, exports);
+  exportJob<ColumnSweepJob>(env, exports);
+  exportJob<QuantizeRtnJob>(env, exports);
+  exportJob<PackCodesJob>(env, exports);
+  exportJob<UnpackCodesJob>(env, exports);
+  exportJob<DequantizePackedJob>(env, exports);
   exportJob<ThresholdMaskJob>(env, exports);
   exportJob<ApplyMaskJob>(env, exports);
   exportJob<AxpyJob>(env, exports);

@@ -8,7 +8,7 @@
 // punctuation, groups `(…)` and `(?:…)`, alternation `|`, quantifiers `* + ? {n} {n,} {n,m}` (lazy
 // forms accepted: a whole-name match does not depend on laziness), and `^` / `$` at the ends.
 // Refused with a clear error: backreferences, lookaround, and patterns over the size limits.
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from './errors.js';
 
 /** Longest pattern accepted, in characters. */
 const MAX_PATTERN_LENGTH = 1000;

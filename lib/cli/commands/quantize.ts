@@ -1,0 +1,88 @@
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../../errors.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../../export/writer.js';
+import { parseFlags, positiveInteger, type Command } from '../command.js';
+import { recipeOf, RUN_FLAGS, runCompression } from '../compress-run.js';
+
+const PRUNE_METHODS = ['sparsegpt', 'magnitude', 'wanda', 'alps'];
+
+/** `--act-order` may stand alone (static) or take static|group. */
+function normalizeActOrder(args: string[]): string[] {
+  const out: string[] = [];
+  args.forEach((arg, i) => {
+    out.push(arg);
+    if (arg === '--act-order' && !['static', 'group'].includes(args[i + 1] ?? '')) out.push('static');
+  });
+  return out;
+}
+
+async function run(rawArgs: string[]): Promise<void> {
+  const { values } = parseFlags('quantize', () =>
+    parseArgs({
+      args: normalizeActOrder(rawArgs),
+      strict: true,
+      options: {
+        ...RUN_FLAGS,
+        method: { type: 'string' },
+        bits: { type: 'string' },
+        'group-size': { type: 'string' },
+        asym: { type: 'boolean', default: false },
+        'act-order': { type: 'string' },
+        sparsity: { type: 'string' },
+        'prune-method': { type: 'string' },
+        ignore: { type: 'string', multiple: true },
+        format: { type: 'string', default: 'compressed-tensors' },
+      },
+    }),
+  );
+  const format = values.format as OutputFormat;
+  if (!OUTPUT_FORMATS.includes(format)) throw new InvalidArgumentError(`quantize: --format must be one of ${OUTPUT_FORMATS.join(', ')}, got '${values.format}'`);
+  const flagsGiven = [values.method, values.bits, values['group-size'], values['act-order'], values.sparsity, values['prune-method'], values.ignore].some((v) => v !== undefined) || values.asym;
+  const fromFlags = flagsGiven
+    ? () => {
+        if (!values.method || !['rtn', 'gptq'].includes(values.method)) throw new InvalidArgumentError(`quantize: --method must be rtn or gptq, got ${values.method === undefined ? 'nothing' : `'${values.method}'`}`);
+        if (values.bits === undefined) throw new InvalidArgumentError('quantize: --bits is required (2, 3, 4 or 8)');
+        const bits = Number(values.bits);
+        const quantize = {
+          bits: Number.isInteger(bits) ? bits : values.bits,
+          groupSize: positiveInteger('quantize', 'group-size', values['group-size'], 0) ?? 128,
+          symmetric: !values.asym,
+          ...(values['act-order'] ? { actOrder: values['act-order'] } : {}),
+        };
+        const ignore = values.ignore ? { ignore: values.ignore } : {};
+        if (values.sparsity === undefined) {
+          if (values['prune-method']) throw new InvalidArgumentError('quantize: --prune-method needs --sparsity');
+          return { method: values.method, quantize, ...ignore };
+        }
+        const pruneMethod = values['prune-method'] ?? 'sparsegpt';
+        if (!PRUNE_METHODS.includes(pruneMethod)) throw new InvalidArgumentError(`quantize: --prune-method must be one of ${PRUNE_METHODS.join(', ')}, got '${pruneMethod}'`);
+        // GPTQ prunes and quantizes in SparseGPT's one sweep; RTN rounds what the pruning method left.
+        if (values.method === 'gptq') {
+          if (pruneMethod !== 'sparsegpt') throw new InvalidArgumentError(`quantize: GPTQ prunes jointly only with sparsegpt (one sweep); use --method rtn to round after ${pruneMethod}`);
+          return { method: 'sparsegpt', sparsity: values.sparsity, quantize, ...ignore };
+        }
+        return { method: pruneMethod, sparsity: values.sparsity, quantize, ...(pruneMethod === 'sparsegpt' ? { options: { joint: false } } : {}), ...ignore };
+      }
+    : undefined;
+  const recipe = await recipeOf('quantize', values, fromFlags);
+  await runCompression('quantize', values, recipe, format);
+}
+
+export const quantizeCommand: Command = {
+  name: 'quantize',
+  usage: `quantize --model DIR (--method rtn|gptq --bits B [--group-size G] [--asym] [--act-order [static|group]]
+        [--sparsity S [--prune-method sparsegpt|magnitude|wanda|alps]] [--ignore PATTERN]... | --recipe FILE)
+        [--calib FILE --nsamples N --seq-len L --seed S] --out DIR [--format compressed-tensors|dense]
+        [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume]
+        [--skip-error | --measure-error] [--json]
+                   one-shot weight quantization, layer by layer: rtn (round to nearest, no
+                   calibration) or gptq (error feedback through the inverse Hessian; needs --calib);
+                   B-bit signed codes (2, 3, 4, 8), symmetric unless --asym, one scale per group of
+                   G inputs (default 128; 0 = per output channel); --act-order sweeps columns by
+                   descending Hessian diagonal (static: groups stay consecutive inputs; group: groups
+                   in that order, stored as weight_g_idx); with --sparsity, gptq prunes and quantizes
+                   in SparseGPT's sweep, rtn rounds what --prune-method left; writes compressed-tensors
+                   pack-quantized for vLLM (W4/W8, groups 32/64/128 or per channel) or --format dense
+                   (decoded weights in the original dtype, for any grid)`,
+  run,
+};

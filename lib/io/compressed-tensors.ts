@@ -1,0 +1,325 @@
+// The compressed-tensors `pack-quantized` format (checked against compressed-tensors 0.18.0, llm-compressor
+// main of 2026-08 and vLLM of 2026-05): what config.json's quantization_config says, which tensors stand for
+// a quantized linear, and how to decode them.
+//
+// config.json  quantization_config = { quant_method "compressed-tensors", format "pack-quantized",
+//              quantization_status "compressed", config_groups { group_N: { targets, weights {num_bits,
+//              type "int", symmetric, strategy "group"|"channel", group_size, actorder, …}, format } },
+//              ignore [module names left dense], sparsity_config {}, … }
+// per linear   <name>.weight_packed   int32 [out, ceil(in·b/32)]: code + 2^(b−1), element i at bit i·b of
+//                                     the row (element 0 in the low bits)
+//              <name>.weight_scale    model dtype [out, groups] (channel: [out, 1])
+//              <name>.weight_zero_point  int32 [ceil(out·b/32), groups], asymmetric only, packed along the
+//                                     output dimension with the same offset
+//              <name>.weight_shape    int64 [2] = [out, in]
+//              <name>.weight_g_idx    int32 [in], actorder "group" only: each input's group
+//              decoded w = (q − z)·s
+import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
+import { compilePattern } from '../name-pattern.js';
+import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../quant.js';
+import { Tensor } from '../tensor.js';
+import { describe } from '../validate.js';
+import type { DType } from '../dtype.js';
+import type { Checkpoint, TensorSource } from './checkpoint.js';
+
+export const CT_SUFFIXES = ['weight_packed', 'weight_scale', 'weight_zero_point', 'weight_shape', 'weight_g_idx'] as const;
+
+/** One config group's weight scheme, as sparq reads and writes it. */
+export interface CtWeightScheme {
+  bits: number;
+  symmetric: boolean;
+  /** 'group' with groupSize, or 'channel' (one scale per output row). */
+  strategy: 'group' | 'channel';
+  groupSize: number | null;
+  /** 'static' (= 'weight'): sweep order only, nothing stored; 'group' (= 'dynamic'): weight_g_idx stored. */
+  actorder: 'static' | 'group' | null;
+}
+
+export interface CtGroup {
+  name: string;
+  targets: string[];
+  scheme: CtWeightScheme;
+}
+
+/** A parsed quantization_config. */
+export interface CtConfig {
+  groups: CtGroup[];
+  ignore: string[];
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The weights block of a config group, exactly as compressed-tensors 0.18 serializes QuantizationArgs. */
+export function ctWeightsJson(scheme: CtWeightScheme): Json {
+  return {
+    actorder: scheme.actorder,
+    block_structure: null,
+    dynamic: false,
+    group_size: scheme.strategy === 'group' ? scheme.groupSize : null,
+    num_bits: scheme.bits,
+    observer: 'memoryless_minmax',
+    observer_kwargs: {},
+    scale_dtype: null,
+    strategy: scheme.strategy,
+    symmetric: scheme.symmetric,
+    type: 'int',
+    zp_dtype: scheme.symmetric ? null : 'torch.int8',
+  };
+}
+
+/** config.json's quantization_config for these groups (keys sorted, as compressed-tensors writes them). */
+export function ctQuantizationConfig(groups: CtGroup[], ignore: string[], version: string): Json {
+  const configGroups: Json = {};
+  for (const g of groups) {
+    configGroups[g.name] = { format: 'pack-quantized', input_activations: null, output_activations: null, targets: g.targets, weights: ctWeightsJson(g.scheme) };
+  }
+  return {
+    config_groups: configGroups,
+    format: 'pack-quantized',
+    global_compression_ratio: null,
+    ignore,
+    kv_cache_scheme: null,
+    quant_method: 'compressed-tensors',
+    quantization_status: 'compressed',
+    sparsity_config: {},
+    transform_config: {},
+    version,
+  };
+}
+
+/**
+ * Reads a config.json's quantization_config (as written by sparq, or by llm-compressor for the same
+ * format); anything sparq cannot decode is refused naming the field.
+ */
+export function parseCtConfig(raw: unknown, source: string): CtConfig {
+  const where = `${source}: quantization_config`;
+  if (!isObject(raw)) throw new InvalidFileError(`${where} is not an object`);
+  if (raw.quant_method !== 'compressed-tensors') {
+    throw new UnsupportedFormatError(`${where}.quant_method is ${JSON.stringify(raw.quant_method)}; sparq reads compressed-tensors checkpoints only`);
+  }
+  if (raw.quantization_status !== undefined && raw.quantization_status !== 'compressed') {
+    throw new UnsupportedFormatError(`${where}.quantization_status is ${JSON.stringify(raw.quantization_status)}; sparq reads compressed checkpoints only`);
+  }
+  if (isObject(raw.sparsity_config) && Object.keys(raw.sparsity_config).length > 0 && raw.sparsity_config.format !== undefined && raw.sparsity_config.format !== 'dense') {
+    throw new UnsupportedFormatError(`${where}.sparsity_config.format ${JSON.stringify(raw.sparsity_config.format)} is not supported (only dense weights, sparsity_config {})`);
+  }
+  if (!isObject(raw.config_groups) || Object.keys(raw.config_groups).length === 0) throw new InvalidFileError(`${where}.config_groups is missing or empty`);
+  const topFormat = raw.format;
+  const groups: CtGroup[] = [];
+  for (const [name, value] of Object.entries(raw.config_groups)) {
+    const at = `${where}.config_groups.${name}`;
+    if (!isObject(value)) throw new InvalidFileError(`${at} is not an object`);
+    const format = value.format ?? topFormat;
+    if (format !== 'pack-quantized') throw new UnsupportedFormatError(`${at}: format ${JSON.stringify(format)} is not supported (sparq reads pack-quantized)`);
+    if (!Array.isArray(value.targets) || !value.targets.every((t) => typeof t === 'string')) throw new InvalidFileError(`${at}.targets is not a list of strings`);
+    if (value.input_activations !== undefined && value.input_activations !== null) {
+      throw new UnsupportedFormatError(`${at}.input_activations is set; sparq reads weight-only quantization`);
+    }
+    const w = value.weights;
+    if (!isObject(w)) throw new InvalidFileError(`${at}.weights is missing`);
+    if ((w.type ?? 'int') !== 'int') throw new UnsupportedFormatError(`${at}.weights.type ${JSON.stringify(w.type)} is not supported (int)`);
+    const bits = w.num_bits ?? 8;
+    if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 8) throw new InvalidFileError(`${at}.weights.num_bits ${describe(bits)} is not in 1..8`);
+    const groupSize = w.group_size ?? null;
+    const strategy = w.strategy ?? (typeof groupSize === 'number' && groupSize > 0 ? 'group' : groupSize === -1 ? 'channel' : 'tensor');
+    if (strategy !== 'group' && strategy !== 'channel') throw new UnsupportedFormatError(`${at}.weights.strategy ${JSON.stringify(strategy)} is not supported (group, channel)`);
+    if (strategy === 'group' && !(Number.isInteger(groupSize) && (groupSize as number) > 0)) throw new InvalidFileError(`${at}.weights.group_size ${describe(groupSize)} must be a positive integer with strategy group`);
+    const actorder = w.actorder === 'weight' ? 'static' : w.actorder === 'dynamic' ? 'group' : (w.actorder ?? null);
+    if (actorder !== null && actorder !== 'static' && actorder !== 'group') throw new UnsupportedFormatError(`${at}.weights.actorder ${JSON.stringify(w.actorder)} is not supported`);
+    if (w.dynamic !== undefined && w.dynamic !== false) throw new UnsupportedFormatError(`${at}.weights.dynamic must be false for stored weights`);
+    if (w.block_structure !== undefined && w.block_structure !== null) throw new UnsupportedFormatError(`${at}.weights.block_structure is not supported`);
+    groups.push({
+      name,
+      targets: value.targets as string[],
+      scheme: { bits: bits as number, symmetric: w.symmetric !== false, strategy, groupSize: strategy === 'group' ? (groupSize as number) : null, actorder },
+    });
+  }
+  const ignore = raw.ignore ?? [];
+  if (!Array.isArray(ignore) || !ignore.every((t) => typeof t === 'string')) throw new InvalidFileError(`${where}.ignore is not a list of strings`);
+  return { groups, ignore: ignore as string[] };
+}
+
+/** The tensors of one quantized linear, decoded from their stored dtypes. */
+export interface CtTensors {
+  packed: Tensor;
+  /** As stored (f32/f16/bf16). */
+  scale: Tensor;
+  zeroPoint?: Tensor;
+  shape: Tensor;
+  gIdx?: Tensor;
+}
+
+/** [out, in] from weight_shape (int64 or int32 [2]). */
+export function ctShape(shape: Tensor, where: string): [number, number] {
+  const values = shape.dtype === 'i64' ? Array.from(shape.data as BigInt64Array, Number) : Array.from(shape.data as Int32Array);
+  if (values.length !== 2 || !values.every((v) => Number.isSafeInteger(v) && v >= 0)) throw new InvalidFileError(`${where}.weight_shape must hold two sizes, found ${JSON.stringify(values)}`);
+  return [values[0], values[1]];
+}
+
+/**
+ * Checks the stored tensors of a quantized linear against its scheme and weight_shape, then decodes them
+ * into the dense f32 weight [out, in]. `where` names the linear in messages.
+ */
+export async function decodeCtLinear(tensors: CtTensors, scheme: CtWeightScheme, where: string, signal?: AbortSignal): Promise<Tensor> {
+  const [rows, cols] = ctShape(tensors.shape, where);
+  const bits = scheme.bits;
+  const words = packedWords(cols, bits);
+  const groupSize = scheme.strategy === 'channel' ? Math.max(cols, 1) : scheme.groupSize!;
+  const groups = scheme.strategy === 'channel' ? 1 : Math.ceil(cols / groupSize);
+  const expect = (t: Tensor, name: string, dtypes: string[], shape: number[]) => {
+    if (!dtypes.includes(t.dtype) || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new InvalidFileError(`${where}.${name} is ${t.dtype} [${t.shape.join(', ')}]; the scheme (W${bits}, ${scheme.strategy}${scheme.groupSize ? ` ${scheme.groupSize}` : ''}) and weight_shape [${rows}, ${cols}] need ${dtypes.join('/')} [${shape.join(', ')}]`);
+    }
+  };
+  expect(tensors.packed, 'weight_packed', ['i32'], [rows, words]);
+  expect(tensors.scale, 'weight_scale', ['f32', 'f16', 'bf16'], [rows, groups]);
+  let zeros: Tensor | undefined;
+  if (!scheme.symmetric) {
+    if (!tensors.zeroPoint) throw new InvalidFileError(`${where}.weight_zero_point is missing (the scheme is asymmetric)`);
+    expect(tensors.zeroPoint, 'weight_zero_point', ['i32'], [packedWords(rows, bits), groups]);
+    zeros = unpackZeroPoints(tensors.zeroPoint, bits, rows);
+  }
+  let groupOf: Tensor | undefined;
+  if (scheme.actorder === 'group') {
+    if (!tensors.gIdx) throw new InvalidFileError(`${where}.weight_g_idx is missing (actorder group)`);
+    expect(tensors.gIdx, 'weight_g_idx', ['i32'], [cols]);
+    for (const g of tensors.gIdx.data as Int32Array) {
+      if (g < 0 || g >= groups) throw new InvalidFileError(`${where}.weight_g_idx holds group ${g}, outside 0..${groups - 1}`);
+    }
+    groupOf = tensors.gIdx;
+  }
+  return dequantizePackedAsync(tensors.packed, bits, tensors.scale.to('f32'), cols, { zeros, groupOf, groupSize, signal });
+}
+
+/** Zero points i8 [rows, groups] from their packed form i32 [ceil(rows·b/32), groups] (packed along rows). */
+export function unpackZeroPoints(packed: Tensor, bits: number, rows: number): Tensor {
+  return unpackCodes(packed.transpose().contiguous(), bits, rows).transpose().contiguous();
+}
+
+/** Zero points i8 [rows, groups] packed along the output dimension: i32 [ceil(rows·b/32), groups]. */
+export function packZeroPoints(zeros: Tensor, bits: number): Tensor {
+  return packCodes(zeros.transpose().contiguous(), bits).transpose().contiguous();
+}
+
+/**
+ * Whether a config group's targets select a linear, as vLLM matches them: the exact module name, a
+ * `re:` pattern matched at the start of the name, or a class name ("Linear" selects every linear layer).
+ */
+export function ctTargets(targets: readonly string[], name: string): boolean {
+  return targets.some((t) => t === name || t === 'Linear' || (t.startsWith('re:') && ctPatternMatches(t.slice(3), name)));
+}
+
+/** Whether `ignore` lists a module: its exact name or a `re:` pattern matched at the start. */
+export function ctIgnored(ignore: readonly string[], name: string): boolean {
+  return ignore.some((t) => t === name || (t.startsWith('re:') && ctPatternMatches(t.slice(3), name)));
+}
+
+/** `re:` patterns in a checkpoint match at the start of a name, as Python's re.match (linear-time engine). */
+function ctPatternMatches(pattern: string, name: string): boolean {
+  return compilePattern(`re:(?:${pattern}).*`, 'quantization_config').test(name);
+}
+
+/**
+ * A compressed-tensors checkpoint seen as a dense one: each quantized linear's tensors (weight_packed,
+ * weight_scale, …) stand as one `<name>.weight` of the scale's dtype, decoded when read. Everything else
+ * passes through. Opening checks that every quantized linear has exactly the tensors its scheme needs.
+ */
+export class CtCheckpoint implements TensorSource {
+  /** Quantized linears (module names) and their schemes. */
+  readonly quantized = new Map<string, CtWeightScheme>();
+  private readonly virtualNames: string[];
+
+  private constructor(
+    private readonly inner: Checkpoint,
+    readonly config: CtConfig,
+  ) {
+    const names = new Set(inner.names());
+    const virtual: string[] = [];
+    for (const name of names) {
+      const suffix = CT_SUFFIXES.find((s) => name.endsWith(`.${s}`));
+      if (!suffix) {
+        virtual.push(name);
+        continue;
+      }
+      const base = name.slice(0, -suffix.length - 1);
+      if (suffix !== 'weight_packed') {
+        if (!names.has(`${base}.weight_packed`)) throw new InvalidFileError(`${inner.dir}: tensor '${name}' has no '${base}.weight_packed' beside it`);
+        continue;
+      }
+      if (names.has(`${base}.weight`)) throw new InvalidFileError(`${inner.dir}: '${base}' has both a dense weight and weight_packed`);
+      if (ctIgnored(config.ignore, base)) throw new InvalidFileError(`${inner.dir}: '${base}' is listed in quantization_config.ignore but is stored quantized`);
+      const group = config.groups.find((g) => ctTargets(g.targets, base));
+      if (!group) throw new InvalidFileError(`${inner.dir}: '${base}' is stored quantized, but no quantization_config group targets it`);
+      for (const required of ['weight_scale', 'weight_shape', ...(group.scheme.symmetric ? [] : ['weight_zero_point']), ...(group.scheme.actorder === 'group' ? ['weight_g_idx'] : [])]) {
+        if (!names.has(`${base}.${required}`)) throw new InvalidFileError(`${inner.dir}: '${base}.${required}' is missing (group ${group.name}: W${group.scheme.bits}${group.scheme.symmetric ? '' : ' asymmetric'}${group.scheme.actorder === 'group' ? ', actorder group' : ''})`);
+      }
+      this.quantized.set(base, group.scheme);
+      virtual.push(`${base}.weight`);
+    }
+    this.virtualNames = virtual;
+  }
+
+  /** Wraps an opened checkpoint whose config.json carries `quantizationConfig`; `source` names config.json. */
+  static wrap(inner: Checkpoint, quantizationConfig: unknown, source: string): CtCheckpoint {
+    return new CtCheckpoint(inner, parseCtConfig(quantizationConfig, source));
+  }
+
+  get dir(): string {
+    return this.inner.dir;
+  }
+
+  names(): string[] {
+    return [...this.virtualNames];
+  }
+
+  has(name: string): boolean {
+    return this.virtualNames.includes(name);
+  }
+
+  private quantizedBase(name: string): string | undefined {
+    if (!name.endsWith('.weight')) return undefined;
+    const base = name.slice(0, -'.weight'.length);
+    return this.quantized.has(base) ? base : undefined;
+  }
+
+  async info(name: string): Promise<{ name: string; dtype: string; shape: number[] }> {
+    const base = this.quantizedBase(name);
+    if (!base) return this.inner.info(name);
+    const scale = await this.inner.info(`${base}.weight_scale`);
+    const shape = ctShape(await this.inner.read(`${base}.weight_shape`), `${this.dir}: ${base}`);
+    return { name, dtype: scale.dtype, shape };
+  }
+
+  async read(name: string, options: { dtype?: DType } = {}): Promise<Tensor> {
+    const base = this.quantizedBase(name);
+    if (!base) return this.inner.read(name, options);
+    const scheme = this.quantized.get(base)!;
+    const read = (suffix: string) => this.inner.read(`${base}.${suffix}`);
+    const decoded = await decodeCtLinear(
+      {
+        packed: await read('weight_packed'),
+        scale: await read('weight_scale'),
+        shape: await read('weight_shape'),
+        zeroPoint: scheme.symmetric ? undefined : await read('weight_zero_point'),
+        gIdx: scheme.actorder === 'group' ? await read('weight_g_idx') : undefined,
+      },
+      scheme,
+      `${this.dir}: ${base}`,
+    );
+    // compressed-tensors decodes in the scales' dtype, (q − z).to(s.dtype)·s: round as it does.
+    const scaleDType = (await this.inner.info(`${base}.weight_scale`)).dtype;
+    const weight = scaleDType === 'BF16' ? decoded.to('bf16').to('f32') : scaleDType === 'F16' ? decoded.to('f16').to('f32') : decoded;
+    return options.dtype && options.dtype !== 'f32' ? weight.to(options.dtype) : weight;
+  }
+
+  shardPath(name: string): string {
+    const base = this.quantizedBase(name);
+    return this.inner.shardPath(base ? `${base}.weight_packed` : name);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
