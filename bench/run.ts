@@ -1,7 +1,8 @@
 // `npm run bench`: sparq's kernels against their baselines, measured in one run on this machine.
 //   gemm / syrk GFLOP/s vs OpenBLAS called directly (bench/native/openblas_direct.c)
 //   Cholesky inverse seconds
-//   conversions and masks in GB/s vs a memory-copy probe, and vs their scalar references
+//   conversions, masks and the quantization kernels (pack, unpack, dequantize, round to nearest) in
+//   GB/s vs a memory-copy probe, and vs their scalar references
 //   the N-API round trip of a tiny op
 // Prints tables and writes bench/results.json. Quick mode (SPARQ_BENCH_QUICK=1) uses small sizes.
 import { createRequire } from 'node:module';
@@ -12,6 +13,8 @@ import {
   axpy,
   backendInfo,
   choleskyInverse,
+  packCodes,
+  quantizeRtn,
   gemm,
   setKernelVariant,
   syrk,
@@ -121,7 +124,17 @@ async function benchBandwidth() {
   const u16Out = new Uint16Array(count).fill(1);
   const mask = thresholdMask(Tensor.fromTypedArray(f32), 0).data as Uint8Array;
   const maskOut = new Uint8Array(count).fill(1);
-  const code = (d: 'f32' | 'f16' | 'bf16' | 'u8') => dtypeCode(d);
+  const code = (d: 'f32' | 'f16' | 'bf16' | 'u8' | 'i8' | 'i32') => dtypeCode(d);
+  const rounded = quantizeRtn(Tensor.fromTypedArray(f32, [rows, cols]), { bits: 4, groupSize: 128, symmetric: false, scaleDType: 'f32' });
+  const codes4 = rounded.codes.data as Int8Array;
+  const codesOut = new Int8Array(count).fill(1);
+  const packed4 = packCodes(rounded.codes, 4).data as Int32Array;
+  const packed4Out = new Int32Array(count / 8).fill(1);
+  const scales = rounded.scales.data as Float32Array;
+  const zeros = rounded.zeros.data as Int8Array;
+  const scalesOut = new Float32Array(scales.length).fill(1);
+  const zerosOut = new Int8Array(zeros.length).fill(1);
+  const noGroups = new Int32Array(0);
   const flat = [count];
   const matrix = [rows, cols];
   const call = (name: string, ...args: unknown[]) => () => void callSync('cpu', name, args);
@@ -141,6 +154,11 @@ async function benchBandwidth() {
     { name: 'nmMask 4:8', bytes: 5 * count, run: call('nmMask', f32, code('f32'), matrix, 4, 8, true, maskOut, code('u8'), matrix) },
     { name: 'thresholdMask', bytes: 5 * count, run: call('thresholdMask', f32, code('f32'), matrix, 0.5, maskOut, code('u8'), matrix) },
     { name: 'applyMask f32', bytes: 9 * count, run: call('applyMask', f32, code('f32'), flat, mask, code('u8'), flat, f32Out, code('f32'), flat) },
+    // Quantization: 4-bit codes packed 8 per word (compressed-tensors), groups of 128, asymmetric.
+    { name: 'packCodes 4-bit', bytes: 1.5 * count, run: call('packCodes', codes4, code('i8'), matrix, 4, packed4Out, code('i32'), [rows, cols / 8]) },
+    { name: 'unpackCodes 4-bit', bytes: 1.5 * count, run: call('unpackCodes', packed4, code('i32'), [rows, cols / 8], 4, codesOut, code('i8'), matrix) },
+    { name: 'dequantizePacked 4-bit g128', bytes: 4.5 * count, run: call('dequantizePacked', packed4, code('i32'), [rows, cols / 8], 4, scales, code('f32'), [rows, cols / 128], zeros, code('i8'), [rows, cols / 128], noGroups, code('i32'), [0], 128, f32Out, code('f32'), matrix) },
+    { name: 'quantizeRtn 4-bit g128', bytes: 9 * count, run: call('quantizeRtn', f32, code('f32'), matrix, 4, 128, false, code('f32'), noGroups, code('i32'), [0], codesOut, code('i8'), matrix, scalesOut, code('f32'), [rows, cols / 128], zerosOut, code('i8'), [rows, cols / 128], f32Out, code('f32'), matrix) },
   ];
   const { kernelVariants, kernelVariant } = backendInfo('cpu');
   const results: Record<string, Record<string, number>> = {};

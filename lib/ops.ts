@@ -141,6 +141,17 @@ export class HessianAccumulator {
     };
   }
 
+  /** The Hessian, its upper triangle filled on a worker thread (the getter does it on the caller's). */
+  async hessianAsync(options: AsyncOptions = {}): Promise<Tensor> {
+    await this.pending;
+    if (this.upperStale) {
+      const empty = Tensor.zeros([0, this.matrix.shape[0]], this.matrix.dtype, this.matrix.device);
+      await runAsync(syrkCall(empty, { alpha: 0, beta: 1, out: this.matrix }), options);
+      this.upperStale = false;
+    }
+    return this.matrix;
+  }
+
   /** Adds a batch of rows x [T, features] (or [..., features]). */
   add(x: Tensor): void {
     const call = this.updateCall(x);
@@ -462,6 +473,36 @@ function unaryCall(op: UnaryName, x: Tensor, a: number, b: number, options: Unar
     args: [UNARY_CODES[op], ...x.contiguous().nativeArgs('x'), ...out.nativeArgs('out'), a, b],
     result: () => out,
   };
+}
+
+/**
+ * The transpose of a 2-D tensor as a new contiguous one, built in 64×64 tiles on the JavaScript thread,
+ * yielding to the event loop every few million elements (transpose().contiguous() does it in one go).
+ */
+export async function transposeAsync(x: Tensor, options: AsyncOptions = {}): Promise<Tensor> {
+  checkTensor('x', x);
+  checkMatrix('x', x);
+  const [rows, cols] = x.shape;
+  const source = x.contiguous();
+  const out = Tensor.zeros([cols, rows], x.dtype, x.device);
+  const src = source.data as Float32Array;
+  const dst = out.data as Float32Array;
+  const tile = 64;
+  let sinceYield = 0;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    const r1 = Math.min(rows, r0 + tile);
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const c1 = Math.min(cols, c0 + tile);
+      for (let r = r0; r < r1; ++r) for (let c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+    }
+    sinceYield += (r1 - r0) * cols;
+    if (sinceYield >= 1 << 22) {
+      sinceYield = 0;
+      options.signal?.throwIfAborted();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return out;
 }
 
 /** Copies x into a new tensor (or onto itself); the benchmarks use it as the memory-bandwidth probe. */

@@ -276,6 +276,13 @@ export class Tensor {
     return copy;
   }
 
+  /** Like clone(), on a worker thread (large copies fault in fresh pages: tens of ms per 32 MB here). */
+  async cloneAsync(options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+    const copy = Tensor.zeros(this.shape, this.dtype, this.device);
+    await callAsync(this.device, 'convert', [...this.contiguous().nativeArgs('src'), ...copy.nativeArgs('dst')], options.signal);
+    return copy;
+  }
+
   /** Converts to another dtype (rounding to nearest even; NaN and infinities kept). */
   to(dtype: DType): Tensor {
     checkOneOf('dtype', dtype, ALL_DTYPES);

@@ -13,16 +13,17 @@
 // P keeps the largest |·| over the whole matrix (unstructured) or the N largest of every M inputs of a row.
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import {
-  applyMask,
-  axpy,
-  dot,
+  applyMaskAsync,
+  axpyAsync,
+  dotAsync,
   eighAsync,
   gemmAsync,
   maskedCgAsync,
-  nmMask,
-  scaleColumns,
-  square,
-  topkMask,
+  nmMaskAsync,
+  scaleColumnsAsync,
+  transposeAsync,
+  topkMaskAsync,
+  unaryAsync,
 } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { checkInteger, checkNumber } from '../validate.js';
@@ -49,17 +50,18 @@ export interface AlpsOptions {
 const OPTION_NAMES = ['damp', 'rho', 'maxIterations', 'updateIterations', 'switchIterations', 'cgIterations', 'cgRtol', 'fixedIterations'];
 
 /** Keeps the pattern's largest-magnitude entries of u; returns the projection and its u8 support. */
-function project(u: Tensor, pattern: SparsityPattern, kept: number): { z: Tensor; support: Tensor } {
-  const scores = square(u);
-  const support = pattern.kind === 'nm' ? nmMask(scores, pattern.n, pattern.m) : topkMask(scores.reshape([1, -1]), kept).reshape(u.shape);
-  return { z: applyMask(u, support), support };
+async function project(u: Tensor, pattern: SparsityPattern, kept: number, signal?: AbortSignal): Promise<{ z: Tensor; support: Tensor }> {
+  const scores = await unaryAsync('square', u, { signal });
+  const support =
+    pattern.kind === 'nm' ? await nmMaskAsync(scores, pattern.n, pattern.m, { signal }) : (await topkMaskAsync(scores.reshape([1, -1]), kept, { signal })).reshape(u.shape);
+  return { z: await applyMaskAsync(u, support, { signal }), support };
 }
 
 /** The relative objective ‖X(B − W̃)‖²/‖XW̃‖² in the scaled basis: tr(ΔĤΔᵀ)/tr(W̃ĤW̃ᵀ). */
 async function relativeObjective(b: Tensor, scaled: Tensor, hHat: Tensor, denominator: number, signal?: AbortSignal): Promise<number> {
-  const delta = b.clone();
-  axpy(-1, scaled, delta);
-  return dot(delta, await gemmAsync(delta, hHat, { signal })) / denominator;
+  const delta = await b.cloneAsync({ signal });
+  await axpyAsync(-1, scaled, delta, { signal });
+  return (await dotAsync(delta, await gemmAsync(delta, hHat, { signal }), { signal })) / denominator;
 }
 
 interface Prepared {
@@ -99,7 +101,7 @@ function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<P
 
   async function compute(): Promise<Prepared> {
     const inputs = hessian.shape[0];
-    const { hessian: h, deadInputs } = fixDeadInputs(hessian);
+    const { hessian: h, deadInputs } = await fixDeadInputs(hessian, undefined, signal);
     const report = addDamping(h, damp, deadInputs);
     const hData = h.data as Float32Array;
     const scale = new Float32Array(inputs);
@@ -109,12 +111,18 @@ function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<P
       inverseScale[j] = 1 / scale[j];
     }
     const inverseD = Tensor.fromTypedArray(inverseScale);
-    const hHat = scaleColumns(scaleColumns(h, inverseD).transpose().contiguous(), inverseD, { inPlace: true });
-    const { values, vectors } = await eighAsync(hHat.to('f64'), { signal });
-    const rowsOfQ = vectors.to('f32'); // row i = eigenvector i, i.e. Qᵀ
+    // Ĥ_ij = (H_ij·d_i⁻¹)·d_j⁻¹: rows (here, in chunks) then columns (native).
+    for (let i = 0; i < inputs; ++i) {
+      const row = hData.subarray(i * inputs, (i + 1) * inputs);
+      for (let j = 0; j < inputs; ++j) row[j] *= inverseScale[i];
+      if (i % 256 === 255) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const hHat = await scaleColumnsAsync(h, inverseD, { inPlace: true, signal });
+    const { values, vectors } = await eighAsync(await hHat.toAsync('f64', { signal }), { signal });
+    const rowsOfQ = await vectors.toAsync('f32', { signal }); // row i = eigenvector i, i.e. Qᵀ
     const dead = new Uint8Array(inputs);
     for (let j = 0; j < inputs; ++j) dead[j] = (hessian.data as Float32Array)[j * inputs + j] === 0 ? 1 : 0;
-    return { scale: Tensor.fromTypedArray(scale), inverseD, hHat, eigenvalues: values.data as Float64Array, rowsOfQ, columnsOfQ: rowsOfQ.transpose().contiguous(), report, dead };
+    return { scale: Tensor.fromTypedArray(scale), inverseD, hHat, eigenvalues: values.data as Float64Array, rowsOfQ, columnsOfQ: await transposeAsync(rowsOfQ, { signal }), report, dead };
   }
 }
 
@@ -151,22 +159,22 @@ export const alps: CompressionMethod<AlpsOptions> = {
       const w = weight.data as Float32Array;
       for (let r = 0; r < rows; ++r) for (let j = 0; j < inputs; ++j) if (dead[j]) w[r * inputs + j] = 0;
     }
-    const scaled = scaleColumns(weight, scale);
+    const scaled = await scaleColumnsAsync(weight, scale, { signal });
     const g = await gemmAsync(scaled, hHat, { signal });
-    const denominator = dot(scaled, g);
+    const denominator = await dotAsync(scaled, g, { signal });
 
     // B = R·(Ĥ + ρI)⁻¹ with (Ĥ + ρI)⁻¹ = Q(Λ + ρI)⁻¹Qᵀ. With many output rows the n×n inverse is rebuilt
     // whenever ρ changes (n³) and applied with one GEMM; with few (out ≤ in/3) applying the factors
     // directly, two m·n² GEMMs per iteration, costs less than the rebuilds.
     const throughFactors = rows * 3 <= inputs;
     const factorsAt = (rho: number) => Tensor.fromTypedArray(Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho)));
-    const inverseAt = async (rho: number) => (throughFactors ? factorsAt(rho) : gemmAsync(scaleColumns(columnsOfQ, factorsAt(rho)), rowsOfQ, { signal }));
+    const inverseAt = async (rho: number) => (throughFactors ? factorsAt(rho) : gemmAsync(await scaleColumnsAsync(columnsOfQ, factorsAt(rho), { signal }), rowsOfQ, { signal }));
     const applyInverse = async (right: Tensor, inverseOrFactors: Tensor) =>
       throughFactors
-        ? gemmAsync(scaleColumns(await gemmAsync(right, columnsOfQ, { signal }), inverseOrFactors, { inPlace: true }), rowsOfQ, { signal })
+        ? gemmAsync(await scaleColumnsAsync(await gemmAsync(right, columnsOfQ, { signal }), inverseOrFactors, { inPlace: true, signal }), rowsOfQ, { signal })
         : gemmAsync(right, inverseOrFactors, { signal });
 
-    const initial = project(scaled, pattern, kept);
+    const initial = await project(scaled, pattern, kept, signal);
     let z = initial.z;
     let support = initial.support;
     let previous = initial.support;
@@ -181,18 +189,18 @@ export const alps: CompressionMethod<AlpsOptions> = {
     for (let i = 0; i < (fixed ? options.fixedIterations : options.maxIterations); ++i) {
       if (signal?.aborted) throw new AbortError();
       iterations = i + 1;
-      const right = g.clone();
-      axpy(-1, v, right);
-      axpy(rho, z, right);
+      const right = await g.cloneAsync({ signal });
+      await axpyAsync(-1, v, right, { signal });
+      await axpyAsync(rho, z, right, { signal });
       b = await applyInverse(right, inverse);
-      const target = b.clone();
-      axpy(1 / rho, v, target);
-      ({ z, support } = project(target, pattern, kept));
-      axpy(rho, b, v);
-      axpy(-rho, z, v);
+      const target = await b.cloneAsync({ signal });
+      await axpyAsync(1 / rho, v, target, { signal });
+      ({ z, support } = await project(target, pattern, kept, signal));
+      await axpyAsync(rho, b, v, { signal });
+      await axpyAsync(-rho, z, v, { signal });
       if ((i + 1) % options.updateIterations !== 0) continue;
       // Entries that left or joined the support since the last check: 2·(kept − |S ∩ S_prev|).
-      supportChanges = Math.round(2 * (kept - dot(support.to('f32'), previous.to('f32'))));
+      supportChanges = Math.round(2 * (kept - (await dotAsync(await support.toAsync('f32', { signal }), await previous.toAsync('f32', { signal }), { signal }))));
       const share = supportChanges / kept;
       const rhoBefore = rho;
       if (share > 0.1) {
@@ -220,13 +228,13 @@ export const alps: CompressionMethod<AlpsOptions> = {
       if (!fixed && i >= options.switchIterations && share < 3e-4) break;
     }
     // The last B projected onto the pattern, then CG on that support.
-    const final = project(b, pattern, kept);
+    const final = await project(b, pattern, kept, signal);
     const result = final.z;
     const errorBeforeCg = await relativeObjective(result, scaled, hHat, denominator, signal);
     const cg = await maskedCgAsync(hHat, g, final.support, result, { maxIterations: options.cgIterations, rtol: options.cgRtol, signal });
     const errorAfterCg = await relativeObjective(result, scaled, hHat, denominator, signal);
     return {
-      weight: scaleColumns(result, inverseD, { inPlace: true }),
+      weight: await scaleColumnsAsync(result, inverseD, { inPlace: true, signal }),
       mask: final.support,
       details: { ...hessianDetails(report), iterations, rho, supportChanges, errorBeforeCg, errorAfterCg, cgIterations: cg.iterations, cgConverged: cg.converged },
     };

@@ -66,14 +66,17 @@ async function scatterColumns(x: Tensor, order: Int32Array): Promise<Tensor> {
   return out;
 }
 
-/** H[order][:, order] of a square matrix. */
+/** H[order][:, order] of a square matrix (rows in chunks, yielding to the event loop). */
 async function permuteSymmetric(h: Tensor, order: Int32Array): Promise<Tensor> {
   const n = h.shape[0];
   const rows = await gatherColumns(h, order);
   const out = Tensor.zeros([n, n]);
   const src = rows.data as Float32Array;
   const dst = out.data as Float32Array;
-  for (let i = 0; i < n; ++i) dst.set(src.subarray(order[i] * n, order[i] * n + n), i * n);
+  for (let i = 0; i < n; ++i) {
+    dst.set(src.subarray(order[i] * n, order[i] * n + n), i * n);
+    if (i % 256 === 255) await breathe();
+  }
   return out;
 }
 
@@ -101,7 +104,7 @@ export async function sweepColumns(request: SweepRequest): Promise<CompressedLin
     scales = rounded.scales;
     zeros = scheme!.symmetric ? undefined : rounded.zeros;
   }
-  const { hessian: fixed, deadInputs } = fixDeadInputs(request.hessian, weight);
+  const { hessian: fixed, deadInputs } = await fixDeadInputs(request.hessian, weight, signal);
   const sweepWeight = order ? await gatherColumns(weight, order) : weight;
   const hessian = order ? await permuteSymmetric(fixed, order) : fixed;
   const { factor, report } = await inverseFactor(hessian, request.damp, deadInputs, signal);

@@ -21,10 +21,10 @@ export interface HessianReport {
  * A copy of H with dead inputs fixed; their columns of `weight` (f32 [out, in], modified in place, when
  * given) are zeroed, since nothing they could hold changes the layer's output.
  */
-export function fixDeadInputs(hessian: Tensor, weight?: Tensor): { hessian: Tensor; deadInputs: number } {
+export async function fixDeadInputs(hessian: Tensor, weight?: Tensor, signal?: AbortSignal): Promise<{ hessian: Tensor; deadInputs: number }> {
   const inputs = hessian.shape[0];
   const rows = weight ? weight.shape[0] : 0;
-  const fixed = hessian.clone();
+  const fixed = await hessian.cloneAsync({ signal });
   const h = fixed.data as Float32Array;
   const w = weight?.data as Float32Array;
   let deadInputs = 0;

@@ -3,7 +3,7 @@
 //   N:M           in every M consecutive inputs of a row, keep the N largest |W_ij|
 // No calibration, no weight update. Ties go to the lower index (kept first).
 import { InvalidArgumentError } from '../errors.js';
-import { abs, applyMaskAsync, nmMaskAsync, topkMaskAsync } from '../ops.js';
+import { applyMaskAsync, nmMaskAsync, topkMaskAsync, unaryAsync } from '../ops.js';
 import { rejectUnknownOptions, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
 
@@ -21,7 +21,7 @@ export const magnitude: CompressionMethod<Record<string, never>> = {
   },
   async compress({ name, weight, pattern, signal }) {
     if (!pattern) throw new InvalidArgumentError(`${name}: magnitude needs a sparsity`);
-    const scores = abs(weight);
+    const scores = await unaryAsync('abs', weight, { signal });
     const keep =
       pattern.kind === 'nm'
         ? await nmMaskAsync(scores, pattern.n, pattern.m, { largest: true, signal })

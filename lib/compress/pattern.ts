@@ -1,6 +1,6 @@
 // Sparsity patterns as users write them ("0.5", "50%", "2:4") and the fraction of zeros a matrix has.
 import { InvalidArgumentError } from '../errors.js';
-import { abs, thresholdMask } from '../ops.js';
+import { abs, thresholdMask, thresholdMaskAsync, unaryAsync } from '../ops.js';
 import type { Tensor } from '../tensor.js';
 
 /** What to prune: a fraction of zeros (unstructured) or n kept of every m consecutive inputs of a row. */
@@ -65,5 +65,18 @@ export function countZeros(t: Tensor): number {
   const nonzero = thresholdMask(abs(t).reshape([1, -1]), 0).data as Uint8Array;
   let kept = 0;
   for (let i = 0; i < nonzero.length; ++i) kept += nonzero[i];
+  return t.numel - kept;
+}
+
+/** countZeros with the elementwise work on a worker thread and the count in chunks between event-loop turns. */
+export async function countZerosAsync(t: Tensor, signal?: AbortSignal): Promise<number> {
+  const magnitudes = await unaryAsync('abs', t, { signal });
+  const nonzero = (await thresholdMaskAsync(magnitudes.reshape([1, -1]), 0, { signal })).data as Uint8Array;
+  let kept = 0;
+  for (let start = 0; start < nonzero.length; start += 1 << 22) {
+    const end = Math.min(nonzero.length, start + (1 << 22));
+    for (let i = start; i < end; ++i) kept += nonzero[i];
+    if (end < nonzero.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
   return t.numel - kept;
 }

@@ -4,7 +4,7 @@
 //   N:M           in every M consecutive inputs of a row, keep the N highest scores
 // No weight update. Needs only ‖X_j‖² = Σ_t x_tj² (O(T·in) to gather, no Hessian).
 import { InvalidArgumentError } from '../errors.js';
-import { abs, applyMaskAsync, nmMaskAsync, scaleColumns, topkMaskAsync } from '../ops.js';
+import { applyMaskAsync, nmMaskAsync, scaleColumnsAsync, topkMaskAsync, unaryAsync } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { rejectUnknownOptions, requireStatistic, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
@@ -28,7 +28,7 @@ export const wanda: CompressionMethod<Record<string, never>> = {
     const squares = requireStatistic(request, 'wanda', 'inputSquares').data as Float32Array;
     const inputs = weight.shape[1];
     const inputNorms = Float32Array.from(squares, (s) => Math.sqrt(Math.max(0, s)));
-    const scores = scaleColumns(abs(weight), Tensor.fromTypedArray(inputNorms), { inPlace: true });
+    const scores = await scaleColumnsAsync(await unaryAsync('abs', weight, { signal }), Tensor.fromTypedArray(inputNorms), { inPlace: true, signal });
     const keep =
       pattern.kind === 'nm'
         ? await nmMaskAsync(scores, pattern.n, pattern.m, { largest: true, signal })

@@ -220,13 +220,13 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     const scheme = this.quantized.get(name);
     const dtype = await this.storageDType(name);
     if (!scheme) {
-      await this.writeTensor(`${name}.weight`, weight.to(dtype));
+      await this.writeTensor(`${name}.weight`, await weight.toAsync(dtype));
       return;
     }
     const q = result.quantized;
     if (!q) throw new InvalidArgumentError(`${name}: planned as quantized, but the method returned no codes`);
     await this.writeTensor(`${name}.weight_packed`, await packCodesAsync(q.codes, scheme.bits));
-    await this.writeTensor(`${name}.weight_scale`, q.scales.to(dtype));
+    await this.writeTensor(`${name}.weight_scale`, await q.scales.toAsync(dtype));
     if (!scheme.symmetric) await this.writeTensor(`${name}.weight_zero_point`, packZeroPoints(q.zeros!, scheme.bits));
     if (scheme.actOrder === 'group') await this.writeTensor(`${name}.weight_g_idx`, q.groupIndex!);
   }

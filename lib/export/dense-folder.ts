@@ -83,7 +83,7 @@ export class DenseFolder<Entry> extends ModelFolderWriter<Entry> {
   /** Writes the weight over its bytes in the staged copy, converted to the stored dtype. */
   async writeLinear(name: string, _result: CompressedLinear, weight: Tensor): Promise<void> {
     const info = await this.input.info(`${name}.weight`);
-    const bytes = tensorBytes(weight.to(writableDType(name, info)));
+    const bytes = tensorBytes(await weight.toAsync(writableDType(name, info)));
     if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${name}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
     await this.writeAt(this.staged.file(insideFolder(this.input.dir, this.input.shardPath(`${name}.weight`))), info.offset, bytes);
   }

@@ -174,7 +174,7 @@ export class SafetensorsFile {
       const ArrayType = arrayTypeFor(storage.dtype);
       tensor = Tensor.fromTypedArray(new ArrayType(bytes.buffer, 0, bytes.length / storage.size), info.shape, storage.dtype);
     }
-    return options.dtype && options.dtype !== tensor.dtype ? tensor.to(options.dtype) : tensor;
+    return options.dtype && options.dtype !== tensor.dtype ? tensor.toAsync(options.dtype) : tensor;
   }
 
   async close(): Promise<void> {

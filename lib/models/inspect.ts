@@ -3,7 +3,7 @@
 // its bits, group size and symmetry) and sparsity (the fraction of exact zeros of its decoded weight).
 import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
-import { countZeros } from '../compress/pattern.js';
+import { countZerosAsync } from '../compress/pattern.js';
 import { shapeNumel } from '../tensor.js';
 import type { ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
@@ -54,7 +54,7 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
       linears.push({
         name,
         shape: [...weight.shape],
-        sparsity: weight.numel === 0 ? 0 : countZeros(weight) / weight.numel,
+        sparsity: weight.numel === 0 ? 0 : (await countZerosAsync(weight)) / weight.numel,
         format: scheme ? 'pack-quantized' : 'dense',
         ...(scheme ? { bits: scheme.bits, groupSize: scheme.groupSize, symmetric: scheme.symmetric, actOrder: scheme.actorder } : {}),
       });

@@ -24,13 +24,16 @@ class InputSquares {
   constructor(features: number) {
     this.sums = new Float64Array(features);
   }
-  add(x: Tensor): void {
+  /** Adds the rows of x, yielding to the event loop every few million elements. */
+  async add(x: Tensor): Promise<void> {
     const features = this.sums.length;
     const data = x.contiguous().data as Float32Array;
     const rows = data.length / features;
+    const rowsPerTurn = Math.max(1, Math.floor(4_000_000 / features));
     for (let r = 0; r < rows; ++r) {
       const row = data.subarray(r * features, (r + 1) * features);
       for (let j = 0; j < features; ++j) this.sums[j] += row[j] * row[j];
+      if (r % rowsPerTurn === rowsPerTurn - 1) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.rows += rows;
   }
@@ -63,7 +66,7 @@ export async function captureStatistics(
   const last = order.filter((g) => needs.has(g)).pop();
   for (const batch of batches) {
     signal?.throwIfAborted();
-    const states = batch.states.clone();
+    const states = await batch.states.cloneAsync({ signal });
     try {
       await arena.run(() =>
         block.forward(states, batch.positions, model.invFreq, {
@@ -79,7 +82,7 @@ export async function captureStatistics(
                 accumulators.set(group, acc);
               }
               acc.tokens += input.numel / features;
-              acc.squares?.add(input);
+              await acc.squares?.add(input);
               // Awaited before the pass goes on: the input's buffer returns to the arena afterwards.
               await acc.hessian?.addAsync(input, { signal });
             }
@@ -97,7 +100,7 @@ export async function captureStatistics(
   for (const [group, acc] of accumulators) {
     statistics.set(group, {
       tokens: acc.tokens,
-      ...(acc.hessian ? { hessian: acc.hessian.hessian } : {}),
+      ...(acc.hessian ? { hessian: await acc.hessian.hessianAsync({ signal }) } : {}),
       ...(acc.squares ? { inputSquares: Tensor.fromTypedArray(Float32Array.from(acc.squares.sums)) } : {}),
     });
   }

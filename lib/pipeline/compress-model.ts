@@ -14,7 +14,7 @@
 // Every forward runs on native async ops, with temporaries from an arena recycled per batch: the event
 // loop keeps running. Peak memory ≈ one block + the calibration hidden states + the block's statistics.
 import { needsCalibration, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
-import { checkPatternFits, countZeros, formatPattern } from '../compress/pattern.js';
+import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
 import { bitsPerWeight, dtypeBits, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
@@ -24,7 +24,7 @@ import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../expor
 import type { Checkpoint } from '../io/checkpoint.js';
 import { DecoderModel, inputGroups, type DecoderBlock } from '../models/decoder.js';
 import { structuralGroups } from '../models/layouts.js';
-import { axpy, dotAsync, gemmAsync } from '../ops.js';
+import { axpyAsync, dotAsync, gemmAsync } from '../ops.js';
 import { Tensor, TensorArena } from '../tensor.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { sparqVersion } from '../version.js';
@@ -152,8 +152,8 @@ async function openWriter(format: OutputFormat, input: Checkpoint, options: Comp
 
 /** ‖WX − ŴX‖² / ‖WX‖² through H = (2/T)XᵀX. */
 async function relativeError(original: Tensor, compressed: Tensor, hessian: Tensor, signal?: AbortSignal): Promise<number> {
-  const difference = original.clone();
-  axpy(-1, compressed, difference);
+  const difference = await original.cloneAsync({ signal });
+  await axpyAsync(-1, compressed, difference, { signal });
   const numerator = await dotAsync(difference, await gemmAsync(difference, hessian, { signal }), { signal });
   const denominator = await dotAsync(original, await gemmAsync(original, hessian, { signal }), { signal });
   return denominator > 0 ? numerator / denominator : numerator === 0 ? 0 : Infinity;
@@ -294,7 +294,7 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
         quantizer = `rtn after ${run.method.name}`;
       }
       // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
-      const weight = storageDType === 'f32' ? result.weight : result.weight.to(storageDType as 'f16').to('f32');
+      const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType as 'f16', { signal })).toAsync('f32', { signal });
       let error: number | null = null;
       if (measure !== false && stats?.hessian && stats.tokens > 0) error = await timed('error', () => relativeError(original, weight, stats.hessian!, signal));
       block.linears[role].weight = weight;
@@ -305,7 +305,7 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
         method: assignment.method.name,
         pattern: assignment.pattern ? formatPattern(assignment.pattern) : '-',
         shape: [...weight.shape],
-        sparsity: countZeros(weight) / weight.numel,
+        sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
         ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
         bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
         relativeError: error,
@@ -321,7 +321,7 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
         throw new NonFiniteError(`the calibration inputs of ${name} (block ${block.index}) hold NaN or infinite values although every weight is finite: the activations overflowed float32`);
       }
       const storageDType = await writer!.storageDType(name);
-      const run = await timed('compress', () => runMethod(name, original.clone(), assignment, stats, storageDType));
+      const run = await timed('compress', async () => runMethod(name, await original.cloneAsync({ signal }), assignment, stats, storageDType));
       return finish(block, role, name, assignment, original, stats, run, storageDType, startedAt);
     };
 
@@ -330,10 +330,10 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
       const startedAt = performance.now();
       const storageDType = await writer!.storageDType(members[0].name);
       const originals = new Map(members.map((m) => [m.role, block.linears[m.role].weight]));
-      const results = await timed('compress', () =>
+      const results = await timed('compress', async () =>
         assignment.method.compressGroup!({
           group: group.name,
-          linears: members.map((m) => ({ role: m.role, name: m.name, weight: originals.get(m.role)!.clone(), stats: statsOf(m.role) })),
+          linears: await Promise.all(members.map(async (m) => ({ role: m.role, name: m.name, weight: await originals.get(m.role)!.cloneAsync({ signal }), stats: statsOf(m.role) }))),
           pattern: assignment.pattern,
           quantization: assignment.method.quantizes(assignment.options) ? assignment.quantization : undefined,
           storageDType: storageDType as 'f32',
