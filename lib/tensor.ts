@@ -41,6 +41,14 @@ export class TensorArena {
     return activeArena.run(this, fn);
   }
 
+  /**
+   * Runs fn outside any arena: for what is allocated inside an arena's run but outlives its next
+   * recycle (an accumulator created on first use, a result kept across batches).
+   */
+  static outside<T>(fn: () => T): T {
+    return activeArena.exit(fn);
+  }
+
   take(dtype: DType, numel: number): TypedArray {
     const key = `${dtype}:${numel}`;
     let buffer = this.free.get(key)?.pop();

@@ -12,12 +12,16 @@ import {
   parseRecipe,
   prune,
   quantize,
+  Tensor,
+  TensorArena,
+  HessianAccumulator,
   writeRandomLlama,
   type CompressedLinear,
   type CompressionMethod,
   type CompressRequest,
   type GroupRequest,
 } from '../lib/index.js';
+import { captureStatistics } from '../lib/pipeline/capture.js';
 import { fixturePath, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-framework-'));
@@ -177,6 +181,41 @@ describe('the compression framework', function () {
       ),
     );
     assert.throws(() => parseRecipe({ method: 'sparsegpt', sparsity: 0.5, fallback: 'wanda' }), /fallback: the fallback compresses linears no calibration token reached, so it must need no calibration \(wanda does\)/);
+  });
+
+  it('accumulates statistics over many batches exactly as a plain pass does, even when the arena recycles buffers of the Hessian\'s size', async () => {
+    // The MLP's inner width equals the batch's rows, so the activations and the mlp.out Hessian (256×256)
+    // are buffers of one size: a Hessian allocated from the arena would be handed back as an activation.
+    const dir = join(work, 'square');
+    await writeRandomLlama(dir, { hiddenSize: 64, intermediateSize: 256, layers: 1, heads: 4, vocabSize: 64, maxPositions: 64, seed: 3 });
+    const model = await DecoderModel.open(dir);
+    try {
+      const embeddings = await model.loadEmbeddings();
+      const batches = [0, 1, 2].map((b) => ({
+        states: model.embed(embeddings, Int32Array.from({ length: 256 }, (_, i) => (i * 7 + b * 13) % 64), 64),
+        positions: Tensor.fromTypedArray(Int32Array.from({ length: 256 }, (_, i) => i % 64)),
+      }));
+      const block = await model.loadBlock(0);
+      const groups = ['attention.in', 'attention.out', 'mlp.in', 'mlp.out'];
+      const needs = new Map(groups.map((g) => [g, { hessian: true, inputSquares: true }]));
+      const captured = await captureStatistics(model, block, batches, 64, needs, new TensorArena());
+      const reference = new Map<string, HessianAccumulator>();
+      for (const batch of batches) {
+        await block.forward(batch.states.clone(), batch.positions, model.invFreq, {
+          sequenceLength: 64,
+          observe: (group, input) => {
+            if (!reference.has(group)) reference.set(group, new HessianAccumulator(input.shape[1]));
+            reference.get(group)!.add(input);
+          },
+        });
+      }
+      for (const group of groups) {
+        assert.deepEqual(captured.get(group)!.hessian!.data, reference.get(group)!.hessian.data, group);
+        assert.equal(captured.get(group)!.tokens, 768, group);
+      }
+    } finally {
+      await model.close();
+    }
   });
 
   it('keeps the event loop responsive (no stall over 100 ms) while pruning and quantizing layers that take seconds', async () => {

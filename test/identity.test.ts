@@ -1,6 +1,7 @@
 // The method framework was redesigned (issue 12) without changing any result: the safetensors that
 // `prune` writes for magnitude, Wanda, SparseGPT and ALPS at 50% and 2:4 on stories260K (16 windows of 128
-// calibration tokens, seed 0) must keep these sha256 digests, recorded before the redesign. Floating-point
+// calibration tokens, seed 0; and three of them with 40 windows, three calibration batches) must keep
+// these sha256 digests, recorded before the redesign. Floating-point
 // results depend on the reduction order of OpenBLAS and the thread pool, so the run pins 2 threads (CI's
 // cores) and uses the machine's best kernel variant, as the recording did (OPENBLAS_CORETYPE=Haswell).
 import assert from 'node:assert/strict';
@@ -22,6 +23,13 @@ const RECORDED: Record<string, string> = {
   'alps 2:4': 'e834141a563b1e2f71141fbd3d87d7a932b2c01956d96dd411f19b2fa0ea2341',
 };
 
+/** 40 windows of 128 tokens: three calibration batches, so statistics accumulate across batches. */
+const RECORDED_MULTI_BATCH: Record<string, string> = {
+  'wanda 0.5': 'd1f5e3e9c8c18db29f10b44d44023eb061ee5b94684a75a50fc2333043aaf698',
+  'sparsegpt 0.5': '64049e369dc3c0eb44b361bca226f61d9805dbbc90397eda47479dcd1eeaeae5',
+  'alps 2:4': '5132a9ad0dfd90af50a5b75a66b2fd5e0cf47fb15dc21cb5d6d8aa5511da2169',
+};
+
 describe('pruning results are byte-identical to the ones recorded before the framework redesign', function () {
   this.timeout(300_000);
   const work = mkdtempSync(join(tmpdir(), 'sparq-identity-'));
@@ -31,13 +39,15 @@ describe('pruning results are byte-identical to the ones recorded before the fra
     setThreads(threads);
     rmSync(work, { recursive: true, force: true });
   });
-  for (const [key, digest] of Object.entries(RECORDED)) {
-    const [method, sparsity] = key.split(' ');
-    it(`${method} ${sparsity}`, async () => {
-      const out = join(work, `${method}-${sparsity.replace(':', '-')}`);
-      await prune({ model: fixturePath('stories260K'), out, recipe: parseRecipe({ method, sparsity }), calibrationFile: join(sharedDir(), 'data', 'tinystories_calib.txt'), nsamples: 16, seqLen: 128, seed: 0 });
-      const actual = createHash('sha256').update(readFileSync(join(out, 'model.safetensors'))).digest('hex');
-      assert.equal(actual, digest, `${key}: model.safetensors changed (sha256 ${actual})`);
-    });
+  for (const [nsamples, recorded] of [[16, RECORDED], [40, RECORDED_MULTI_BATCH]] as const) {
+    for (const [key, digest] of Object.entries(recorded)) {
+      const [method, sparsity] = key.split(' ');
+      it(`${method} ${sparsity}, ${nsamples} windows`, async () => {
+        const out = join(work, `${method}-${sparsity.replace(':', '-')}-${nsamples}`);
+        await prune({ model: fixturePath('stories260K'), out, recipe: parseRecipe({ method, sparsity }), calibrationFile: join(sharedDir(), 'data', 'tinystories_calib.txt'), nsamples, seqLen: 128, seed: 0 });
+        const actual = createHash('sha256').update(readFileSync(join(out, 'model.safetensors'))).digest('hex');
+        assert.equal(actual, digest, `${key}: model.safetensors changed (sha256 ${actual})`);
+      });
+    }
   }
 });

@@ -90,4 +90,25 @@ describe('TensorArena', () => {
     assert.ok((arena.run(() => Tensor.zeros([8192], 'i64')).data as BigInt64Array).every((v) => v === 0n));
     assert.equal(small.numel, 16);
   });
+
+  it('follows its run across awaits but not into unrelated work, and lets TensorArena.outside opt out', async () => {
+    const arena = new TensorArena();
+    const pooled = arena.run(() => Tensor.zeros([128, 128]));
+    arena.recycle();
+    let unrelated: Tensor | undefined;
+    const tick = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        unrelated = Tensor.zeros([128, 128]); // interleaves with the run below, outside its context
+        resolve();
+      }),
+    );
+    const [afterAwait, escaped] = await arena.run(async () => {
+      await tick;
+      const escapedTensor = TensorArena.outside(() => Tensor.zeros([128, 128]));
+      return [Tensor.zeros([128, 128]), escapedTensor];
+    });
+    assert.equal(afterAwait.data.buffer, pooled.data.buffer, 'an allocation after an await inside run comes from the arena');
+    assert.notEqual(unrelated!.data.buffer, pooled.data.buffer, 'work outside the run does not take arena buffers');
+    assert.notEqual(escaped.data.buffer, pooled.data.buffer, 'outside() allocates fresh memory inside a run');
+  });
 });

@@ -78,7 +78,12 @@ export async function captureStatistics(
               const features = input.shape[input.ndim - 1];
               let acc = accumulators.get(group);
               if (!acc) {
-                acc = { tokens: 0, hessian: wanted.hessian ? new HessianAccumulator(features) : undefined, squares: wanted.inputSquares ? new InputSquares(features) : undefined };
+                // The accumulators outlive the batch, so their memory must not come from the arena.
+                acc = TensorArena.outside(() => ({
+                  tokens: 0,
+                  hessian: wanted.hessian ? new HessianAccumulator(features) : undefined,
+                  squares: wanted.inputSquares ? new InputSquares(features) : undefined,
+                }));
                 accumulators.set(group, acc);
               }
               acc.tokens += input.numel / features;

@@ -16,7 +16,7 @@
 import { needsCalibration, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
 import { bitsPerWeight, dtypeBits, roundToNearest } from '../compress/quantizer.js';
-import { AbortError, InvalidArgumentError, NonFiniteError, UnsupportedFormatError } from '../errors.js';
+import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed-tensors-folder.js';
 import { DenseFolder } from '../export/dense-folder.js';
@@ -280,8 +280,12 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
       const method = starved ? assignment.fallback : assignment.method;
       if (!method) throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
       const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;
-      const result = await method.compress!({ name, weight, pattern: assignment.pattern, quantization: method.quantizes(options) ? assignment.quantization : undefined, storageDType: storageDType as 'f32', stats: starved ? undefined : stats, options, signal });
-      return { result, method, fellBack: starved };
+      try {
+        const result = await method.compress!({ name, weight, pattern: assignment.pattern, quantization: method.quantizes(options) ? assignment.quantization : undefined, storageDType: storageDType as 'f32', stats: starved ? undefined : stats, options, signal });
+        return { result, method, fellBack: starved };
+      } catch (error) {
+        throw namedAfter(error, `${name} (${method.name})`);
+      }
     };
 
     /** After the method: round to the grid where it did not quantize, round to the stored dtype, measure, record, write. */
@@ -468,6 +472,14 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
     await writer?.close();
     await model.close();
   }
+}
+
+/** A kernel's error (a Hessian that is not positive definite, …) with the linear it happened on in front. */
+function namedAfter(error: unknown, where: string): unknown {
+  if (!(error instanceof SparqError) || error instanceof AbortError || error.message.includes(where.split(' ')[0])) return error;
+  const named = new (error.constructor as new (message: string, options?: { cause?: unknown }) => SparqError)(`${where}: ${error.message}`, { cause: error });
+  named.stack = `${named.name}: ${named.message}\n${(error.stack ?? '').split('\n').slice(1).join('\n')}`;
+  return named;
 }
 
 function mergeNeeds(a: Map<string, StatisticsNeeds>, b: Map<string, StatisticsNeeds>): Map<string, StatisticsNeeds> {
