@@ -21,8 +21,8 @@ import {
   Tensor,
   thresholdMask,
 } from '../lib/index.js';
-import { dtypeCode } from '../lib/dtype.js';
-import { backend, callSync } from '../lib/native.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
+import { backend, callSync } from '../lib/tensor/native.js';
 
 const quick = process.env.SPARQ_BENCH_QUICK === '1';
 const require = createRequire(import.meta.url);

@@ -1,5 +1,5 @@
 // sparq's public API.
-export { ALL_DTYPES, dtypeSize, isDType, type DType, type TypedArray } from './dtype.js';
+export { ALL_DTYPES, dtypeSize, isDType, type DType, type TypedArray } from './tensor/dtype.js';
 export * from './errors.js';
 export {
   backendInfo,
@@ -11,21 +11,21 @@ export {
   type Device,
   type LoadAttempt,
   type NativeInfo,
-} from './native.js';
-export * from './ops.js';
-export { DeviceStorage, formatShape, shapeNumel, Tensor, TensorArena, type Shape } from './tensor.js';
+} from './tensor/native.js';
+export * from './tensor/ops.js';
+export { DeviceStorage, formatShape, shapeNumel, Tensor, TensorArena, type Shape } from './tensor/tensor.js';
 export { Checkpoint, CheckpointWriter } from './io/checkpoint.js';
 export { checkOutputLocation, StagingFolder } from './export/staging.js';
 export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './io/safetensors.js';
-export type { AsyncOptions } from './call.js';
-export * from './nn.js';
-export * from './nn-backward.js';
+export type { AsyncOptions } from './tensor/call.js';
+export * from './tensor/nn.js';
+export * from './tensor/nn-backward.js';
 export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
-export { loadTokenizer, loadTokenizerFile, type TextTokenizer } from './tokenizer.js';
+export { loadTokenizer, loadTokenizerFile, type TextTokenizer } from './io/tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
-export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './testing/random-model.js';
+export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
 export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
@@ -39,7 +39,7 @@ export { DenseFolder } from './export/dense-folder.js';
 export { CompressedTensorsFolder } from './export/compressed-tensors-folder.js';
 export { OUTPUT_FORMATS, type OutputFormat } from './export/writer.js';
 export { CtCheckpoint, parseCtConfig, type CtConfig, type CtWeightScheme } from './io/compressed-tensors.js';
-export * from './quant.js';
+export * from './tensor/quant.js';
 export { Tape, Variable, type Activation, type Routing } from './autograd/tape.js';
 export {
   blockParameterNames,

@@ -18,7 +18,7 @@ import {
   topkMask,
   triangularSolve,
 } from '../lib/index.js';
-import { backend } from '../lib/native.js';
+import { backend } from '../lib/tensor/native.js';
 import { assertClose, randomF32, rng } from './helpers.js';
 
 describe('backends', () => {

@@ -2,9 +2,9 @@
 // variant, against a TypeScript reference that rounds by searching the table of representable values
 // (independent of the bit tricks in native/core/half.h).
 import assert from 'node:assert/strict';
-import { dtypeCode } from '../lib/dtype.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
 import { Tensor } from '../lib/index.js';
-import { callSync } from '../lib/native.js';
+import { callSync } from '../lib/tensor/native.js';
 import { forEachKernelVariant, ODD_SIZES, rng } from './helpers.js';
 
 const f32 = new Float32Array(1);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { InvalidArgumentError } from '../lib/errors.js';
-import { loadTokenizer } from '../lib/tokenizer.js';
+import { loadTokenizer } from '../lib/io/tokenizer.js';
 import { loadSotuAddresses, loadSotuText, SOTU_EVAL_FROM_YEAR } from '../lib/demo/dataset.js';
 import { BYTE_TO_CHAR, byteLevelBpeTokenizerConfig, GPT2_PRETOKENIZE_PATTERN, trainByteLevelBpe, type ByteLevelBpeTokenizerJson } from '../lib/demo/bpe.js';
 import { lineChart, logTicks } from '../lib/demo/svg-chart.js';

@@ -1,8 +1,8 @@
 // Elementwise ops against plain TypeScript, every kernel variant, odd sizes, poisoned outputs.
 import assert from 'node:assert/strict';
 import { abs, axpy, clamp, copy, InvalidArgumentError, scale, square, Tensor } from '../lib/index.js';
-import { dtypeCode } from '../lib/dtype.js';
-import { callSync } from '../lib/native.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
+import { callSync } from '../lib/tensor/native.js';
 import { assertClose, forEachKernelVariant, ODD_SIZES, poison, randomNormal, rng } from './helpers.js';
 
 describe('elementwise ops', () => {

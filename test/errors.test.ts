@@ -11,8 +11,8 @@ import {
   Tensor,
   topkMask,
 } from '../lib/index.js';
-import { dtypeCode } from '../lib/dtype.js';
-import { backend, callSync } from '../lib/native.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
+import { backend, callSync } from '../lib/tensor/native.js';
 
 describe('typed errors', () => {
   it('come from TypeScript validation with the parameter, the expectation and what was received', () => {

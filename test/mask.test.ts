@@ -2,8 +2,8 @@
 // ties to the lower index), N:M for any n < m ≤ 32, threshold, and masked apply.
 import assert from 'node:assert/strict';
 import { applyMask, InvalidArgumentError, nmMask, Tensor, thresholdMask, topkMask } from '../lib/index.js';
-import { dtypeCode } from '../lib/dtype.js';
-import { callSync } from '../lib/native.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
+import { callSync } from '../lib/tensor/native.js';
 import { forEachKernelVariant, ODD_SIZES, poison, randomF32, rng } from './helpers.js';
 
 const scratch = new Float32Array(1);

@@ -16,8 +16,8 @@ import {
   unpackCodes,
   type QuantGrid,
 } from '../lib/index.js';
-import { dtypeCode } from '../lib/dtype.js';
-import { callSync } from '../lib/native.js';
+import { dtypeCode } from '../lib/tensor/dtype.js';
+import { callSync } from '../lib/tensor/native.js';
 import { forEachKernelVariant, poison, randomF32, randomNormal, rng } from './helpers.js';
 import { codeRef, packRef, paramsRef, rtnRef } from './quant-reference.js';
 

@@ -12,8 +12,8 @@
 import { InvalidArgumentError } from '../errors.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { axpy } from '../ops.js';
-import { Tensor, TensorArena } from '../tensor.js';
+import { axpy } from '../tensor/ops.js';
+import { Tensor, TensorArena } from '../tensor/tensor.js';
 import { Tape, type Variable } from './tape.js';
 
 /** A batch of windows as the model sees them: inputs, targets and positions, each [B·T]. */

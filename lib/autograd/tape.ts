@@ -4,7 +4,7 @@
 // variable feeds several ops. An output's gradient is dropped once its op has run backward, so memory
 // during backward is the saved forward values plus the gradients still in flight.
 import { InvalidArgumentError } from '../errors.js';
-import { attention, embedding, layerNorm, rmsNorm, rope, scatterAdd, siluMul, addBias, crossEntropy } from '../nn.js';
+import { attention, embedding, layerNorm, rmsNorm, rope, scatterAdd, siluMul, addBias, crossEntropy } from '../tensor/nn.js';
 import {
   activationBackward,
   attentionBackward,
@@ -15,10 +15,10 @@ import {
   ropeBackward,
   scatterAddBackward,
   siluMulBackward,
-} from '../nn-backward.js';
+} from '../tensor/nn-backward.js';
 import { routeTokens } from '../models/decoder.js';
-import { axpy, copy, gelu, geluTanh, gemm, relu, silu } from '../ops.js';
-import { Tensor, type Shape } from '../tensor.js';
+import { axpy, copy, gelu, geluTanh, gemm, relu, silu } from '../tensor/ops.js';
+import { Tensor, type Shape } from '../tensor/tensor.js';
 
 /** A value on a tape; `grad` is filled by `Tape.backward` when `requiresGrad`. */
 export class Variable {

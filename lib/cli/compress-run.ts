@@ -8,7 +8,7 @@ import { readTextFile } from '../io/text.js';
 import { compressModel } from '../pipeline/compress-model.js';
 import { loadRecipe, parseRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { CompressReport } from '../pipeline/report.js';
-import { loadTokenizer } from '../tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer.js';
 import { positiveInteger, withInterrupt } from './command.js';
 import { progressBar } from './progress.js';
 

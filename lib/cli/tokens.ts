@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidFileError } from '../errors.js';
 import { readTextFile } from '../io/text.js';
-import { loadTokenizer } from '../tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer.js';
 
 /**
  * Token ids from a JSON array file, or a text file encoded with the tokenizer in `tokenizerDir`. Every id

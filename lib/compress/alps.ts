@@ -24,8 +24,8 @@ import {
   transposeAsync,
   topkMaskAsync,
   unaryAsync,
-} from '../ops.js';
-import { Tensor } from '../tensor.js';
+} from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
 import { checkInteger, checkNumber } from '../validate.js';
 import { addDamping, fixDeadInputs, hessianDetails, type HessianReport } from './hessian.js';
 import { rejectUnknownOptions, requireStatistic, type CompressionMethod } from './method.js';

@@ -7,9 +7,9 @@
 //            the sweep reaches the group, from the weights as updated so far (the GPTQ reference)
 //   groups   consecutive inputs; with activation order 'group', consecutive in the sweep's order
 import { InvalidArgumentError } from '../errors.js';
-import { columnSweepAsync } from '../ops.js';
-import { quantizeRtnAsync } from '../quant.js';
-import { Tensor } from '../tensor.js';
+import { columnSweepAsync } from '../tensor/ops.js';
+import { quantizeRtnAsync } from '../tensor/quant.js';
+import { Tensor } from '../tensor/tensor.js';
 import { fixDeadInputs, hessianDetails, inverseFactor } from './hessian.js';
 import type { CompressedLinear } from './method.js';
 import type { SparsityPattern } from './pattern.js';

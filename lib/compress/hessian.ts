@@ -4,8 +4,8 @@
 //   damping       λ = damp·mean(diag H) (after the dead-input fix), added to the diagonal
 //   ladder        where H + λI must be factorized (SparseGPT, GPTQ) and is not positive definite, damp is
 //                 raised ×10 and retried (native/core/damping.h); the damping actually used is reported
-import { choleskyAsync, choleskyInverseAsync } from '../ops.js';
-import type { Tensor } from '../tensor.js';
+import { choleskyAsync, choleskyInverseAsync } from '../tensor/ops.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 export interface HessianReport {
   /** λ / mean(diag H) actually used. */

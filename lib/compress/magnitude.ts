@@ -3,7 +3,7 @@
 //   N:M           in every M consecutive inputs of a row, keep the N largest |W_ij|
 // No calibration, no weight update. Ties go to the lower index (kept first).
 import { InvalidArgumentError } from '../errors.js';
-import { applyMaskAsync, nmMaskAsync, topkMaskAsync, unaryAsync } from '../ops.js';
+import { applyMaskAsync, nmMaskAsync, topkMaskAsync, unaryAsync } from '../tensor/ops.js';
 import { rejectUnknownOptions, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
 

@@ -4,7 +4,7 @@
 // A method returns compressed linears: the dense f32 weight the next block runs on, plus whatever the
 // writers need to store it compactly (mask, integer codes and their grid, kept rows/columns).
 import { InvalidArgumentError } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
 import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
 

@@ -1,7 +1,7 @@
 // Sparsity patterns as users write them ("0.5", "50%", "2:4") and the fraction of zeros a matrix has.
 import { InvalidArgumentError } from '../errors.js';
-import { abs, thresholdMask, thresholdMaskAsync, unaryAsync } from '../ops.js';
-import type { Tensor } from '../tensor.js';
+import { abs, thresholdMask, thresholdMaskAsync, unaryAsync } from '../tensor/ops.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 /** What to prune: a fraction of zeros (unstructured) or n kept of every m consecutive inputs of a row. */
 export type SparsityPattern = { kind: 'unstructured'; sparsity: number } | { kind: 'nm'; n: number; m: number };

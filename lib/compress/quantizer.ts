@@ -7,9 +7,9 @@
 // Codes are kept in input-column order; with activation order 'group', groups are not consecutive inputs
 // and `groupIndex` names each input column's group (compressed-tensors' weight_g_idx).
 import { InvalidArgumentError } from '../errors.js';
-import type { QuantGrid } from '../ops.js';
-import { quantizeRtnAsync } from '../quant.js';
-import type { Tensor } from '../tensor.js';
+import type { QuantGrid } from '../tensor/ops.js';
+import { quantizeRtnAsync } from '../tensor/quant.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { checkBoolean, checkInteger, checkOneOf, describe } from '../validate.js';
 
 export const QUANTIZATION_BITS = [2, 3, 4, 8] as const;

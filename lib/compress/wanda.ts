@@ -4,8 +4,8 @@
 //   N:M           in every M consecutive inputs of a row, keep the N highest scores
 // No weight update. Needs only ‖X_j‖² = Σ_t x_tj² (O(T·in) to gather, no Hessian).
 import { InvalidArgumentError } from '../errors.js';
-import { applyMaskAsync, nmMaskAsync, scaleColumnsAsync, topkMaskAsync, unaryAsync } from '../ops.js';
-import { Tensor } from '../tensor.js';
+import { applyMaskAsync, nmMaskAsync, scaleColumnsAsync, topkMaskAsync, unaryAsync } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
 import { rejectUnknownOptions, requireStatistic, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
 

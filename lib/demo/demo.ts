@@ -15,7 +15,7 @@ import { DecoderModel } from '../models/decoder.js';
 import { inspectModel } from '../models/inspect.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { prune } from '../pipeline/prune.js';
-import { loadTokenizer } from '../tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer.js';
 import { train } from '../train/trainer.js';
 import { sparqVersion } from '../version.js';
 import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from './bpe.js';

@@ -7,8 +7,8 @@
 // the windows are taken in chunks, each chunk streaming through the blocks again.
 import { AbortError, InvalidArgumentError, NonFiniteError } from '../errors.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { crossEntropyAsync } from '../nn.js';
-import { Tensor, TensorArena } from '../tensor.js';
+import { crossEntropyAsync } from '../tensor/nn.js';
+import { Tensor, TensorArena } from '../tensor/tensor.js';
 import { checkInteger } from '../validate.js';
 
 export interface PerplexityOptions {

@@ -9,14 +9,14 @@ import { copyFile, open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CompressedLinear } from '../compress/method.js';
 import { groupColumns, type QuantizationScheme } from '../compress/quantizer.js';
-import type { DType } from '../dtype.js';
+import type { DType } from '../tensor/dtype.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { INDEX_FILE, planShards, type Checkpoint } from '../io/checkpoint.js';
 import { ctQuantizationConfig, packZeroPoints, type CtGroup, type CtWeightScheme } from '../io/compressed-tensors.js';
 import { planLayout, tensorBytes, type PlannedTensor, type TensorInfo } from '../io/safetensors.js';
 import { readJsonObject } from '../io/text.js';
-import { packCodesAsync, packedWords } from '../quant.js';
-import { Tensor } from '../tensor.js';
+import { packCodesAsync, packedWords } from '../tensor/quant.js';
+import { Tensor } from '../tensor/tensor.js';
 import { StagingFolder } from './staging.js';
 import { ModelFolderWriter, type ResumeState } from './writer.js';
 

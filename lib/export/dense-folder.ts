@@ -10,8 +10,8 @@ import type { CompressedLinear } from '../compress/method.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { tensorBytes, type TensorInfo } from '../io/safetensors.js';
-import type { DType } from '../dtype.js';
-import type { Tensor } from '../tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { insideFolder, StagingFolder } from './staging.js';
 import { ModelFolderWriter, type ResumeState } from './writer.js';
 

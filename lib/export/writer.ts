@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import type { CompressedLinear } from '../compress/method.js';
-import type { DType } from '../dtype.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { StagingFolder } from './staging.js';
 
 export const OUTPUT_FORMATS = ['dense', 'compressed-tensors'] as const;

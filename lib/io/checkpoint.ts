@@ -4,9 +4,9 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve, sep } from 'node:path';
-import { dtypeSize, type DType } from '../dtype.js';
+import { dtypeSize, type DType } from '../tensor/dtype.js';
 import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError } from '../errors.js';
-import { shapeNumel, type Tensor } from '../tensor.js';
+import { shapeNumel, type Tensor } from '../tensor/tensor.js';
 import { SafetensorsFile, SafetensorsWriter, type PlannedTensor, type TensorInfo } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';

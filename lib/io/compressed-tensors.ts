@@ -16,10 +16,10 @@
 //              decoded w = (q − z)·s
 import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
 import { compilePattern } from '../name-pattern.js';
-import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../quant.js';
-import { Tensor } from '../tensor.js';
+import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../tensor/quant.js';
+import { Tensor } from '../tensor/tensor.js';
 import { describe } from '../validate.js';
-import type { DType } from '../dtype.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Checkpoint, TensorSource } from './checkpoint.js';
 
 export const CT_SUFFIXES = ['weight_packed', 'weight_scale', 'weight_zero_point', 'weight_shape', 'weight_g_idx'] as const;

@@ -5,9 +5,9 @@
 import { constants } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { arrayTypeFor, dtypeSize, type DType, type TypedArray } from '../dtype.js';
+import { arrayTypeFor, dtypeSize, type DType, type TypedArray } from '../tensor/dtype.js';
 import { InvalidArgumentError, InvalidFileError, writeFailure } from '../errors.js';
-import { formatShape, shapeNumel, Tensor } from '../tensor.js';
+import { formatShape, shapeNumel, Tensor } from '../tensor/tensor.js';
 
 /** Element types a safetensors header may name. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';

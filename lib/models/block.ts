@@ -4,7 +4,7 @@
 //   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
 //   pre-norm → SwiGLU (gate, up, down) | fc1 → ReLU/GELU → fc2 | routed SwiGLU experts → residual
 // `observe` sees each group of linears' input (what the compression pipeline accumulates statistics from).
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 
 export type Awaitable<T> = T | Promise<T>;

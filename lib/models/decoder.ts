@@ -19,10 +19,10 @@ import {
   ropeInverseFrequencies,
   scatterAdd,
   siluMulAsync,
-} from '../nn.js';
-import { axpy, axpyAsync, dotAsync, gemmAsync, topkMask, unaryAsync } from '../ops.js';
+} from '../tensor/nn.js';
+import { axpy, axpyAsync, dotAsync, gemmAsync, topkMask, unaryAsync } from '../tensor/ops.js';
 import { NonFiniteError } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { parseConfig, type ModelConfig } from './config.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
 import { LAYOUTS, type Layout } from './layouts.js';

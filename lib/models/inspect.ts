@@ -4,7 +4,7 @@
 import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
 import { countZerosAsync } from '../compress/pattern.js';
-import { shapeNumel } from '../tensor.js';
+import { shapeNumel } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 

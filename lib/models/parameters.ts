@@ -3,7 +3,7 @@
 // lm_head or bias, a layer the config does not count, or a width that disagrees with config.json is an
 // error naming the tensor and the config fields, never a silently different model.
 import { InvalidFileError } from '../errors.js';
-import { formatShape } from '../tensor.js';
+import { formatShape } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { LAYOUTS } from './layouts.js';
 

@@ -3,7 +3,7 @@
 // JSON object per line whose `text` fields are joined with blank lines. Tokenized without special tokens.
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { readTextFile } from '../io/text.js';
-import type { TextTokenizer } from '../tokenizer.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
 import { checkInteger } from '../validate.js';
 
 export interface CalibrationOptions {

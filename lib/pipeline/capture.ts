@@ -5,8 +5,8 @@
 // soon as the last wanted group has been seen.
 import type { LinearStatistics, StatisticsNeeds } from '../compress/method.js';
 import { inputGroups, type DecoderBlock, type DecoderModel } from '../models/decoder.js';
-import { HessianAccumulator } from '../ops.js';
-import { Tensor, TensorArena } from '../tensor.js';
+import { HessianAccumulator } from '../tensor/ops.js';
+import { Tensor, TensorArena } from '../tensor/tensor.js';
 
 /** Calibration hidden states in batches of whole windows. */
 export interface CalibrationBatch {

@@ -24,9 +24,9 @@ import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../expor
 import type { Checkpoint } from '../io/checkpoint.js';
 import { DecoderModel, inputGroups, type DecoderBlock } from '../models/decoder.js';
 import { structuralGroups } from '../models/layouts.js';
-import { axpyAsync, dotAsync, gemmAsync } from '../ops.js';
-import { Tensor, TensorArena } from '../tensor.js';
-import { loadTokenizer } from '../tokenizer.js';
+import { axpyAsync, dotAsync, gemmAsync } from '../tensor/ops.js';
+import { Tensor, TensorArena } from '../tensor/tensor.js';
+import { loadTokenizer } from '../io/tokenizer.js';
 import { sparqVersion } from '../version.js';
 import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
 import { captureStatistics, type CalibrationBatch } from './capture.js';

@@ -4,7 +4,7 @@
 import type { ModelConfig } from '../models/config.js';
 import { parameterPlan, type PlannedParameter } from '../models/parameters.js';
 import { seededRandom } from '../pipeline/calibration.js';
-import { shapeNumel, Tensor } from '../tensor.js';
+import { shapeNumel, Tensor } from '../tensor/tensor.js';
 
 /** Initial values for a planned parameter: see the file comment. */
 export function initialValue(tensor: PlannedParameter, options: { std: number; random: () => number }): Tensor {

@@ -3,9 +3,9 @@
 //   adamw: PyTorch's AdamW: decoupled decay W ← W − lr·wd·W, then the bias-corrected Adam step.
 // Gradient clipping scales every gradient by min(1, C / (‖∇‖₂ + 1e-6)) over all parameters together, as
 // torch.nn.utils.clip_grad_norm_ does.
-import { adamwStep } from '../nn-backward.js';
-import { axpy, dot, scale } from '../ops.js';
-import { Tensor } from '../tensor.js';
+import { adamwStep } from '../tensor/nn-backward.js';
+import { axpy, dot, scale } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
 import { checkNumber, checkOneOf, invalid } from '../validate.js';
 
 export const OPTIMIZERS = ['sgd', 'adamw'] as const;

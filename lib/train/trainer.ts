@@ -18,7 +18,7 @@ import { CheckpointWriter } from '../io/checkpoint.js';
 import { DecoderModel } from '../models/decoder.js';
 import { parseConfig } from '../models/config.js';
 import { seededRandom } from '../pipeline/calibration.js';
-import { TensorArena, type Tensor } from '../tensor.js';
+import { TensorArena, type Tensor } from '../tensor/tensor.js';
 import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
 import { sparqVersion } from '../version.js';
 import { initialParameters } from './init.js';

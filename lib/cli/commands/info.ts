@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { backendInfo, isAvailable, loadAttempts } from '../../native.js';
+import { backendInfo, isAvailable, loadAttempts } from '../../tensor/native.js';
 import { sparqVersion } from '../../version.js';
 import { parseFlags, type Command } from '../command.js';
 

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { InvalidArgumentError } from '../../errors.js';
 import { readJsonObject, readTextFile } from '../../io/text.js';
 import { parseConfig, readConfig } from '../../models/config.js';
-import { loadTokenizer, loadTokenizerFile } from '../../tokenizer.js';
+import { loadTokenizer, loadTokenizerFile } from '../../io/tokenizer.js';
 import { train } from '../../train/trainer.js';
 import { parseFlags, positiveInteger, positiveNumber, type Command } from '../command.js';
 import { progressBar } from '../progress.js';

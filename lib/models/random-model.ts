@@ -2,11 +2,11 @@
 // streaming tensor by tensor so that models larger than memory can be made for tests and benchmarks.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DType } from '../dtype.js';
+import type { DType } from '../tensor/dtype.js';
 import { InvalidArgumentError } from '../errors.js';
 import { CheckpointWriter } from '../io/checkpoint.js';
 import type { PlannedTensor } from '../io/safetensors.js';
-import { shapeNumel, Tensor } from '../tensor.js';
+import { shapeNumel, Tensor } from '../tensor/tensor.js';
 
 export interface RandomLlamaOptions {
   hiddenSize: number;

@@ -2,11 +2,11 @@
 // worker thread, returns a Promise and accepts an AbortSignal. Tensors of one call must share a device;
 // the op runs on that device's backend. Outputs are fresh tensors unless `out` is given.
 import { checkMatrix, checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { dtypeCode } from './dtype.js';
 import type { Device } from './native.js';
 import { formatShape, Tensor } from './tensor.js';
-import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from '../validate.js';
 
 // ---- gemm ----------------------------------------------------------------------------------------------
 

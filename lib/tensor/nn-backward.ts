@@ -4,7 +4,7 @@
 // described as "accumulated" are added to in place. Each op has a sync form and an `...Async` one.
 import { checkTensor, commonDevice, emptyF32, f32Input as f32, i32Input as i32, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { Tensor } from './tensor.js';
-import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from './validate.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf, invalid } from '../validate.js';
 
 /** An f32 tensor written in place: it must be contiguous, since a copy would take the writes. */
 function inPlace(param: string, t: Tensor, why: string): Tensor {

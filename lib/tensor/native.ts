@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AbortError, BackendUnavailableError, fromNativeError } from './errors.js';
+import { AbortError, BackendUnavailableError, fromNativeError } from '../errors.js';
 
 export type Device = 'cpu' | 'cuda';
 

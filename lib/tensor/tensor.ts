@@ -3,9 +3,9 @@
 // (reshape, transpose) share storage, and ops ask for contiguous row-major tensors.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { ALL_DTYPES, arrayTypeFor, dtypeCode, dtypeOfArray, dtypeSize, isDType, isFloatingDType, type DType, type TypedArray } from './dtype.js';
-import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from './errors.js';
+import { DeviceMismatchError, DTypeMismatchError, InvalidArgumentError, ShapeMismatchError } from '../errors.js';
 import { callAsync, callSync, type Device } from './native.js';
-import { checkInteger, checkOneOf, describe, invalid } from './validate.js';
+import { checkInteger, checkOneOf, describe, invalid } from '../validate.js';
 
 /** Memory on an accelerator, freed by release() or when garbage-collected. */
 export class DeviceStorage {

@@ -3,7 +3,7 @@
 // `...Async` one, like the ops in ops.ts.
 import { commonDevice, emptyF32, f32Input as f32, i32Input as i32, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { Tensor } from './tensor.js';
-import { checkBoolean, checkNumber, invalid } from './validate.js';
+import { checkBoolean, checkNumber, invalid } from '../validate.js';
 
 function embeddingCall(table: Tensor, ids: Tensor): Call<Tensor> {
   const device = commonDevice({ table, ids });

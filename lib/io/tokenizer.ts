@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { InvalidFileError } from './errors.js';
+import { InvalidFileError } from '../errors.js';
 
 export interface TextTokenizer {
   /** Token ids of `text` encoded as one string, without special tokens. */

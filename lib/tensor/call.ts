@@ -1,8 +1,8 @@
 // The machinery every op module shares: a prepared native call, run synchronously or on a worker.
-import { DeviceMismatchError } from './errors.js';
+import { DeviceMismatchError } from '../errors.js';
 import { callAsync, callSync, type Device } from './native.js';
 import { formatShape, Tensor } from './tensor.js';
-import { invalid } from './validate.js';
+import { invalid } from '../validate.js';
 
 export interface AsyncOptions {
   signal?: AbortSignal;

@@ -3,7 +3,7 @@
 import { checkMatrix, checkTensor, commonDevice, runAsync, runSync, type AsyncOptions, type Call } from './call.js';
 import { gridArgs, type QuantGrid } from './ops.js';
 import { formatShape, Tensor } from './tensor.js';
-import { checkInteger, invalid } from './validate.js';
+import { checkInteger, invalid } from '../validate.js';
 
 export interface RoundedWeight {
   /** f32 [rows, cols]: (code − zero)·scale. */
