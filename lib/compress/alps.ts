@@ -101,8 +101,10 @@ function prepare(hessian: Tensor, damp: number, signal?: AbortSignal): Promise<P
 
   async function compute(): Promise<Prepared> {
     const inputs = hessian.shape[0];
-    const { hessian: h, deadInputs } = await fixDeadInputs(hessian, undefined, signal);
-    const report = addDamping(h, damp, deadInputs);
+    const fixed = await fixDeadInputs(hessian, undefined, signal);
+    // Damping and scaling change H in place: work on a copy unless fixing dead inputs made one already.
+    const h = fixed.hessian === hessian ? await hessian.cloneAsync({ signal }) : fixed.hessian;
+    const report = addDamping(h, damp, fixed.deadInputs);
     const hData = h.data as Float32Array;
     const scale = new Float32Array(inputs);
     const inverseScale = new Float32Array(inputs);

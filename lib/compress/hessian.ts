@@ -18,19 +18,22 @@ export interface HessianReport {
 }
 
 /**
- * A copy of H with dead inputs fixed; their columns of `weight` (f32 [out, in], modified in place, when
- * given) are zeroed, since nothing they could hold changes the layer's output.
+ * H with dead inputs fixed — a copy when there are any, else H itself (treat it as read-only: linears that
+ * read the same input share it); their columns of `weight` (f32 [out, in], modified in place, when given)
+ * are zeroed, since nothing they could hold changes the layer's output.
  */
 export async function fixDeadInputs(hessian: Tensor, weight?: Tensor, signal?: AbortSignal): Promise<{ hessian: Tensor; deadInputs: number }> {
   const inputs = hessian.shape[0];
+  const diagonal = hessian.data as Float32Array;
+  let deadInputs = 0;
+  for (let j = 0; j < inputs; ++j) if (diagonal[j * inputs + j] === 0) deadInputs += 1;
+  if (deadInputs === 0) return { hessian, deadInputs };
   const rows = weight ? weight.shape[0] : 0;
   const fixed = await hessian.cloneAsync({ signal });
   const h = fixed.data as Float32Array;
   const w = weight?.data as Float32Array;
-  let deadInputs = 0;
   for (let j = 0; j < inputs; ++j) {
     if (h[j * inputs + j] !== 0) continue;
-    deadInputs += 1;
     h[j * inputs + j] = 1;
     for (let r = 0; r < rows; ++r) w[r * inputs + j] = 0;
   }
@@ -47,7 +50,7 @@ export async function inverseFactor(hessian: Tensor, damp: number, deadInputs: n
   return { factor, report: { damping: damping.relative, dampingAbsolute: damping.absolute, dampingAttempts: damping.attempts, deadInputs } };
 }
 
-/** H + λI in place with λ = damp·mean(diag H), for methods that need no factorization (ALPS). */
+/** H + λI in place (pass a copy) with λ = damp·mean(diag H), for methods that need no factorization (ALPS). */
 export function addDamping(hessian: Tensor, damp: number, deadInputs: number): HessianReport {
   const inputs = hessian.shape[0];
   const h = hessian.data as Float32Array;

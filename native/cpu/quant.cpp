@@ -13,6 +13,8 @@
 
 namespace sparq::cpu {
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the byte-wise packing paths assume a little-endian CPU");
+
 namespace {
 
 int64_t groupCount(const TensorView& scales) { return scales.shape[1]; }
@@ -68,10 +70,15 @@ SPARQ_INLINE void rtnRowBody(const float* w, int64_t cols, const QuantGrid& grid
     groupParams(mn, mx, grid, scale, zero);
     scales[g] = scale;
     zeros[g] = static_cast<int8_t>(zero);
+    // quantizeValue and dequantizeValue spelled so that the compiler vectorizes them (the weights are
+    // finite, checked when loaded, so the comparisons equal fmin/fmax).
     for (int64_t c = begin; c < end; ++c) {
-      const float code = quantizeValue(w[c], scale, zero, qmin, qmax);
-      codes[c] = static_cast<int8_t>(code);
-      out[c] = dequantizeValue(code, zero, scale);
+      float v = w[c] / scale + zero;
+      v = v < qmin ? qmin : v;
+      v = v > qmax ? qmax : v;
+      const float code = std::nearbyint(v);
+      codes[c] = static_cast<int8_t>(static_cast<int32_t>(code));
+      out[c] = (code - zero) * scale + 0.0f;
     }
   }
 }
@@ -95,10 +102,29 @@ SPARQ_TARGET_AVX512 void rtnRowAvx512(const float* w, int64_t cols, const QuantG
 // ---- packing --------------------------------------------------------------------------------------------
 
 // Element i of a row occupies bits [i·b, i·b + b) of the row's bit string; 32-bit words, low bits first.
+// Rows are whole words, so on a little-endian machine the 2-, 4- and 8-bit layouts are plain byte
+// layouts (element 0 in the low bits of byte 0): byte loops the compiler vectorizes.
 SPARQ_INLINE void packRowBody(const int8_t* codes, int64_t cols, int bits, uint32_t* words, int64_t wordCount) {
   const uint32_t offset = 1u << (bits - 1), valueMask = (1u << bits) - 1u;
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(words);
+  if (bits == 8) {
+    const int64_t n = cols;
+    for (int64_t i = 0; i < n; ++i) bytes[i] = static_cast<uint8_t>(codes[i] + 128);
+    for (int64_t i = n; i < wordCount * 4; ++i) bytes[i] = 0;
+    return;
+  }
+  if (bits == 4) {
+    const int64_t pairs = cols / 2;
+    for (int64_t i = 0; i < pairs; ++i) {
+      bytes[i] = static_cast<uint8_t>(((codes[2 * i] + 8) & 15) | (((codes[2 * i + 1] + 8) & 15) << 4));
+    }
+    int64_t next = pairs;
+    if (cols % 2) bytes[next++] = static_cast<uint8_t>((codes[cols - 1] + 8) & 15);
+    for (int64_t i = next; i < wordCount * 4; ++i) bytes[i] = 0;
+    return;
+  }
   if (32 % bits == 0) {
-    // Whole values per word: the common 4- and 8-bit case, vectorizable.
+    // Whole values per word (1 and 2 bits).
     const int perWord = 32 / bits;
     const int64_t full = cols / perWord;
     for (int64_t wi = 0; wi < full; ++wi) {
@@ -135,6 +161,20 @@ SPARQ_INLINE int8_t codeAt(const uint32_t* words, int64_t c, int bits) {
 SPARQ_INLINE void unpackRowBody(const uint32_t* words, int bits, int8_t* codes, int64_t cols) {
   const int32_t offset = 1 << (bits - 1);
   const uint32_t valueMask = (1u << bits) - 1u;
+  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
+  if (bits == 8) {
+    for (int64_t i = 0; i < cols; ++i) codes[i] = static_cast<int8_t>(bytes[i] - 128);
+    return;
+  }
+  if (bits == 4) {
+    const int64_t pairs = cols / 2;
+    for (int64_t i = 0; i < pairs; ++i) {
+      codes[2 * i] = static_cast<int8_t>((bytes[i] & 15) - 8);
+      codes[2 * i + 1] = static_cast<int8_t>((bytes[i] >> 4) - 8);
+    }
+    if (cols % 2) codes[cols - 1] = static_cast<int8_t>((bytes[pairs] & 15) - 8);
+    return;
+  }
   if (32 % bits == 0) {
     const int perWord = 32 / bits;
     const int64_t full = cols / perWord;
@@ -148,26 +188,28 @@ SPARQ_INLINE void unpackRowBody(const uint32_t* words, int bits, int8_t* codes, 
   for (int64_t c = 0; c < cols; ++c) codes[c] = codeAt(words, c, bits);
 }
 
-// Unpack and decode in one pass: out = (code − zero)·scale of the column's group.
+// Unpack and decode in one pass: out = (code − zero)·scale of the column's group. With contiguous groups
+// of an even size, 4- and 8-bit codes decode group by group with the group's scale and zero in registers.
 SPARQ_INLINE void dequantizeRowBody(const uint32_t* words, int bits, const float* scales, const int8_t* zeros,
                                    const int32_t* groupOf, int64_t groupSize, float* out, int64_t cols) {
-  const int32_t offset = 1 << (bits - 1);
-  const uint32_t valueMask = (1u << bits) - 1u;
-  if (32 % bits == 0 && !groupOf) {
-    const int perWord = 32 / bits;
-    const int64_t full = cols / perWord;
-    for (int64_t wi = 0; wi < full; ++wi) {
-      const uint32_t word = words[wi];
-      for (int k = 0; k < perWord; ++k) {
-        const int64_t c = wi * perWord + k;
-        const int64_t g = c / groupSize;
-        const float zero = zeros ? static_cast<float>(zeros[g]) : 0.0f;
-        out[c] = dequantizeValue(static_cast<float>(static_cast<int32_t>((word >> (k * bits)) & valueMask) - offset), zero, scales[g]);
+  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(words);
+  if (!groupOf && (bits == 8 || (bits == 4 && groupSize % 2 == 0))) {
+    for (int64_t start = 0; start < cols; start += groupSize) {
+      const int64_t g = start / groupSize, end = std::min(cols, start + groupSize);
+      const float scale = scales[g];
+      const float shift = static_cast<float>(1 << (bits - 1)) + (zeros ? static_cast<float>(zeros[g]) : 0.0f);
+      if (bits == 8) {
+        for (int64_t c = start; c < end; ++c) out[c] = (static_cast<float>(bytes[c]) - shift) * scale + 0.0f;
+      } else {
+        const int64_t pairs = (end - start) / 2;
+        const uint8_t* in = bytes + start / 2;
+        float* o = out + start;
+        for (int64_t i = 0; i < pairs; ++i) {
+          o[2 * i] = (static_cast<float>(in[i] & 15) - shift) * scale + 0.0f;
+          o[2 * i + 1] = (static_cast<float>(in[i] >> 4) - shift) * scale + 0.0f;
+        }
+        if ((end - start) % 2) o[end - start - 1] = (static_cast<float>(in[pairs] & 15) - shift) * scale + 0.0f;
       }
-    }
-    for (int64_t c = full * perWord; c < cols; ++c) {
-      const int64_t g = c / groupSize;
-      out[c] = dequantizeValue(static_cast<float>(codeAt(words, c, bits)), zeros ? static_cast<float>(zeros[g]) : 0.0f, scales[g]);
     }
     return;
   }
