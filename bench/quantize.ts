@@ -15,7 +15,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, quantize, sampleWindows, writeRandomLlama, type OutputFormat } from '../lib/index.js';
-import { folderBytes, python, repo, runJson } from './util.js';
+import { folderBytes, generatedLlama134M, python, repo, runJson } from './util.js';
 
 const shared = join(repo, '..', 'shared');
 
@@ -114,11 +114,7 @@ try {
     speed.push(compareRuntime(m.name, m.dir, calibFile));
   }
   if (process.env.SPARQ_BENCH_QUANTIZE_GENERATED === '1') {
-    const dir = join(scratch, 'llama-134m');
-    await writeRandomLlama(dir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
-    const calibFile = join(scratch, 'generated.calib.json');
-    const windows = Array.from({ length: 8 }, (_, w) => Array.from({ length: 512 }, (_, i) => (i * 7919 + w * 104729) % 32000));
-    writeFileSync(calibFile, JSON.stringify({ seq_len: 512, windows }));
+    const { dir, calibFile } = await generatedLlama134M(scratch);
     speed.push(compareRuntime('generated Llama 134M, 8×512', dir, calibFile));
   }
   if (process.env.SPARQ_BENCH_BIG === '1') {

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_llama  # noqa: E402
-from torch_sparsegpt import GROUPS, block_forward, inverse_hessian_factor, rope_tables  # noqa: E402
+from torch_sparsegpt import inverse_hessian_factor, layerwise  # noqa: E402
 
 
 def grid(W, bits, group, symmetric):
@@ -95,40 +95,13 @@ def main():
     start = time.perf_counter()
     stages = {"forward": 0.0, "hessian": 0.0, "quantize": 0.0}
     linears = 0
-    cos, sin, mask = rope_tables(cfg, seq)
-    with torch.no_grad():
-        states = [w["model.embed_tokens.weight"][torch.tensor([ids])] for ids in calib["windows"]]
-        for layer in range(cfg["num_hidden_layers"]):
-            p = f"model.layers.{layer}."
-            hessians, counts = {}, {}
 
-            def observe(group, x):
-                t = time.perf_counter()
-                x = x.reshape(-1, x.shape[-1])
-                b = x.shape[0]
-                if group not in hessians:
-                    hessians[group], counts[group] = torch.zeros(x.shape[1], x.shape[1]), 0
-                c = counts[group]
-                hessians[group] *= c / (c + b)
-                x = math.sqrt(2 / (c + b)) * x
-                hessians[group] += x.T @ x
-                counts[group] = c + b
-                stages["hessian"] += time.perf_counter() - t
+    def quantize_linear(key, H):
+        nonlocal linears
+        w[key], _ = gptq(w[key], H, args.bits, args.group_size, not args.asym, args.damp, args.block_size)
+        linears += 1
 
-            t, hessian_before = time.perf_counter(), stages["hessian"]
-            for s in states:
-                block_forward(cfg, w, p, s, cos, sin, mask, observe)
-            stages["forward"] += time.perf_counter() - t - (stages["hessian"] - hessian_before)
-            t = time.perf_counter()
-            for group, names in GROUPS.items():
-                for name in names:
-                    key = p + name + ".weight"
-                    w[key], _ = gptq(w[key], hessians[group], args.bits, args.group_size, not args.asym, args.damp, args.block_size)
-                    linears += 1
-            stages["quantize"] += time.perf_counter() - t
-            t = time.perf_counter()
-            states = [block_forward(cfg, w, p, s, cos, sin, mask) for s in states]
-            stages["forward"] += time.perf_counter() - t
+    layerwise(cfg, w, calib["windows"], seq, stages, "quantize", quantize_linear)
     print(json.dumps({"seconds": time.perf_counter() - start, "stages": stages, "linears": linears,
                       "secondsPerLinear": stages["quantize"] / linears,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

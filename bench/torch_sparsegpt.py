@@ -128,6 +128,51 @@ def sparsegpt(W, H, sparsity, n, m, damp, block_size):
     return W, attempts
 
 
+def layerwise(cfg, w, windows, seq, stages, stage, compress_linear):
+    """The layer-wise loop of the reference implementations: per block, the dense block runs window by
+    window while each linear group's input is folded into a running-mean Hessian (time under "hessian",
+    the rest of the pass under "forward"); compress_linear(key, H) then replaces each of the 7 linears
+    (time under `stage`); the block is re-run with them to give the next block's inputs ("forward")."""
+    cos, sin, mask = rope_tables(cfg, seq)
+    with torch.no_grad():
+        t = time.perf_counter()
+        states = [w["model.embed_tokens.weight"][torch.tensor([ids])] for ids in windows]
+        stages["forward"] += time.perf_counter() - t
+        for layer in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{layer}."
+            hessians, counts = {}, {}
+
+            def observe(group, x):
+                # Running mean over tokens: after T tokens H = (2/T)·Σ xᵀx.
+                t = time.perf_counter()
+                x = x.reshape(-1, x.shape[-1])
+                b = x.shape[0]
+                if group not in hessians:
+                    hessians[group], counts[group] = torch.zeros(x.shape[1], x.shape[1]), 0
+                c = counts[group]
+                hessians[group] *= c / (c + b)
+                x = math.sqrt(2 / (c + b)) * x
+                hessians[group] += x.T @ x
+                counts[group] = c + b
+                stages["hessian"] += time.perf_counter() - t
+
+            t, hessian_before = time.perf_counter(), stages["hessian"]
+            for s in states:
+                block_forward(cfg, w, p, s, cos, sin, mask, observe)
+            stages["forward"] += time.perf_counter() - t - (stages["hessian"] - hessian_before)
+
+            t = time.perf_counter()
+            for group, names in GROUPS.items():
+                for name in names:
+                    compress_linear(p + name + ".weight", hessians[group])
+            stages[stage] += time.perf_counter() - t
+
+            # The reference re-runs every block, the last one included.
+            t = time.perf_counter()
+            states = [block_forward(cfg, w, p, s, cos, sin, mask) for s in states]
+            stages["forward"] += time.perf_counter() - t
+
+
 def save_safetensors(path, tensors):
     """All tensors as F32, names sorted, header padded to 8 bytes (as the safetensors writer does)."""
     header, offset = {}, 0
@@ -181,49 +226,15 @@ def main():
     stages = {"forward": 0.0, "hessian": 0.0, "prune": 0.0}
     zeros = total = 0
     damp_retries = 0
-    cos, sin, mask = rope_tables(cfg, seq)
-    with torch.no_grad():
-        t = time.perf_counter()
-        states = [w["model.embed_tokens.weight"][torch.tensor([ids])] for ids in calib["windows"]]
-        stages["forward"] += time.perf_counter() - t
-        for layer in range(cfg["num_hidden_layers"]):
-            p = f"model.layers.{layer}."
-            hessians, counts = {}, {}
 
-            def observe(group, x):
-                # Running mean over tokens: after T tokens H = (2/T)·Σ xᵀx.
-                t = time.perf_counter()
-                x = x.reshape(-1, x.shape[-1])
-                b = x.shape[0]
-                if group not in hessians:
-                    hessians[group], counts[group] = torch.zeros(x.shape[1], x.shape[1]), 0
-                c = counts[group]
-                hessians[group] *= c / (c + b)
-                x = math.sqrt(2 / (c + b)) * x
-                hessians[group] += x.T @ x
-                counts[group] = c + b
-                stages["hessian"] += time.perf_counter() - t
+    def prune_linear(key, H):
+        nonlocal zeros, total, damp_retries
+        w[key], attempts = sparsegpt(w[key], H, sparsity, n, m, args.damp, args.block_size)
+        damp_retries += attempts - 1
+        zeros += int((w[key] == 0).sum())
+        total += w[key].numel()
 
-            # Dense pass capturing H; its Hessian time is counted under "hessian", the rest under "forward".
-            t, hessian_before = time.perf_counter(), stages["hessian"]
-            for s in states:
-                block_forward(cfg, w, p, s, cos, sin, mask, observe)
-            stages["forward"] += time.perf_counter() - t - (stages["hessian"] - hessian_before)
-
-            t = time.perf_counter()
-            for group, names in GROUPS.items():
-                for name in names:
-                    key = p + name + ".weight"
-                    w[key], attempts = sparsegpt(w[key], hessians[group], sparsity, n, m, args.damp, args.block_size)
-                    damp_retries += attempts - 1
-                    zeros += int((w[key] == 0).sum())
-                    total += w[key].numel()
-            stages["prune"] += time.perf_counter() - t
-
-            # The reference re-runs every block, the last one included.
-            t = time.perf_counter()
-            states = [block_forward(cfg, w, p, s, cos, sin, mask) for s in states]
-            stages["forward"] += time.perf_counter() - t
+    layerwise(cfg, w, calib["windows"], seq, stages, "prune", prune_linear)
     seconds = time.perf_counter() - start
     if args.out:
         save_safetensors(args.out, w)

@@ -1,8 +1,9 @@
 // Helpers shared by the benchmarks that compare against PyTorch in separate processes.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeRandomLlama } from '../lib/index.js';
 
 /** The checkout root (benchmarks run from .out/bench/). */
 export const repo = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -21,4 +22,17 @@ export function runJson(command: string, args: string[]): Record<string, any> {
 /** Bytes of the files directly inside a folder. */
 export function folderBytes(dir: string): number {
   return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}
+
+/**
+ * The generated 134M-parameter Llama the runtime comparisons use (hidden 768, MLP 2048, 12 layers, vocab
+ * 32,000, seed 1) written to `scratch`, and a calibration file of 8 windows of 512 ids for both sides.
+ */
+export async function generatedLlama134M(scratch: string): Promise<{ dir: string; calibFile: string }> {
+  const dir = join(scratch, 'llama-134m');
+  await writeRandomLlama(dir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
+  const calibFile = join(scratch, 'generated.calib.json');
+  const windows = Array.from({ length: 8 }, (_, w) => Array.from({ length: 512 }, (_, i) => (i * 7919 + w * 104729) % 32000));
+  writeFileSync(calibFile, JSON.stringify({ seq_len: 512, windows }));
+  return { dir, calibFile };
 }

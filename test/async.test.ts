@@ -14,27 +14,10 @@ import {
   Tensor,
   topkMaskAsync,
 } from '../lib/index.js';
-import { randomF32, rng } from './helpers.js';
+import { maxTimerLag, randomF32, rng } from './helpers.js';
 
 function randomMatrix(rows: number, cols: number, seed: number): Tensor {
   return Tensor.fromTypedArray(randomF32(rows * cols, rng(seed)), [rows, cols]);
-}
-
-/** Largest delay of a 5 ms interval timer while `work` runs. */
-async function maxTimerLag(work: () => Promise<unknown>): Promise<number> {
-  let last = performance.now();
-  let worst = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last - 5);
-    last = now;
-  }, 5);
-  try {
-    await work();
-  } finally {
-    clearInterval(timer);
-  }
-  return worst;
 }
 
 describe('async ops', () => {

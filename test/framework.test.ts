@@ -22,7 +22,7 @@ import {
   type GroupRequest,
 } from '../lib/index.js';
 import { captureStatistics } from '../lib/pipeline/capture.js';
-import { fixturePath, sharedDir } from './helpers.js';
+import { fixturePath, maxTimerLag, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-framework-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -228,19 +228,8 @@ describe('the compression framework', function () {
       () => prune({ model: dir, out: outDir('lag-prune'), recipe: parseRecipe({ method: 'sparsegpt', sparsity: 0.5 }), calibrationTokens: tokens, nsamples: 4, seqLen: 512 }),
       () => quantize({ model: dir, out: outDir('lag-quantize'), format: 'dense', recipe: parseRecipe({ method: 'gptq', quantize: { bits: 4, groupSize: 128, actOrder: 'static' } }), calibrationTokens: tokens, nsamples: 4, seqLen: 512 }),
     ]) {
-      let last = performance.now();
-      let worst = 0;
-      const timer = setInterval(() => {
-        const now = performance.now();
-        worst = Math.max(worst, now - last - 5);
-        last = now;
-      }, 5);
       const started = performance.now();
-      try {
-        await run();
-      } finally {
-        clearInterval(timer);
-      }
+      const worst = await maxTimerLag(run);
       const seconds = (performance.now() - started) / 1000;
       console.log(`      ${seconds.toFixed(1)} s, largest event-loop stall ${worst.toFixed(1)} ms`);
       assert.ok(seconds > 1, 'the run must be long enough to measure');

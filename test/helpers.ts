@@ -128,3 +128,20 @@ export function sharedDir(): string {
 export function fixturePath(name: string): string {
   return join(sharedDir(), 'fixtures', name);
 }
+
+/** Largest delay of a 5 ms interval timer while `work` runs. */
+export async function maxTimerLag(work: () => Promise<unknown>): Promise<number> {
+  let last = performance.now();
+  let worst = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last - 5);
+    last = now;
+  }, 5);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+  }
+  return worst;
+}

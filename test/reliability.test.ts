@@ -18,6 +18,7 @@ import {
   parseRecipe,
   prune,
   DenseFolder,
+  quantize,
   Tensor,
   train,
   WriteFailedError,
@@ -108,6 +109,13 @@ describe('reliability: output folders', function () {
     const result = await evaluatePerplexity(model, tokensOf(512, 512), { seqLen: 128 });
     await model.close();
     assert.ok(Number.isFinite(result.perplexity));
+    // Quantizing reads the snapshot the same way, in both output formats.
+    for (const format of ['dense', 'compressed-tensors'] as const) {
+      const quantized = join(outParent, `quantized-${format}`);
+      await quantize({ model: snapshot, out: quantized, format, recipe: parseRecipe({ method: 'rtn', quantize: { bits: 8, groupSize: 0 } }) });
+      assert.ok(statSync(join(quantized, 'model.safetensors')).isFile());
+    }
+    assert.deepEqual(tree(cache), cacheBefore, 'quantizing wrote nothing into the cache either');
   });
 
   it('refuses a missing --out parent by naming --out, and a second run on a live run\'s --out even with --overwrite', async () => {

@@ -38,29 +38,19 @@ function activationOrder(hessian: Tensor): Int32Array {
   return Int32Array.from({ length: n }, (_, j) => j).sort((a, b) => h[b * n + b] - h[a * n + a] || a - b);
 }
 
-/** out[:, j] = x[:, order[j]] for a [rows, cols] matrix (rows in chunks, yielding to the event loop). */
-async function gatherColumns(x: Tensor, order: Int32Array): Promise<Tensor> {
+/**
+ * Columns of a [rows, cols] matrix put in `order` (out[:, j] = x[:, order[j]]) or back from it
+ * (out[:, order[j]] = x[:, j]); rows in chunks, yielding to the event loop.
+ */
+async function permuteColumns(x: Tensor, order: Int32Array, direction: 'gather' | 'scatter'): Promise<Tensor> {
   const [rows, cols] = x.shape;
   const out = Tensor.zeros([rows, cols], x.dtype);
   const src = x.data as Float32Array | Int8Array;
   const dst = out.data as Float32Array | Int8Array;
   for (let r = 0; r < rows; ++r) {
     const base = r * cols;
-    for (let j = 0; j < cols; ++j) dst[base + j] = src[base + order[j]];
-    if (r % 256 === 255) await breathe();
-  }
-  return out;
-}
-
-/** out[:, order[j]] = x[:, j]: the inverse of gatherColumns. */
-async function scatterColumns(x: Tensor, order: Int32Array): Promise<Tensor> {
-  const [rows, cols] = x.shape;
-  const out = Tensor.zeros([rows, cols], x.dtype);
-  const src = x.data as Float32Array | Int8Array;
-  const dst = out.data as Float32Array | Int8Array;
-  for (let r = 0; r < rows; ++r) {
-    const base = r * cols;
-    for (let j = 0; j < cols; ++j) dst[base + order[j]] = src[base + j];
+    if (direction === 'gather') for (let j = 0; j < cols; ++j) dst[base + j] = src[base + order[j]];
+    else for (let j = 0; j < cols; ++j) dst[base + order[j]] = src[base + j];
     if (r % 256 === 255) await breathe();
   }
   return out;
@@ -69,7 +59,7 @@ async function scatterColumns(x: Tensor, order: Int32Array): Promise<Tensor> {
 /** H[order][:, order] of a square matrix (rows in chunks, yielding to the event loop). */
 async function permuteSymmetric(h: Tensor, order: Int32Array): Promise<Tensor> {
   const n = h.shape[0];
-  const rows = await gatherColumns(h, order);
+  const rows = await permuteColumns(h, order, 'gather');
   const out = Tensor.zeros([n, n]);
   const src = rows.data as Float32Array;
   const dst = out.data as Float32Array;
@@ -99,13 +89,13 @@ export async function sweepColumns(request: SweepRequest): Promise<CompressedLin
   let scales: Tensor | undefined;
   let zeros: Tensor | undefined;
   if (q && grid && q.grids === 'static') {
-    const source = scheme!.actOrder === 'group' ? await gatherColumns(weight, order!) : weight;
+    const source = scheme!.actOrder === 'group' ? await permuteColumns(weight, order!, 'gather') : weight;
     const rounded = await quantizeRtnAsync(source, grid, { signal });
     scales = rounded.scales;
     zeros = scheme!.symmetric ? undefined : rounded.zeros;
   }
   const { hessian: fixed, deadInputs } = await fixDeadInputs(request.hessian, weight, signal);
-  const sweepWeight = order ? await gatherColumns(weight, order) : weight;
+  const sweepWeight = order ? await permuteColumns(weight, order, 'gather') : weight;
   const hessian = order ? await permuteSymmetric(fixed, order) : fixed;
   const { factor, report } = await inverseFactor(hessian, request.damp, deadInputs, signal);
   // With activation order 'static' the groups stay consecutive inputs: the swept column j belongs to the
@@ -118,9 +108,9 @@ export async function sweepColumns(request: SweepRequest): Promise<CompressedLin
     signal,
   });
   const details = hessianDetails(report);
-  const swept = order ? await scatterColumns(result.weight, order) : result.weight;
+  const swept = order ? await permuteColumns(result.weight, order, 'scatter') : result.weight;
   if (!q || !result.codes || !result.scales) return { weight: swept, details };
-  const codes = order ? await scatterColumns(result.codes, order) : result.codes;
+  const codes = order ? await permuteColumns(result.codes, order, 'scatter') : result.codes;
   // With activation order 'group', input c belongs to the group of its position in the sweep.
   let groupIndex: Tensor | undefined;
   if (order && scheme!.actOrder === 'group') {

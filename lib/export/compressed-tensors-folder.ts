@@ -17,8 +17,8 @@ import { planLayout, tensorBytes, type PlannedTensor, type TensorInfo } from '..
 import { readJsonObject } from '../io/text.js';
 import { packCodesAsync, packedWords } from '../tensor/quant.js';
 import { Tensor } from '../tensor/tensor.js';
-import { StagingFolder } from './staging.js';
-import { ModelFolderWriter, type ResumeState } from './writer.js';
+import type { StagingFolder } from './staging.js';
+import { ModelFolderWriter, openResumableStaging, type ResumeState } from './writer.js';
 
 /** The compressed-tensors release whose format this writer follows (its `version` field). */
 export const CT_FORMAT_VERSION = '0.18.0';
@@ -120,14 +120,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     const shards = planShards(tensors, plan.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
     const placement = new Map<string, { file: string; info: TensorInfo }>();
     const layouts = shards.map((shard) => planLayout(shard.tensors, { format: 'pt' }));
-    const staged = await StagingFolder.open<ResumeState<Entry>>({
-      target,
-      inputs: [input.dir],
-      overwrite: options.overwrite,
-      resumable: true,
-      resume: options.resume,
-      matches: (state) => state.fingerprint === options.fingerprint,
-    });
+    const staged = await openResumableStaging<Entry>(input, target, options);
     shards.forEach((shard, i) => {
       for (const [name, info] of layouts[i].tensors) placement.set(name, { file: staged.file(shard.file), info });
     });

@@ -13,7 +13,7 @@ import { tensorBytes, type TensorInfo } from '../io/safetensors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { insideFolder, StagingFolder } from './staging.js';
-import { ModelFolderWriter, type ResumeState } from './writer.js';
+import { ModelFolderWriter, openResumableStaging } from './writer.js';
 
 /** The tensor dtypes a compressed weight can be written back as. */
 const WRITABLE: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', F64: 'f64' };
@@ -35,14 +35,7 @@ export class DenseFolder<Entry> extends ModelFolderWriter<Entry> {
    * the same fingerprint exists, else a fresh copy of the input folder.
    */
   static async begin<Entry>(input: Checkpoint, target: string, options: { overwrite?: boolean; resume?: boolean; fingerprint: string }): Promise<DenseFolder<Entry>> {
-    const staged = await StagingFolder.open<ResumeState<Entry>>({
-      target,
-      inputs: [input.dir],
-      overwrite: options.overwrite,
-      resumable: true,
-      resume: options.resume,
-      matches: (state) => state.fingerprint === options.fingerprint,
-    });
+    const staged = await openResumableStaging<Entry>(input, target, options);
     const folder = new DenseFolder<Entry>(staged, input, options.fingerprint);
     if (staged.resumed) return folder;
     try {

@@ -10,7 +10,7 @@ import type { CompressedLinear } from '../compress/method.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { StagingFolder } from './staging.js';
+import { StagingFolder } from './staging.js';
 
 export const OUTPUT_FORMATS = ['dense', 'compressed-tensors'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -28,6 +28,18 @@ export function fingerprint(parts: unknown[], windows: readonly Int32Array[]): s
   hash.update(JSON.stringify(parts));
   for (const w of windows) hash.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
   return hash.digest('hex');
+}
+
+/** The resumable staging folder of a writer: resumed when `resume` is set and the partial run's fingerprint matches. */
+export function openResumableStaging<Entry>(input: Checkpoint, target: string, options: { overwrite?: boolean; resume?: boolean; fingerprint: string }): Promise<StagingFolder<ResumeState<Entry>>> {
+  return StagingFolder.open<ResumeState<Entry>>({
+    target,
+    inputs: [input.dir],
+    overwrite: options.overwrite,
+    resumable: true,
+    resume: options.resume,
+    matches: (state) => state.fingerprint === options.fingerprint,
+  });
 }
 
 export abstract class ModelFolderWriter<Entry> {

@@ -138,7 +138,7 @@ TensorView ArgReader::tensor(const char* name) {
     view.data = data;
     view.device = Device::CPU;
     byteLength = length * typedArrayElementSize(type);
-    backingStores_.push_back(toV8(storage).As<v8::TypedArray>()->Buffer()->GetBackingStore());
+    if (retainStorage_) backingStores_.push_back(toV8(storage).As<v8::TypedArray>()->Buffer()->GetBackingStore());
   } else if (DeviceBuffer* buffer = unwrapDeviceBuffer(storage)) {
     SPARQ_CHECK(buffer->ptr != nullptr || buffer->bytes == 0, ErrorCode::InvalidArgument,
             std::string("tensor '") + name + "': its device buffer was already released");

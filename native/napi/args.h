@@ -28,7 +28,9 @@ Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& message)
 
 class ArgReader {
  public:
-  explicit ArgReader(const Napi::CallbackInfo& info) : info_(info) {}
+  // retainStorage: also hold each CPU tensor's backing store (asynchronous jobs; a synchronous call keeps the
+  // JavaScript thread, so nothing can detach a buffer under it).
+  explicit ArgReader(const Napi::CallbackInfo& info, bool retainStorage = false) : info_(info), retainStorage_(retainStorage) {}
 
   TensorView tensor(const char* name);
   double number(const char* name);
@@ -53,6 +55,7 @@ class ArgReader {
   size_t index_ = 0;
   std::vector<Napi::Value> pinned_;
   std::vector<std::shared_ptr<v8::BackingStore>> backingStores_;
+  bool retainStorage_ = false;
 };
 
 // True when a pinned storage value is a TypedArray whose ArrayBuffer has been detached.

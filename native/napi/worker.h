@@ -119,7 +119,7 @@ Napi::Value runAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Job job;
   std::shared_ptr<CancelToken> token;
-  ArgReader reader(info);
+  ArgReader reader(info, /*retainStorage=*/true);
   try {
     job.parse(reader);
     token = reader.cancelToken();
