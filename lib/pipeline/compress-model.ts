@@ -22,8 +22,8 @@ import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed
 import { DenseFolder } from '../export/dense-folder.js';
 import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../export/writer.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { DecoderModel, inputGroups, type DecoderBlock } from '../models/decoder.js';
-import { structuralGroups } from '../models/layouts.js';
+import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '../models/decoder.js';
+import { structuralGroups, type StructuralGroup } from '../models/layouts.js';
 import { axpyAsync, dotAsync, gemmAsync } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
 import { loadTokenizer } from '../io/tokenizer.js';
@@ -159,307 +159,125 @@ async function relativeError(original: Tensor, compressed: Tensor, hessian: Tens
   return denominator > 0 ? numerator / denominator : numerator === 0 ? 0 : Infinity;
 }
 
+/** What a run was planned to do before any weight is touched. */
+interface RunPlan {
+  format: OutputFormat;
+  linears: LinearSlot[];
+  assignments: Map<string, Assignment>;
+  windows: Int32Array[];
+  seqLen: number;
+  settings: { nsamples: number; seqLen: number; seed: number };
+  measure: boolean | 'auto';
+}
+
+type Assigned = Map<string, { name: string; assignment: Assignment }>;
+
+interface MethodRun {
+  result: CompressedLinear;
+  method: CompressionMethod<any>;
+  fellBack: boolean;
+}
+
 export async function compressModel(options: CompressOptions): Promise<CompressReport> {
   const started = performance.now();
-  const { recipe, signal } = options;
-  const format = options.format ?? 'dense';
-  const check = () => {
-    if (signal?.aborted) throw new AbortError();
-  };
   const model = await DecoderModel.open(options.model);
   let writer: ModelFolderWriter<LinearReportEntry> | undefined;
   try {
     if (model.quantized) {
       throw new UnsupportedFormatError(`${options.model} is already quantized (compressed-tensors); compress the original model instead of quantizing twice`);
     }
-    const { config, layout } = model;
-    const roles = model.linearRoles();
-    const linears: LinearSlot[] = [];
-    for (let b = 0; b < config.layers; ++b) {
-      for (const [role, relativeName] of Object.entries(roles)) linears.push({ name: `${layout.block(b)}${relativeName}`, role, block: b });
-    }
-    const assignments = assignLinears(recipe, linears);
-    if (assignments.size === 0) throw new InvalidArgumentError('the recipe selects no linear layer to compress');
-    for (const [name, a] of assignments) {
-      const info = await model.checkpoint.info(`${name}.weight`);
-      if (a.pattern) checkPatternFits(a.pattern, info.shape, name);
-    }
-    await checkFormat(format, model, assignments);
-    const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
-    const measure = options.measureError ?? 'auto';
-
+    const plan = await planRun(options, model);
     writer = await openWriter(
-      format,
+      plan.format,
       model.checkpoint as Checkpoint,
       options,
-      linears,
-      assignments,
-      fingerprint([options.model, format, recipe, settings, options.evalTokens?.length ?? 0, config.layers, measure], windows),
+      plan.linears,
+      plan.assignments,
+      fingerprint([options.model, plan.format, options.recipe, plan.settings, options.evalTokens?.length ?? 0, model.config.layers, plan.measure], plan.windows),
       model.layout.lmHead,
     );
-    const startBlock = writer.resumed?.blocksDone ?? 0;
-    const stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
-    const timed = async <T>(stage: keyof typeof stageSeconds, work: () => Promise<T>): Promise<T> => {
-      const t = performance.now();
-      try {
-        return await work();
-      } finally {
-        stageSeconds[stage] += (performance.now() - t) / 1000;
-      }
-    };
-    const entries: LinearReportEntry[] = [...(writer.resumed?.entries ?? [])];
+    return await new CompressionRun(options, model, plan, writer, started).execute();
+  } finally {
+    await writer?.close();
+    await model.close();
+  }
+}
 
-    const groups = inputGroups(config);
-    const stageList = recipe.sequential === 'linear' ? [0, 1, 2, 3].map((s) => groups.filter((g) => g.stage === s)) : [groups];
-    const blockLinears = (b: number) => linears.filter((l) => l.block === b && assignments.has(l.name));
-    const passesPerBlock = windows.length > 0 ? stageList.length + 1 : 0;
+/** Every linear of the model, what the recipe assigns it, and the calibration windows; refusals come here. */
+async function planRun(options: CompressOptions, model: DecoderModel): Promise<RunPlan> {
+  const { config, layout } = model;
+  const format = options.format ?? 'dense';
+  const linears: LinearSlot[] = [];
+  for (let b = 0; b < config.layers; ++b) {
+    for (const [role, relativeName] of Object.entries(model.linearRoles())) linears.push({ name: `${layout.block(b)}${relativeName}`, role, block: b });
+  }
+  const assignments = assignLinears(options.recipe, linears);
+  if (assignments.size === 0) throw new InvalidArgumentError('the recipe selects no linear layer to compress');
+  for (const [name, a] of assignments) {
+    const info = await model.checkpoint.info(`${name}.weight`);
+    if (a.pattern) checkPatternFits(a.pattern, info.shape, name);
+  }
+  await checkFormat(format, model, assignments);
+  const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
+  return { format, linears, assignments, windows, seqLen, settings, measure: options.measureError ?? 'auto' };
+}
+
+/** One run of the driver: the steps in the file comment, one method each. */
+class CompressionRun {
+  private readonly stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+  private readonly entries: LinearReportEntry[];
+  private readonly groups: InputGroup[];
+  private readonly stages: InputGroup[][];
+  private readonly startBlock: number;
+  private readonly steps: number;
+  private step = 0;
+  private batches: CalibrationBatch[] = [];
+  private readonly arena = new TensorArena();
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(
+    private readonly options: CompressOptions,
+    private readonly model: DecoderModel,
+    private readonly plan: RunPlan,
+    private readonly writer: ModelFolderWriter<LinearReportEntry>,
+    private readonly started: number,
+  ) {
+    this.signal = options.signal;
+    this.entries = [...(writer.resumed?.entries ?? [])];
+    this.groups = inputGroups(model.config);
+    this.stages = options.recipe.sequential === 'linear' ? [0, 1, 2, 3].map((s) => this.groups.filter((g) => g.stage === s)) : [this.groups];
+    this.startBlock = writer.resumed?.blocksDone ?? 0;
+    const passesPerBlock = plan.windows.length > 0 ? this.stages.length + 1 : 0;
     let steps = options.evalTokens ? 2 : 0;
-    for (let b = 0; b < config.layers; ++b) steps += b < startBlock ? 1 : passesPerBlock + blockLinears(b).length;
-    let step = 0;
-    const progress = (block: number, stage: string) => options.onProgress?.({ step: ++step, steps, block, blocks: config.layers, stage });
-
-    const evaluate = async (dir: string, label: string): Promise<PerplexityResult> => {
-      const evalModel = await DecoderModel.open(dir);
-      const t = performance.now();
-      try {
-        const result = await evaluatePerplexity(evalModel, options.evalTokens!, { seqLen: options.evalSeqLen, maxTokens: options.evalMaxTokens, signal });
-        progress(config.layers, label);
-        return result;
-      } finally {
-        stageSeconds.eval += (performance.now() - t) / 1000;
-        await evalModel.close();
-      }
-    };
-    const before = options.evalTokens ? ((writer.resumed?.extra.evalBefore as PerplexityResult | undefined) ?? (await evaluate(options.model, 'eval before'))) : undefined;
-    if (before && writer.resumed) progress(0, 'eval before (from the interrupted run)');
-
-    // Calibration hidden states, in batches of about 2048 rows (a window's rows stay together).
-    const perBatch = Math.max(1, Math.floor(2048 / seqLen));
-    const batches: CalibrationBatch[] = [];
-    if (windows.length > 0) {
-      const embeddings = await model.loadEmbeddings();
-      for (let w = 0; w < windows.length; w += perBatch) {
-        const group = windows.slice(w, w + perBatch);
-        const ids = new Int32Array(group.length * seqLen);
-        group.forEach((window, i) => ids.set(window, i * seqLen));
-        batches.push({ states: model.embed(embeddings, ids, seqLen), positions: Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i % seqLen)) });
-      }
+    for (let b = 0; b < model.config.layers; ++b) {
+      steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
     }
-    const arena = new TensorArena();
-    const propagate = async (block: DecoderBlock) => {
-      for (const batch of batches) {
-        check();
-        await arena.run(() => block.forward(batch.states, batch.positions, model.invFreq, { sequenceLength: seqLen, signal }));
-        arena.recycle();
-        await model.checkFiniteStates(batch.states, block.index, signal);
-        await breathe();
-      }
-    };
+    this.steps = steps;
+  }
 
-    /** Statistics each input group needs, for the assigned linears among `roles`. */
-    const needsOf = (assigned: Map<string, { name: string; assignment: Assignment }>, wantedGroups: typeof groups): Map<string, StatisticsNeeds> => {
-      const needs = new Map<string, StatisticsNeeds>();
-      if (batches.length === 0) return needs;
-      for (const group of wantedGroups) {
-        const merged: StatisticsNeeds = {};
-        for (const role of group.roles) {
-          const entry = assigned.get(role);
-          if (!entry) continue;
-          const method = entry.assignment.method;
-          merged.hessian ||= Boolean(method.needs.hessian) || measure === true;
-          merged.inputSquares ||= Boolean(method.needs.inputSquares);
-        }
-        if (merged.hessian || merged.inputSquares) needs.set(group.name, merged);
-      }
-      return needs;
-    };
-
-    /** Runs a linear-scope method (or its fallback) on one linear; returns the result and the method that ran. */
-    const runMethod = async (name: string, weight: Tensor, assignment: Assignment, stats: LinearStatistics | undefined, storageDType: string): Promise<{ result: CompressedLinear; method: CompressionMethod<any>; fellBack: boolean }> => {
-      const starved = needsCalibration(assignment.method) && (!stats || stats.tokens === 0);
-      const method = starved ? assignment.fallback : assignment.method;
-      if (!method) throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
-      const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;
-      try {
-        const result = await method.compress!({ name, weight, pattern: assignment.pattern, quantization: method.quantizes(options) ? assignment.quantization : undefined, storageDType: storageDType as 'f32', stats: starved ? undefined : stats, options, signal });
-        return { result, method, fellBack: starved };
-      } catch (error) {
-        throw namedAfter(error, `${name} (${method.name})`);
-      }
-    };
-
-    /** After the method: round to the grid where it did not quantize, round to the stored dtype, measure, record, write. */
-    const finish = async (block: DecoderBlock, role: string, name: string, assignment: Assignment, original: Tensor, stats: LinearStatistics | undefined, run: { result: CompressedLinear; method: CompressionMethod<any>; fellBack: boolean }, storageDType: string, startedAt: number): Promise<LinearReportEntry> => {
-      let result = run.result;
-      let quantizer: string | undefined = assignment.quantization && result.quantized ? run.method.name : undefined;
-      if (assignment.quantization && !result.quantized) {
-        const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
-        result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
-        quantizer = `rtn after ${run.method.name}`;
-      }
-      // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
-      const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType as 'f16', { signal })).toAsync('f32', { signal });
-      let error: number | null = null;
-      if (measure !== false && stats?.hessian && stats.tokens > 0) error = await timed('error', () => relativeError(original, weight, stats.hessian!, signal));
-      block.linears[role].weight = weight;
-      await timed('io', () => writer!.writeLinear(name, result, weight));
-      const q = assignment.quantization;
-      return {
-        name,
-        method: assignment.method.name,
-        pattern: assignment.pattern ? formatPattern(assignment.pattern) : '-',
-        shape: [...weight.shape],
-        sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
-        ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-        bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
-        relativeError: error,
-        seconds: (performance.now() - startedAt) / 1000,
-        ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),
-      };
-    };
-
-    const compressLinear = async (block: DecoderBlock, role: string, name: string, assignment: Assignment, stats: LinearStatistics | undefined): Promise<LinearReportEntry> => {
-      const startedAt = performance.now();
-      const original = block.linears[role].weight;
-      if (stats?.hessian && !Number.isFinite(await dotAsync(stats.hessian, stats.hessian, { signal }))) {
-        throw new NonFiniteError(`the calibration inputs of ${name} (block ${block.index}) hold NaN or infinite values although every weight is finite: the activations overflowed float32`);
-      }
-      const storageDType = await writer!.storageDType(name);
-      const run = await timed('compress', async () => runMethod(name, await original.cloneAsync({ signal }), assignment, stats, storageDType));
-      return finish(block, role, name, assignment, original, stats, run, storageDType, startedAt);
-    };
-
-    /** A group-scope method on one structural group: every member's statistics at once. */
-    const compressGroup = async (block: DecoderBlock, group: { name: string; roles: string[] }, members: { role: string; name: string }[], assignment: Assignment, statsOf: (role: string) => LinearStatistics | undefined): Promise<LinearReportEntry[]> => {
-      const startedAt = performance.now();
-      const storageDType = await writer!.storageDType(members[0].name);
-      const originals = new Map(members.map((m) => [m.role, block.linears[m.role].weight]));
-      const results = await timed('compress', async () =>
-        assignment.method.compressGroup!({
-          group: group.name,
-          linears: await Promise.all(members.map(async (m) => ({ role: m.role, name: m.name, weight: await originals.get(m.role)!.cloneAsync({ signal }), stats: statsOf(m.role) }))),
-          pattern: assignment.pattern,
-          quantization: assignment.method.quantizes(assignment.options) ? assignment.quantization : undefined,
-          storageDType: storageDType as 'f32',
-          options: assignment.options,
-          signal,
-        }),
-      );
-      const out: LinearReportEntry[] = [];
-      for (const m of members) {
-        const result = results.get(m.role);
-        if (!result) throw new InvalidArgumentError(`${m.name}: ${assignment.method.name} returned no result for it`);
-        out.push(await finish(block, m.role, m.name, assignment, originals.get(m.role)!, statsOf(m.role), { result, method: assignment.method, fellBack: false }, storageDType, startedAt));
-      }
-      return out;
-    };
-
-    // Blocks an interrupted run finished: replay them from the staged output to rebuild the hidden states.
-    if (startBlock > 0) {
-      const staged = await DecoderModel.open(writer.staging);
-      try {
-        for (let b = 0; b < startBlock; ++b) {
-          if (batches.length > 0) await propagate(await staged.loadBlock(b));
-          progress(b, 'replaying a finished block');
-        }
-      } finally {
-        await staged.close();
-      }
-    }
-
-    const structural = structuralGroups(config);
-    const groupOfInput = new Map(groups.flatMap((g) => g.roles.map((r) => [r, g.name] as const)));
-    for (let b = startBlock; b < config.layers; ++b) {
-      check();
+  async execute(): Promise<CompressReport> {
+    const { options, model, writer } = this;
+    const before = options.evalTokens ? ((writer.resumed?.extra.evalBefore as PerplexityResult | undefined) ?? (await this.evaluate(options.model, 'eval before'))) : undefined;
+    if (before && writer.resumed) this.progress(0, 'eval before (from the interrupted run)');
+    await this.embedCalibration();
+    await this.replayFinishedBlocks();
+    for (let b = this.startBlock; b < model.config.layers; ++b) {
+      this.check();
       const block = await model.loadBlock(b);
-      const prefix = layout.block(b);
-      const assigned = new Map<string, { name: string; assignment: Assignment }>();
-      for (const [role, relativeName] of Object.entries(roles)) {
-        const name = `${prefix}${relativeName}`;
-        const assignment = assignments.get(name);
-        if (assignment) assigned.set(role, { name, assignment });
+      await this.compressBlock(block);
+      if (this.batches.length > 0) {
+        await this.timed('propagate', () => this.propagate(block));
+        this.progress(b, 'propagating');
       }
-      // Structural groups that a group-scope method takes whole.
-      const groupJobs: { group: (typeof structural)[number]; assignment: Assignment }[] = [];
-      for (const group of structural) {
-        const scoped = group.roles.filter((r) => assigned.get(r)?.assignment.method.scope === 'group');
-        if (scoped.length === 0) continue;
-        const first = assigned.get(scoped[0])!.assignment;
-        if (scoped.length !== group.roles.length || scoped.some((r) => assigned.get(r)!.assignment.stage !== first.stage || assigned.get(r)!.assignment.method !== first.method)) {
-          throw new InvalidArgumentError(`${prefix}${group.name}: ${first.method.name} compresses ${group.roles.map((r) => roles[r]).join(', ')} together; the recipe must assign all of them to the same stage`);
-        }
-        groupJobs.push({ group, assignment: first });
-      }
-      const groupRoles = new Set(groupJobs.flatMap((j) => j.group.roles));
-      const linearAssigned = new Map([...assigned].filter(([role]) => !groupRoles.has(role)));
-
-      // Group-scope methods take their statistics from the dense block; in 'block' mode that pass serves
-      // the linear-scope methods too.
-      const groupNeeds = needsOf(new Map([...assigned].filter(([role]) => groupRoles.has(role))), groups);
-      let statistics = new Map<string, LinearStatistics>();
-      if (groupJobs.length > 0) {
-        const wanted = recipe.sequential === 'linear' ? groupNeeds : mergeNeeds(groupNeeds, needsOf(linearAssigned, groups));
-        if (wanted.size > 0) statistics = await timed('capture', () => captureStatistics(model, block, batches, seqLen, wanted, arena, signal));
-        for (const job of groupJobs) {
-          const members = job.group.roles.map((role) => ({ role, name: assigned.get(role)!.name }));
-          entries.push(...(await compressGroup(block, job.group, members, job.assignment, (role) => statistics.get(groupOfInput.get(role)!))));
-          for (const m of members) progress(b, m.name);
-        }
-      }
-      for (const stage of stageList) {
-        const stageGroups = stage.filter((g) => g.roles.some((r) => linearAssigned.has(r)));
-        if (stageGroups.length === 0) continue;
-        if (groupJobs.length === 0 || recipe.sequential === 'linear') {
-          const wanted = needsOf(linearAssigned, stageGroups);
-          statistics = wanted.size > 0 ? await timed('capture', () => captureStatistics(model, block, batches, seqLen, wanted, arena, signal)) : new Map();
-        }
-        if (batches.length > 0) progress(b, 'calibrating');
-        for (const group of stageGroups) {
-          for (const role of group.roles) {
-            const entry = linearAssigned.get(role);
-            if (!entry) continue;
-            check();
-            entries.push(await compressLinear(block, role, entry.name, entry.assignment, statistics.get(group.name)));
-            progress(b, entry.name);
-          }
-          statistics.delete(group.name);
-        }
-      }
-      if (batches.length > 0) {
-        await timed('propagate', () => propagate(block));
-        progress(b, 'propagating');
-      }
-      await timed('io', () => writer!.finishBlock(b + 1, entries, before ? { evalBefore: before } : {}));
+      await this.timed('io', () => writer.finishBlock(b + 1, this.entries, before ? { evalBefore: before } : {}));
     }
     await writer.closeFiles();
-
-    const after = options.evalTokens ? await evaluate(writer.staging, 'eval after') : undefined;
-    let linearParameters = 0;
-    for (const l of linears) {
-      const shape = (await model.checkpoint.info(`${l.name}.weight`)).shape;
-      linearParameters += shape[0] * shape[1];
-    }
-    const report: CompressReport = {
-      model: options.model,
-      out: options.out,
-      format,
-      recipe,
-      calibration: windows.length > 0 ? { windows: windows.length, seqLen, seed: settings.seed, tokens: windows.length * seqLen } : null,
-      linears: entries,
-      totals: {
-        ...summarize(entries),
-        linearParameters,
-        seconds: (performance.now() - started) / 1000,
-        peakRssBytes: peakRssBytes(),
-        resumedAtBlock: startBlock > 0 ? startBlock : null,
-        stageSeconds: Object.fromEntries(Object.entries(stageSeconds).map(([k, v]) => [k, Number(v.toFixed(3))])) as typeof stageSeconds,
-      },
-      ...(before && after ? { perplexityBefore: before.perplexity, perplexityAfter: after.perplexity, eval: { before, after } } : {}),
-    };
+    const after = options.evalTokens ? await this.evaluate(writer.staging, 'eval after') : undefined;
+    const report = await this.report(before, after);
     await writer.commit(
       {
         version: sparqVersion(),
-        recipe,
+        recipe: options.recipe,
         sparsity: report.totals.sparsity,
         ...(report.totals.bitsPerWeight !== null ? { bitsPerWeight: report.totals.bitsPerWeight } : {}),
         calibration: report.calibration,
@@ -468,9 +286,263 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
       report,
     );
     return report;
-  } finally {
-    await writer?.close();
-    await model.close();
+  }
+
+  private check(): void {
+    if (this.signal?.aborted) throw new AbortError();
+  }
+
+  private progress(block: number, stage: string): void {
+    this.options.onProgress?.({ step: ++this.step, steps: this.steps, block, blocks: this.model.config.layers, stage });
+  }
+
+  private async timed<T>(stage: keyof CompressionRun['stageSeconds'], work: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.stageSeconds[stage] += (performance.now() - t) / 1000;
+    }
+  }
+
+  private async evaluate(dir: string, label: string): Promise<PerplexityResult> {
+    const evalModel = await DecoderModel.open(dir);
+    const t = performance.now();
+    try {
+      const result = await evaluatePerplexity(evalModel, this.options.evalTokens!, { seqLen: this.options.evalSeqLen, maxTokens: this.options.evalMaxTokens, signal: this.signal });
+      this.progress(this.model.config.layers, label);
+      return result;
+    } finally {
+      this.stageSeconds.eval += (performance.now() - t) / 1000;
+      await evalModel.close();
+    }
+  }
+
+  /** The calibration windows' hidden states, in batches of about 2048 rows (a window's rows stay together). */
+  private async embedCalibration(): Promise<void> {
+    const { windows, seqLen } = this.plan;
+    if (windows.length === 0) return;
+    const perBatch = Math.max(1, Math.floor(2048 / seqLen));
+    const embeddings = await this.model.loadEmbeddings();
+    for (let w = 0; w < windows.length; w += perBatch) {
+      const group = windows.slice(w, w + perBatch);
+      const ids = new Int32Array(group.length * seqLen);
+      group.forEach((window, i) => ids.set(window, i * seqLen));
+      this.batches.push({ states: this.model.embed(embeddings, ids, seqLen), positions: Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i % seqLen)) });
+    }
+  }
+
+  /** Blocks an interrupted run finished: replayed from the staged output to rebuild the hidden states. */
+  private async replayFinishedBlocks(): Promise<void> {
+    if (this.startBlock === 0) return;
+    const staged = await DecoderModel.open(this.writer.staging);
+    try {
+      for (let b = 0; b < this.startBlock; ++b) {
+        if (this.batches.length > 0) await this.propagate(await staged.loadBlock(b));
+        this.progress(b, 'replaying a finished block');
+      }
+    } finally {
+      await staged.close();
+    }
+  }
+
+  /** Runs the block on every batch in place: its outputs become the next block's inputs. */
+  private async propagate(block: DecoderBlock): Promise<void> {
+    for (const batch of this.batches) {
+      this.check();
+      await this.arena.run(() => block.forward(batch.states, batch.positions, this.model.invFreq, { sequenceLength: this.plan.seqLen, signal: this.signal }));
+      this.arena.recycle();
+      await this.model.checkFiniteStates(batch.states, block.index, this.signal);
+      await breathe();
+    }
+  }
+
+  private capture(block: DecoderBlock, needs: Map<string, StatisticsNeeds>): Promise<Map<string, LinearStatistics>> {
+    if (needs.size === 0) return Promise.resolve(new Map());
+    return this.timed('capture', () => captureStatistics(this.model, block, this.batches, this.plan.seqLen, needs, this.arena, this.signal));
+  }
+
+  /** The statistics each of `wantedGroups` needs for the assigned linears that read it. */
+  private needsOf(assigned: Assigned, wantedGroups: InputGroup[]): Map<string, StatisticsNeeds> {
+    const needs = new Map<string, StatisticsNeeds>();
+    if (this.batches.length === 0) return needs;
+    for (const group of wantedGroups) {
+      const merged: StatisticsNeeds = {};
+      for (const role of group.roles) {
+        const entry = assigned.get(role);
+        if (!entry) continue;
+        const method = entry.assignment.method;
+        merged.hessian ||= Boolean(method.needs.hessian) || this.plan.measure === true;
+        merged.inputSquares ||= Boolean(method.needs.inputSquares);
+      }
+      if (merged.hessian || merged.inputSquares) needs.set(group.name, merged);
+    }
+    return needs;
+  }
+
+  /** Capture and compress every assigned linear of one block (group-scope methods first, whole groups). */
+  private async compressBlock(block: DecoderBlock): Promise<void> {
+    const { model } = this;
+    const roles = model.linearRoles();
+    const prefix = model.layout.block(block.index);
+    const assigned: Assigned = new Map();
+    for (const [role, relativeName] of Object.entries(roles)) {
+      const name = `${prefix}${relativeName}`;
+      const assignment = this.plan.assignments.get(name);
+      if (assignment) assigned.set(role, { name, assignment });
+    }
+    const groupJobs: { group: StructuralGroup; assignment: Assignment }[] = [];
+    for (const group of structuralGroups(model.config)) {
+      const scoped = group.roles.filter((r) => assigned.get(r)?.assignment.method.scope === 'group');
+      if (scoped.length === 0) continue;
+      const first = assigned.get(scoped[0])!.assignment;
+      if (scoped.length !== group.roles.length || scoped.some((r) => assigned.get(r)!.assignment.stage !== first.stage || assigned.get(r)!.assignment.method !== first.method)) {
+        throw new InvalidArgumentError(`${prefix}${group.name}: ${first.method.name} compresses ${group.roles.map((r) => roles[r]).join(', ')} together; the recipe must assign all of them to the same stage`);
+      }
+      groupJobs.push({ group, assignment: first });
+    }
+    const groupRoles = new Set(groupJobs.flatMap((j) => j.group.roles));
+    const linearAssigned: Assigned = new Map([...assigned].filter(([role]) => !groupRoles.has(role)));
+    const sequentialByLinear = this.options.recipe.sequential === 'linear';
+
+    // Group-scope methods take their statistics from the dense block; in 'block' mode that pass serves the
+    // linear-scope methods too.
+    let statistics = new Map<string, LinearStatistics>();
+    if (groupJobs.length > 0) {
+      const groupNeeds = this.needsOf(new Map([...assigned].filter(([role]) => groupRoles.has(role))), this.groups);
+      statistics = await this.capture(block, sequentialByLinear ? groupNeeds : mergeNeeds(groupNeeds, this.needsOf(linearAssigned, this.groups)));
+      const groupOfInput = new Map(this.groups.flatMap((g) => g.roles.map((r) => [r, g.name] as const)));
+      for (const job of groupJobs) {
+        const members = job.group.roles.map((role) => ({ role, name: assigned.get(role)!.name }));
+        this.entries.push(...(await this.compressGroup(block, job.group, members, job.assignment, (role) => statistics.get(groupOfInput.get(role)!))));
+        for (const m of members) this.progress(block.index, m.name);
+      }
+    }
+    for (const stage of this.stages) {
+      const stageGroups = stage.filter((g) => g.roles.some((r) => linearAssigned.has(r)));
+      if (stageGroups.length === 0) continue;
+      if (groupJobs.length === 0 || sequentialByLinear) statistics = await this.capture(block, this.needsOf(linearAssigned, stageGroups));
+      if (this.batches.length > 0) this.progress(block.index, 'calibrating');
+      for (const group of stageGroups) {
+        for (const role of group.roles) {
+          const entry = linearAssigned.get(role);
+          if (!entry) continue;
+          this.check();
+          this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, statistics.get(group.name)));
+          this.progress(block.index, entry.name);
+        }
+        statistics.delete(group.name);
+      }
+    }
+  }
+
+  private async compressLinear(block: DecoderBlock, role: string, name: string, assignment: Assignment, stats: LinearStatistics | undefined): Promise<LinearReportEntry> {
+    const startedAt = performance.now();
+    const signal = this.signal;
+    const original = block.linears[role].weight;
+    if (stats?.hessian && !Number.isFinite(await dotAsync(stats.hessian, stats.hessian, { signal }))) {
+      throw new NonFiniteError(`the calibration inputs of ${name} (block ${block.index}) hold NaN or infinite values although every weight is finite: the activations overflowed float32`);
+    }
+    const storageDType = await this.writer.storageDType(name);
+    const run = await this.timed('compress', async () => this.runMethod(name, await original.cloneAsync({ signal }), assignment, stats, storageDType));
+    return this.finish(block, role, name, assignment, original, stats, run, storageDType, startedAt);
+  }
+
+  /** A linear-scope method (or its declared fallback, where no calibration token reached the linear). */
+  private async runMethod(name: string, weight: Tensor, assignment: Assignment, stats: LinearStatistics | undefined, storageDType: string): Promise<MethodRun> {
+    const starved = needsCalibration(assignment.method) && (!stats || stats.tokens === 0);
+    const method = starved ? assignment.fallback : assignment.method;
+    if (!method) throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
+    const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;
+    try {
+      const result = await method.compress!({ name, weight, pattern: assignment.pattern, quantization: method.quantizes(options) ? assignment.quantization : undefined, storageDType: storageDType as 'f32', stats: starved ? undefined : stats, options, signal: this.signal });
+      return { result, method, fellBack: starved };
+    } catch (error) {
+      throw namedAfter(error, `${name} (${method.name})`);
+    }
+  }
+
+  /** A group-scope method on one structural group: every member with its own statistics, at once. */
+  private async compressGroup(block: DecoderBlock, group: StructuralGroup, members: { role: string; name: string }[], assignment: Assignment, statsOf: (role: string) => LinearStatistics | undefined): Promise<LinearReportEntry[]> {
+    const startedAt = performance.now();
+    const signal = this.signal;
+    const storageDType = await this.writer.storageDType(members[0].name);
+    const originals = new Map(members.map((m) => [m.role, block.linears[m.role].weight]));
+    const results = await this.timed('compress', async () =>
+      assignment.method.compressGroup!({
+        group: group.name,
+        linears: await Promise.all(members.map(async (m) => ({ role: m.role, name: m.name, weight: await originals.get(m.role)!.cloneAsync({ signal }), stats: statsOf(m.role) }))),
+        pattern: assignment.pattern,
+        quantization: assignment.method.quantizes(assignment.options) ? assignment.quantization : undefined,
+        storageDType: storageDType as 'f32',
+        options: assignment.options,
+        signal,
+      }),
+    );
+    const out: LinearReportEntry[] = [];
+    for (const m of members) {
+      const result = results.get(m.role);
+      if (!result) throw new InvalidArgumentError(`${m.name}: ${assignment.method.name} returned no result for it`);
+      out.push(await this.finish(block, m.role, m.name, assignment, originals.get(m.role)!, statsOf(m.role), { result, method: assignment.method, fellBack: false }, storageDType, startedAt));
+    }
+    return out;
+  }
+
+  /** After the method: round to the grid where it did not quantize, round to the stored dtype, measure, write, report. */
+  private async finish(block: DecoderBlock, role: string, name: string, assignment: Assignment, original: Tensor, stats: LinearStatistics | undefined, run: MethodRun, storageDType: string, startedAt: number): Promise<LinearReportEntry> {
+    const signal = this.signal;
+    let result = run.result;
+    let quantizer: string | undefined = assignment.quantization && result.quantized ? run.method.name : undefined;
+    if (assignment.quantization && !result.quantized) {
+      const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
+      result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
+      quantizer = `rtn after ${run.method.name}`;
+    }
+    // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
+    const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType as 'f16', { signal })).toAsync('f32', { signal });
+    let error: number | null = null;
+    if (this.plan.measure !== false && stats?.hessian && stats.tokens > 0) error = await this.timed('error', () => relativeError(original, weight, stats.hessian!, signal));
+    block.linears[role].weight = weight;
+    await this.timed('io', () => this.writer.writeLinear(name, result, weight));
+    const q = assignment.quantization;
+    return {
+      name,
+      method: assignment.method.name,
+      pattern: assignment.pattern ? formatPattern(assignment.pattern) : '-',
+      shape: [...weight.shape],
+      sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
+      ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
+      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
+      relativeError: error,
+      seconds: (performance.now() - startedAt) / 1000,
+      ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),
+    };
+  }
+
+  private async report(before: PerplexityResult | undefined, after: PerplexityResult | undefined): Promise<CompressReport> {
+    const { options, model, plan } = this;
+    let linearParameters = 0;
+    for (const l of plan.linears) {
+      const shape = (await model.checkpoint.info(`${l.name}.weight`)).shape;
+      linearParameters += shape[0] * shape[1];
+    }
+    return {
+      model: options.model,
+      out: options.out,
+      format: plan.format,
+      recipe: options.recipe,
+      calibration: plan.windows.length > 0 ? { windows: plan.windows.length, seqLen: plan.seqLen, seed: plan.settings.seed, tokens: plan.windows.length * plan.seqLen } : null,
+      linears: this.entries,
+      totals: {
+        ...summarize(this.entries),
+        linearParameters,
+        seconds: (performance.now() - this.started) / 1000,
+        peakRssBytes: peakRssBytes(),
+        resumedAtBlock: this.startBlock > 0 ? this.startBlock : null,
+        stageSeconds: Object.fromEntries(Object.entries(this.stageSeconds).map(([k, v]) => [k, Number(v.toFixed(3))])) as CompressReport['totals']['stageSeconds'],
+      },
+      ...(before && after ? { perplexityBefore: before.perplexity, perplexityAfter: after.perplexity, eval: { before, after } } : {}),
+    };
   }
 }
 
