@@ -11,7 +11,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, prune, sampleWindows } from '../lib/index.js';
-import { generatedLlama134M, python, repo, runJson } from './util.js';
+import { generatedLlama134M, python, repo, runJson, writeCalibration } from './util.js';
 
 const shared = join(repo, '..', 'shared');
 const ITERATIONS = 30;
@@ -84,8 +84,7 @@ try {
         table.push(row);
       }
     }
-    const calibFile = join(scratch, `${m.name}.calib.json`);
-    writeFileSync(calibFile, JSON.stringify({ seq_len: 256, windows: windows.slice(0, 32).map((w) => [...w]) }));
+    const calibFile = writeCalibration(join(scratch, `${m.name}.calib.json`), windows.slice(0, 32));
     speed.push(compareRuntime(m.name, m.dir, calibFile));
   }
   if (process.env.SPARQ_BENCH_ALPS_GENERATED === '1') {

@@ -9,7 +9,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, loadTokenizer, parseRecipe, prune, sampleWindows, writeRandomLlama } from '../lib/index.js';
-import { folderBytes, python, repo, runJson } from './util.js';
+import { folderBytes, python, repo, runJson, syntheticWindows, writeCalibration } from './util.js';
 
 
 // Child mode: prune one model on the windows of a calibration file and print one JSON line.
@@ -23,12 +23,6 @@ if (process.argv[2] === 'child') {
 
 const threads = backendInfo('cpu').threads;
 const scratch = mkdtempSync(join(tmpdir(), 'sparq-bench-prune-'));
-
-function writeCalibration(name: string, windows: Int32Array[]): string {
-  const file = join(scratch, `${name}.calib.json`);
-  writeFileSync(file, JSON.stringify({ seq_len: windows[0].length, windows: windows.map((w) => [...w]) }));
-  return file;
-}
 
 function compare(name: string, model: string, calib: string, sparsity: string) {
   const sparq = runJson(process.execPath, [fileURLToPath(import.meta.url), 'child', model, calib, sparsity, join(scratch, 'out')]);
@@ -59,19 +53,18 @@ try {
   ] as const) {
     if (!existsSync(dir)) continue;
     const tokenizer = await loadTokenizer(dir);
-    const calib = writeCalibration(name, sampleWindows(tokenizer.encode(readFileSync(text, 'utf8')), { nsamples, seqLen, seed: 0 }));
+    const calib = writeCalibration(join(scratch, `${name}.calib.json`), sampleWindows(tokenizer.encode(readFileSync(text, 'utf8')), { nsamples, seqLen, seed: 0 }));
     for (const sparsity of ['0.5', '2:4']) rows.push(compare(`${name}, ${nsamples}×${seqLen}`, dir, calib, sparsity));
   }
   const mediumDir = join(scratch, 'llama-134m');
   await writeRandomLlama(mediumDir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
-  const random = (count: number, seed: number) => Int32Array.from({ length: count }, (_, i) => (i * 7919 + seed * 104729) % 32000);
-  const mediumCalib = writeCalibration('medium', Array.from({ length: 32 }, (_, w) => random(512, w)));
+  const mediumCalib = writeCalibration(join(scratch, 'medium.calib.json'), syntheticWindows(32, 512, 32000));
   for (const sparsity of ['0.5', '2:4']) rows.push(compare(`generated Llama 134M (${(folderBytes(mediumDir) / 2 ** 20).toFixed(0)} MiB f32), 32×512`, mediumDir, mediumCalib, sparsity));
 
   if (process.env.SPARQ_BENCH_BIG === '1') {
     const bigDir = join(scratch, 'llama-big');
     await writeRandomLlama(bigDir, { hiddenSize: 2048, intermediateSize: 5632, layers: 20, heads: 16, vocabSize: 32000, maxPositions: 2048, seed: 2, maxShardBytes: 2 ** 30 });
-    const calib = writeCalibration('big', Array.from({ length: 8 }, (_, w) => random(256, w)));
+    const calib = writeCalibration(join(scratch, 'big.calib.json'), syntheticWindows(8, 256, 32000));
     const measured = runJson(process.execPath, [fileURLToPath(import.meta.url), 'child', bigDir, calib, '0.5', join(scratch, 'big-out')]);
     const bytes = folderBytes(bigDir);
     memory = { diskBytes: bytes, blockBytesF32: 4 * (4 * 2048 * 2048 + 3 * 2048 * 5632), calibration: '8×256', ...measured, rssOverDisk: typeof measured.peakRssBytes === 'number' ? Number((measured.peakRssBytes / bytes).toFixed(3)) : null };

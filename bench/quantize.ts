@@ -15,7 +15,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, DecoderModel, evaluatePerplexity, loadTokenizer, parseRecipe, quantize, sampleWindows, writeRandomLlama, type OutputFormat } from '../lib/index.js';
-import { folderBytes, generatedLlama134M, python, repo, runJson } from './util.js';
+import { folderBytes, generatedLlama134M, python, repo, runJson, syntheticWindows, writeCalibration } from './util.js';
 
 const shared = join(repo, '..', 'shared');
 
@@ -109,8 +109,7 @@ try {
         table.push(row);
       }
     }
-    const calibFile = join(scratch, `${m.name}.calib.json`);
-    writeFileSync(calibFile, JSON.stringify({ seq_len: 256, windows: windows.slice(0, 32).map((w) => [...w]) }));
+    const calibFile = writeCalibration(join(scratch, `${m.name}.calib.json`), windows.slice(0, 32));
     speed.push(compareRuntime(m.name, m.dir, calibFile));
   }
   if (process.env.SPARQ_BENCH_QUANTIZE_GENERATED === '1') {
@@ -120,8 +119,7 @@ try {
   if (process.env.SPARQ_BENCH_BIG === '1') {
     const bigDir = join(scratch, 'llama-big');
     await writeRandomLlama(bigDir, { hiddenSize: 2048, intermediateSize: 5632, layers: 20, heads: 16, vocabSize: 32000, maxPositions: 2048, seed: 2, maxShardBytes: 2 ** 30 });
-    const calibFile = join(scratch, 'big.calib.json');
-    writeFileSync(calibFile, JSON.stringify({ seq_len: 256, windows: Array.from({ length: 8 }, (_, w) => Array.from({ length: 256 }, (_, i) => (i * 7919 + w * 104729) % 32000)) }));
+    const calibFile = writeCalibration(join(scratch, 'big.calib.json'), syntheticWindows(8, 256, 32000));
     const measured = runJson(process.execPath, [fileURLToPath(import.meta.url), 'child', bigDir, calibFile, join(scratch, 'big-out'), 'compressed-tensors']);
     const bytes = folderBytes(bigDir);
     memory = { diskBytes: bytes, blockBytesF32: 4 * (4 * 2048 * 2048 + 3 * 2048 * 5632), calibration: '8×256', ...measured, rssOverDisk: typeof measured.peakRssBytes === 'number' ? Number((measured.peakRssBytes / bytes).toFixed(3)) : null };

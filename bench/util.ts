@@ -24,6 +24,17 @@ export function folderBytes(dir: string): number {
   return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
 }
 
+/** A calibration file both sides of a comparison read: `windows` of token ids, all of one length. */
+export function writeCalibration(file: string, windows: ArrayLike<number>[]): string {
+  writeFileSync(file, JSON.stringify({ seq_len: windows[0].length, windows: windows.map((w) => Array.from(w)) }));
+  return file;
+}
+
+/** Token ids spread over a vocabulary, for generated models (no tokenizer): `count` windows of `length`. */
+export function syntheticWindows(count: number, length: number, vocabSize: number): number[][] {
+  return Array.from({ length: count }, (_, w) => Array.from({ length }, (_, i) => (i * 7919 + w * 104729) % vocabSize));
+}
+
 /**
  * The generated 134M-parameter Llama the runtime comparisons use (hidden 768, MLP 2048, 12 layers, vocab
  * 32,000, seed 1) written to `scratch`, and a calibration file of 8 windows of 512 ids for both sides.
@@ -31,8 +42,6 @@ export function folderBytes(dir: string): number {
 export async function generatedLlama134M(scratch: string): Promise<{ dir: string; calibFile: string }> {
   const dir = join(scratch, 'llama-134m');
   await writeRandomLlama(dir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
-  const calibFile = join(scratch, 'generated.calib.json');
-  const windows = Array.from({ length: 8 }, (_, w) => Array.from({ length: 512 }, (_, i) => (i * 7919 + w * 104729) % 32000));
-  writeFileSync(calibFile, JSON.stringify({ seq_len: 512, windows }));
+  const calibFile = writeCalibration(join(scratch, 'generated.calib.json'), syntheticWindows(8, 512, 32000));
   return { dir, calibFile };
 }
