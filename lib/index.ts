@@ -8,6 +8,7 @@ export {
   loadAttempts,
   setKernelVariant,
   setThreads,
+  supportsOp,
   type Device,
   type LoadAttempt,
   type NativeInfo,

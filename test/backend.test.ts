@@ -12,6 +12,7 @@ import {
   loadAttempts,
   nmMask,
   setThreads,
+  supportsOp,
   syrk,
   Tensor,
   thresholdMask,
@@ -28,6 +29,22 @@ describe('backends', () => {
     assert.ok(info.threads >= 1);
     assert.ok(info.kernelVariants.includes('scalar'));
     assert.ok(loadAttempts().some((a) => a.backend === 'cpu' && a.ok));
+  });
+
+  it('lists the op table: the CPU backend has every op, each exported sync and async, with argument errors named', () => {
+    const info = backendInfo('cpu');
+    const addon = backend('cpu');
+    assert.ok(info.ops.length >= 38, `only ${info.ops.length} ops`);
+    assert.equal(new Set(info.ops).size, info.ops.length);
+    for (const op of ['gemm', 'cholesky', 'topkMask', 'quantizeRtn', 'attention', 'adamwStep']) assert.ok(info.ops.includes(op), op);
+    for (const op of info.ops) {
+      assert.equal(typeof addon[op], 'function', op);
+      assert.equal(typeof addon[`${op}Async`], 'function', `${op}Async`);
+      assert.ok(supportsOp(op, 'cpu'), op);
+      // Too few arguments: the first one the row lists is named.
+      assert.throws(() => (addon[op] as () => unknown)(), /argument '\w+'/, op);
+    }
+    assert.equal(supportsOp('noSuchOp', 'cpu'), false);
   });
 
   it('resizes the shared thread pool and still computes the same result', () => {

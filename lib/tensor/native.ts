@@ -29,6 +29,8 @@ export interface NativeInfo {
   kernelVariant: string;
   kernelVariants: string[];
   threads: number;
+  /** The ops this backend has kernels for (rows of native/core/op_table.h), in table order. */
+  ops: string[];
 }
 
 export interface LoadAttempt {
@@ -135,6 +137,11 @@ export function loadAttempts(): readonly LoadAttempt[] {
 
 export function backendInfo(device: Device = 'cpu'): NativeInfo {
   return backend(device).info();
+}
+
+/** Whether the device's backend has a kernel for an op (false when the backend itself is missing). */
+export function supportsOp(op: string, device: Device = 'cpu'): boolean {
+  return isAvailable(device) && backend(device).info().ops.includes(op);
 }
 
 /** Sets the CPU thread count (sparq's pool and OpenBLAS alike). */

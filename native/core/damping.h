@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "backend.h"
+#include "op_types.h"
 
 namespace sparq {
 

@@ -2,7 +2,8 @@
 // name the argument, what was expected and what was received. The N-API layer runs them before any
 // backend sees the tensors.
 #pragma once
-#include "backend.h"
+#include "op_types.h"
+#include "tensor.h"
 
 namespace sparq {
 

@@ -23,7 +23,10 @@ namespace sparq::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() { ThreadPool::instance().setThreadCountListener(setBlasThreads); }
+  CpuBackend() {
+    ThreadPool::instance().setThreadCountListener(setBlasThreads);
+    provideKernels();
+  }
 
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
@@ -39,117 +42,6 @@ class CpuBackend final : public Backend {
   std::string kernelVariant() const override { return isaName(activeIsa()); }
   void setKernelVariant(const std::string& variant) override { setIsa(parseIsa(variant)); }
 
-  void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c, double alpha,
-            double beta) override {
-    cpu::gemm(a, transA, b, transB, c, alpha, beta);
-  }
-  void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) override {
-    cpu::syrk(x, c, alpha, beta, fillUpper);
-  }
-  CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) override {
-    return cpu::cholesky(a, out, options);
-  }
-  void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
-            double alpha) override {
-    cpu::trsm(t, b, lower, transT, left, unitDiagonal, alpha);
-  }
-  void convert(const TensorView& src, TensorView& dst) override { cpu::convert(src, dst); }
-  void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override {
-    cpu::topkMask(scores, k, largest, mask);
-  }
-  void eigh(const TensorView& a, TensorView& values, TensorView& vectors) override { cpu::eigh(a, values, vectors); }
-  MaskedCgReport maskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, TensorView& x,
-                          const MaskedCgOptions& options) override {
-    return cpu::maskedCg(h, g, mask, x, options);
-  }
-  void scaleColumns(const TensorView& x, const TensorView& scale, TensorView& out) override {
-    cpu::scaleColumns(x, scale, out);
-  }
-  double dot(const TensorView& a, const TensorView& b) override { return cpu::dot(a, b); }
-  void columnSweep(TensorView& w, const TensorView& hinvUpper, const SweepOptions& options) override {
-    cpu::columnSweep(w, hinvUpper, options);
-  }
-  void quantizeRtn(const TensorView& w, const QuantGrid& grid, const TensorView& groupOf, TensorView& codes,
-                   TensorView& scales, TensorView& zeros, TensorView& out) override {
-    cpu::quantizeRtn(w, grid, groupOf, codes, scales, zeros, out);
-  }
-  void packCodes(const TensorView& codes, int bits, TensorView& packed) override { cpu::packCodes(codes, bits, packed); }
-  void unpackCodes(const TensorView& packed, int bits, TensorView& codes) override { cpu::unpackCodes(packed, bits, codes); }
-  void dequantizePacked(const TensorView& packed, int bits, const TensorView& scales, const TensorView& zeros,
-                        const TensorView& groupOf, int64_t groupSize, TensorView& out) override {
-    cpu::dequantizePacked(packed, bits, scales, zeros, groupOf, groupSize, out);
-  }
-  void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override {
-    cpu::nmMask(scores, n, m, largest, mask);
-  }
-  void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) override {
-    cpu::thresholdMask(scores, threshold, mask);
-  }
-  void applyMask(const TensorView& x, const TensorView& mask, TensorView& out) override { cpu::applyMask(x, mask, out); }
-  void axpy(double alpha, const TensorView& x, TensorView& y) override { cpu::axpy(alpha, x, y); }
-  void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) override {
-    cpu::unary(op, x, out, a, b);
-  }
-
-  void embedding(const TensorView& table, const TensorView& ids, TensorView& out) override {
-    cpu::embedding(table, ids, out);
-  }
-  void norm(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& bias, double eps,
-            TensorView& out) override {
-    cpu::norm(kind, x, weight, bias, eps, out);
-  }
-  void rope(TensorView& x, const TensorView& positions, const TensorView& invFreq) override {
-    cpu::rope(x, positions, invFreq);
-  }
-  void attention(const TensorView& q, const TensorView& k, const TensorView& v, TensorView& out, double scale,
-                 bool causal) override {
-    cpu::attention(q, k, v, out, scale, causal);
-  }
-  void siluMul(const TensorView& gate, const TensorView& up, TensorView& out) override { cpu::siluMul(gate, up, out); }
-  void addBias(TensorView& x, const TensorView& bias) override { cpu::addBias(x, bias); }
-  void crossEntropy(const TensorView& logits, const TensorView& targets, TensorView& nll) override {
-    cpu::crossEntropy(logits, targets, nll);
-  }
-  void scatterAdd(TensorView& out, const TensorView& rows, const TensorView& indices, const TensorView& weights) override {
-    cpu::scatterAdd(out, rows, indices, weights);
-  }
-
-  void embeddingBackward(const TensorView& gradOut, const TensorView& ids, TensorView& gradTable) override {
-    cpu::embeddingBackward(gradOut, ids, gradTable);
-  }
-  void normBackward(NormKind kind, const TensorView& x, const TensorView& weight, const TensorView& gradOut, double eps,
-                    TensorView& gradX, TensorView& gradWeight, TensorView& gradBias) override {
-    cpu::normBackward(kind, x, weight, gradOut, eps, gradX, gradWeight, gradBias);
-  }
-  void ropeBackward(TensorView& grad, const TensorView& positions, const TensorView& invFreq) override {
-    cpu::ropeBackward(grad, positions, invFreq);
-  }
-  void attentionBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-                         const TensorView& gradOut, TensorView& gradQ, TensorView& gradK, TensorView& gradV, double scale,
-                         bool causal) override {
-    cpu::attentionBackward(q, k, v, out, gradOut, gradQ, gradK, gradV, scale, causal);
-  }
-  void siluMulBackward(const TensorView& gate, const TensorView& up, const TensorView& gradOut, TensorView& gradGate,
-                       TensorView& gradUp) override {
-    cpu::siluMulBackward(gate, up, gradOut, gradGate, gradUp);
-  }
-  void activationBackward(UnaryOp op, const TensorView& x, const TensorView& gradOut, TensorView& out) override {
-    cpu::activationBackward(op, x, gradOut, out);
-  }
-  void columnSums(const TensorView& x, TensorView& out) override { cpu::columnSums(x, out); }
-  void crossEntropyBackward(const TensorView& logits, const TensorView& targets, const TensorView& gradNll,
-                            TensorView& gradLogits) override {
-    cpu::crossEntropyBackward(logits, targets, gradNll, gradLogits);
-  }
-  void scatterAddBackward(const TensorView& gradOut, const TensorView& rows, const TensorView& indices,
-                          const TensorView& weights, TensorView& gradRows, TensorView& gradWeights) override {
-    cpu::scatterAddBackward(gradOut, rows, indices, weights, gradRows, gradWeights);
-  }
-  void adamwStep(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v,
-                 const AdamwOptions& options) override {
-    cpu::adamwStep(param, grad, m, v, options);
-  }
-
   // CPU tensors live in JavaScript memory; these serve only code that asks for scratch host memory.
   void* allocate(size_t bytes) override {
     void* p = std::malloc(bytes == 0 ? 1 : bytes);
@@ -160,6 +52,61 @@ class CpuBackend final : public Backend {
   void copyToDevice(void* dst, const void* src, size_t bytes) override { memcpy(dst, src, bytes); }
   void copyToHost(void* dst, const void* src, size_t bytes) override { memcpy(dst, src, bytes); }
   void synchronize() override {}
+
+ private:
+  // Every row of the op table, each a call into the cpu:: function that does the work.
+  void provideKernels() {
+    provide<GemmOp>([](GemmOp& o) { gemm(o.a, o.transA, o.b, o.transB, o.c, o.alpha, o.beta); });
+    provide<SyrkOp>([](SyrkOp& o) { syrk(o.x, o.c, o.alpha, o.beta, o.fillUpper); });
+    provide<CholeskyOp>([](CholeskyOp& o) { o.result = cholesky(o.a, o.out, o.options); });
+    provide<TrsmOp>([](TrsmOp& o) { trsm(o.t, o.b, o.lower, o.transT, o.left, o.unitDiagonal, o.alpha); });
+    provide<EighOp>([](EighOp& o) { eigh(o.a, o.values, o.vectors); });
+    provide<DotOp>([](DotOp& o) { o.result = dot(o.a, o.b); });
+    provide<ConvertOp>([](ConvertOp& o) { convert(o.src, o.dst); });
+    provide<TopkMaskOp>([](TopkMaskOp& o) { topkMask(o.scores, o.k, o.largest, o.mask); });
+    provide<NmMaskOp>([](NmMaskOp& o) { nmMask(o.scores, o.n, o.m, o.largest, o.mask); });
+    provide<ThresholdMaskOp>([](ThresholdMaskOp& o) { thresholdMask(o.scores, o.threshold, o.mask); });
+    provide<ApplyMaskOp>([](ApplyMaskOp& o) { applyMask(o.x, o.mask, o.out); });
+    provide<AxpyOp>([](AxpyOp& o) { axpy(o.alpha, o.x, o.y); });
+    provide<ElementwiseUnaryOp>([](ElementwiseUnaryOp& o) { unary(o.op, o.x, o.out, o.a, o.b); });
+    provide<ScaleColumnsOp>([](ScaleColumnsOp& o) { scaleColumns(o.x, o.scale, o.out); });
+    provide<MaskedCgOp>([](MaskedCgOp& o) { o.result = maskedCg(o.h, o.g, o.mask, o.x, o.options); });
+    provide<ColumnSweepOp>([](ColumnSweepOp& o) { columnSweep(o.w, o.hinvUpper, o.options); });
+    provide<QuantizeRtnOp>(
+        [](QuantizeRtnOp& o) { quantizeRtn(o.w, o.grid, o.groupOf, o.codes, o.scales, o.zeros, o.out); });
+    provide<PackCodesOp>([](PackCodesOp& o) { packCodes(o.codes, o.bits, o.packed); });
+    provide<UnpackCodesOp>([](UnpackCodesOp& o) { unpackCodes(o.packed, o.bits, o.codes); });
+    provide<DequantizePackedOp>([](DequantizePackedOp& o) {
+      dequantizePacked(o.packed, o.bits, o.scales, o.zeros, o.groupOf, o.groupSize, o.out);
+    });
+    provide<EmbeddingOp>([](EmbeddingOp& o) { embedding(o.table, o.ids, o.out); });
+    provide<NormOp>([](NormOp& o) { norm(o.kind, o.x, o.weight, o.bias, o.eps, o.out); });
+    provide<RopeOp>([](RopeOp& o) { rope(o.x, o.positions, o.invFreq); });
+    provide<AttentionOp>([](AttentionOp& o) { attention(o.q, o.k, o.v, o.out, o.scale, o.causal); });
+    provide<SiluMulOp>([](SiluMulOp& o) { siluMul(o.gate, o.up, o.out); });
+    provide<AddBiasOp>([](AddBiasOp& o) { addBias(o.x, o.bias); });
+    provide<CrossEntropyOp>([](CrossEntropyOp& o) { crossEntropy(o.logits, o.targets, o.nll); });
+    provide<ScatterAddOp>([](ScatterAddOp& o) { scatterAdd(o.out, o.rows, o.indices, o.weights); });
+    provide<EmbeddingBackwardOp>([](EmbeddingBackwardOp& o) { embeddingBackward(o.gradOut, o.ids, o.gradTable); });
+    provide<NormBackwardOp>([](NormBackwardOp& o) {
+      normBackward(o.kind, o.x, o.weight, o.gradOut, o.eps, o.gradX, o.gradWeight, o.gradBias);
+    });
+    provide<RopeBackwardOp>([](RopeBackwardOp& o) { ropeBackward(o.grad, o.positions, o.invFreq); });
+    provide<AttentionBackwardOp>([](AttentionBackwardOp& o) {
+      attentionBackward(o.q, o.k, o.v, o.out, o.gradOut, o.gradQ, o.gradK, o.gradV, o.scale, o.causal);
+    });
+    provide<SiluMulBackwardOp>(
+        [](SiluMulBackwardOp& o) { siluMulBackward(o.gate, o.up, o.gradOut, o.gradGate, o.gradUp); });
+    provide<ActivationBackwardOp>([](ActivationBackwardOp& o) { activationBackward(o.op, o.x, o.gradOut, o.out); });
+    provide<ColumnSumsOp>([](ColumnSumsOp& o) { columnSums(o.x, o.out); });
+    provide<CrossEntropyBackwardOp>([](CrossEntropyBackwardOp& o) {
+      crossEntropyBackward(o.logits, o.targets, o.gradNll, o.gradLogits);
+    });
+    provide<ScatterAddBackwardOp>([](ScatterAddBackwardOp& o) {
+      scatterAddBackward(o.gradOut, o.rows, o.indices, o.weights, o.gradRows, o.gradWeights);
+    });
+    provide<AdamwStepOp>([](AdamwStepOp& o) { adamwStep(o.param, o.grad, o.m, o.v, o.options); });
+  }
 };
 
 }  // namespace sparq::cpu

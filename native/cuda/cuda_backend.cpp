@@ -114,6 +114,7 @@ CudaBackend::CudaBackend() {
     check(cusolverDnSetStream(solver_, stream_), "cusolverDnSetStream");
     check(cudaMalloc(&flag_, sizeof(int64_t)), "cudaMalloc (flag)");
     check(cudaMalloc(&info_, sizeof(int)), "cudaMalloc (info)");
+    provideKernels();
   } catch (const Error& e) {
     releaseResources();
     fail(ErrorCode::BackendUnavailable, std::string("the CUDA backend could not start on device ") +
@@ -122,6 +123,20 @@ CudaBackend::CudaBackend() {
 }
 
 CudaBackend::~CudaBackend() { releaseResources(); }
+
+void CudaBackend::provideKernels() {
+  provide<GemmOp>([this](GemmOp& o) { gemm(o.a, o.transA, o.b, o.transB, o.c, o.alpha, o.beta); });
+  provide<SyrkOp>([this](SyrkOp& o) { syrk(o.x, o.c, o.alpha, o.beta, o.fillUpper); });
+  provide<CholeskyOp>([this](CholeskyOp& o) { o.result = cholesky(o.a, o.out, o.options); });
+  provide<TrsmOp>([this](TrsmOp& o) { trsm(o.t, o.b, o.lower, o.transT, o.left, o.unitDiagonal, o.alpha); });
+  provide<ConvertOp>([this](ConvertOp& o) { convert(o.src, o.dst); });
+  provide<TopkMaskOp>([this](TopkMaskOp& o) { topkMask(o.scores, o.k, o.largest, o.mask); });
+  provide<NmMaskOp>([this](NmMaskOp& o) { nmMask(o.scores, o.n, o.m, o.largest, o.mask); });
+  provide<ThresholdMaskOp>([this](ThresholdMaskOp& o) { thresholdMask(o.scores, o.threshold, o.mask); });
+  provide<ApplyMaskOp>([this](ApplyMaskOp& o) { applyMask(o.x, o.mask, o.out); });
+  provide<AxpyOp>([this](AxpyOp& o) { axpy(o.alpha, o.x, o.y); });
+  provide<ElementwiseUnaryOp>([this](ElementwiseUnaryOp& o) { unary(o.op, o.x, o.out, o.a, o.b); });
+}
 
 void CudaBackend::releaseResources() noexcept {
   if (info_) cudaFree(info_);

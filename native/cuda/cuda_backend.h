@@ -25,23 +25,6 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   std::string description() const override;
 
-  void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c, double alpha,
-            double beta) override;
-  void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper) override;
-  CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options) override;
-  void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
-            double alpha) override;
-
-  void convert(const TensorView& src, TensorView& dst) override;
-
-  void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask) override;
-  void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask) override;
-  void thresholdMask(const TensorView& scores, double threshold, TensorView& mask) override;
-  void applyMask(const TensorView& x, const TensorView& mask, TensorView& out) override;
-
-  void axpy(double alpha, const TensorView& x, TensorView& y) override;
-  void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b) override;
-
   void* allocate(size_t bytes) override;
   void release(void* ptr) override;
   void copyToDevice(void* dst, const void* src, size_t bytes) override;
@@ -49,6 +32,26 @@ class CudaBackend final : public Backend {
   void synchronize() override;
 
  private:
+  // Fills the kernel table with the ops below.
+  void provideKernels();
+
+  void gemm(const TensorView& a, bool transA, const TensorView& b, bool transB, TensorView& c, double alpha,
+            double beta);
+  void syrk(const TensorView& x, TensorView& c, double alpha, double beta, bool fillUpper);
+  CholeskyReport cholesky(const TensorView& a, TensorView& out, const CholeskyOptions& options);
+  void trsm(const TensorView& t, TensorView& b, bool lower, bool transT, bool left, bool unitDiagonal,
+            double alpha);
+
+  void convert(const TensorView& src, TensorView& dst);
+
+  void topkMask(const TensorView& scores, int64_t k, bool largest, TensorView& mask);
+  void nmMask(const TensorView& scores, int n, int m, bool largest, TensorView& mask);
+  void thresholdMask(const TensorView& scores, double threshold, TensorView& mask);
+  void applyMask(const TensorView& x, const TensorView& mask, TensorView& out);
+
+  void axpy(double alpha, const TensorView& x, TensorView& y);
+  void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b);
+
   // Runs `launch(flag)` with the device flag cleared, waits, and returns the least index a kernel
   // recorded there, or -1 if none did.
   template <typename Launch>

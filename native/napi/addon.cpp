@@ -35,6 +35,10 @@ Napi::Value info(const Napi::CallbackInfo& info) {
     Napi::Array list = Napi::Array::New(env, variants.size());
     for (size_t i = 0; i < variants.size(); ++i) list.Set(static_cast<uint32_t>(i), variants[i]);
     o.Set("kernelVariants", list);
+    const auto ops = backend.supportedOps();
+    Napi::Array opList = Napi::Array::New(env, ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) opList.Set(static_cast<uint32_t>(i), ops[i]);
+    o.Set("ops", opList);
     o.Set("threads", ThreadPool::instance().threads());
     return o;
   });
