@@ -5,6 +5,7 @@
       "sources": [
         "native/core/backend.cpp",
         "native/core/ops.cpp",
+        "native/core/packed_formats.cpp",
         "native/core/pool.cpp",
         "native/cpu/alps.cpp",
         "native/cpu/column_sweep.cpp",
@@ -16,6 +17,7 @@
         "native/cpu/mask.cpp",
         "native/cpu/nn.cpp",
         "native/cpu/nn_backward.cpp",
+        "native/cpu/packed_linear.cpp",
         "native/cpu/quant.cpp",
         "native/napi/addon.cpp",
         "native/napi/args.cpp",

@@ -14,6 +14,7 @@ export {
   type NativeInfo,
 } from './tensor/native.js';
 export * from './tensor/ops.js';
+export * from './tensor/packed.js';
 export { DeviceStorage, formatShape, shapeNumel, Tensor, TensorArena, type Shape } from './tensor/tensor.js';
 export { Checkpoint, CheckpointWriter } from './io/checkpoint.js';
 export { checkOutputLocation, StagingFolder } from './export/staging.js';

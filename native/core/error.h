@@ -17,6 +17,7 @@ enum class ErrorCode {
   Aborted,
   BackendUnavailable,
   Internal,
+  InvalidFile,  // data that contradicts its own format (corrupt packed tensors)
 };
 
 inline const char* errorCodeName(ErrorCode code) {
@@ -30,6 +31,7 @@ inline const char* errorCodeName(ErrorCode code) {
     case ErrorCode::Aborted: return "ABORT_ERR";
     case ErrorCode::BackendUnavailable: return "SPARQ_BACKEND_UNAVAILABLE";
     case ErrorCode::Internal: return "SPARQ_INTERNAL";
+    case ErrorCode::InvalidFile: return "SPARQ_INVALID_FILE";
   }
   return "SPARQ_INTERNAL";
 }

@@ -8,6 +8,7 @@
 // field is four values (bits, groupSize, symmetric, scaleDType) and an enum one integer.
 #pragma once
 #include "ops.h"
+#include "packed_formats.h"
 
 namespace sparq {
 
@@ -425,6 +426,118 @@ struct AdamwStepOp {
   void check() const { checkAdamwStep(param, grad, m, v, options); }
 };
 
+// ---------------------------------------------------------------- packed formats (packed_formats.h)
+// y[T, N] = x[T, K]·Wᵀ (+ bias) with W in a packed format; y is overwritten (bsrLinear may accumulate).
+
+// w [N, K] f32/f16/bf16: the dense baseline (f32 batches go to OpenBLAS).
+struct DenseLinearOp {
+  static constexpr const char* kName = "denseLinear";
+  TensorView x, w, bias, y;
+  template <class V> void visit(V&& v) { v("x", x), v("w", w), v("bias", bias), v("y", y); }
+  void check() const { checkDenseLinear(x, w, bias, y); }
+};
+
+struct Int4LinearOp {
+  static constexpr const char* kName = "int4Linear";
+  TensorView x, packed, scales, zeros, bias, y;
+  int64_t groupSize = 128;
+  template <class V> void visit(V&& v) {
+    v("x", x), v("packed", packed), v("scales", scales), v("zeros", zeros), v("groupSize", groupSize), v("bias", bias),
+        v("y", y);
+  }
+  void check() const { checkInt4Linear(x, packed, scales, zeros, groupSize, bias, y); }
+};
+
+struct Sparse24LinearOp {
+  static constexpr const char* kName = "sparse24Linear";
+  TensorView x, values, meta, bias, y;
+  template <class V> void visit(V&& v) { v("x", x), v("values", values), v("meta", meta), v("bias", bias), v("y", y); }
+  void check() const { checkSparse24Linear(x, values, meta, bias, y); }
+};
+
+struct Sparse24Int4LinearOp {
+  static constexpr const char* kName = "sparse24Int4Linear";
+  TensorView x, packed, meta, scales, bias, y;
+  int64_t groupSize = 128;
+  template <class V> void visit(V&& v) {
+    v("x", x), v("packed", packed), v("meta", meta), v("scales", scales), v("groupSize", groupSize), v("bias", bias),
+        v("y", y);
+  }
+  void check() const { checkSparse24Int4Linear(x, packed, meta, scales, groupSize, bias, y); }
+};
+
+// accumulate: y += x·Wᵀ instead of y = x·Wᵀ (outliers added onto a base format's output).
+struct BsrLinearOp {
+  static constexpr const char* kName = "bsrLinear";
+  TensorView x, rowPtr, blockCols, values, bias, y;
+  int64_t blockSize = 16;
+  bool accumulate = false;
+  template <class V> void visit(V&& v) {
+    v("x", x), v("rowPtr", rowPtr), v("blockCols", blockCols), v("values", values), v("blockSize", blockSize),
+        v("bias", bias), v("accumulate", accumulate), v("y", y);
+  }
+  void check() const { checkBsrLinear(x, rowPtr, blockCols, values, blockSize, bias, y); }
+};
+
+struct BsrInt4LinearOp {
+  static constexpr const char* kName = "bsrInt4Linear";
+  TensorView x, rowPtr, blockCols, packed, blockScales, bias, y;
+  int64_t blockSize = 16;
+  template <class V> void visit(V&& v) {
+    v("x", x), v("rowPtr", rowPtr), v("blockCols", blockCols), v("packed", packed), v("blockScales", blockScales),
+        v("blockSize", blockSize), v("bias", bias), v("y", y);
+  }
+  void check() const { checkBsrInt4Linear(x, rowPtr, blockCols, packed, blockScales, blockSize, bias, y); }
+};
+
+// Dense w [N, K] (f32/f16/bf16 values or i8 codes) → its 2:4 values and meta. A group of 4 with more than
+// two nonzero entries (bitwise: −0 counts) is an InvalidArgument naming its row and group.
+struct Pack24Op {
+  static constexpr const char* kName = "pack24";
+  TensorView w, values, meta;
+  template <class V> void visit(V&& v) { v("w", w), v("values", values), v("meta", meta); }
+  void check() const { checkPack24(w, values, meta); }
+};
+
+// The inverse of pack24; corrupt meta (a repeated position, a nonzero value past K) is InvalidFile.
+struct Unpack24Op {
+  static constexpr const char* kName = "unpack24";
+  TensorView values, meta, w;
+  template <class V> void visit(V&& v) { v("values", values), v("meta", meta), v("w", w); }
+  void check() const { checkPack24(w, values, meta); }
+};
+
+// rowPtr [N + 1] of the BSR form of w: the prefix sums of each row's blocks holding a nonzero.
+struct CountBsrBlocksOp {
+  static constexpr const char* kName = "countBsrBlocks";
+  TensorView w, rowPtr;
+  int64_t blockSize = 16;
+  template <class V> void visit(V&& v) { v("w", w), v("blockSize", blockSize), v("rowPtr", rowPtr); }
+  void check() const { checkCountBsrBlocks(w, blockSize, rowPtr); }
+};
+
+// Fills blockCols and values (w's dtype) of the BSR form of w, given countBsrBlocks' rowPtr.
+struct PackBsrOp {
+  static constexpr const char* kName = "packBsr";
+  TensorView w, rowPtr, blockCols, values;
+  int64_t blockSize = 16;
+  template <class V> void visit(V&& v) {
+    v("w", w), v("blockSize", blockSize), v("rowPtr", rowPtr), v("blockCols", blockCols), v("values", values);
+  }
+  void check() const { checkBsrTensors(w, blockSize, rowPtr, blockCols, values, kName); }
+};
+
+// The inverse of packBsr (zeros between blocks); corrupt block columns are InvalidFile.
+struct UnpackBsrOp {
+  static constexpr const char* kName = "unpackBsr";
+  TensorView rowPtr, blockCols, values, w;
+  int64_t blockSize = 16;
+  template <class V> void visit(V&& v) {
+    v("rowPtr", rowPtr), v("blockCols", blockCols), v("values", values), v("blockSize", blockSize), v("w", w);
+  }
+  void check() const { checkBsrTensors(w, blockSize, rowPtr, blockCols, values, kName); }
+};
+
 // Every op, in the order supportedOps() lists them.
 #define SPARQ_OPS(X)                                                                                             \
   X(GemmOp) X(SyrkOp) X(CholeskyOp) X(TrsmOp) X(EighOp) X(DotOp) X(ConvertOp) X(TopkMaskOp) X(NmMaskOp)          \
@@ -432,6 +545,8 @@ struct AdamwStepOp {
   X(QuantizeRtnOp) X(PackCodesOp) X(UnpackCodesOp) X(DequantizePackedOp) X(EmbeddingOp) X(NormOp) X(RopeOp)      \
   X(AttentionOp) X(SiluMulOp) X(AddBiasOp) X(CrossEntropyOp) X(ScatterAddOp) X(EmbeddingBackwardOp)              \
   X(NormBackwardOp) X(RopeBackwardOp) X(AttentionBackwardOp) X(SiluMulBackwardOp) X(ActivationBackwardOp)        \
-  X(ColumnSumsOp) X(CrossEntropyBackwardOp) X(ScatterAddBackwardOp) X(AdamwStepOp)
+  X(ColumnSumsOp) X(CrossEntropyBackwardOp) X(ScatterAddBackwardOp) X(AdamwStepOp) X(DenseLinearOp) X(Int4LinearOp)                \
+  X(Sparse24LinearOp) X(Sparse24Int4LinearOp) X(BsrLinearOp) X(BsrInt4LinearOp) X(Pack24Op) X(Unpack24Op)        \
+  X(CountBsrBlocksOp) X(PackBsrOp) X(UnpackBsrOp)
 
 }  // namespace sparq

@@ -16,6 +16,7 @@
 #include "mask.h"
 #include "nn.h"
 #include "nn_backward.h"
+#include "packed_linear.h"
 #include "column_sweep.h"
 #include "quant.h"
 
@@ -106,6 +107,24 @@ class CpuBackend final : public Backend {
       scatterAddBackward(o.gradOut, o.rows, o.indices, o.weights, o.gradRows, o.gradWeights);
     });
     provide<AdamwStepOp>([](AdamwStepOp& o) { adamwStep(o.param, o.grad, o.m, o.v, o.options); });
+    provide<DenseLinearOp>([](DenseLinearOp& o) { denseLinear(o.x, o.w, o.bias, o.y); });
+    provide<Int4LinearOp>(
+        [](Int4LinearOp& o) { int4Linear(o.x, o.packed, o.scales, o.zeros, o.groupSize, o.bias, o.y); });
+    provide<Sparse24LinearOp>([](Sparse24LinearOp& o) { sparse24Linear(o.x, o.values, o.meta, o.bias, o.y); });
+    provide<Sparse24Int4LinearOp>([](Sparse24Int4LinearOp& o) {
+      sparse24Int4Linear(o.x, o.packed, o.meta, o.scales, o.groupSize, o.bias, o.y);
+    });
+    provide<BsrLinearOp>([](BsrLinearOp& o) {
+      bsrLinear(o.x, o.rowPtr, o.blockCols, o.values, o.blockSize, o.bias, o.accumulate, o.y);
+    });
+    provide<BsrInt4LinearOp>([](BsrInt4LinearOp& o) {
+      bsrInt4Linear(o.x, o.rowPtr, o.blockCols, o.packed, o.blockScales, o.blockSize, o.bias, o.y);
+    });
+    provide<Pack24Op>([](Pack24Op& o) { pack24(o.w, o.values, o.meta); });
+    provide<Unpack24Op>([](Unpack24Op& o) { unpack24(o.values, o.meta, o.w); });
+    provide<CountBsrBlocksOp>([](CountBsrBlocksOp& o) { countBsrBlocks(o.w, o.blockSize, o.rowPtr); });
+    provide<PackBsrOp>([](PackBsrOp& o) { packBsr(o.w, o.blockSize, o.rowPtr, o.blockCols, o.values); });
+    provide<UnpackBsrOp>([](UnpackBsrOp& o) { unpackBsr(o.rowPtr, o.blockCols, o.values, o.blockSize, o.w); });
   }
 };
 
