@@ -27,13 +27,14 @@ export interface LinearWeight {
 
 /** A dense f32 weight [out, in] (and bias [out]), applied with gemm (transB: W is stored row per output). */
 export class DenseLinear implements LinearWeight {
-  readonly format = 'dense-f32';
   readonly inFeatures: number;
   readonly outFeatures: number;
 
   constructor(
     readonly weight: Tensor,
     readonly bias?: Tensor,
+    /** What the checkpoint stored, when it was decoded into this dense weight. */
+    readonly format: string = 'dense-f32',
   ) {
     [this.outFeatures, this.inFeatures] = weight.shape;
     if (weight.dtype !== 'f32' || weight.ndim !== 2) throw new ShapeMismatchError(`a dense linear weight must be f32 [out, in], received ${weight.dtype} [${weight.shape.join(', ')}]`);
@@ -75,7 +76,7 @@ export async function dequantizePackQuantizedToDense(name: string, quantized: Ct
   if (!Number.isFinite(await dotAsync(weight, weight, { signal }))) {
     throw new NonFiniteError(`${name} decodes to NaN or infinite weights (in ${quantized.where}); the model cannot be run`);
   }
-  return new DenseLinear(weight, bias);
+  return new DenseLinear(weight, bias, 'pack-quantized (decoded to dense-f32)');
 }
 
 /**
