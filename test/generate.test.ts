@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  AbortError,
   argmax,
   DecoderModel,
   generate,
@@ -25,7 +26,7 @@ import {
   Tensor,
   uniformRandom,
 } from '../lib/index.js';
-import { assertClose, fixturePath, sharedDir } from './helpers.js';
+import { assertClose, fixturePath, maxTimerLag, sharedDir } from './helpers.js';
 
 const run = promisify(execFile);
 const CLI = join(process.cwd(), '.out', 'lib', 'cli', 'main.js');
@@ -176,6 +177,18 @@ describe('generate', function () {
       const nucleus = await generate(session, 'Tom and Lily', { maxNewTokens: 24, temperature: 1.3, topP: 1e-9, seed: 3 });
       assert.deepEqual(nucleus.tokens, greedy.tokens);
     });
+  });
+
+  it('keeps the event loop running and stops when its signal aborts', async () => {
+    const session = await GenerationSession.load(fixturePath('sotu-llama'));
+    // 100 ms: a step of these models takes a few ms; only a blocked loop would come near it.
+    const lag = await maxTimerLag(() => generate(session, 'The Congress', { maxNewTokens: 40 }));
+    assert.ok(lag < 100, `a 5 ms timer was late by ${lag.toFixed(1)} ms`);
+    const controller = new AbortController();
+    await assert.rejects(
+      generate(session, 'The Congress', { maxNewTokens: 40, signal: controller.signal, onToken: () => controller.abort() }),
+      (e: Error) => e instanceof AbortError,
+    );
   });
 
   it('samples in proportion to softmax(logits / T)', () => {

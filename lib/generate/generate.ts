@@ -3,7 +3,7 @@
 //
 // Timing: `prefill` is the prompt's pass (and choosing the first token); `decode` is every later step,
 // one forward pass of one token each, so decode tokens/s = (generated − 1) / decodeSeconds.
-import { InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { checkSamplingOptions, sampleToken, uniformRandom, type SamplingOptions } from './sampling.js';
@@ -86,6 +86,10 @@ export async function generate(model: string | GenerationSession, prompt: string
       stopReason = 'context';
       break;
     }
+    // Small models run each step inline (inline.ts): yield between steps so Ctrl-C, timers and the
+    // streamed output get their turn.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (options.signal?.aborted) throw new AbortError();
     logits = await session.append([token], options.signal);
   }
   if (detokenizer) emit(detokenizer.flush());

@@ -190,6 +190,7 @@ export class GenerationSession {
 
   /** Continues the sequence with `ids` (one token when decoding) and returns the logits after the last. */
   async append(ids: ArrayLike<number>, signal?: AbortSignal): Promise<Float32Array> {
+    if (signal?.aborted) throw new AbortError();
     const start = this.cache.length;
     const rows = ids.length;
     const { vocabSize } = this.config;
