@@ -13,10 +13,10 @@ import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { decoderBlock, type BlockNorm } from '../models/block.js';
 import type { ModelConfig } from '../models/config.js';
 import { DecoderModel, normAsync, TensorBlockOps, type Embeddings, type Norm } from '../models/decoder.js';
-import { attention, attentionAsync, layerNorm, rmsNorm, rope, siluMul } from '../tensor/nn.js';
+import { attention, attentionAsync, embedding, layerNorm, rmsNorm, rope, siluMul } from '../tensor/nn.js';
 import { axpy, gelu, relu } from '../tensor/ops.js';
-import { INLINE_ELEMENTS, INLINE_MULTIPLY_ADDS } from './inline.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
+import { INLINE_ELEMENTS, INLINE_MULTIPLY_ADDS } from './inline.js';
 import { KvCache } from './kv-cache.js';
 import { DenseLinear, loadLinear, readStoredLinear, type LinearWeight } from './linear.js';
 
@@ -59,9 +59,7 @@ class CachedBlockOps extends TensorBlockOps {
 
   // A decode step's small ops run inline (inline.ts); the same ops as the base class's async forms.
   override norm(which: BlockNorm, x: Tensor): Promise<Tensor> {
-    if (x.numel > INLINE_ELEMENTS) return super.norm(which, x);
-    const norm = this.norms[which]!;
-    return Promise.resolve(this.config.norm === 'rms' ? rmsNorm(x, norm.weight, this.config.normEps) : layerNorm(x, norm.weight, norm.bias, this.config.normEps));
+    return normOf(this.config, this.norms[which]!, x, this.signal);
   }
 
   override rope(x: Tensor): Promise<Tensor> {
@@ -80,6 +78,16 @@ class CachedBlockOps extends TensorBlockOps {
   override residual(residual: Tensor, x: Tensor): Promise<Tensor> {
     return x.numel > INLINE_ELEMENTS ? super.residual(residual, x) : Promise.resolve(axpy(1, x, residual));
   }
+
+  override gather(x: Tensor, tokens: Tensor): Promise<Tensor> {
+    return tokens.numel * x.shape[1] > INLINE_ELEMENTS ? super.gather(x, tokens) : Promise.resolve(embedding(x, tokens));
+  }
+}
+
+/** The config's norm of x's rows: inline when small (inline.ts), else on a worker. */
+function normOf(config: ModelConfig, norm: Norm, x: Tensor, signal: AbortSignal | undefined): Promise<Tensor> {
+  if (x.numel > INLINE_ELEMENTS) return normAsync(config, norm, x, signal);
+  return Promise.resolve(config.norm === 'rms' ? rmsNorm(x, norm.weight, config.normEps) : layerNorm(x, norm.weight, norm.bias, config.normEps));
 }
 
 /** Token ids from config.json / generation_config.json: a number, a list of numbers, or absent. */
@@ -211,7 +219,7 @@ export class GenerationSession {
           h = await decoderBlock(this.config, ops, h, rows);
         }
         this.cache.advance(rows);
-        const last = await normAsync(this.config, this.finalNorm, h.narrow(rows - 1, rows), signal);
+        const last = await normOf(this.config, this.finalNorm, h.narrow(rows - 1, rows), signal);
         const logits = Tensor.zeros([1, vocabSize]);
         await this.lmHead.forward(last, logits, signal);
         const values = Float32Array.from(logits.data as Float32Array); // a copy: the arena reuses its buffer

@@ -60,10 +60,10 @@ export function normAsync(config: ModelConfig, norm: Norm, x: Tensor, signal?: A
 }
 
 /**
- * The block's ops on eager f32 tensors, each a native async call (the event loop keeps running), except
- * the two that differ between runs: how a linear layer is applied and where attention finds its keys and
- * values. EagerOps (below) runs stored dense weights over whole windows; lib/generate runs LinearWeights
- * against a KV cache.
+ * The block's ops on eager f32 tensors, each a native async call (the event loop keeps running).
+ * Subclasses supply the two that differ between runs — how a linear layer is applied, and where attention
+ * finds its keys and values: EagerOps (below) runs stored dense weights over whole windows, lib/generate
+ * runs LinearWeights against a KV cache.
  */
 export abstract class TensorBlockOps implements BlockOps<Tensor> {
   constructor(
