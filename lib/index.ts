@@ -24,6 +24,12 @@ export * from './tensor/nn.js';
 export * from './tensor/nn-backward.js';
 export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
+export { generate, type GenerateOptions, type GenerateResult, type StopReason } from './generate/generate.js';
+export { GenerationSession, type GenerationBlock } from './generate/session.js';
+export { DenseLinear, dequantizePackQuantizedToDense, loadLinear, readStoredLinear, type LinearWeight, type StoredLinear } from './generate/linear.js';
+export { KV_CACHE_CHUNK, KvCache } from './generate/kv-cache.js';
+export { argmax, sampleToken, uniformRandom, type SamplingOptions } from './generate/sampling.js';
+export { IncrementalDetokenizer } from './generate/detokenizer.js';
 export { evaluatePerplexity, type PerplexityOptions, type PerplexityResult } from './eval/perplexity.js';
 export { loadTokenizer, loadTokenizerFile, type TextTokenizer } from './io/tokenizer.js';
 export { inspectModel, type LinearReport, type ModelReport } from './models/inspect.js';
@@ -40,7 +46,7 @@ export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindo
 export { DenseFolder } from './export/dense-folder.js';
 export { CompressedTensorsFolder } from './export/compressed-tensors-folder.js';
 export { OUTPUT_FORMATS, type OutputFormat } from './export/writer.js';
-export { CtCheckpoint, parseCtConfig, type CtConfig, type CtWeightScheme } from './io/compressed-tensors.js';
+export { CtCheckpoint, decodeCtStoredLinear, parseCtConfig, type CtConfig, type CtStoredLinear, type CtWeightScheme } from './io/compressed-tensors.js';
 export * from './tensor/quant.js';
 export { Tape, Variable, type Activation, type Routing } from './autograd/tape.js';
 export {

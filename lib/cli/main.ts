@@ -6,13 +6,14 @@ import { sparqVersion } from '../version.js';
 import { wantsHelp, type Command } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
+import { generateCommand } from './commands/generate.js';
 import { infoCommand } from './commands/info.js';
 import { inspectCommand } from './commands/inspect.js';
 import { pruneCommand } from './commands/prune.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { trainCommand } from './commands/train.js';
 
-const COMMANDS: Command[] = [demoCommand, infoCommand, evalCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
+const COMMANDS: Command[] = [demoCommand, infoCommand, evalCommand, generateCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
 
 const indent = (text: string) => text.replace(/^/gm, '  ');
 

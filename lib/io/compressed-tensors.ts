@@ -14,7 +14,7 @@
 //              <name>.weight_shape    int64 [2] = [out, in]
 //              <name>.weight_g_idx    int32 [in], actorder "group" only: each input's group
 //              decoded w = (q − z)·s
-import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
+import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError } from '../errors.js';
 import { compilePattern } from '../name-pattern.js';
 import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../tensor/quant.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -193,6 +193,23 @@ export async function decodeCtLinear(tensors: CtTensors, scheme: CtWeightScheme,
   return dequantizePackedAsync(tensors.packed, bits, tensors.scale.to('f32'), cols, { zeros, groupOf, groupSize, signal });
 }
 
+/** One quantized linear as stored: its tensors, its scheme, the scales' safetensors dtype, and its name for messages. */
+export interface CtStoredLinear {
+  tensors: CtTensors;
+  scheme: CtWeightScheme;
+  scaleDType: string;
+  where: string;
+}
+
+/** The dense f32 weight [out, in] of a stored quantized linear, decoded exactly as compressed-tensors decodes it. */
+export async function decodeCtStoredLinear(stored: CtStoredLinear, signal?: AbortSignal): Promise<Tensor> {
+  const decoded = await decodeCtLinear(stored.tensors, stored.scheme, stored.where, signal);
+  // compressed-tensors decodes in the scales' dtype, (q − z).to(s.dtype)·s: round as it does.
+  if (stored.scaleDType === 'BF16') return decoded.to('bf16').to('f32');
+  if (stored.scaleDType === 'F16') return decoded.to('f16').to('f32');
+  return decoded;
+}
+
 /** Zero points i8 [rows, groups] from their packed form i32 [ceil(rows·b/32), groups] (packed along rows). */
 export function unpackZeroPoints(packed: Tensor, bits: number, rows: number): Tensor {
   return unpackCodes(packed.transpose().contiguous(), bits, rows).transpose().contiguous();
@@ -295,10 +312,17 @@ export class CtCheckpoint implements TensorSource {
   async read(name: string, options: { dtype?: DType } = {}): Promise<Tensor> {
     const base = this.quantizedBase(name);
     if (!base) return this.inner.read(name, options);
-    const scheme = this.quantized.get(base)!;
+    const weight = await decodeCtStoredLinear(await this.readQuantized(base));
+    return options.dtype && options.dtype !== 'f32' ? weight.to(options.dtype) : weight;
+  }
+
+  /** A quantized linear's stored tensors (module name `base`, as in `quantized`), not decoded. */
+  async readQuantized(base: string): Promise<CtStoredLinear> {
+    const scheme = this.quantized.get(base);
+    if (!scheme) throw new InvalidArgumentError(`${this.dir}: '${base}' is not a quantized linear`);
     const read = (suffix: string) => this.inner.read(`${base}.${suffix}`);
-    const decoded = await decodeCtLinear(
-      {
+    return {
+      tensors: {
         packed: await read('weight_packed'),
         scale: await read('weight_scale'),
         shape: await read('weight_shape'),
@@ -306,12 +330,9 @@ export class CtCheckpoint implements TensorSource {
         gIdx: scheme.actorder === 'group' ? await read('weight_g_idx') : undefined,
       },
       scheme,
-      `${this.dir}: ${base}`,
-    );
-    // compressed-tensors decodes in the scales' dtype, (q − z).to(s.dtype)·s: round as it does.
-    const scaleDType = (await this.inner.info(`${base}.weight_scale`)).dtype;
-    const weight = scaleDType === 'BF16' ? decoded.to('bf16').to('f32') : scaleDType === 'F16' ? decoded.to('f16').to('f32') : decoded;
-    return options.dtype && options.dtype !== 'f32' ? weight.to(options.dtype) : weight;
+      scaleDType: (await this.inner.info(`${base}.weight_scale`)).dtype,
+      where: `${this.dir}: ${base}`,
+    };
   }
 
   shardPath(name: string): string {

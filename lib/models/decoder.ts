@@ -55,30 +55,32 @@ export interface ForwardOptions {
 }
 
 /** RMSNorm or LayerNorm (the config's) of x's rows, on a worker thread. */
-function normAsync(config: ModelConfig, norm: Norm, x: Tensor, signal?: AbortSignal): Promise<Tensor> {
+export function normAsync(config: ModelConfig, norm: Norm, x: Tensor, signal?: AbortSignal): Promise<Tensor> {
   return config.norm === 'rms' ? rmsNormAsync(x, norm.weight, config.normEps, { signal }) : layerNormAsync(x, norm.weight, norm.bias, config.normEps, { signal });
 }
 
-/** The block's ops on eager f32 tensors, each a native async call (the event loop keeps running). */
-class EagerOps implements BlockOps<Tensor> {
+/**
+ * The block's ops on eager f32 tensors, each a native async call (the event loop keeps running).
+ * Subclasses supply the two that differ between runs — how a linear layer is applied, and where attention
+ * finds its keys and values: EagerOps (below) runs stored dense weights over whole windows, lib/generate
+ * runs LinearWeights against a KV cache.
+ */
+export abstract class TensorBlockOps implements BlockOps<Tensor> {
   constructor(
-    private readonly block: DecoderBlock,
-    private readonly positions: Tensor,
-    private readonly invFreq: Tensor | undefined,
-    private readonly sequenceLength: number,
-    private readonly signal: AbortSignal | undefined,
+    protected readonly config: ModelConfig,
+    protected readonly norms: Partial<Record<BlockNorm, Norm>>,
+    /** Each row's position (i32 [N]), for the rotary embedding. */
+    protected readonly positions: Tensor,
+    protected readonly invFreq: Tensor | undefined,
+    protected readonly signal: AbortSignal | undefined,
     readonly observe: InputObserver | undefined,
   ) {}
 
-  async linear(role: string, x: Tensor): Promise<Tensor> {
-    const linear = this.block.linears[role];
-    const y = await gemmAsync(x, linear.weight, { transB: true, signal: this.signal });
-    if (linear.bias) addBias(y, linear.bias);
-    return y;
-  }
+  abstract linear(role: string, x: Tensor): Promise<Tensor>;
+  abstract attention(q: Tensor, k: Tensor, v: Tensor): Promise<Tensor>;
 
   norm(which: BlockNorm, x: Tensor): Promise<Tensor> {
-    return normAsync(this.block.config, this.block.norms[which]!, x, this.signal);
+    return normAsync(this.config, this.norms[which]!, x, this.signal);
   }
 
   reshape(x: Tensor, shape: number[]): Tensor {
@@ -87,16 +89,6 @@ class EagerOps implements BlockOps<Tensor> {
 
   rope(x: Tensor): Promise<Tensor> {
     return ropeAsync(x, this.positions, this.invFreq!, { signal: this.signal });
-  }
-
-  async attention(q: Tensor, k: Tensor, v: Tensor): Promise<Tensor> {
-    const rows = q.shape[0];
-    const out = Tensor.zeros(q.shape);
-    for (let start = 0; start < rows; start += this.sequenceLength) {
-      const end = Math.min(rows, start + this.sequenceLength);
-      await attentionAsync(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: out.narrow(start, end), signal: this.signal });
-    }
-    return out;
   }
 
   siluMul(gate: Tensor, up: Tensor): Promise<Tensor> {
@@ -130,6 +122,37 @@ class EagerOps implements BlockOps<Tensor> {
       const tokens = routing.tokens[e];
       scatterAdd(out, rows, tokens, Tensor.fromTypedArray(Float32Array.from(tokens.data as Int32Array, (t) => w[t * E + e])));
     });
+    return out;
+  }
+}
+
+/** Stored dense weights over windows of rows: N / sequenceLength sequences, attention within each. */
+class EagerOps extends TensorBlockOps {
+  constructor(
+    private readonly block: DecoderBlock,
+    positions: Tensor,
+    invFreq: Tensor | undefined,
+    private readonly sequenceLength: number,
+    signal: AbortSignal | undefined,
+    observe: InputObserver | undefined,
+  ) {
+    super(block.config, block.norms, positions, invFreq, signal, observe);
+  }
+
+  async linear(role: string, x: Tensor): Promise<Tensor> {
+    const linear = this.block.linears[role];
+    const y = await gemmAsync(x, linear.weight, { transB: true, signal: this.signal });
+    if (linear.bias) addBias(y, linear.bias);
+    return y;
+  }
+
+  async attention(q: Tensor, k: Tensor, v: Tensor): Promise<Tensor> {
+    const rows = q.shape[0];
+    const out = Tensor.zeros(q.shape);
+    for (let start = 0; start < rows; start += this.sequenceLength) {
+      const end = Math.min(rows, start + this.sequenceLength);
+      await attentionAsync(q.narrow(start, end), k.narrow(start, end), v.narrow(start, end), { out: out.narrow(start, end), signal: this.signal });
+    }
     return out;
   }
 }
@@ -253,7 +276,7 @@ export class DecoderModel {
   }
 
   /** A parameter as f32; NaN or infinite values are refused by name (they would poison every output). */
-  private async read(name: string): Promise<Tensor> {
+  async read(name: string): Promise<Tensor> {
     const tensor = await this.checkpoint.read(name, { dtype: 'f32' });
     if (!Number.isFinite(await dotAsync(tensor, tensor))) {
       throw new NonFiniteError(`${name} holds NaN or infinite values (in ${this.checkpoint.shardPath(name)}); the model cannot be run or compressed`);
@@ -294,11 +317,14 @@ export class DecoderModel {
     return { tokens: await this.read(this.layout.embed), positions: this.layout.positions ? await this.read(this.layout.positions) : undefined };
   }
 
-  /** Hidden states [N, hidden] of token ids: sequences of `sequenceLength` (default: all N) at positions 0, 1, … */
-  embed(embeddings: Embeddings, ids: Int32Array, sequenceLength = ids.length): Tensor {
+  /**
+   * Hidden states [N, hidden] of token ids: sequences of `sequenceLength` (default: all N) at positions
+   * firstPosition, firstPosition + 1, … (default 0; a decoder with a KV cache continues a sequence).
+   */
+  embed(embeddings: Embeddings, ids: Int32Array, sequenceLength = ids.length, firstPosition = 0): Tensor {
     const h = embedding(embeddings.tokens, Tensor.fromTypedArray(ids));
     if (embeddings.positions) {
-      const offset = this.config.learnedPositionOffset ?? 0;
+      const offset = (this.config.learnedPositionOffset ?? 0) + firstPosition;
       const positions = Int32Array.from({ length: ids.length }, (_, i) => (i % sequenceLength) + offset);
       axpy(1, embedding(embeddings.positions, Tensor.fromTypedArray(positions)), h);
     }
@@ -312,20 +338,30 @@ export class DecoderModel {
       const bias = `${prefix}${name}.bias`;
       linears[role] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
     }
+    return new DecoderBlock(index, this.config, linears, await this.loadBlockNorms(index));
+  }
+
+  /** A block's norms: before attention, before the MLP, and Qwen3's q/k norms. */
+  async loadBlockNorms(index: number): Promise<Partial<Record<BlockNorm, Norm>>> {
+    const prefix = this.layout.block(index);
     const qk = this.config.qkNorm && this.layout.qNorm && this.layout.kNorm;
-    const norms = {
+    return {
       attention: await this.readNorm(prefix + this.layout.attentionNorm),
       mlp: await this.readNorm(prefix + this.layout.mlpNorm),
       q: qk ? await this.readNorm(prefix + this.layout.qNorm!) : undefined,
       k: qk ? await this.readNorm(prefix + this.layout.kNorm!) : undefined,
     };
-    return new DecoderBlock(index, this.config, linears, norms);
+  }
+
+  /** The norm before the output projection. */
+  loadFinalNorm(): Promise<Norm> {
+    return this.readNorm(this.layout.finalNorm);
   }
 
   /** The final norm and the output projection (the token embedding when tied). */
   async loadHead(): Promise<Head> {
     const tied = this.config.tiedEmbeddings;
-    return { norm: await this.readNorm(this.layout.finalNorm), weight: await this.read(tied ? this.layout.embed : this.layout.lmHead) };
+    return { norm: await this.loadFinalNorm(), weight: await this.read(tied ? this.layout.embed : this.layout.lmHead) };
   }
 
   /** Logits [T, vocab] of final hidden states h [T, hidden]. */
