@@ -121,15 +121,20 @@ struct Sparse24Int4Rows {
   }
 };
 
+[[noreturn]] __attribute__((noinline, cold)) void badBlockColumn(const int32_t* blockCols, int64_t b, int64_t c,
+                                                                  int64_t blockColumnCount, int64_t n, const char* op) {
+  corrupt(op, "row " + std::to_string(n) + ": blockCols[" + std::to_string(b) + "] = " + std::to_string(c) +
+                  (c < 0 || c >= blockColumnCount
+                       ? " is outside 0.." + std::to_string(blockColumnCount - 1)
+                       : " does not follow the row's previous block " + std::to_string(blockCols[b - 1])));
+}
+
 // Checks block b of row n (its column in range and after the previous block's) and returns its column.
-int64_t blockColumn(const int32_t* blockCols, int64_t b, int64_t first, int64_t blockColumnCount, int64_t n,
-                    const char* op) {
+inline int64_t blockColumn(const int32_t* blockCols, int64_t b, int64_t first, int64_t blockColumnCount, int64_t n,
+                           const char* op) {
   const int64_t c = blockCols[b];
-  if (c < 0 || c >= blockColumnCount || (b > first && c <= blockCols[b - 1])) {
-    corrupt(op, "row " + std::to_string(n) + ": blockCols[" + std::to_string(b) + "] = " + std::to_string(c) +
-                    (c < 0 || c >= blockColumnCount
-                         ? " is outside 0.." + std::to_string(blockColumnCount - 1)
-                         : " does not follow the row's previous block " + std::to_string(blockCols[b - 1])));
+  if (__builtin_expect(c < 0 || c >= blockColumnCount || (b > first && c <= blockCols[b - 1]), 0)) {
+    badBlockColumn(blockCols, b, c, blockColumnCount, n, op);
   }
   return c;
 }
@@ -354,35 +359,68 @@ SPARQ_TARGET_AVX512 inline __m512 codeTable() {
   return _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
 }
 
-// Σ (code − 8)·xp over 32 codes (16 bytes) against the even/odd-permuted inputs.
+// Σ (code − 8)·xp over 32 codes (16 bytes) against the even/odd-permuted inputs: a 16-entry permute maps
+// each nibble (the low 4 bits of a lane) straight to its code as a float.
 SPARQ_TARGET_AVX512 inline __m512 int4Span32(const uint8_t* bytes, const float* xp, __m512 table, __m512 acc) {
   const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
   acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), _mm512_loadu_ps(xp), acc);
   return _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), _mm512_loadu_ps(xp + 16), acc);
 }
 
-SPARQ_TARGET_AVX512 void int4Gemv512(const Int4Rows& rows, const float* x, const float* xp, const float* groupSums,
-                                     int64_t begin, int64_t end, float* y, const float* bias) {
+// A scale in f32, with the hardware half conversion (the reference loadFloat converts in software).
+SPARQ_TARGET_AVX512 inline float scaleAt(const void* scales, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::F16: return _cvtsh_ss(static_cast<const uint16_t*>(scales)[i]);
+    case DType::BF16: return bf16ToFloatRef(static_cast<const uint16_t*>(scales)[i]);
+    default: return static_cast<const float*>(scales)[i];
+  }
+}
+
+// R rows at a time: each span's inputs are loaded once for all R, and the R rows' FMA chains are
+// independent, so the loop is bound by the decoding, not by FMA latency.
+template <int R>
+SPARQ_TARGET_AVX512 void int4Rows512(const Int4Rows& rows, const float* x, const float* xp, const float* groupSums,
+                                     int64_t n0, float* y, const float* bias) {
   const __m512 table = codeTable();
   const int64_t k = rows.k, full = k / 32 * 32;
-  for (int64_t n = begin; n < end; ++n) {
-    const uint8_t* row = rows.packed + n * rows.rowBytes;
-    __m512 acc = _mm512_setzero_ps();
-    float scalar = 0;
-    for (int64_t g = 0; g < rows.groups; ++g) {
-      const int64_t start = g * rows.groupSize, stop = std::min(k, start + rows.groupSize);
-      const int64_t gi = n * rows.groups + g;
-      const float scale = loadFloat(rows.scales, rows.scaleType, gi);
-      __m512 partial = _mm512_setzero_ps();
-      int64_t c = start;
-      for (; c + 32 <= stop && c < full; c += 32) partial = int4Span32(row + c / 2, xp + c, table, partial);
-      float tail = 0;
-      for (; c < stop; ++c) tail += static_cast<float>(nibble(row, c) - 8) * x[c];
-      acc = _mm512_fmadd_ps(partial, _mm512_set1_ps(scale), acc);
-      scalar += scale * (tail - (rows.zeros ? static_cast<float>(rows.zeros[gi]) * groupSums[g] : 0.0f));
-    }
-    store(y, n, sum512(acc) + scalar, bias, false);
+  const uint8_t* row[R];
+  __m512 acc[R];
+  float scalar[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = rows.packed + (n0 + r) * rows.rowBytes;
+    acc[r] = _mm512_setzero_ps();
+    scalar[r] = 0;
   }
+  for (int64_t g = 0; g < rows.groups; ++g) {
+    const int64_t start = g * rows.groupSize, stop = std::min(k, start + rows.groupSize);
+    __m512 lo[R], hi[R];
+    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+    int64_t c = start;
+    for (; c + 32 <= stop && c < full; c += 32) {
+      const __m512 xLo = _mm512_loadu_ps(xp + c), xHi = _mm512_loadu_ps(xp + c + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row[r] + c / 2)));
+        lo[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), xLo, lo[r]);
+        hi[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xHi, hi[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int64_t gi = (n0 + r) * rows.groups + g;
+      const float scale = scaleAt(rows.scales, rows.scaleType, gi);
+      float tail = 0;
+      for (int64_t t = c; t < stop; ++t) tail += static_cast<float>(nibble(row[r], t) - 8) * x[t];
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(lo[r], hi[r]), _mm512_set1_ps(scale), acc[r]);
+      scalar[r] += scale * (tail - (rows.zeros ? static_cast<float>(rows.zeros[gi]) * groupSums[g] : 0.0f));
+    }
+  }
+  for (int r = 0; r < R; ++r) store(y, n0 + r, sum512(acc[r]) + scalar[r], bias, false);
+}
+
+SPARQ_TARGET_AVX512 void int4Gemv512(const Int4Rows& rows, const float* x, const float* xp, const float* groupSums,
+                                     int64_t begin, int64_t end, float* y, const float* bias) {
+  int64_t n = begin;
+  for (; n + 4 <= end; n += 4) int4Rows512<4>(rows, x, xp, groupSums, n, y, bias);
+  for (; n < end; ++n) int4Rows512<1>(rows, x, xp, groupSums, n, y, bias);
 }
 
 // Lane indices 4·(lane/2) + position of 16 kept values from their meta word.
@@ -406,30 +444,44 @@ SPARQ_TARGET_AVX512 inline __m512 load16(const void* values, int64_t i) {
   }
 }
 
-template <DType V>
-SPARQ_TARGET_AVX512 void sparse24Gemv512(const Sparse24Rows& rows, const float* x, int64_t begin, int64_t end, float* y,
-                                         const float* bias) {
+template <DType V, int R>
+SPARQ_TARGET_AVX512 void sparse24Rows512(const Sparse24Rows& rows, const float* x, int64_t n0, float* y, const float* bias) {
   const int64_t fullWords = rows.k / 32;  // words whose 16 kept values lie in 32 inputs inside x
-  for (int64_t n = begin; n < end; ++n) {
-    const int32_t* meta = rows.meta + n * rows.metaWords;
-    const int64_t base = n * rows.kept;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t w = 0; w < fullWords; ++w) {
-      const __m512i idx = keptIndices(static_cast<uint32_t>(meta[w]));
-      const __m512 xs = _mm512_permutex2var_ps(_mm512_loadu_ps(x + 32 * w), idx, _mm512_loadu_ps(x + 32 * w + 16));
-      acc = _mm512_fmadd_ps(load16<V>(rows.values, base + 16 * w), xs, acc);
+  const int32_t* meta[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    meta[r] = rows.meta + (n0 + r) * rows.metaWords;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t w = 0; w < fullWords; ++w) {
+    const __m512 xLo = _mm512_loadu_ps(x + 32 * w), xHi = _mm512_loadu_ps(x + 32 * w + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xs = _mm512_permutex2var_ps(xLo, keptIndices(static_cast<uint32_t>(meta[r][w])), xHi);
+      acc[r] = _mm512_fmadd_ps(load16<V>(rows.values, (n0 + r) * rows.kept + 16 * w), xs, acc[r]);
     }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = n0 + r;
     float tail = 0;
     for (int64_t j = 16 * fullWords; j < rows.kept; ++j) {
-      const int64_t c = keptColumn(meta, j, n, "sparse24Linear");
-      if (c < rows.k) tail += loadFloat(rows.values, rows.valueType, base + j) * x[c];
+      const int64_t c = keptColumn(meta[r], j, n, "sparse24Linear");
+      if (c < rows.k) tail += loadFloat(rows.values, rows.valueType, n * rows.kept + j) * x[c];
     }
-    store(y, n, sum512(acc) + tail, bias, false);
+    store(y, n, sum512(acc[r]) + tail, bias, false);
   }
 }
 
-SPARQ_TARGET_AVX512 void sparse24Int4Gemv512(const Sparse24Int4Rows& rows, const float* x, int64_t begin, int64_t end,
-                                             float* y, const float* bias) {
+template <DType V>
+SPARQ_TARGET_AVX512 void sparse24Gemv512(const Sparse24Rows& rows, const float* x, int64_t begin, int64_t end, float* y,
+                                         const float* bias) {
+  int64_t n = begin;
+  for (; n + 4 <= end; n += 4) sparse24Rows512<V, 4>(rows, x, n, y, bias);
+  for (; n < end; ++n) sparse24Rows512<V, 1>(rows, x, n, y, bias);
+}
+
+template <int R>
+SPARQ_TARGET_AVX512 void sparse24Int4Rows512(const Sparse24Int4Rows& rows, const float* x, int64_t n0, float* y,
+                                             const float* bias) {
   const __m512 table = codeTable();
   const __m512i pickWord = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i firstShift = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
@@ -437,64 +489,113 @@ SPARQ_TARGET_AVX512 void sparse24Int4Gemv512(const Sparse24Int4Rows& rows, const
   const __m512i bases = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
   const __m512i three = _mm512_set1_epi32(3);
   const int64_t fullChunks = rows.k / 64;  // 32 kept values over 64 inputs inside x
-  for (int64_t n = begin; n < end; ++n) {
-    const int32_t* meta = rows.meta + n * rows.metaWords;
-    const uint8_t* codes = rows.packed + n * rows.rowBytes;
-    __m512 acc = _mm512_setzero_ps();
-    __m512 partial = _mm512_setzero_ps();
-    int64_t group = 0;
-    for (int64_t ch = 0; ch < fullChunks; ++ch) {
-      const int64_t c0 = 64 * ch;
-      if (c0 / rows.groupSize != group) {
-        acc = _mm512_fmadd_ps(partial, _mm512_set1_ps(loadFloat(rows.scales, rows.scaleType, n * rows.groups + group)), acc);
-        partial = _mm512_setzero_ps();
-        group = c0 / rows.groupSize;
+  const int32_t* meta[R];
+  const uint8_t* codes[R];
+  __m512 acc[R], partial[R];
+  for (int r = 0; r < R; ++r) {
+    meta[r] = rows.meta + (n0 + r) * rows.metaWords;
+    codes[r] = rows.packed + (n0 + r) * rows.rowBytes;
+    acc[r] = partial[r] = _mm512_setzero_ps();
+  }
+  int64_t group = 0;
+  for (int64_t ch = 0; ch < fullChunks; ++ch) {
+    const int64_t c0 = 64 * ch;
+    if (c0 / rows.groupSize != group) {
+      for (int r = 0; r < R; ++r) {
+        acc[r] = _mm512_fmadd_ps(partial[r], _mm512_set1_ps(scaleAt(rows.scales, rows.scaleType, (n0 + r) * rows.groups + group)), acc[r]);
+        partial[r] = _mm512_setzero_ps();
       }
+      group = c0 / rows.groupSize;
+    }
+    const __m512 x0 = _mm512_loadu_ps(x + c0), x1 = _mm512_loadu_ps(x + c0 + 16);
+    const __m512 x2 = _mm512_loadu_ps(x + c0 + 32), x3 = _mm512_loadu_ps(x + c0 + 48);
+    for (int r = 0; r < R; ++r) {
       // Byte L holds kept values 2L (low nibble) and 2L + 1 (high), the two of group L of this chunk.
-      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * ch)));
-      const __m512i words =
-          _mm512_permutexvar_epi32(pickWord, _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta + 2 * ch))));
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[r] + 16 * ch)));
+      const __m512i words = _mm512_permutexvar_epi32(
+          pickWord, _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta[r] + 2 * ch))));
       const __m512i first = _mm512_add_epi32(bases, _mm512_and_si512(_mm512_srlv_epi32(words, firstShift), three));
       const __m512i second = _mm512_add_epi32(bases, _mm512_and_si512(_mm512_srlv_epi32(words, secondShift), three));
-      const __m512 x0 = _mm512_loadu_ps(x + c0), x1 = _mm512_loadu_ps(x + c0 + 16);
-      const __m512 x2 = _mm512_loadu_ps(x + c0 + 32), x3 = _mm512_loadu_ps(x + c0 + 48);
       const __m512 xFirst =
           _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(x0, first, x1), _mm512_permutex2var_ps(x2, first, x3));
       const __m512 xSecond =
           _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(x0, second, x1), _mm512_permutex2var_ps(x2, second, x3));
-      partial = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), xFirst, partial);
-      partial = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xSecond, partial);
+      partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), xFirst, partial[r]);
+      partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xSecond, partial[r]);
     }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = n0 + r;
     if (fullChunks > 0) {
-      acc = _mm512_fmadd_ps(partial, _mm512_set1_ps(loadFloat(rows.scales, rows.scaleType, n * rows.groups + group)), acc);
+      acc[r] = _mm512_fmadd_ps(partial[r], _mm512_set1_ps(scaleAt(rows.scales, rows.scaleType, n * rows.groups + group)), acc[r]);
     }
     float tail = 0;
     for (int64_t j = 32 * fullChunks; j < rows.kept; ++j) {
-      const int64_t c = keptColumn(meta, j, n, "sparse24Int4Linear");
+      const int64_t c = keptColumn(meta[r], j, n, "sparse24Int4Linear");
       if (c < rows.k) {
-        tail += static_cast<float>(nibble(codes, j) - 8) * loadFloat(rows.scales, rows.scaleType, n * rows.groups + c / rows.groupSize) * x[c];
+        tail += static_cast<float>(nibble(codes[r], j) - 8) * loadFloat(rows.scales, rows.scaleType, n * rows.groups + c / rows.groupSize) * x[c];
       }
     }
-    store(y, n, sum512(acc) + tail, bias, false);
+    store(y, n, sum512(acc[r]) + tail, bias, false);
+  }
+}
+
+SPARQ_TARGET_AVX512 void sparse24Int4Gemv512(const Sparse24Int4Rows& rows, const float* x, int64_t begin, int64_t end,
+                                             float* y, const float* bias) {
+  int64_t n = begin;
+  for (; n + 2 <= end; n += 2) sparse24Int4Rows512<2>(rows, x, n, y, bias);
+  for (; n < end; ++n) sparse24Int4Rows512<1>(rows, x, n, y, bias);
+}
+
+// The blocks of row n: each checked (in range, after the previous one) and given to `full` when it lies
+// inside x, else to `partial` (the tail block, and rows of blocks narrower than a vector).
+template <int BS, typename Full, typename Partial>
+SPARQ_INLINE void forEachBlock(const BsrRows& rows, int64_t n, Full full, Partial partial) {
+  const int32_t* cols = rows.blockCols;
+  const int64_t first = rows.rowPtr[n], end = rows.rowPtr[n + 1];
+  const int64_t insideX = BS >= 16 ? rows.k / BS : 0;
+  int64_t previous = -1;
+  for (int64_t b = first; b < end; ++b) {
+    const int64_t c = cols[b];
+    if (__builtin_expect(c <= previous || c >= rows.blockColumnCount, 0)) badBlockColumn(cols, b, c, rows.blockColumnCount, n, rows.op);
+    previous = c;
+    if (__builtin_expect(c < insideX, 1)) {
+      full(b, c * BS);
+    } else {
+      partial(b, c * BS);
+    }
+  }
+}
+
+template <DType V, int BS>
+SPARQ_TARGET_AVX512 void bsrRows512(const BsrRows& rows, const float* x, int64_t begin, int64_t end, float* y,
+                                    const float* bias, bool accumulate) {
+  for (int64_t n = begin; n < end; ++n) {
+    // Two accumulators taking blocks in turn: consecutive blocks' FMAs do not wait on each other.
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    float tail = 0;
+    forEachBlock<BS>(
+        rows, n,
+        [&](int64_t b, int64_t c0) SPARQ_TARGET_AVX512 {
+          acc0 = _mm512_fmadd_ps(load16<V>(rows.values, b * BS), _mm512_loadu_ps(x + c0), acc0);
+          if constexpr (BS == 32) acc1 = _mm512_fmadd_ps(load16<V>(rows.values, b * BS + 16), _mm512_loadu_ps(x + c0 + 16), acc1);
+          std::swap(acc0, acc1);
+        },
+        [&](int64_t b, int64_t c0) {
+          for (int64_t i = 0; i < BS && c0 + i < rows.k; ++i) tail += rows.value(b, i) * x[c0 + i];
+        });
+    store(y, n, sum512(_mm512_add_ps(acc0, acc1)) + tail, bias, accumulate);
   }
 }
 
 template <DType V>
 SPARQ_TARGET_AVX512 void bsrGemv512(const BsrRows& rows, const float* x, int64_t begin, int64_t end, float* y,
                                     const float* bias, bool accumulate) {
-  const int64_t bs = rows.blockSize;
-  for (int64_t n = begin; n < end; ++n) {
-    __m512 acc = _mm512_setzero_ps();
-    float tail = 0;
-    for (int64_t b = rows.rowPtr[n]; b < rows.rowPtr[n + 1]; ++b) {
-      const int64_t c0 = blockColumn(rows.blockCols, b, rows.rowPtr[n], rows.blockColumnCount, n, rows.op) * bs;
-      if (c0 + bs > rows.k || bs == 1 || bs == 8) {
-        for (int64_t i = 0; i < bs && c0 + i < rows.k; ++i) tail += rows.value(b, i) * x[c0 + i];
-        continue;
-      }
-      for (int64_t i = 0; i < bs; i += 16) acc = _mm512_fmadd_ps(load16<V>(rows.values, b * bs + i), _mm512_loadu_ps(x + c0 + i), acc);
-    }
-    store(y, n, sum512(acc) + tail, bias, accumulate);
+  switch (rows.blockSize) {
+    case 32: bsrRows512<V, 32>(rows, x, begin, end, y, bias, accumulate); break;
+    case 16: bsrRows512<V, 16>(rows, x, begin, end, y, bias, accumulate); break;
+    case 8: bsrRows512<V, 8>(rows, x, begin, end, y, bias, accumulate); break;
+    default: bsrRows512<V, 1>(rows, x, begin, end, y, bias, accumulate); break;
   }
 }
 
@@ -517,35 +618,45 @@ SPARQ_TARGET_AVX512 void denseGemv512(const DenseRows& rows, const float* x, int
 }
 
 // Int4 blocks of 16 or 32 inputs against x permuted in spans of the block size.
-SPARQ_TARGET_AVX512 void bsrInt4Gemv512(const BsrRows& rows, const float* x, const float* xp, int64_t begin, int64_t end,
+template <int BS>
+SPARQ_TARGET_AVX512 void bsrInt4Rows512(const BsrRows& rows, const float* x, const float* xp, int64_t begin, int64_t end,
                                         float* y, const float* bias) {
   const __m512 table = codeTable();
   const __m512i twice = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
   const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
-  const int64_t bs = rows.blockSize;
   for (int64_t n = begin; n < end; ++n) {
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     float tail = 0;
-    for (int64_t b = rows.rowPtr[n]; b < rows.rowPtr[n + 1]; ++b) {
-      const int64_t c0 = blockColumn(rows.blockCols, b, rows.rowPtr[n], rows.blockColumnCount, n, rows.op) * bs;
-      const uint8_t* bytes = rows.packed + b * (bs / 2);
-      if (c0 + bs > rows.k || bs == 8) {
-        for (int64_t i = 0; i < bs && c0 + i < rows.k; ++i) tail += rows.value(b, i) * x[c0 + i];
-        continue;
-      }
-      const __m512 scale = _mm512_set1_ps(loadFloat(rows.blockScales, rows.scaleType, b));
-      __m512 partial;
-      if (bs == 32) {
-        partial = int4Span32(bytes, xp + c0, table, _mm512_setzero_ps());
-      } else {
-        // 8 bytes: lanes 0-7 take the low nibbles (even inputs), lanes 8-15 the high ones (odd inputs).
-        const __m512i b8 = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
-        const __m512i codes = _mm512_srlv_epi32(_mm512_permutexvar_epi32(twice, b8), halves);
-        partial = _mm512_mul_ps(_mm512_permutexvar_ps(codes, table), _mm512_loadu_ps(xp + c0));
-      }
-      acc = _mm512_fmadd_ps(partial, scale, acc);
-    }
-    store(y, n, sum512(acc) + tail, bias, false);
+    forEachBlock<BS>(
+        rows, n,
+        [&](int64_t b, int64_t c0) SPARQ_TARGET_AVX512 {
+          const uint8_t* bytes = rows.packed + b * (BS / 2);
+          const __m512 scale = _mm512_set1_ps(scaleAt(rows.blockScales, rows.scaleType, b));
+          __m512 partial;
+          if constexpr (BS == 32) {
+            partial = int4Span32(bytes, xp + c0, table, _mm512_setzero_ps());
+          } else {
+            // 8 bytes: lanes 0-7 take the low nibbles (even inputs), lanes 8-15 the high ones (odd inputs).
+            const __m512i b8 = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
+            const __m512i codes = _mm512_srlv_epi32(_mm512_permutexvar_epi32(twice, b8), halves);
+            partial = _mm512_mul_ps(_mm512_permutexvar_ps(codes, table), _mm512_loadu_ps(xp + c0));
+          }
+          acc0 = _mm512_fmadd_ps(partial, scale, acc0);
+          std::swap(acc0, acc1);
+        },
+        [&](int64_t b, int64_t c0) {
+          for (int64_t i = 0; i < BS && c0 + i < rows.k; ++i) tail += rows.value(b, i) * x[c0 + i];
+        });
+    store(y, n, sum512(_mm512_add_ps(acc0, acc1)) + tail, bias, false);
+  }
+}
+
+SPARQ_TARGET_AVX512 void bsrInt4Gemv512(const BsrRows& rows, const float* x, const float* xp, int64_t begin, int64_t end,
+                                        float* y, const float* bias) {
+  switch (rows.blockSize) {
+    case 32: bsrInt4Rows512<32>(rows, x, xp, begin, end, y, bias); break;
+    case 16: bsrInt4Rows512<16>(rows, x, xp, begin, end, y, bias); break;
+    default: bsrInt4Rows512<8>(rows, x, xp, begin, end, y, bias); break;
   }
 }
 #endif
