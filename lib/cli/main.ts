@@ -4,6 +4,7 @@
 import { AbortError, SparqError } from '../errors.js';
 import { sparqVersion } from '../version.js';
 import { wantsHelp, type Command } from './command.js';
+import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
@@ -13,7 +14,7 @@ import { pruneCommand } from './commands/prune.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { trainCommand } from './commands/train.js';
 
-const COMMANDS: Command[] = [demoCommand, infoCommand, evalCommand, generateCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
+const COMMANDS: Command[] = [benchCommand, demoCommand, infoCommand, evalCommand, generateCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
 
 const indent = (text: string) => text.replace(/^/gm, '  ');
 

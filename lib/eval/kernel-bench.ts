@@ -35,10 +35,8 @@ export const REFERENCE_FORMAT: Record<KernelFormat, KernelFormat> = {
 };
 
 export interface KernelBenchOptions {
-  /** [outputs N, inputs K] of each weight. */
-  shapes?: [number, number][];
-  /** Tokens per call (1 = decode GEMV). */
-  batches?: number[];
+  /** [M tokens per call (1 = decode GEMV), N outputs, K inputs] of each case. */
+  shapes?: [number, number, number][];
   formats?: KernelFormat[];
   /** Int4 group size (inputs per scale). */
   groupSize?: number;
@@ -83,8 +81,10 @@ export interface KernelBenchReport {
 }
 
 export const DEFAULT_KERNEL_BENCH: Required<Omit<KernelBenchOptions, 'onProgress'>> = {
-  shapes: [[4096, 4096]],
-  batches: [1, 16],
+  shapes: [
+    [1, 4096, 4096],
+    [16, 4096, 4096],
+  ],
   formats: [...KERNEL_FORMATS],
   groupSize: 128,
   blockSize: 16,
@@ -199,8 +199,11 @@ export function measureCopyGBs(bytes: number, seconds: number): number {
 
 function checkOptions(options: KernelBenchOptions): Required<Omit<KernelBenchOptions, 'onProgress'>> {
   const o = { ...DEFAULT_KERNEL_BENCH, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as Required<KernelBenchOptions>;
-  for (const [n, k] of o.shapes) if (!(Number.isSafeInteger(n) && Number.isSafeInteger(k) && n > 0 && k > 0)) throw new InvalidArgumentError(`kernel bench: shape [${n}, ${k}] must be two positive integers`);
-  for (const b of o.batches) if (!(Number.isSafeInteger(b) && b > 0 && b <= 4096)) throw new InvalidArgumentError(`kernel bench: batch ${b} must be an integer in 1..4096`);
+  for (const shape of o.shapes) {
+    if (!(shape.length === 3 && shape.every((d) => Number.isSafeInteger(d) && d > 0) && shape[0] <= 4096)) {
+      throw new InvalidArgumentError(`kernel bench: shape ${JSON.stringify(shape)} must be M,N,K: three positive integers, M (tokens) at most 4096`);
+    }
+  }
   for (const f of o.formats) if (!KERNEL_FORMATS.includes(f)) throw new InvalidArgumentError(`kernel bench: unknown format '${f}' (known: ${KERNEL_FORMATS.join(', ')})`);
   if (![8, 16, 32].includes(o.blockSize)) throw new InvalidArgumentError(`kernel bench: block size must be 8, 16 or 32, got ${o.blockSize}`);
   if (!(o.groupSize >= 4 && o.groupSize % 4 === 0)) throw new InvalidArgumentError(`kernel bench: group size must be a multiple of 4, got ${o.groupSize}`);
@@ -227,12 +230,16 @@ export async function runKernelBench(options: KernelBenchOptions = {}): Promise<
   const wanted = new Set<KernelFormat>(o.formats);
   const timed = new Set<KernelFormat>([...o.formats, 'dense-f32', ...o.formats.map((f) => REFERENCE_FORMAT[f])]);
   const secondsOf = new Map<string, number>();
-  for (const [n, k] of o.shapes) {
+  // One weight per (N, K) and format, timed at every M asked for with it.
+  const weights = new Map<string, number[]>();
+  for (const [m, n, k] of o.shapes) weights.set(`${n},${k}`, [...(weights.get(`${n},${k}`) ?? []), m]);
+  for (const [nk, batches] of weights) {
+    const [n, k] = nk.split(',').map(Number);
     for (const format of KERNEL_FORMATS.filter((f) => timed.has(f))) {
       progress(`building ${format} [${n}, ${k}]`);
       const weight = await buildWeight(format, n, k, o);
       const neighbourCopy = measureCopyGBs(copyBytes, Math.min(o.seconds, 0.3));
-      for (const batch of o.batches) {
+      for (const batch of batches) {
         const x = Tensor.fromTypedArray(randomF32(batch * k, generator(batch)), [batch, k]);
         const out = Tensor.zeros([batch, n], 'f32');
         progress(`timing ${format} [${n}, ${k}] batch ${batch}`);
