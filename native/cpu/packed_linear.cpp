@@ -316,24 +316,6 @@ TileKernel tileKernel() {
 #endif
 }
 
-template <class Rows>
-void linearByTiles(const Rows& rows, const TensorView& x, const TensorView& bias, bool accumulate, TensorView& y) {
-  const int64_t tokens = x.shape[0], k = x.shape[1], n = y.shape[1];
-  const TileKernel multiply = tileKernel();
-  const float* biasData = bias.numel() > 0 ? bias.as<float>() : nullptr;
-  const int64_t tiles = (n + kRowsPerTile - 1) / kRowsPerTile;
-  parallelFor(tiles, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> tile;
-    tile.resize(static_cast<size_t>(kRowsPerTile * k));
-    for (int64_t t = begin; t < end; ++t) {
-      throwIfCancelled();
-      const int64_t n0 = t * kRowsPerTile, count = std::min(kRowsPerTile, n - n0);
-      for (int64_t r = 0; r < count; ++r) rows.decode(n0 + r, tile.data() + r * k);
-      multiply(tile.data(), count, x.as<float>(), tokens, k, y.as<float>(), n, n0, biasData, accumulate);
-    }
-  });
-}
-
 // Writes one output of a fused batch-1 kernel.
 inline void store(float* y, int64_t n, float value, const float* bias, bool accumulate) {
   if (bias) value += bias[n];
@@ -660,6 +642,239 @@ SPARQ_TARGET_AVX512 void bsrInt4Gemv512(const BsrRows& rows, const float* x, con
   }
 }
 #endif
+
+// ---------------------------------------------------------------- fast tile decoders (AVX-512)
+// The batched path decodes every row once per call; these write the same values as the reference
+// decoders (bit for bit), in the column order fastSpan gives (0: natural; s: each full span of s inputs
+// reordered even inputs first, as x is then permuted too). They return false on data the reference
+// decoder must look at (it then reports the corruption).
+
+#if SPARQ_X86
+SPARQ_TARGET_AVX512 bool fastDecode(const DenseRows& rows, int64_t n, float* out) {
+  const int64_t k = rows.k, full = k / 16 * 16;
+  int64_t c = 0;
+  switch (rows.valueType) {
+    case DType::F16:
+      for (; c < full; c += 16) _mm512_storeu_ps(out + c, load16<DType::F16>(rows.values, n * k + c));
+      break;
+    case DType::BF16:
+      for (; c < full; c += 16) _mm512_storeu_ps(out + c, load16<DType::BF16>(rows.values, n * k + c));
+      break;
+    default:
+      std::memcpy(out, static_cast<const float*>(rows.values) + n * k, static_cast<size_t>(k) * sizeof(float));
+      return true;
+  }
+  for (; c < k; ++c) out[c] = loadFloat(rows.values, rows.valueType, n * k + c);
+  return true;
+}
+int64_t fastSpan(const DenseRows&) { return 0; }
+bool fastDecodable(const DenseRows&) { return true; }
+
+SPARQ_TARGET_AVX512 bool fastDecode(const Int4Rows& rows, int64_t n, float* out) {
+  const __m512 table = codeTable();
+  const int64_t k = rows.k, full = k / 32 * 32;
+  const uint8_t* row = rows.packed + n * rows.rowBytes;
+  for (int64_t g = 0; g < rows.groups; ++g) {
+    const int64_t start = g * rows.groupSize, stop = std::min(k, start + rows.groupSize);
+    const int64_t gi = n * rows.groups + g;
+    const int zero = rows.zeros ? rows.zeros[gi] : 0;
+    const float scale = scaleAt(rows.scales, rows.scaleType, gi);
+    const __m512 codes = _mm512_sub_ps(table, _mm512_set1_ps(static_cast<float>(zero)));
+    const __m512 scales = _mm512_set1_ps(scale);
+    int64_t c = start;
+    for (; c + 32 <= stop && c < full; c += 32) {
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c / 2)));
+      _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_permutexvar_ps(b, codes), scales));
+      _mm512_storeu_ps(out + c + 16, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), codes), scales));
+    }
+    for (; c < stop; ++c) out[c] = static_cast<float>(nibble(row, c) - 8 - zero) * scale;
+  }
+  return true;
+}
+int64_t fastSpan(const Int4Rows&) { return 32; }
+bool fastDecodable(const Int4Rows& rows) { return rows.groupSize % 32 == 0 || rows.groupSize >= rows.k; }
+
+// For each meta byte (two groups' positions): the 8-input mask of the kept inputs, or 0 when a group's
+// positions do not increase (never a valid mask: each valid group keeps two inputs).
+struct KeptMaskTable {
+  uint8_t mask[256];
+  constexpr KeptMaskTable() : mask() {
+    for (int byte = 0; byte < 256; ++byte) {
+      int bits = 0;
+      bool valid = true;
+      for (int g = 0; g < 2; ++g) {
+        const int first = (byte >> (4 * g)) & 3, second = (byte >> (4 * g + 2)) & 3;
+        valid = valid && first < second;
+        bits |= ((1 << first) | (1 << second)) << (4 * g);
+      }
+      mask[byte] = static_cast<uint8_t>(valid ? bits : 0);
+    }
+  }
+};
+constexpr KeptMaskTable kKeptMasks;
+
+// The input mask of 8 groups of 4 (32 inputs) from a meta word; `valid` turns false on a bad group.
+inline uint32_t keptMask(uint32_t meta, bool& valid) {
+  const uint32_t m0 = kKeptMasks.mask[meta & 255], m1 = kKeptMasks.mask[(meta >> 8) & 255];
+  const uint32_t m2 = kKeptMasks.mask[(meta >> 16) & 255], m3 = kKeptMasks.mask[meta >> 24];
+  valid &= (m0 != 0) & (m1 != 0) & (m2 != 0) & (m3 != 0);
+  return m0 | (m1 << 8) | (m2 << 16) | (m3 << 24);
+}
+
+// Spreads 16 kept values over the 32 inputs of their meta word.
+SPARQ_TARGET_AVX512 inline void expandKept(__m512 kept, uint32_t mask, float* out) {
+  _mm512_storeu_ps(out, _mm512_maskz_expand_ps(static_cast<__mmask16>(mask & 0xFFFF), kept));
+  _mm512_storeu_ps(out + 16, _mm512_maskz_expand_ps(static_cast<__mmask16>(mask >> 16), _mm512_shuffle_f32x4(kept, kept, _MM_SHUFFLE(3, 2, 3, 2))));
+}
+
+template <class Rows>
+bool decodeSparse24Tail(const Rows& rows, int64_t n, int64_t fullWords, float* out) {
+  // The inputs past the last full meta word, by the reference semantics (and its checks).
+  std::vector<float> row(static_cast<size_t>(rows.k));
+  rows.decode(n, row.data());
+  std::memcpy(out + 32 * fullWords, row.data() + 32 * fullWords, static_cast<size_t>(rows.k - 32 * fullWords) * sizeof(float));
+  return true;
+}
+
+SPARQ_TARGET_AVX512 bool fastDecode(const Sparse24Rows& rows, int64_t n, float* out) {
+  const int64_t fullWords = rows.k / 32;
+  const uint32_t* meta = reinterpret_cast<const uint32_t*>(rows.meta + n * rows.metaWords);
+  bool valid = true;
+  for (int64_t w = 0; w < fullWords; ++w) {
+    const uint32_t mask = keptMask(meta[w], valid);
+    __m512 kept;
+    switch (rows.valueType) {
+      case DType::F16: kept = load16<DType::F16>(rows.values, n * rows.kept + 16 * w); break;
+      case DType::BF16: kept = load16<DType::BF16>(rows.values, n * rows.kept + 16 * w); break;
+      default: kept = load16<DType::F32>(rows.values, n * rows.kept + 16 * w); break;
+    }
+    expandKept(kept, mask, out + 32 * w);
+  }
+  if (!valid) return false;
+  return fullWords * 32 == rows.k || decodeSparse24Tail(rows, n, fullWords, out);
+}
+int64_t fastSpan(const Sparse24Rows&) { return 0; }
+bool fastDecodable(const Sparse24Rows&) { return true; }
+
+SPARQ_TARGET_AVX512 bool fastDecode(const Sparse24Int4Rows& rows, int64_t n, float* out) {
+  const __m512 table = codeTable();
+  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512i nibbles = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+  const int64_t fullWords = rows.k / 32;
+  const uint32_t* meta = reinterpret_cast<const uint32_t*>(rows.meta + n * rows.metaWords);
+  const uint8_t* codes = rows.packed + n * rows.rowBytes;
+  bool valid = true;
+  for (int64_t w = 0; w < fullWords; ++w) {
+    const uint32_t mask = keptMask(meta[w], valid);
+    // 8 bytes hold the word's 16 kept codes; lane L takes byte L/2's low or high nibble.
+    const __m512i b8 = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + 8 * w)));
+    const __m512i stored = _mm512_srlv_epi32(_mm512_permutexvar_epi32(pairs, b8), nibbles);
+    const float scale = scaleAt(rows.scales, rows.scaleType, n * rows.groups + 32 * w / rows.groupSize);
+    expandKept(_mm512_mul_ps(_mm512_permutexvar_ps(stored, table), _mm512_set1_ps(scale)), mask, out + 32 * w);
+  }
+  if (!valid) return false;
+  return fullWords * 32 == rows.k || decodeSparse24Tail(rows, n, fullWords, out);
+}
+int64_t fastSpan(const Sparse24Int4Rows&) { return 0; }
+bool fastDecodable(const Sparse24Int4Rows& rows) { return rows.groupSize % 32 == 0; }
+
+template <int BS>
+SPARQ_TARGET_AVX512 void fastDecodeBlocks(const BsrRows& rows, int64_t n, float* out) {
+  const __m512 table = codeTable();
+  const __m512i twice = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+  std::fill(out, out + rows.k, 0.0f);
+  forEachBlock<BS>(
+      rows, n,
+      [&](int64_t b, int64_t c0) SPARQ_TARGET_AVX512 {
+        if (rows.packed) {
+          // Int4: the block in its even/odd order (x is permuted in spans of BS to match).
+          const uint8_t* bytes = rows.packed + b * (BS / 2);
+          const __m512 scale = _mm512_set1_ps(scaleAt(rows.blockScales, rows.scaleType, b));
+          if constexpr (BS == 32) {
+            const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+            _mm512_storeu_ps(out + c0, _mm512_mul_ps(_mm512_permutexvar_ps(v, table), scale));
+            _mm512_storeu_ps(out + c0 + 16, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), scale));
+          } else {
+            const __m512i b8 = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
+            const __m512i stored = _mm512_srlv_epi32(_mm512_permutexvar_epi32(twice, b8), halves);
+            _mm512_storeu_ps(out + c0, _mm512_mul_ps(_mm512_permutexvar_ps(stored, table), scale));
+          }
+          return;
+        }
+        for (int64_t i = 0; i < BS; i += 16) {
+          switch (rows.valueType) {
+            case DType::F16: _mm512_storeu_ps(out + c0 + i, load16<DType::F16>(rows.values, b * BS + i)); break;
+            case DType::BF16: _mm512_storeu_ps(out + c0 + i, load16<DType::BF16>(rows.values, b * BS + i)); break;
+            default: _mm512_storeu_ps(out + c0 + i, load16<DType::F32>(rows.values, b * BS + i)); break;
+          }
+        }
+      },
+      [&](int64_t b, int64_t c0) {
+        for (int64_t i = 0; i < BS; ++i) {
+          const float v = rows.value(b, i);
+          if (c0 + i < rows.k) {
+            out[c0 + i] = v;
+          } else if (v != 0.0f) {
+            corrupt(rows.op, "row " + std::to_string(n) + ": block " + std::to_string(b) + " holds a nonzero value past the last input");
+          }
+        }
+      });
+}
+
+SPARQ_TARGET_AVX512 bool fastDecode(const BsrRows& rows, int64_t n, float* out) {
+  switch (rows.blockSize) {
+    case 32: fastDecodeBlocks<32>(rows, n, out); break;
+    case 16: fastDecodeBlocks<16>(rows, n, out); break;
+    case 8: fastDecodeBlocks<8>(rows, n, out); break;
+    default: fastDecodeBlocks<1>(rows, n, out); break;
+  }
+  return true;
+}
+int64_t fastSpan(const BsrRows& rows) { return rows.packed && rows.blockSize >= 16 ? rows.blockSize : 0; }
+bool fastDecodable(const BsrRows&) { return true; }
+#endif
+
+template <class Rows>
+void linearByTiles(const Rows& rows, const TensorView& x, const TensorView& bias, bool accumulate, TensorView& y) {
+  const int64_t tokens = x.shape[0], k = x.shape[1], n = y.shape[1];
+  const TileKernel multiply = tileKernel();
+  const float* biasData = bias.numel() > 0 ? bias.as<float>() : nullptr;
+#if SPARQ_X86
+  const bool fast = activeIsa() == Isa::Avx512 && fastDecodable(rows);
+  const int64_t span = fast ? fastSpan(rows) : 0;
+#else
+  const bool fast = false;
+  const int64_t span = 0;
+#endif
+  // The fast decoders may write rows in an even/odd order within spans; x follows the same order.
+  std::vector<float> permuted;
+  const float* xs = x.as<float>();
+#if SPARQ_X86
+  if (span > 0) {
+    permuted.resize(static_cast<size_t>(tokens * k));
+    for (int64_t t = 0; t < tokens; ++t) permuteEvenOdd(xs + t * k, k, span, permuted.data() + t * k);
+    xs = permuted.data();
+  }
+#endif
+  const int64_t tiles = (n + kRowsPerTile - 1) / kRowsPerTile;
+  parallelFor(tiles, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> tile;
+    tile.resize(static_cast<size_t>(kRowsPerTile * k));
+    for (int64_t t = begin; t < end; ++t) {
+      throwIfCancelled();
+      const int64_t n0 = t * kRowsPerTile, count = std::min(kRowsPerTile, n - n0);
+      for (int64_t r = 0; r < count; ++r) {
+        float* out = tile.data() + r * k;
+#if SPARQ_X86
+        if (fast && fastDecode(rows, n0 + r, out)) continue;
+#endif
+        rows.decode(n0 + r, out);  // the reference, which also reports what the fast decoder refused
+      }
+      multiply(tile.data(), count, xs, tokens, k, y.as<float>(), n, n0, biasData, accumulate);
+    }
+  });
+}
 
 bool fusedBatchOne(const TensorView& x) {
 #if SPARQ_X86
