@@ -122,7 +122,7 @@ describe('generate', function () {
         });
         const session = await GenerationSession.load(out);
         // q, k, v, o, gate and up of 5 layers quantized; down_proj and the tied head dense.
-        assert.deepEqual(session.linearFormats(), { 'pack-quantized (decoded to dense-f32)': 30, 'dense-f32': 6 });
+        assert.deepEqual(session.linearFormats(), { 'pack-quantized W8 (decoded to dense-f32: the int4 kernel runs 4-bit contiguous groups only)': 30, 'dense-f32': 6 });
         await checkAgainstFullForward(out, await goldenPrompt('stories260K', 8), 8);
       } finally {
         rmSync(join(out, '..'), { recursive: true, force: true });

@@ -84,7 +84,7 @@ function checkInt4Source(stored: CtStoredLinear, format: PackedFormat, blockSize
   if (!s.symmetric) throw new InvalidArgumentError(`${name}: asymmetric codes (weight_zero_point); ${format} needs symmetric codes (quantize without --asym)`);
   const groupSize = s.strategy === 'channel' ? ctShape(stored.tensors.shape, name)[1] : s.groupSize!;
   if (format === 'bsr-int4' && (s.strategy !== 'group' || groupSize !== blockSize)) {
-    throw new InvalidArgumentError(`${name}: its scales cover ${s.strategy === 'channel' ? 'whole rows (per channel)' : `groups of ${groupSize} inputs`}; bsr-int4 needs one scale per block, groups of the block size ${blockSize} (pass --block-size ${groupSize} if it is 8, 16 or 32, or quantize with --group-size ${blockSize})`);
+    throw new InvalidArgumentError(`${name}: its scales cover ${s.strategy === 'channel' ? 'whole rows (per channel)' : `groups of ${groupSize} inputs`}; bsr-int4 needs one scale per block, groups of the block size ${blockSize} (${[8, 16, 32].includes(groupSize) && s.strategy === 'group' ? `pass --block-size ${groupSize}, or ` : ''}quantize with --group-size ${blockSize})`);
   }
   if (format === '2:4+int4' && groupSize % 4 !== 0) throw new InvalidArgumentError(`${name}: groups of ${groupSize} inputs split 2:4 groups; 2:4+int4 needs a group size that is a multiple of 4`);
 }
