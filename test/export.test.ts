@@ -29,6 +29,7 @@ import {
   Tensor,
   UnsupportedFormatError,
   unpackWeight,
+  packedLinear,
   type ExportOptions,
   type ExportSummary,
   type WeightsMode,
@@ -206,6 +207,53 @@ describe('export: sparq packed folders', function () {
     const sparse = await assertSameGeneration({ dir: dir('stories-2of4-w4'), weights: 'f32' }, { dir: dir('stories-24int4'), weights: 'stored' }, 'stories260K');
     assert.deepEqual(sparse.packed, { '2:4+int4': 30, 'dense-f32': 6 });
     await assertSameGeneration({ dir: dir('stories-2of4-w4'), weights: 'f32' }, { dir: dir('stories-bsrint4'), weights: 'stored' }, 'stories260K');
+  });
+
+  it('packs MoE experts (routers stay dense) and runs them', async () => {
+    const out = dir('mixtral-bsr');
+    const summary = await exportPacked({ model: fixturePath('tiny-mixtral'), out, format: 'bsr', blockSize: 8 });
+    // 2 layers × (q, k, v, o + 4 experts × w1, w2, w3).
+    assert.equal(summary.byFormat.bsr.linears, 32);
+    assert.equal(await assertRoundTrip(fixturePath('tiny-mixtral'), out), 32);
+    const formats = await assertSameGeneration({ dir: fixturePath('tiny-mixtral'), weights: 'stored' }, { dir: out, weights: 'stored' }, 'tiny-mixtral');
+    assert.deepEqual(formats.packed, { bsr: 32, 'dense-f32': 3 });
+  });
+
+  it('reads CSR outliers beside a packed weight and adds them to its output', async () => {
+    // Three outliers in q_proj: (row 0, input 5) = 2, (row 0, input 60) = -1.5, (row 7, input 1) = 0.25.
+    const rowPtr = Int32Array.from({ length: 65 }, (_, r) => (r === 0 ? 0 : r <= 7 ? 2 : 3));
+    const cols = Int32Array.from([5, 60, 1]);
+    const values = Tensor.fromTypedArray(Float32Array.from([2, -1.5, 0.25]), [3]).to('f16');
+    const outDir = await tamper('stories-24', 'outliers', (_, t) => t, (c) => (c.sparq_format.layers[Q].outliers = true));
+    // tamper writes one model.safetensors; rewrite it with the outlier tensors added.
+    const input = await Checkpoint.open(outDir);
+    const tensors = await Promise.all(input.names().map(async (name) => [name, await input.read(name)] as const));
+    await input.close();
+    const extra: [string, Tensor][] = [[`${Q}.weight_outlier_row_ptr`, Tensor.fromTypedArray(rowPtr)], [`${Q}.weight_outlier_cols`, Tensor.fromTypedArray(cols)], [`${Q}.weight_outlier_values`, values]];
+    const all = [...tensors, ...extra];
+    rmSync(join(outDir, 'model.safetensors'));
+    const writer = await CheckpointWriter.create(outDir, all.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })));
+    for (const [name, t] of all) await writer.write(name, t);
+    await writer.close();
+
+    const model = await DecoderModel.open(outDir);
+    try {
+      const w = await (model.checkpoint as PackedCheckpoint).readPacked(Q);
+      assert.equal(w.outliers?.format, 'bsr');
+      const x = Tensor.fromTypedArray(Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)), [2, 64]);
+      const y = packedLinear(x, w).data as Float32Array;
+      const base = packedLinear(x, { ...w, outliers: undefined }).data as Float32Array;
+      const xs = x.data as Float32Array;
+      const expected = Float32Array.from(base);
+      for (let t = 0; t < 2; ++t) {
+        expected[t * 64 + 0] += 2 * xs[t * 64 + 5] - 1.5 * xs[t * 64 + 60];
+        expected[t * 64 + 7] += 0.25 * xs[t * 64 + 1];
+      }
+      // Tolerance: the outliers are added to an f32 accumulator in another order; 1e-6 relative covers it.
+      assertClose(y, expected, { atol: 1e-6, rtol: 1e-6 }, 'q_proj with outliers');
+    } finally {
+      await model.close();
+    }
   });
 
   it('refuses weights that do not fit the format, naming the tensor', async () => {
