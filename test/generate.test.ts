@@ -209,8 +209,10 @@ describe('generate', function () {
     it('generate --json prints one object with the documented fields', async () => {
       const { stdout } = await run(process.execPath, [CLI, 'generate', '--model', fixturePath('stories260K'), '--prompt', 'Once upon a time', '--max-new-tokens', '12', '--json']);
       const result = JSON.parse(stdout);
-      const fields = ['text', 'tokens', 'promptTokens', 'generatedTokens', 'stopReason', 'prefillSeconds', 'decodeSeconds', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'peakRssBytes', 'model', 'backend'];
+      const fields = ['text', 'tokens', 'promptTokens', 'generatedTokens', 'stopReason', 'prefillSeconds', 'decodeSeconds', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'peakRssBytes', 'model', 'backend', 'weights', 'linearFormats'];
       assert.deepEqual(Object.keys(result).sort(), [...fields].sort());
+      assert.equal(result.weights, 'stored');
+      assert.deepEqual(result.linearFormats, { 'dense-f32': 36 });
       assert.equal(typeof result.text, 'string');
       assert.equal(result.tokens.length, result.generatedTokens);
       assert.ok(result.generatedTokens >= 1 && result.generatedTokens <= 12);
