@@ -26,7 +26,9 @@ export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Ar
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { generate, type GenerateOptions, type GenerateResult, type StopReason } from './generate/generate.js';
 export { GenerationSession, type GenerationBlock } from './generate/session.js';
-export { DenseLinear, dequantizePackQuantizedToDense, loadLinear, readStoredLinear, type LinearWeight, type StoredLinear } from './generate/linear.js';
+export { DenseLinear, dequantizePackQuantizedToDense, loadLinear, PackedLinear, readStoredLinear, WEIGHTS_MODES, type LinearWeight, type StoredLinear, type WeightsMode } from './generate/linear.js';
+export { exportPacked, type ExportBytes, type ExportOptions, type ExportProgress, type ExportSummary } from './export/packed-folder.js';
+export { int4WeightFromCt, PACKED_FOLDER_VERSION, PackedCheckpoint, packedLayerEntry, packedLayerTensors, parsePackedFormat, type PackedLayerEntry } from './io/packed-folder.js';
 export { KV_CACHE_CHUNK, KvCache } from './generate/kv-cache.js';
 export { argmax, sampleToken, uniformRandom, type SamplingOptions } from './generate/sampling.js';
 export { IncrementalDetokenizer } from './generate/detokenizer.js';

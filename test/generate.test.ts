@@ -122,7 +122,7 @@ describe('generate', function () {
         });
         const session = await GenerationSession.load(out);
         // q, k, v, o, gate and up of 5 layers quantized; down_proj and the tied head dense.
-        assert.deepEqual(session.linearFormats(), { 'pack-quantized (decoded to dense-f32)': 30, 'dense-f32': 6 });
+        assert.deepEqual(session.linearFormats(), { 'pack-quantized W8 (decoded to dense-f32: the int4 kernel runs 4-bit contiguous groups only)': 30, 'dense-f32': 6 });
         await checkAgainstFullForward(out, await goldenPrompt('stories260K', 8), 8);
       } finally {
         rmSync(join(out, '..'), { recursive: true, force: true });
@@ -209,8 +209,10 @@ describe('generate', function () {
     it('generate --json prints one object with the documented fields', async () => {
       const { stdout } = await run(process.execPath, [CLI, 'generate', '--model', fixturePath('stories260K'), '--prompt', 'Once upon a time', '--max-new-tokens', '12', '--json']);
       const result = JSON.parse(stdout);
-      const fields = ['text', 'tokens', 'promptTokens', 'generatedTokens', 'stopReason', 'prefillSeconds', 'decodeSeconds', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'peakRssBytes', 'model', 'backend'];
+      const fields = ['text', 'tokens', 'promptTokens', 'generatedTokens', 'stopReason', 'prefillSeconds', 'decodeSeconds', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'peakRssBytes', 'model', 'backend', 'weights', 'linearFormats'];
       assert.deepEqual(Object.keys(result).sort(), [...fields].sort());
+      assert.equal(result.weights, 'stored');
+      assert.deepEqual(result.linearFormats, { 'dense-f32': 36 });
       assert.equal(typeof result.text, 'string');
       assert.equal(result.tokens.length, result.generatedTokens);
       assert.ok(result.generatedTokens >= 1 && result.generatedTokens <= 12);

@@ -7,6 +7,7 @@ import { wantsHelp, type Command } from './command.js';
 import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { infoCommand } from './commands/info.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -14,7 +15,7 @@ import { pruneCommand } from './commands/prune.js';
 import { quantizeCommand } from './commands/quantize.js';
 import { trainCommand } from './commands/train.js';
 
-const COMMANDS: Command[] = [benchCommand, demoCommand, infoCommand, evalCommand, generateCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
+const COMMANDS: Command[] = [benchCommand, demoCommand, infoCommand, evalCommand, exportCommand, generateCommand, inspectCommand, pruneCommand, quantizeCommand, trainCommand];
 
 const indent = (text: string) => text.replace(/^/gm, '  ');
 

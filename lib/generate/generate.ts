@@ -8,6 +8,7 @@ import { checkInteger } from '../validate.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { checkSamplingOptions, sampleToken, uniformRandom, type SamplingOptions } from './sampling.js';
 import { GenerationSession } from './session.js';
+import type { WeightsMode } from './linear.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate (default 64); an EOS token or the model's context may stop it sooner. */
@@ -19,6 +20,8 @@ export interface GenerateOptions extends SamplingOptions {
   /** Receives each generated token and the logits it was chosen from. */
   onToken?: (token: number, logits: Float32Array) => void;
   signal?: AbortSignal;
+  /** How a model folder's linears run (ignored for a loaded session): 'stored' (default) or 'f32'. */
+  weights?: WeightsMode;
 }
 
 export type StopReason = 'eos' | 'max-new-tokens' | 'context';
@@ -48,7 +51,7 @@ export async function generate(model: string | GenerationSession, prompt: string
   const seed = checkInteger('seed', options.seed ?? 0, 0, 2 ** 32 - 1);
   const sampling = checkSamplingOptions(options);
   if (typeof prompt === 'string' && prompt.length === 0) throw new InvalidArgumentError('prompt: expected a non-empty text, received ""');
-  const session = typeof model === 'string' ? await GenerationSession.load(model, { signal: options.signal }) : model;
+  const session = typeof model === 'string' ? await GenerationSession.load(model, { signal: options.signal, weights: options.weights }) : model;
   const ids = typeof prompt === 'string' ? session.encode(prompt) : Int32Array.from(prompt);
   if (ids.length === 0) throw new InvalidArgumentError('prompt: expected at least one token, received none');
   if (ids.length >= session.contextLength) {

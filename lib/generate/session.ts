@@ -18,7 +18,7 @@ import { axpy, gelu, relu } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
 import { INLINE_ELEMENTS, INLINE_MULTIPLY_ADDS } from './inline.js';
 import { KvCache } from './kv-cache.js';
-import { DenseLinear, loadLinear, readStoredLinear, type LinearWeight } from './linear.js';
+import { DenseLinear, loadLinear, readStoredLinear, WEIGHTS_MODES, type LinearWeight, type WeightsMode } from './linear.js';
 
 /** One block's weights for generation: its norms and its linear layers by role (as DecoderModel.linearRoles). */
 export interface GenerationBlock {
@@ -120,11 +120,15 @@ export class GenerationSession {
   }
 
   /**
-   * Loads a Hugging Face model folder (every architecture DecoderModel runs; compressed-tensors
-   * pack-quantized linears decoded to f32 at load) and its tokenizer, if it has one.
+   * Loads a Hugging Face model folder (every architecture DecoderModel runs) and its tokenizer, if it has
+   * one. Each linear runs as loadLinear (linear.ts) chooses from its storage: packed formats and
+   * compressed-tensors W4 on their kernels, dense f16/bf16 in their dtype — or, with weights 'f32',
+   * everything decoded to dense f32.
    */
-  static async load(dir: string, options: { signal?: AbortSignal } = {}): Promise<GenerationSession> {
+  static async load(dir: string, options: { signal?: AbortSignal; weights?: WeightsMode } = {}): Promise<GenerationSession> {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InvalidArgumentError(`model: expected a model folder, received '${dir}', which is not a folder`);
+    const weights = options.weights ?? 'stored';
+    if (!WEIGHTS_MODES.includes(weights)) throw new InvalidArgumentError(`weights: expected ${WEIGHTS_MODES.join(' or ')}, received ${JSON.stringify(weights)}`);
     const model = await DecoderModel.open(dir);
     try {
       const { config, layout } = model;
@@ -134,11 +138,11 @@ export class GenerationSession {
         const linears: Record<string, LinearWeight> = {};
         for (const [role, name] of Object.entries(model.linearRoles())) {
           if (options.signal?.aborted) throw new AbortError();
-          linears[role] = await loadLinear(await readStoredLinear(model, layout.block(layer) + name), options.signal);
+          linears[role] = await loadLinear(await readStoredLinear(model, layout.block(layer) + name), options.signal, weights);
         }
         blocks.push({ norms: await model.loadBlockNorms(layer), linears });
       }
-      const lmHead = config.tiedEmbeddings ? new DenseLinear(embeddings.tokens) : await loadLinear(await readStoredLinear(model, layout.lmHead.replace(/\.weight$/, '')), options.signal);
+      const lmHead = config.tiedEmbeddings ? new DenseLinear(embeddings.tokens) : await loadLinear(await readStoredLinear(model, layout.lmHead.replace(/\.weight$/, '')), options.signal, weights);
       const configJson = await readJsonObject(join(dir, 'config.json'));
       const generationFile = join(dir, 'generation_config.json');
       const generationJson = existsSync(generationFile) ? await readJsonObject(generationFile) : {};

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { Checkpoint, type TensorSource } from '../io/checkpoint.js';
 import { CtCheckpoint, type CtWeightScheme } from '../io/compressed-tensors.js';
+import { PackedCheckpoint } from '../io/packed-folder.js';
 import { readJsonObject } from '../io/text.js';
 import {
   addBias,
@@ -26,7 +27,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { parseConfig, type ModelConfig } from './config.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
 import { LAYOUTS, type Layout } from './layouts.js';
-import { checkParameters } from './parameters.js';
+import { checkParameters, parameterPlan } from './parameters.js';
 
 export { inputGroups, LAYOUTS, type InputGroup, type Layout } from './layouts.js';
 
@@ -250,8 +251,8 @@ export class DecoderModel {
 
   /**
    * Opens a model folder; its tensors must be exactly those config.json implies (see models/parameters.ts).
-   * A compressed-tensors pack-quantized checkpoint is read through a view that decodes each quantized
-   * linear's weight when its block loads.
+   * A compressed-tensors pack-quantized checkpoint, or a sparq packed folder (config.json's sparq_format),
+   * is read through a view that decodes each quantized or packed linear's weight when its block loads.
    */
   static async open(dir: string): Promise<DecoderModel> {
     const configFile = join(dir, 'config.json');
@@ -260,7 +261,12 @@ export class DecoderModel {
     const files = await Checkpoint.open(dir);
     let checkpoint: TensorSource = files;
     try {
-      if (json.quantization_config !== undefined) checkpoint = CtCheckpoint.wrap(files, json.quantization_config, configFile);
+      // A sparq packed folder keeps an int4 source's quantization_config for other loaders; sparq reads
+      // its layers through sparq_format, which covers them.
+      if (json.sparq_format !== undefined) {
+        const expected = new Map(parameterPlan(config).map((p) => [p.name, p]));
+        checkpoint = await PackedCheckpoint.wrap(files, json.sparq_format, configFile, expected);
+      } else if (json.quantization_config !== undefined) checkpoint = CtCheckpoint.wrap(files, json.quantization_config, configFile);
       const stored = await Promise.all(checkpoint.names().map((name) => checkpoint.info(name)));
       checkParameters(config, stored, dir, configFile);
     } catch (error) {

@@ -2,15 +2,18 @@ import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../../errors.js';
 import { generate } from '../../generate/generate.js';
 import { GenerationSession } from '../../generate/session.js';
+import { WEIGHTS_MODES, type WeightsMode } from '../../generate/linear.js';
 import { backendInfo, setThreads } from '../../tensor/native.js';
 import { parseFlags, positiveInteger, positiveNumber, withInterrupt, type Command } from '../command.js';
 
 export const generateCommand: Command = {
   name: 'generate',
   usage: `generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P]
-         [--seed S] [--threads N] [--json]
-                   continues a prompt with a KV-cached decoder (every architecture eval runs;
-                   compressed-tensors folders decoded to f32 at load), streaming the text to
+         [--seed S] [--threads N] [--weights stored|f32] [--json]
+                   continues a prompt with a KV-cached decoder (every architecture eval runs),
+                   each linear on the kernel for how it is stored (--weights stored, the default:
+                   sparq packed formats, compressed-tensors W4 as int4 codes, dense f16/bf16 in
+                   their dtype) or all decoded to dense f32 (--weights f32), streaming the text to
                    stdout, then a summary on stderr: prompt and generated tokens, prefill and
                    decode tokens/s, peak RSS. Greedy by default (--temperature 0); --temperature
                    > 0 samples, from the smallest set of tokens holding --top-p of the
@@ -18,7 +21,8 @@ export const generateCommand: Command = {
                    Stops at the model's EOS token or after --max-new-tokens (default 64).
                    --json prints one JSON object instead: text, tokens, promptTokens,
                    generatedTokens, stopReason, prefillSeconds, decodeSeconds,
-                   prefillTokensPerSecond, decodeTokensPerSecond, peakRssBytes, model, backend`,
+                   prefillTokensPerSecond, decodeTokensPerSecond, peakRssBytes, model, backend,
+                   weights, linearFormats (how many linears ran in each format)`,
   async run(args) {
     const { values } = parseFlags('generate', () =>
       parseArgs({
@@ -32,6 +36,7 @@ export const generateCommand: Command = {
           'top-p': { type: 'string' },
           seed: { type: 'string' },
           threads: { type: 'string' },
+          weights: { type: 'string', default: 'stored' },
           json: { type: 'boolean', default: false },
         },
       }),
@@ -46,7 +51,9 @@ export const generateCommand: Command = {
     const threads = positiveInteger('generate', 'threads', values.threads);
     if (threads !== undefined) setThreads(threads);
 
-    const session = await GenerationSession.load(values.model);
+    const weights = values.weights as WeightsMode;
+    if (!WEIGHTS_MODES.includes(weights)) throw new InvalidArgumentError(`generate: --weights must be stored or f32, got '${values.weights}'`);
+    const session = await GenerationSession.load(values.model, { weights });
     const json = values.json;
     const result = await withInterrupt((signal) =>
       generate(session, values.prompt!, { maxNewTokens, temperature, topP, seed, signal, onText: json ? undefined : (text) => process.stdout.write(text) }),
@@ -54,7 +61,7 @@ export const generateCommand: Command = {
     const peakRssBytes = process.resourceUsage().maxRSS * 1024; // maxRSS is in KiB
     const backend = backendInfo('cpu').backend;
     if (json) {
-      process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes, model: values.model, backend })}\n`);
+      process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes, model: values.model, backend, weights, linearFormats: session.linearFormats() })}\n`);
       return;
     }
     process.stdout.write('\n');
