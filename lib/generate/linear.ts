@@ -12,14 +12,15 @@
 //
 // With weights 'f32' every layer is decoded to dense f32 instead (the reference the kernels are checked against).
 import { dotAsync, gemm, gemmAsync } from '../tensor/ops.js';
-import { denseWeight, packedLinear, packedLinearAsync, unpackWeight, type PackedWeight } from '../tensor/packed.js';
+import { denseWeight, LINEAR_OPS, packedLinear, packedLinearAsync, unpackWeight, type PackedWeight } from '../tensor/packed.js';
+import { supportsOp } from '../tensor/native.js';
 import { int4WeightFromCt, PackedCheckpoint } from '../io/packed-folder.js';
 import { ctShape } from '../io/compressed-tensors.js';
 import { INLINE_MULTIPLY_ADDS } from './inline.js';
 import { addBias } from '../tensor/nn.js';
 import { CtCheckpoint, decodeCtStoredLinear, type CtStoredLinear } from '../io/compressed-tensors.js';
 import type { DecoderModel } from '../models/decoder.js';
-import { NonFiniteError, ShapeMismatchError } from '../errors.js';
+import { BackendUnavailableError, NonFiniteError, ShapeMismatchError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** A linear layer y = x·Wᵀ (+ b), however its weight is stored. */
@@ -68,9 +69,18 @@ export class PackedLinear implements LinearWeight {
     readonly weight: PackedWeight,
     readonly bias: Tensor | undefined,
     readonly format: string,
+    /** The layer's module name, for errors. */
+    readonly name = '',
   ) {
     this.outFeatures = weight.outFeatures;
     this.inFeatures = weight.inFeatures;
+    // A backend without this format's kernel is refused at load, by layer, not at the first token.
+    const device = weight.format === 'dense' ? weight.values.device : 'cpu';
+    for (const op of [LINEAR_OPS[weight.format], ...(weight.outliers ? [LINEAR_OPS.bsr] : [])]) {
+      if (!supportsOp(op, device)) {
+        throw new BackendUnavailableError(`${name || 'a linear layer'}: the ${device} backend has no ${op} kernel, which the '${weight.format}' format needs (sparq info lists the backends)`);
+      }
+    }
     if (bias && (bias.ndim !== 1 || bias.shape[0] !== this.outFeatures)) throw new ShapeMismatchError(`a linear bias must be [${this.outFeatures}], received [${bias.shape.join(', ')}]`);
   }
 
@@ -101,7 +111,7 @@ export async function loadLinear(stored: StoredLinear, signal?: AbortSignal, wei
       const w = stored.weight;
       if (w.dtype === 'f32') return new DenseLinear(w, stored.bias);
       if (weights === 'f32') return new DenseLinear(await w.toAsync('f32', { signal }), stored.bias);
-      return new PackedLinear(denseWeight(w), stored.bias, `dense-${w.dtype}`);
+      return new PackedLinear(denseWeight(w), stored.bias, `dense-${w.dtype}`, stored.name);
     }
     case 'pack-quantized': {
       const { scheme, tensors, where } = stored.quantized;
@@ -114,11 +124,11 @@ export async function loadLinear(stored: StoredLinear, signal?: AbortSignal, wei
       const shape = ctShape(tensors.shape, where);
       const groupSize = scheme.strategy === 'channel' ? shape[1] : scheme.groupSize!;
       const int4 = int4WeightFromCt({ packed: tensors.packed, scale: tensors.scale, zeroPoint: tensors.zeroPoint }, shape, groupSize, scheme.symmetric, where);
-      return new PackedLinear(int4, stored.bias, 'int4 (compressed-tensors)');
+      return new PackedLinear(int4, stored.bias, 'int4 (compressed-tensors)', stored.name);
     }
     case 'packed':
       if (weights === 'f32') return new DenseLinear(await (await unpackWeight(stored.weight, { signal })).toAsync('f32', { signal }), stored.bias, `${stored.weight.format} (decoded to dense-f32)`);
-      return new PackedLinear(stored.weight, stored.bias, stored.weight.format);
+      return new PackedLinear(stored.weight, stored.bias, stored.weight.format, stored.name);
   }
 }
 

@@ -65,6 +65,16 @@ export interface BsrInt4Weight extends PackedBase {
 }
 export type PackedWeight = DenseWeight | Int4Weight | Sparse24Weight | Sparse24Int4Weight | BsrWeight | BsrInt4Weight;
 
+/** The native op that runs each format's linear (what `supportsOp` is asked about). */
+export const LINEAR_OPS: Record<PackedWeight['format'], string> = {
+  dense: 'denseLinear',
+  int4: 'int4Linear',
+  '2:4': 'sparse24Linear',
+  '2:4+int4': 'sparse24Int4Linear',
+  bsr: 'bsrLinear',
+  'bsr-int4': 'bsrInt4Linear',
+};
+
 const FLOAT_STORAGE: readonly DType[] = ['f32', 'f16', 'bf16'];
 
 function optional(t: Tensor | undefined, dtype: DType): Tensor {
