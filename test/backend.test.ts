@@ -7,10 +7,18 @@ import {
   BackendUnavailableError,
   cholesky,
   choleskyInverse,
+  denseWeight,
   gemm,
+  InvalidFileError,
   isAvailable,
   loadAttempts,
   nmMask,
+  pack24,
+  pack24Int4,
+  packBsr,
+  packBsrInt4,
+  packedLinear,
+  packInt4,
   setThreads,
   supportsOp,
   syrk,
@@ -18,9 +26,41 @@ import {
   thresholdMask,
   topkMask,
   triangularSolve,
+  type PackedWeight,
 } from '../lib/index.js';
 import { backend } from '../lib/tensor/native.js';
-import { assertClose, randomF32, rng } from './helpers.js';
+import { assertClose, poison, randomF32, rng } from './helpers.js';
+
+/** A packed weight with every tensor (and its outliers') moved to the device. */
+function toDevice(w: PackedWeight): PackedWeight {
+  const moved: Record<string, unknown> = { ...w };
+  for (const [key, value] of Object.entries(w)) if (value instanceof Tensor) moved[key] = value.cuda();
+  if (w.outliers) moved.outliers = toDevice(w.outliers);
+  return moved as unknown as PackedWeight;
+}
+
+/** w [n, k] with each group of 4 inputs keeping at most 2 entries (2:4), or whole blocks zeroed (BSR). */
+function sparse24(w: Float32Array, n: number, k: number, random: () => number): Float32Array {
+  for (let r = 0; r < n; r++) {
+    for (let g = 0; g < k; g += 4) {
+      const order = [0, 1, 2, 3].sort(() => random() - 0.5);
+      for (const p of order.slice(2)) if (g + p < k) w[r * k + g + p] = 0;
+    }
+  }
+  return w;
+}
+function blockSparse(w: Float32Array, n: number, k: number, blockSize: number, random: () => number): Float32Array {
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < k; c += blockSize) if (random() < 0.5) w.fill(0, r * k + c, r * k + Math.min(k, c + blockSize));
+  }
+  return w;
+}
+function codesLike(pattern: Float32Array, random: () => number): Int8Array {
+  return Int8Array.from(pattern, (v) => (v === 0 ? 0 : Math.floor(random() * 16) - 8));
+}
+function scalesFor(n: number, groups: number, random: () => number): Tensor {
+  return Tensor.fromTypedArray(Float32Array.from({ length: n * groups }, () => 0.01 + random() * 0.1), [n, groups]);
+}
 
 describe('backends', () => {
   it('loads the CPU addon and describes it', () => {
@@ -110,6 +150,105 @@ describe('backends', () => {
           assert.deepEqual(s.to(dtype).cuda().to('f32').cpu().data, s.to(dtype).to('f32').data, `${dtype} back`);
         }
       }
+    });
+
+    // Every packed format (and each dtype and block size) in odd shapes (tails past multiples of 4, 8, 32
+    // and 64), batch 1 (the warp-per-row kernels), 16 and 70 (the shared-tile kernels, 70 spanning two
+    // token tiles). y is poisoned with NaN so an unwritten output shows. Both sides sum k f32 products in
+    // different orders, so the tolerance is absolute 1e-4·√k (the products are O(1)) plus relative 1e-4.
+    it('packed linears match the CPU op: every format, batch 1, 16 and 70, poisoned outputs, outliers accumulated', async () => {
+      assert.ok(supportsOp('int4Linear', 'cuda') && supportsOp('bsrInt4Linear', 'cuda'));
+      assert.equal(supportsOp('pack24', 'cuda'), false, 'the converters stay on the CPU backend');
+      for (const [n, k] of [[37, 67], [64, 256], [19, 390], [5, 1030]]) {
+        const weights: [string, PackedWeight][] = [];
+        const dense = randomF32(n * k, random);
+        for (const dtype of ['f32', 'f16', 'bf16'] as const) weights.push([`dense ${dtype}`, denseWeight(Tensor.fromTypedArray(dense, [n, k]).to(dtype))]);
+        const codes = Tensor.fromTypedArray(codesLike(randomF32(n * k, random), random), [n, k]);
+        for (const groupSize of [32, 12, k]) {
+          const groups = Math.ceil(k / groupSize);
+          const zeros = Tensor.fromTypedArray(Int8Array.from({ length: n * groups }, () => Math.floor(random() * 7) - 3), [n, groups]);
+          weights.push([`int4 g${groupSize}`, packInt4(codes, scalesFor(n, groups, random), groupSize)]);
+          weights.push([`int4 g${groupSize} f16 scales, zeros`, packInt4(codes, scalesFor(n, groups, random).to('f16'), groupSize, zeros)]);
+        }
+        const pattern24 = sparse24(randomF32(n * k, random), n, k, random);
+        for (const dtype of ['f32', 'f16', 'bf16'] as const) weights.push([`2:4 ${dtype}`, await pack24(Tensor.fromTypedArray(pattern24, [n, k]).to(dtype))]);
+        for (const groupSize of [64, 12]) {
+          const codes24 = Tensor.fromTypedArray(codesLike(pattern24, random), [n, k]);
+          weights.push([`2:4+int4 g${groupSize}`, await pack24Int4(codes24, scalesFor(n, Math.ceil(k / groupSize), random).to('bf16'), groupSize)]);
+        }
+        for (const blockSize of [1, 8, 16, 32]) {
+          const pattern = blockSparse(randomF32(n * k, random), n, k, blockSize, random);
+          for (const dtype of ['f32', 'f16'] as const) weights.push([`bsr${blockSize} ${dtype}`, await packBsr(Tensor.fromTypedArray(pattern, [n, k]).to(dtype), blockSize)]);
+          if (blockSize > 1) {
+            const blockCodes = Tensor.fromTypedArray(codesLike(pattern, random), [n, k]);
+            weights.push([`bsr-int4 ${blockSize}`, await packBsrInt4(blockCodes, scalesFor(n, Math.ceil(k / blockSize), random), blockSize)]);
+          }
+        }
+        const outliers = await packBsr(Tensor.fromTypedArray(blockSparse(randomF32(n * k, random), n, k, 1, random), [n, k]).to('f16'), 1);
+        weights.push(['int4 + CSR outliers', { ...packInt4(codes, scalesFor(n, Math.ceil(k / 32), random), 32), outliers }]);
+
+        const bias = Tensor.fromTypedArray(randomF32(n, random));
+        for (const [what, w] of weights) {
+          const onDevice = toDevice(w);
+          for (const t of [1, 16, 70]) {
+            const x = matrix(t, k);
+            const out = Tensor.fromTypedArray(poison(new Float32Array(t * n)), [t, n]).cuda();
+            packedLinear(x.cuda(), onDevice, { bias: bias.cuda(), out });
+            close(out, packedLinear(x, w, { bias }), `${what} [${n}, ${k}] T=${t}`, 1e-4 * Math.sqrt(k));
+            close(packedLinear(x.cuda(), onDevice), packedLinear(x, w), `${what} [${n}, ${k}] T=${t} no bias`, 1e-4 * Math.sqrt(k));
+          }
+        }
+      }
+    });
+
+    it('corrupt packed indices are InvalidFile naming the row, as on the CPU, and leave the device usable', async () => {
+      const [n, k] = [6, 60];
+      const throwsOnBoth = (w: PackedWeight, pattern: RegExp, what: string) => {
+        // The CPU's batched path checks every row it decodes (its fused AVX-512 batch-1 kernels may skip the
+        // 2:4 check); the device checks at every batch size.
+        const x4 = matrix(4, k);
+        assert.throws(() => packedLinear(x4, w), (e: unknown) => e instanceof InvalidFileError && pattern.test((e as Error).message), `cpu ${what}`);
+        for (const t of [1, 4]) {
+          const x = matrix(t, k);
+          assert.throws(() => packedLinear(x.cuda(), toDevice(w)), (e: unknown) => e instanceof InvalidFileError && pattern.test((e as Error).message), `cuda ${what} T=${t}`);
+        }
+      };
+      const w24 = await pack24(Tensor.fromTypedArray(sparse24(randomF32(n * k, random), n, k, random), [n, k]));
+      (w24.meta.data as Int32Array)[3 * w24.meta.shape[1]] = 0; // row 3, group 0: positions 0 and 0
+      throwsOnBoth(w24, /row 3, group 0 lists positions 0 and 0/, '2:4 repeated position');
+
+      const bsr = await packBsr(Tensor.fromTypedArray(blockSparse(randomF32(n * k, random), n, k, 16, random), [n, k]), 16);
+      const cols = bsr.blockCols.data as Int32Array;
+      const ptr = bsr.rowPtr.data as Int32Array;
+      const row = ptr.findIndex((p, i) => i < n && ptr[i + 1] - p >= 2);
+      assert.ok(row >= 0, 'some row has two blocks');
+      for (const bad of [-1, 1000, cols[ptr[row] + 1]]) {
+        const saved = cols[ptr[row]];
+        cols[ptr[row]] = bad;
+        // (A repeated column 3 also moves the block's values past k = 60, which is reported first.)
+        throwsOnBoth(bsr, new RegExp(`row ${row}: (blockCols\\[|block )`), `bsr blockCol ${bad}`);
+        cols[ptr[row]] = saved;
+      }
+      // k = 60 leaves the last block of 16 four inputs short: a nonzero value there is corrupt.
+      const tail = cols.findIndex((c) => c === 3);
+      if (tail >= 0) {
+        const values = bsr.values.data as Float32Array;
+        const saved = values[tail * 16 + 15];
+        values[tail * 16 + 15] = 1;
+        throwsOnBoth(bsr, new RegExp(`block ${tail} holds a nonzero value past the last input`), 'bsr value past K');
+        values[tail * 16 + 15] = saved;
+      }
+      const end = ptr[n];
+      ptr[n] = end + 5;
+      throwsOnBoth(bsr, /rowPtr ends at/, 'rowPtr end');
+      ptr[n] = end;
+      const second = ptr[2];
+      ptr[2] = ptr[1] - 1;
+      throwsOnBoth(bsr, /rowPtr decreases at row 1/, 'rowPtr decreasing');
+      ptr[2] = second;
+      // Nothing was read out of bounds: the device still computes.
+      const x = matrix(4, k);
+      close(packedLinear(x.cuda(), toDevice(bsr)), packedLinear(x, bsr), 'bsr after the corrupt cases', 1e-4 * Math.sqrt(k));
     });
   });
 });

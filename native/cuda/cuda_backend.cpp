@@ -63,6 +63,11 @@ int blasInt(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+LinearArgs linearArgs(const TensorView& x, const TensorView& bias, const TensorView& y, bool accumulate) {
+  return {x.as<const float>(), y.as<float>(), bias.numel() > 0 ? bias.as<const float>() : nullptr, x.shape[0], x.shape[1],
+          y.shape[1], accumulate};
+}
+
 [[noreturn]] void failOnNaN(const char* op, int64_t index, int64_t cols) {
   fail(ErrorCode::InvalidArgument, std::string(op) + ": scores contain NaN at row " + std::to_string(index / cols) +
                                        ", column " + std::to_string(index % cols));
@@ -136,6 +141,12 @@ void CudaBackend::provideKernels() {
   provide<ApplyMaskOp>([this](ApplyMaskOp& o) { applyMask(o.x, o.mask, o.out); });
   provide<AxpyOp>([this](AxpyOp& o) { axpy(o.alpha, o.x, o.y); });
   provide<ElementwiseUnaryOp>([this](ElementwiseUnaryOp& o) { unary(o.op, o.x, o.out, o.a, o.b); });
+  provide<DenseLinearOp>([this](DenseLinearOp& o) { denseLinear(o); });
+  provide<Int4LinearOp>([this](Int4LinearOp& o) { int4Linear(o); });
+  provide<Sparse24LinearOp>([this](Sparse24LinearOp& o) { sparse24Linear(o); });
+  provide<Sparse24Int4LinearOp>([this](Sparse24Int4LinearOp& o) { sparse24Int4Linear(o); });
+  provide<BsrLinearOp>([this](BsrLinearOp& o) { bsrLinear(o); });
+  provide<BsrInt4LinearOp>([this](BsrInt4LinearOp& o) { bsrInt4Linear(o); });
 }
 
 void CudaBackend::releaseResources() noexcept {
@@ -419,6 +430,85 @@ void CudaBackend::unary(UnaryOp op, const TensorView& x, TensorView& out, double
               "clamp: min must not exceed max, got min " + std::to_string(a) + " > max " + std::to_string(b));
   cuda::unary(op, x.data, out.data, x.numel(), x.dtype, a, b, stream_);
   synchronize();
+}
+
+// ---- packed-weight linears -------------------------------------------------------------------------
+
+void CudaBackend::denseLinear(const DenseLinearOp& o) {
+  throwIfCancelled();
+  cuda::denseLinear(linearArgs(o.x, o.bias, o.y, false), o.w.data, o.w.dtype, stream_);
+  synchronize();
+}
+
+void CudaBackend::int4Linear(const Int4LinearOp& o) {
+  throwIfCancelled();
+  cuda::int4Linear(linearArgs(o.x, o.bias, o.y, false), o.packed.as<const int32_t>(), o.scales.data, o.scales.dtype,
+                   o.zeros.numel() > 0 ? o.zeros.as<const int8_t>() : nullptr, o.groupSize, stream_);
+  synchronize();
+}
+
+void CudaBackend::sparse24Linear(const Sparse24LinearOp& o) {
+  throwIfCancelled();
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::sparse24Linear(linearArgs(o.x, o.bias, o.y, false), o.values.data, o.values.dtype, o.meta.as<const int32_t>(),
+                         flag, stream_);
+  });
+  if (bad < 0) return;
+  PackedIndex index;
+  index.rows = o.meta.shape[0];
+  index.meta = o.meta.as<const int32_t>();
+  index.metaWords = o.meta.shape[1];
+  failCorruptPacked(Sparse24LinearOp::kName, bad, index, stream_);
+}
+
+void CudaBackend::sparse24Int4Linear(const Sparse24Int4LinearOp& o) {
+  throwIfCancelled();
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::sparse24Int4Linear(linearArgs(o.x, o.bias, o.y, false), o.packed.as<const int32_t>(), o.meta.as<const int32_t>(),
+                             o.scales.data, o.scales.dtype, o.groupSize, flag, stream_);
+  });
+  if (bad < 0) return;
+  PackedIndex index;
+  index.rows = o.meta.shape[0];
+  index.meta = o.meta.as<const int32_t>();
+  index.metaWords = o.meta.shape[1];
+  index.keptName = "code";
+  failCorruptPacked(Sparse24Int4LinearOp::kName, bad, index, stream_);
+}
+
+namespace {
+
+PackedIndex bsrIndex(const TensorView& rowPtr, const TensorView& blockCols, int64_t k, int64_t blockSize) {
+  PackedIndex index;
+  index.rows = rowPtr.shape[0] - 1;
+  index.rowPtr = rowPtr.as<const int32_t>();
+  index.blockCols = blockCols.as<const int32_t>();
+  index.blocks = blockCols.shape[0];
+  index.blockColumns = blockColumns(k, blockSize);
+  return index;
+}
+
+}  // namespace
+
+void CudaBackend::bsrLinear(const BsrLinearOp& o) {
+  throwIfCancelled();
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::bsrLinear(linearArgs(o.x, o.bias, o.y, o.accumulate), o.rowPtr.as<const int32_t>(), o.blockCols.as<const int32_t>(),
+                    o.blockCols.shape[0], o.values.data, o.values.dtype, o.blockSize, flag, stream_);
+  });
+  if (bad >= 0) failCorruptPacked(BsrLinearOp::kName, bad, bsrIndex(o.rowPtr, o.blockCols, o.x.shape[1], o.blockSize), stream_);
+}
+
+void CudaBackend::bsrInt4Linear(const BsrInt4LinearOp& o) {
+  throwIfCancelled();
+  const int64_t bad = firstFlagged([&](int64_t* flag) {
+    cuda::bsrInt4Linear(linearArgs(o.x, o.bias, o.y, false), o.rowPtr.as<const int32_t>(), o.blockCols.as<const int32_t>(),
+                        o.blockCols.shape[0], o.packed.as<const int32_t>(), o.blockScales.data, o.blockScales.dtype,
+                        o.blockSize, flag, stream_);
+  });
+  if (bad >= 0) {
+    failCorruptPacked(BsrInt4LinearOp::kName, bad, bsrIndex(o.rowPtr, o.blockCols, o.x.shape[1], o.blockSize), stream_);
+  }
 }
 
 // ---- memory ----------------------------------------------------------------------------------------

@@ -52,6 +52,14 @@ class CudaBackend final : public Backend {
   void axpy(double alpha, const TensorView& x, TensorView& y);
   void unary(UnaryOp op, const TensorView& x, TensorView& out, double a, double b);
 
+  // Packed-weight linears (packed.cu); pack24/unpack24 and the BSR converters stay on the CPU backend.
+  void denseLinear(const DenseLinearOp& o);
+  void int4Linear(const Int4LinearOp& o);
+  void sparse24Linear(const Sparse24LinearOp& o);
+  void sparse24Int4Linear(const Sparse24Int4LinearOp& o);
+  void bsrLinear(const BsrLinearOp& o);
+  void bsrInt4Linear(const BsrInt4LinearOp& o);
+
   // Runs `launch(flag)` with the device flag cleared, waits, and returns the least index a kernel
   // recorded there, or -1 if none did.
   template <typename Launch>

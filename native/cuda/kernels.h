@@ -35,6 +35,43 @@ void mirrorLower(void* a, int64_t n, DType dtype, cudaStream_t stream);
 // Keeps the lower triangle (zeroing the upper), or moves it to the upper one (U = Lᵀ, lower zeroed).
 void finishFactor(void* a, int64_t n, DType dtype, bool upper, cudaStream_t stream);
 
+// ---- packed-weight linears (packed.cu): y[T, N] = x[T, K]·Wᵀ (+ bias), W in a core/packed_formats.h format.
+// x, y and bias are f32; bias may be null; accumulate adds onto y (bsrLinear's outliers). Shapes were checked
+// by the op; data that contradicts its format is recorded in `flag` (see failCorruptPacked).
+struct LinearArgs {
+  const float* x;
+  float* y;
+  const float* bias;
+  int64_t tokens, k, n;
+  bool accumulate;
+};
+
+void denseLinear(const LinearArgs& a, const void* w, DType wType, cudaStream_t stream);
+void int4Linear(const LinearArgs& a, const int32_t* packed, const void* scales, DType scaleType, const int8_t* zeros,
+                int64_t groupSize, cudaStream_t stream);
+void sparse24Linear(const LinearArgs& a, const void* values, DType valueType, const int32_t* meta, int64_t* flag,
+                    cudaStream_t stream);
+void sparse24Int4Linear(const LinearArgs& a, const int32_t* packed, const int32_t* meta, const void* scales,
+                        DType scaleType, int64_t groupSize, int64_t* flag, cudaStream_t stream);
+void bsrLinear(const LinearArgs& a, const int32_t* rowPtr, const int32_t* blockCols, int64_t blocks, const void* values,
+               DType valueType, int64_t blockSize, int64_t* flag, cudaStream_t stream);
+void bsrInt4Linear(const LinearArgs& a, const int32_t* rowPtr, const int32_t* blockCols, int64_t blocks,
+                   const int32_t* packed, const void* blockScales, DType scaleType, int64_t blockSize, int64_t* flag,
+                   cudaStream_t stream);
+
+// The index tensors of a packed weight whose linear flagged corrupt data: 2:4 (meta) or BSR (rowPtr, blockCols).
+struct PackedIndex {
+  int64_t rows = 0;
+  const int32_t* meta = nullptr;
+  int64_t metaWords = 0;
+  const char* keptName = "value";  // "code" for 2:4+int4
+  const int32_t* rowPtr = nullptr;
+  const int32_t* blockCols = nullptr;
+  int64_t blocks = 0, blockColumns = 0;
+};
+// Throws the InvalidFile error the CPU backend gives for the same data, reading back the words it names.
+[[noreturn]] void failCorruptPacked(const char* op, int64_t flag, const PackedIndex& index, cudaStream_t stream);
+
 // Throws sparq::Error(Internal) naming `what` if the last launch failed.
 void checkLaunch(const char* what);
 
