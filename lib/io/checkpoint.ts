@@ -37,6 +37,42 @@ export interface TensorSource {
   close(): Promise<void>;
 }
 
+/**
+ * A checkpoint whose linear weights are stored in another form (compressed-tensors codes, sparq packed
+ * formats) and read back as `<module>.weight` decoded: the names a reader sees are the inner folder's,
+ * with each stored-form layer's tensors replaced by its `.weight`. Subclasses decode (info and read).
+ */
+export abstract class DecodedWeightsCheckpoint implements TensorSource {
+  protected constructor(
+    protected readonly inner: Checkpoint,
+    private readonly visibleNames: readonly string[],
+  ) {}
+
+  get dir(): string {
+    return this.inner.dir;
+  }
+
+  names(): string[] {
+    return [...this.visibleNames];
+  }
+
+  has(name: string): boolean {
+    return this.visibleNames.includes(name);
+  }
+
+  /** The module of `<module>.weight` when that module is one of `stored`, else undefined. */
+  protected storedModule(name: string, stored: { has(module: string): boolean }): string | undefined {
+    if (!name.endsWith('.weight')) return undefined;
+    const module = name.slice(0, -'.weight'.length);
+    return stored.has(module) ? module : undefined;
+  }
+
+  abstract info(name: string): Promise<{ name: string; dtype: string; shape: number[] }>;
+  abstract read(name: string, options?: { dtype?: DType }): Promise<Tensor>;
+  abstract shardPath(name: string): string;
+  abstract close(): Promise<void>;
+}
+
 /** A checkpoint folder opened for reading. */
 export class Checkpoint implements TensorSource {
   private readonly open = new Map<string, Promise<SafetensorsFile>>();

@@ -20,7 +20,7 @@ import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../t
 import { Tensor } from '../tensor/tensor.js';
 import { describe } from '../validate.js';
 import type { DType } from '../tensor/dtype.js';
-import type { Checkpoint, TensorSource } from './checkpoint.js';
+import { DecodedWeightsCheckpoint, type Checkpoint } from './checkpoint.js';
 
 export const CT_SUFFIXES = ['weight_packed', 'weight_scale', 'weight_zero_point', 'weight_shape', 'weight_g_idx'] as const;
 
@@ -243,17 +243,23 @@ function ctPatternMatches(pattern: string, name: string): boolean {
  * weight_scale, …) stand as one `<name>.weight` of the scale's dtype, decoded when read. Everything else
  * passes through. Opening checks that every quantized linear has exactly the tensors its scheme needs.
  */
-export class CtCheckpoint implements TensorSource {
-  /** Quantized linears (module names) and their schemes. */
-  readonly quantized = new Map<string, CtWeightScheme>();
-  private readonly virtualNames: string[];
-
+export class CtCheckpoint extends DecodedWeightsCheckpoint {
   private constructor(
-    private readonly inner: Checkpoint,
+    inner: Checkpoint,
     readonly config: CtConfig,
+    /** Quantized linears (module names) and their schemes. */
+    readonly quantized: ReadonlyMap<string, CtWeightScheme>,
+    visibleNames: string[],
   ) {
+    super(inner, visibleNames);
+  }
+
+  /** Wraps an opened checkpoint whose config.json carries `quantizationConfig`; `source` names config.json. */
+  static wrap(inner: Checkpoint, quantizationConfig: unknown, source: string): CtCheckpoint {
+    const config = parseCtConfig(quantizationConfig, source);
     const names = new Set(inner.names());
     const virtual: string[] = [];
+    const quantized = new Map<string, CtWeightScheme>();
     for (const name of names) {
       const suffix = CT_SUFFIXES.find((s) => name.endsWith(`.${s}`));
       if (!suffix) {
@@ -272,33 +278,14 @@ export class CtCheckpoint implements TensorSource {
       for (const required of ['weight_scale', 'weight_shape', ...(group.scheme.symmetric ? [] : ['weight_zero_point']), ...(group.scheme.actorder === 'group' ? ['weight_g_idx'] : [])]) {
         if (!names.has(`${base}.${required}`)) throw new InvalidFileError(`${inner.dir}: '${base}.${required}' is missing (group ${group.name}: W${group.scheme.bits}${group.scheme.symmetric ? '' : ' asymmetric'}${group.scheme.actorder === 'group' ? ', actorder group' : ''})`);
       }
-      this.quantized.set(base, group.scheme);
+      quantized.set(base, group.scheme);
       virtual.push(`${base}.weight`);
     }
-    this.virtualNames = virtual;
-  }
-
-  /** Wraps an opened checkpoint whose config.json carries `quantizationConfig`; `source` names config.json. */
-  static wrap(inner: Checkpoint, quantizationConfig: unknown, source: string): CtCheckpoint {
-    return new CtCheckpoint(inner, parseCtConfig(quantizationConfig, source));
-  }
-
-  get dir(): string {
-    return this.inner.dir;
-  }
-
-  names(): string[] {
-    return [...this.virtualNames];
-  }
-
-  has(name: string): boolean {
-    return this.virtualNames.includes(name);
+    return new CtCheckpoint(inner, config, quantized, virtual);
   }
 
   private quantizedBase(name: string): string | undefined {
-    if (!name.endsWith('.weight')) return undefined;
-    const base = name.slice(0, -'.weight'.length);
-    return this.quantized.has(base) ? base : undefined;
+    return this.storedModule(name, this.quantized);
   }
 
   async info(name: string): Promise<{ name: string; dtype: string; shape: number[] }> {

@@ -27,7 +27,7 @@ import { unpackCodes } from '../tensor/quant.js';
 import { formatShape, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { describe } from '../validate.js';
-import type { Checkpoint, TensorSource } from './checkpoint.js';
+import { DecodedWeightsCheckpoint, type Checkpoint } from './checkpoint.js';
 import { ctShape, packZeroPoints, unpackZeroPoints } from './compressed-tensors.js';
 
 export const PACKED_FOLDER_VERSION = 1;
@@ -296,16 +296,14 @@ export function int4WeightFromCt(
  * weight itself. Opening checks every packed layer's tensors (header only) against its entry and the
  * entry's shape against config.json (`expected`: parameter name → shape from the config).
  */
-export class PackedCheckpoint implements TensorSource {
-  private readonly virtualNames: string[];
-
+export class PackedCheckpoint extends DecodedWeightsCheckpoint {
   private constructor(
-    private readonly inner: Checkpoint,
+    inner: Checkpoint,
     readonly layers: ReadonlyMap<string, PackedLayerEntry>,
   ) {
     const owned = new Set<string>();
     for (const [base, entry] of layers) for (const suffix of expectedTensors(entry, 0, 0).keys()) owned.add(`${base}.${suffix}`);
-    this.virtualNames = [...inner.names().filter((name) => !owned.has(name)), ...[...layers.keys()].map((base) => `${base}.weight`)];
+    super(inner, [...inner.names().filter((name) => !owned.has(name)), ...[...layers.keys()].map((base) => `${base}.weight`)]);
   }
 
   static async wrap(inner: Checkpoint, sparqFormat: unknown, source: string, expected: ReadonlyMap<string, { shape: number[]; dimensions: string[] }>): Promise<PackedCheckpoint> {
@@ -335,22 +333,8 @@ export class PackedCheckpoint implements TensorSource {
     return new PackedCheckpoint(inner, layers);
   }
 
-  get dir(): string {
-    return this.inner.dir;
-  }
-
-  names(): string[] {
-    return [...this.virtualNames];
-  }
-
-  has(name: string): boolean {
-    return this.virtualNames.includes(name);
-  }
-
   private packedBase(name: string): string | undefined {
-    if (!name.endsWith('.weight')) return undefined;
-    const base = name.slice(0, -'.weight'.length);
-    return this.layers.has(base) ? base : undefined;
+    return this.storedModule(name, this.layers);
   }
 
   async info(name: string): Promise<{ name: string; dtype: string; shape: number[] }> {
