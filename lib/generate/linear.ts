@@ -11,13 +11,12 @@
 //   dense f32                                      → DenseLinear 'dense-f32'
 //
 // With weights 'f32' every layer is decoded to dense f32 instead (the reference the kernels are checked against).
-import { dotAsync, gemm, gemmAsync } from '../tensor/ops.js';
+import { dotAsync } from '../tensor/ops.js';
 import { denseWeight, LINEAR_OPS, packedLinear, packedLinearAsync, unpackWeight, type PackedWeight } from '../tensor/packed.js';
 import { supportsOp } from '../tensor/native.js';
 import { int4WeightFromCt, PackedCheckpoint } from '../io/packed-folder.js';
 import { ctShape } from '../io/compressed-tensors.js';
 import { INLINE_MULTIPLY_ADDS } from './inline.js';
-import { addBias } from '../tensor/nn.js';
 import { CtCheckpoint, decodeCtStoredLinear, type CtStoredLinear } from '../io/compressed-tensors.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { BackendUnavailableError, NonFiniteError, ShapeMismatchError } from '../errors.js';
@@ -37,10 +36,14 @@ export interface LinearWeight {
   forward(x: Tensor, out: Tensor, signal?: AbortSignal): Promise<void>;
 }
 
-/** A dense f32 weight [out, in] (and bias [out]), applied with gemm (transB: W is stored row per output). */
+/**
+ * A dense f32 weight [out, in] (and bias [out]) through the dense linear kernel: the fused GEMV for one
+ * token (it reads the weight at about 2.6× the rate OpenBLAS sgemm does at M = 1), OpenBLAS for batches.
+ */
 export class DenseLinear implements LinearWeight {
   readonly inFeatures: number;
   readonly outFeatures: number;
+  private readonly dense: PackedWeight;
 
   constructor(
     readonly weight: Tensor,
@@ -51,12 +54,12 @@ export class DenseLinear implements LinearWeight {
     [this.outFeatures, this.inFeatures] = weight.shape;
     if (weight.dtype !== 'f32' || weight.ndim !== 2) throw new ShapeMismatchError(`a dense linear weight must be f32 [out, in], received ${weight.dtype} [${weight.shape.join(', ')}]`);
     if (bias && (bias.ndim !== 1 || bias.shape[0] !== this.outFeatures)) throw new ShapeMismatchError(`a linear bias must be [${this.outFeatures}], received [${bias.shape.join(', ')}]`);
+    this.dense = denseWeight(weight);
   }
 
   async forward(x: Tensor, out: Tensor, signal?: AbortSignal): Promise<void> {
-    if (x.shape[0] * this.inFeatures * this.outFeatures <= INLINE_MULTIPLY_ADDS) gemm(x, this.weight, { transB: true, out });
-    else await gemmAsync(x, this.weight, { transB: true, out, signal });
-    if (this.bias) addBias(out, this.bias);
+    if (x.shape[0] * this.inFeatures * this.outFeatures <= INLINE_MULTIPLY_ADDS) packedLinear(x, this.dense, { bias: this.bias, out });
+    else await packedLinearAsync(x, this.dense, { bias: this.bias, out, signal });
   }
 }
 
