@@ -1,13 +1,34 @@
 // ALPS and its native pieces: the f64 eigendecomposition, masked conjugate gradient against direct
-// solves of each row's restricted system, and, on real layers of stories260K, a lower reconstruction
+// solves of each row's restricted system, the fused ADMM iteration against the separate ops it replaces
+// (bit for bit) and against a float64 reference, and, on real layers of stories260K, a lower reconstruction
 // error than SparseGPT at 70/80/90% and 2:4 with exactly the requested pattern and a CG step that never
 // increases the objective.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { countZeros, eigh, getMethod, HessianAccumulator, maskedCg, parsePattern, parseRecipe, prune, Tensor } from '../lib/index.js';
-import { assertClose, fixturePath, randomF32, rng, sharedDir } from './helpers.js';
+import {
+  alpsAdmmStep,
+  alpsAdmmStepAsync,
+  applyMask,
+  axpy,
+  countZeros,
+  eigh,
+  gemm,
+  getMethod,
+  HessianAccumulator,
+  maskedCg,
+  nmMask,
+  parsePattern,
+  parseRecipe,
+  prune,
+  scaleColumns,
+  square,
+  Tensor,
+  topkMask,
+  type AlpsAdmmState,
+} from '../lib/index.js';
+import { assertClose, fixturePath, forEachKernelVariant, matmulRef, poison, randomF32, rng, sharedDir } from './helpers.js';
 
 function randomSpd(n: number, random: () => number): Tensor {
   const acc = new HessianAccumulator(n);
@@ -124,6 +145,201 @@ describe('maskedCg', () => {
       assertClose(support.map((j) => xs[r * n + j]), expected, { atol: 1e-3, rtol: 1e-3 }, `row ${r}`);
       for (let j = 0; j < n; ++j) if (!mask[r * n + j]) assert.equal(xs[r * n + j], 0, `row ${r} entry ${j} off the support`);
     }
+  });
+});
+
+interface StepCase {
+  rows: number;
+  cols: number;
+  /** Unstructured: entries kept over the whole matrix; else N:M per row. */
+  kept?: number;
+  n?: number;
+  m?: number;
+  factors?: boolean;
+}
+
+/** The iteration as lib/compress/alps.ts ran it before alpsAdmmStep: one op per step. */
+function stepBySeparateOps(g: Tensor, inverse: Tensor, factors: Tensor | undefined, back: Tensor | undefined, rho: number, c: StepCase, v: Tensor, z: Tensor, previous: Tensor) {
+  const right = g.clone();
+  axpy(-1, v, right);
+  axpy(rho, z, right);
+  const b = factors && back ? gemm(scaleColumns(gemm(right, inverse), factors, { inPlace: true }), back) : gemm(right, inverse);
+  const target = b.clone();
+  axpy(1 / rho, v, target);
+  const scores = square(target);
+  const support = c.m ? nmMask(scores, c.n!, c.m) : topkMask(scores.reshape([1, -1]), c.kept!).reshape(g.shape);
+  const zNext = applyMask(target, support);
+  const vNext = v.clone();
+  axpy(rho, b, vNext);
+  axpy(-rho, zNext, vNext);
+  const s = support.data as Uint8Array;
+  const p = previous.data as Uint8Array;
+  let changes = 0;
+  for (let i = 0; i < s.length; ++i) changes += s[i] !== p[i] ? 1 : 0;
+  return { b, z: zNext, v: vNext, support, changes };
+}
+
+/** Random inputs of one step; `exactB` makes B = G exactly (identity inverse, V = Z = 0) from a few values, so U² ties. */
+function stepInputs(c: StepCase, seed: number, exactB = false) {
+  const random = rng(seed);
+  const { rows, cols } = c;
+  const numel = rows * cols;
+  const matrix = (a: Float32Array) => Tensor.fromTypedArray(a, [rows, cols]);
+  const g = matrix(exactB ? Float32Array.from({ length: numel }, () => [-2, -1, 1, 2, 0.5][Math.floor(random() * 5)]) : randomF32(numel, random));
+  const identity = new Float32Array(cols * cols);
+  for (let j = 0; j < cols; ++j) identity[j * cols + j] = 1;
+  const inverse = Tensor.fromTypedArray(exactB ? identity : randomF32(cols * cols, random).map((x) => x / Math.sqrt(cols)), [cols, cols]);
+  const factors = c.factors ? Tensor.fromTypedArray(Float32Array.from({ length: cols }, () => 0.1 + random())) : undefined;
+  const back = c.factors ? Tensor.fromTypedArray(randomF32(cols * cols, random).map((x) => x / Math.sqrt(cols)), [cols, cols]) : undefined;
+  const v = matrix(exactB ? new Float32Array(numel) : randomF32(numel, random).map((x) => 0.1 * x));
+  const z = matrix(exactB ? new Float32Array(numel) : randomF32(numel, random).map((x) => (random() < 0.5 ? 0 : x)));
+  const previous = Tensor.fromTypedArray(Uint8Array.from({ length: numel }, () => (random() < 0.4 ? 1 : 0)), [rows, cols], 'u8');
+  return { g, inverse, factors, back, v, z, previous, rho: 0.05 + 2 * random() };
+}
+
+function runFused(c: StepCase, inputs: ReturnType<typeof stepInputs>) {
+  const { rows, cols } = c;
+  const state: AlpsAdmmState = {
+    v: inputs.v.clone(),
+    z: inputs.z.clone(),
+    b: Tensor.fromTypedArray(poison(new Float32Array(rows * cols)), [rows, cols]),
+    work: Tensor.fromTypedArray(poison(new Float32Array(rows * cols)), [rows, cols]),
+    support: Tensor.fromTypedArray(poison(new Uint8Array(rows * cols)), [rows, cols], 'u8'),
+    previous: inputs.previous.clone(),
+  };
+  const projection = c.m ? { n: c.n, m: c.m } : { kept: c.kept };
+  const changes = alpsAdmmStep(inputs.g, state, { rho: inputs.rho, inverse: inputs.inverse, factors: inputs.factors, back: inputs.back, ...projection });
+  return { ...state, changes };
+}
+
+function assertSameBits(actual: Tensor, expected: Tensor, what: string) {
+  const a = Buffer.from(actual.data.buffer, actual.data.byteOffset, actual.data.byteLength);
+  const e = Buffer.from(expected.data.buffer, expected.data.byteOffset, expected.data.byteLength);
+  if (a.equals(e)) return;
+  const width = actual.dtype === 'u8' ? 1 : 4;
+  let first = 0;
+  while (a[first] === e[first]) ++first;
+  const index = Math.floor(first / width);
+  assert.fail(`${what}: element ${index} is ${actual.data[index]}, expected ${expected.data[index]}`);
+}
+
+describe('alpsAdmmStep', () => {
+  // Odd sizes; 300×257 spans two of the kernel's stripes of 65,536 entries, so ties cross a stripe edge.
+  const cases: StepCase[] = [
+    { rows: 1, cols: 1, kept: 1 },
+    { rows: 7, cols: 13, kept: 30 },
+    { rows: 7, cols: 13, kept: 0 },
+    { rows: 7, cols: 13, kept: 91 },
+    { rows: 33, cols: 129, kept: 1277, factors: true },
+    { rows: 300, cols: 257, kept: 23130 },
+    { rows: 300, cols: 257, kept: 61001, factors: true },
+    { rows: 9, cols: 28, n: 2, m: 4 },
+    { rows: 5, cols: 24, n: 3, m: 8, factors: true },
+    { rows: 70, cols: 1000, n: 2, m: 4 },
+  ];
+  const describeCase = (c: StepCase) => `${c.rows}×${c.cols}, ${c.m ? `${c.n}:${c.m}` : `kept ${c.kept}`}${c.factors ? ', through factors' : ''}`;
+
+  for (const c of cases) {
+    it(`matches the separate ops bit for bit on every kernel variant: ${describeCase(c)}`, () => {
+      forEachKernelVariant((variant) => {
+        const inputs = stepInputs(c, c.rows * 1000 + c.cols);
+        const expected = stepBySeparateOps(inputs.g, inputs.inverse, inputs.factors, inputs.back, inputs.rho, c, inputs.v, inputs.z, inputs.previous);
+        const fused = runFused(c, inputs);
+        for (const key of ['b', 'z', 'v', 'support'] as const) assertSameBits(fused[key], expected[key], `${variant} ${key}`);
+        assert.equal(fused.changes, expected.changes, `${variant} changes`);
+      });
+    });
+  }
+
+  it('selects ties at the threshold in index order across stripes, as topkMask and nmMask do', () => {
+    forEachKernelVariant((variant) => {
+      for (const c of [
+        { rows: 300, cols: 257, kept: 20000 },
+        { rows: 300, cols: 257, kept: 45001 },
+        { rows: 300, cols: 257, kept: 59000 },
+        { rows: 300, cols: 256, n: 2, m: 4 },
+      ] as StepCase[]) {
+        const inputs = stepInputs(c, 5, true);
+        const expected = stepBySeparateOps(inputs.g, inputs.inverse, undefined, undefined, inputs.rho, c, inputs.v, inputs.z, inputs.previous);
+        const fused = runFused(c, inputs);
+        assertSameBits(fused.support, expected.support, `${variant} ${describeCase(c)} support`);
+        assertSameBits(fused.z, expected.z, `${variant} ${describeCase(c)} z`);
+      }
+    });
+  });
+
+  for (const c of [cases[1], cases[4], cases[8]]) {
+    it(`agrees with a float64 reference of the iteration: ${describeCase(c)}`, async () => {
+      const inputs = stepInputs(c, 99);
+      const { rows, cols } = c;
+      const numel = rows * cols;
+      const state: AlpsAdmmState = {
+        v: inputs.v.clone(),
+        z: inputs.z.clone(),
+        b: Tensor.fromTypedArray(poison(new Float32Array(numel)), [rows, cols]),
+        work: Tensor.fromTypedArray(poison(new Float32Array(numel)), [rows, cols]),
+        support: Tensor.fromTypedArray(poison(new Uint8Array(numel)), [rows, cols], 'u8'),
+        previous: inputs.previous.clone(),
+      };
+      const projection = c.m ? { n: c.n, m: c.m } : { kept: c.kept };
+      const changes = await alpsAdmmStepAsync(inputs.g, state, { rho: inputs.rho, inverse: inputs.inverse, factors: inputs.factors, back: inputs.back, ...projection });
+      const rho = inputs.rho;
+      const g = inputs.g.data as Float32Array;
+      const v0 = inputs.v.data as Float32Array;
+      const z0 = inputs.z.data as Float32Array;
+      const right = Float64Array.from(g, (x, i) => x - v0[i] + rho * z0[i]);
+      let expectedB = matmulRef(right, rows, cols, false, inputs.inverse.data as Float32Array, cols, cols, false);
+      if (inputs.factors && inputs.back) {
+        const f = inputs.factors.data as Float32Array;
+        expectedB = matmulRef(expectedB.map((x, i) => x * f[i % cols]), rows, cols, false, inputs.back.data as Float32Array, cols, cols, false);
+      }
+      // B: f32 sums of cols products against float64 ones.
+      assertClose(state.b.data as Float32Array, expectedB, { atol: 1e-4, rtol: 1e-4 }, 'b');
+      // The rest from the B the op wrote: U = B + V/ρ and its projection, in float64. U's f32 rounding
+      // (relative 2⁻²⁴) is the only difference: selected and dropped |U| may overlap by that much.
+      const b = state.b.data as Float32Array;
+      const u = Float64Array.from(b, (x, i) => x + v0[i] / rho);
+      const s = state.support.data as Uint8Array;
+      const groups = c.m ? numel / c.m : 1;
+      const groupSize = c.m ?? numel;
+      for (let gi = 0; gi < groups; ++gi) {
+        let count = 0;
+        let minKept = Infinity;
+        let maxDropped = 0;
+        for (let i = gi * groupSize; i < (gi + 1) * groupSize; ++i) {
+          assert.ok(s[i] === 0 || s[i] === 1, `support[${i}] = ${s[i]}`);
+          if (s[i]) {
+            ++count;
+            minKept = Math.min(minKept, Math.abs(u[i]));
+          } else {
+            maxDropped = Math.max(maxDropped, Math.abs(u[i]));
+          }
+        }
+        assert.equal(count, c.m ? c.n : c.kept, `group ${gi}: kept entries`);
+        assert.ok(maxDropped <= minKept * (1 + 1e-6), `group ${gi}: a dropped |u| ${maxDropped} exceeds a kept one ${minKept}`);
+      }
+      const expectedZ = Float64Array.from(u, (x, i) => (s[i] ? x : 0));
+      assertClose(state.z.data as Float32Array, expectedZ, { atol: 0, rtol: 1e-6 }, 'z (one f32 rounding of U)');
+      assertClose(state.v.data as Float32Array, Float64Array.from(v0, (x, i) => x + rho * (b[i] - expectedZ[i])), { atol: 1e-5, rtol: 1e-5 }, 'v (two f32 roundings)');
+      const p = inputs.previous.data as Uint8Array;
+      assert.equal(changes, s.reduce((sum, x, i) => sum + (x !== p[i] ? 1 : 0), 0));
+    });
+  }
+
+  it('refuses NaN, mismatched shapes and a bad pattern', () => {
+    const c: StepCase = { rows: 4, cols: 8, kept: 10 };
+    const inputs = stepInputs(c, 3);
+    (inputs.g.data as Float32Array)[5] = NaN;
+    assert.throws(() => runFused(c, inputs), /NaN/);
+    assert.throws(() => runFused({ rows: 4, cols: 8, n: 2, m: 4 }, inputs), /NaN/);
+    const ok = stepInputs(c, 4);
+    const state = runFused(c, ok);
+    assert.throws(() => alpsAdmmStep(ok.g, state, { rho: 1, inverse: Tensor.zeros([7, 7]), kept: 3 }), /inverse/);
+    assert.throws(() => alpsAdmmStep(ok.g, { ...state, v: Tensor.zeros([4, 9]) }, { rho: 1, inverse: ok.inverse, kept: 3 }), /v/);
+    assert.throws(() => alpsAdmmStep(ok.g, state, { rho: 1, inverse: ok.inverse, kept: 33 }), /kept/);
+    assert.throws(() => alpsAdmmStep(ok.g, state, { rho: 1, inverse: ok.inverse, n: 2, m: 3 }), /multiple of m/);
+    assert.throws(() => alpsAdmmStep(ok.g, state, { rho: 0, inverse: ok.inverse, kept: 3 }), /rho/);
+    assert.throws(() => alpsAdmmStep(ok.g, state, { rho: 1, inverse: ok.inverse, factors: Tensor.zeros([8]), kept: 3 }), /factors/);
   });
 });
 

@@ -13,6 +13,7 @@
 // P keeps the largest |·| over the whole matrix (unstructured) or the N largest of every M inputs of a row.
 import { AbortError, InvalidArgumentError } from '../errors.js';
 import {
+  alpsAdmmStepAsync,
   applyMaskAsync,
   axpyAsync,
   dotAsync,
@@ -170,17 +171,23 @@ export const alps: CompressionMethod<AlpsOptions> = {
     // directly, two m·n² GEMMs per iteration, costs less than the rebuilds.
     const throughFactors = rows * 3 <= inputs;
     const factorsAt = (rho: number) => Tensor.fromTypedArray(Float32Array.from(eigenvalues, (lambda) => 1 / (lambda + rho)));
-    const inverseAt = async (rho: number) => (throughFactors ? factorsAt(rho) : gemmAsync(await scaleColumnsAsync(columnsOfQ, factorsAt(rho), { signal }), rowsOfQ, { signal }));
-    const applyInverse = async (right: Tensor, inverseOrFactors: Tensor) =>
+    const inverseAt = async (rho: number) =>
       throughFactors
-        ? gemmAsync(await scaleColumnsAsync(await gemmAsync(right, columnsOfQ, { signal }), inverseOrFactors, { inPlace: true, signal }), rowsOfQ, { signal })
-        : gemmAsync(right, inverseOrFactors, { signal });
+        ? { inverse: columnsOfQ, factors: factorsAt(rho), back: rowsOfQ }
+        : { inverse: await gemmAsync(await scaleColumnsAsync(columnsOfQ, factorsAt(rho), { signal }), rowsOfQ, { signal }) };
+    const projection = pattern.kind === 'nm' ? { n: pattern.n, m: pattern.m } : { kept };
 
+    // One alpsAdmmStep is one iteration of the box above: B, then Z = P(B + V/ρ) and its support, then V;
+    // it counts the support's changes against `previous`, the support at the last ρ update.
     const initial = await project(scaled, pattern, kept, signal);
-    let z = initial.z;
-    let support = initial.support;
-    let previous = initial.support;
-    let v = Tensor.zeros(weight.shape);
+    const state = {
+      v: Tensor.zeros(weight.shape),
+      z: await initial.z.cloneAsync({ signal }),
+      b: Tensor.zeros(weight.shape),
+      work: Tensor.zeros(weight.shape),
+      support: Tensor.zeros(weight.shape, 'u8'),
+      previous: await initial.support.cloneAsync({ signal }),
+    };
     let rho = options.rho;
     let inverse = await inverseAt(rho);
     let raised = false;
@@ -191,18 +198,11 @@ export const alps: CompressionMethod<AlpsOptions> = {
     for (let i = 0; i < (fixed ? options.fixedIterations : options.maxIterations); ++i) {
       if (signal?.aborted) throw new AbortError();
       iterations = i + 1;
-      const right = await g.cloneAsync({ signal });
-      await axpyAsync(-1, v, right, { signal });
-      await axpyAsync(rho, z, right, { signal });
-      b = await applyInverse(right, inverse);
-      const target = await b.cloneAsync({ signal });
-      await axpyAsync(1 / rho, v, target, { signal });
-      ({ z, support } = await project(target, pattern, kept, signal));
-      await axpyAsync(rho, b, v, { signal });
-      await axpyAsync(-rho, z, v, { signal });
+      const changes = await alpsAdmmStepAsync(g, state, { rho, ...inverse, ...projection, signal });
+      b = state.b;
       if ((i + 1) % options.updateIterations !== 0) continue;
-      // Entries that left or joined the support since the last check: 2·(kept − |S ∩ S_prev|).
-      supportChanges = Math.round(2 * (kept - (await dotAsync(await support.toAsync('f32', { signal }), await previous.toAsync('f32', { signal }), { signal }))));
+      // Entries that left or joined the support since the last check.
+      supportChanges = changes;
       const share = supportChanges / kept;
       const rhoBefore = rho;
       if (share > 0.1) {
@@ -216,8 +216,8 @@ export const alps: CompressionMethod<AlpsOptions> = {
           rho *= 1.1;
         } else {
           rho /= 5;
-          z = initial.z;
-          v = Tensor.zeros(weight.shape);
+          (state.z.data as Float32Array).set(initial.z.data as Float32Array);
+          (state.v.data as Float32Array).fill(0);
         }
       } else if (raised) {
         if (!fixed) break;
@@ -225,7 +225,7 @@ export const alps: CompressionMethod<AlpsOptions> = {
         rho /= 5;
       }
       rho = Math.min(rho, 1e6);
-      previous = support;
+      [state.previous, state.support] = [state.support, state.previous];
       if (rho !== rhoBefore) inverse = await inverseAt(rho);
       if (!fixed && i >= options.switchIterations && share < 3e-4) break;
     }

@@ -741,3 +741,87 @@ export function maskedCg(h: Tensor, g: Tensor, mask: Tensor, x: Tensor, options:
 export function maskedCgAsync(h: Tensor, g: Tensor, mask: Tensor, x: Tensor, options: MaskedCgOptions & AsyncOptions = {}): Promise<{ iterations: number; converged: boolean }> {
   return runAsync(maskedCgCall(h, g, mask, x, options), options);
 }
+
+// ---- ALPS ----------------------------------------------------------------------------------------------
+
+export interface AlpsAdmmState {
+  /** The scaled dual V [rows, cols] f32, updated in place. */
+  v: Tensor;
+  /** The projected iterate Z [rows, cols] f32, updated in place. */
+  z: Tensor;
+  /** Receives B [rows, cols] f32. */
+  b: Tensor;
+  /** Scratch [rows, cols] f32. */
+  work: Tensor;
+  /** Receives the support of Z, u8 [rows, cols]. */
+  support: Tensor;
+  /** The support to count changes against, u8 [rows, cols]. */
+  previous: Tensor;
+}
+
+export interface AlpsAdmmStepOptions {
+  /** The ADMM penalty ρ (> 0). */
+  rho: number;
+  /** (Ĥ + ρI)⁻¹ [cols, cols]; with `factors`, the eigenvector columns Q instead. */
+  inverse: Tensor;
+  /** With `back`: B = ((R·inverse)·diag(factors))·back, i.e. Q·(Λ + ρI)⁻¹·Qᵀ applied as factors. */
+  factors?: Tensor;
+  back?: Tensor;
+  /** Unstructured: the entries kept over the whole matrix. */
+  kept?: number;
+  /** N:M: the n largest of every m inputs of a row (instead of `kept`). */
+  n?: number;
+  m?: number;
+}
+
+function alpsAdmmStepCall(g: Tensor, state: AlpsAdmmState, options: AlpsAdmmStepOptions): Call<number> {
+  checkTensor('g', g);
+  checkMatrix('g', g);
+  const { v, z, b, work, support, previous } = state;
+  for (const [name, t] of Object.entries({ v, z, b, work, support, previous, inverse: options.inverse })) {
+    checkTensor(name, t);
+    t.requireContiguous(name);
+  }
+  const factors = options.factors ?? Tensor.zeros([0], 'f32', g.device);
+  const back = options.back ?? Tensor.zeros([0], 'f32', g.device);
+  if ((options.factors === undefined) !== (options.back === undefined)) invalid('factors', 'factors and back together', 'only one of them');
+  const nm = options.m !== undefined;
+  const m = nm ? checkInteger('m', options.m, 1, 32) : 0;
+  const n = nm ? checkInteger('n', options.n, 0, m) : 0;
+  const kept = nm ? 0 : checkInteger('kept', options.kept, 0, g.numel);
+  const device = commonDevice({ g, v, z, b, work, support, previous, inverse: options.inverse, factors, back });
+  return {
+    device,
+    name: 'alpsAdmmStep',
+    args: [
+      ...g.contiguous().nativeArgs('g'),
+      ...options.inverse.nativeArgs('inverse'),
+      ...factors.contiguous().nativeArgs('factors'),
+      ...back.contiguous().nativeArgs('back'),
+      checkNumber('rho', options.rho, { min: Number.MIN_VALUE }),
+      kept,
+      n,
+      m,
+      ...v.nativeArgs('v'),
+      ...z.nativeArgs('z'),
+      ...b.nativeArgs('b'),
+      ...work.nativeArgs('work'),
+      ...support.nativeArgs('support'),
+      ...previous.nativeArgs('previous'),
+    ],
+    result: (r) => r as number,
+  };
+}
+
+/**
+ * One ALPS ADMM iteration in one native pass (lib/compress/alps.ts): R = G − V + ρZ; B = R·(Ĥ + ρI)⁻¹;
+ * U = B + V/ρ; support = P(U²) (the `kept` largest over the whole matrix, or N:M per row, ties to the lower
+ * index); Z = U on the support, else 0; V ← V + ρB − ρZ. Updates `state` in place and returns how many
+ * entries of the new support differ from `state.previous`. No two tensors may share memory.
+ */
+export function alpsAdmmStep(g: Tensor, state: AlpsAdmmState, options: AlpsAdmmStepOptions): number {
+  return runSync(alpsAdmmStepCall(g, state, options));
+}
+export function alpsAdmmStepAsync(g: Tensor, state: AlpsAdmmState, options: AlpsAdmmStepOptions & AsyncOptions): Promise<number> {
+  return runAsync(alpsAdmmStepCall(g, state, options), options);
+}

@@ -538,6 +538,27 @@ struct UnpackBsrOp {
   void check() const { checkBsrTensors(w, blockSize, rowPtr, blockCols, values, kName); }
 };
 
+// One ALPS ADMM iteration (lib/compress/alps.ts), on [rows, cols] f32 matrices in the scaled basis:
+//   R = G − V + ρZ;  B = R·inverse, or ((R·inverse)·diag(factors))·back when factors is not empty;
+//   U = B + V/ρ;  support = P(U²) (the `kept` largest over the whole matrix, or with m > 0 the n largest of
+//   every m inputs of a row; ties to the lower index);  Z = U on the support, 0 elsewhere;  V ← V + ρB − ρZ.
+// Writes b, z, v (in place) and support; work is scratch. result: the entries where support and
+// previous differ. No argument may alias another.
+struct AlpsAdmmStepOp {
+  static constexpr const char* kName = "alpsAdmmStep";
+  TensorView g, inverse, factors, back, v, z, b, work, support, previous;
+  double rho = 1;
+  int64_t kept = 0;
+  int n = 0, m = 0;
+  double result = 0;
+  template <class V> void visit(V&& v_) {
+    v_("g", g), v_("inverse", inverse), v_("factors", factors), v_("back", back), v_("rho", rho), v_("kept", kept),
+        v_("n", n), v_("m", m), v_("v", v), v_("z", z), v_("b", b), v_("work", work), v_("support", support),
+        v_("previous", previous);
+  }
+  void check() const { checkAlpsAdmmStep(g, inverse, factors, back, rho, kept, n, m, v, z, b, work, support, previous); }
+};
+
 // Every op, in the order supportedOps() lists them.
 #define SPARQ_OPS(X)                                                                                             \
   X(GemmOp) X(SyrkOp) X(CholeskyOp) X(TrsmOp) X(EighOp) X(DotOp) X(ConvertOp) X(TopkMaskOp) X(NmMaskOp)          \
@@ -547,6 +568,6 @@ struct UnpackBsrOp {
   X(NormBackwardOp) X(RopeBackwardOp) X(AttentionBackwardOp) X(SiluMulBackwardOp) X(ActivationBackwardOp)        \
   X(ColumnSumsOp) X(CrossEntropyBackwardOp) X(ScatterAddBackwardOp) X(AdamwStepOp) X(DenseLinearOp) X(Int4LinearOp)                \
   X(Sparse24LinearOp) X(Sparse24Int4LinearOp) X(BsrLinearOp) X(BsrInt4LinearOp) X(Pack24Op) X(Unpack24Op)        \
-  X(CountBsrBlocksOp) X(PackBsrOp) X(UnpackBsrOp)
+  X(CountBsrBlocksOp) X(PackBsrOp) X(UnpackBsrOp) X(AlpsAdmmStepOp)
 
 }  // namespace sparq

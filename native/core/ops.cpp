@@ -156,6 +156,47 @@ void checkMaskedCg(const TensorView& h, const TensorView& g, const TensorView& m
   SPARQ_CHECK(options.rtol >= 0, ErrorCode::InvalidArgument, "maskedCg: rtol must be >= 0");
 }
 
+void checkAlpsAdmmStep(const TensorView& g, const TensorView& inverse, const TensorView& factors, const TensorView& back,
+                       double rho, int64_t kept, int n, int m, const TensorView& v, const TensorView& z,
+                       const TensorView& b, const TensorView& work, const TensorView& support,
+                       const TensorView& previous) {
+  requireMatrix(g, "g");
+  for (const auto& [t, name] : {std::pair{&g, "g"}, {&inverse, "inverse"}, {&factors, "factors"}, {&back, "back"},
+                                 {&v, "v"}, {&z, "z"}, {&b, "b"}, {&work, "work"}}) {
+    requireDType(*t, name, DType::F32);
+    requireSameDevice(g, *t, "g", name);
+  }
+  for (const auto& [t, name] : {std::pair{&support, "support"}, {&previous, "previous"}}) {
+    requireDType(*t, name, DType::U8);
+    requireSameDevice(g, *t, "g", name);
+  }
+  for (const auto& [t, name] : {std::pair{&v, "v"}, {&z, "z"}, {&b, "b"}, {&work, "work"}, {&support, "support"},
+                                 {&previous, "previous"}}) {
+    requireSameNumel(g, *t, "g", name);
+  }
+  const int64_t cols = g.shape[1];
+  const std::string square = "[" + std::to_string(cols) + ", " + std::to_string(cols) + "]";
+  const auto isSquare = [&](const TensorView& t) { return t.ndim == 2 && t.shape[0] == cols && t.shape[1] == cols; };
+  SPARQ_CHECK(isSquare(inverse), ErrorCode::ShapeMismatch,
+              "alpsAdmmStep: inverse must be " + square + " for g " + g.shapeString() + ", got " + inverse.shapeString());
+  SPARQ_CHECK(factors.numel() == 0 || factors.numel() == cols, ErrorCode::ShapeMismatch,
+              "alpsAdmmStep: factors must be empty or hold " + std::to_string(cols) + " values, got " + factors.shapeString());
+  SPARQ_CHECK(factors.numel() == 0 ? back.numel() == 0 : isSquare(back), ErrorCode::ShapeMismatch,
+              "alpsAdmmStep: back must be " + std::string(factors.numel() == 0 ? "empty without factors" : square) +
+                  ", got " + back.shapeString());
+  SPARQ_CHECK(std::isfinite(rho) && rho > 0, ErrorCode::InvalidArgument,
+              "alpsAdmmStep: rho must be finite and > 0, got " + std::to_string(rho));
+  if (m == 0) {
+    SPARQ_CHECK(kept >= 0 && kept <= g.numel(), ErrorCode::InvalidArgument,
+                "alpsAdmmStep: kept must be in 0.." + std::to_string(g.numel()) + ", got " + std::to_string(kept));
+  } else {
+    SPARQ_CHECK(m >= 1 && m <= 32 && n >= 0 && n <= m, ErrorCode::InvalidArgument,
+                "alpsAdmmStep: N:M needs 1 <= m <= 32 and 0 <= n <= m, got " + std::to_string(n) + ":" + std::to_string(m));
+    SPARQ_CHECK(cols % m == 0, ErrorCode::InvalidArgument,
+                "alpsAdmmStep: the row length " + std::to_string(cols) + " is not a multiple of m = " + std::to_string(m));
+  }
+}
+
 void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out) {
   requireMatrix(x, "x");
   requireDType(x, "x", DType::F32);

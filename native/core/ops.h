@@ -16,6 +16,10 @@ void checkTopkMask(const TensorView& scores, int64_t k, const TensorView& mask);
 void checkEigh(const TensorView& a, const TensorView& values, const TensorView& vectors);
 void checkMaskedCg(const TensorView& h, const TensorView& g, const TensorView& mask, const TensorView& x,
                    const MaskedCgOptions& options);
+void checkAlpsAdmmStep(const TensorView& g, const TensorView& inverse, const TensorView& factors, const TensorView& back,
+                       double rho, int64_t kept, int n, int m, const TensorView& v, const TensorView& z,
+                       const TensorView& b, const TensorView& work, const TensorView& support,
+                       const TensorView& previous);
 void checkScaleColumns(const TensorView& x, const TensorView& scale, const TensorView& out);
 void checkDot(const TensorView& a, const TensorView& b);
 void checkColumnSweep(const TensorView& w, const TensorView& hinvUpper, const SweepOptions& options);

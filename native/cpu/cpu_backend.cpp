@@ -125,6 +125,10 @@ class CpuBackend final : public Backend {
     provide<CountBsrBlocksOp>([](CountBsrBlocksOp& o) { countBsrBlocks(o.w, o.blockSize, o.rowPtr); });
     provide<PackBsrOp>([](PackBsrOp& o) { packBsr(o.w, o.blockSize, o.rowPtr, o.blockCols, o.values); });
     provide<UnpackBsrOp>([](UnpackBsrOp& o) { unpackBsr(o.rowPtr, o.blockCols, o.values, o.blockSize, o.w); });
+    provide<AlpsAdmmStepOp>([](AlpsAdmmStepOp& o) {
+      o.result = alpsAdmmStep(o.g, o.inverse, o.factors, o.back, o.rho, o.kept, o.n, o.m, o.v, o.z, o.b, o.work,
+                              o.support, o.previous);
+    });
   }
 };
 
