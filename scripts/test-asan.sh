@@ -11,4 +11,5 @@ LD_PRELOAD="$libasan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error
   npx mocha --no-config --timeout 600000 --reporter dot \
   .out/test/linalg.test.js .out/test/mask.test.js .out/test/convert.test.js .out/test/elementwise.test.js \
   .out/test/nn.test.js .out/test/backward.test.js .out/test/async.test.js .out/test/backend.test.js \
-  .out/test/compress.test.js .out/test/alps.test.js .out/test/tensor.test.js .out/test/errors.test.js
+  .out/test/compress.test.js .out/test/alps.test.js .out/test/tensor.test.js .out/test/errors.test.js \
+  .out/test/packed.test.js .out/test/quant.test.js
