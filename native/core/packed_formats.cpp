@@ -91,6 +91,16 @@ void checkBsrIndex(const TensorView& x, const TensorView& rowPtr, const TensorVi
   checkRowPointers(rowPtr, n, blockCols.shape[0], op);
 }
 
+// The activations and the block index of a BSR linear; the outputs N come from rowPtr [N + 1].
+void checkBsrLinearIndex(const TensorView& x, const TensorView& rowPtr, const TensorView& blockCols, int64_t blockSize,
+                         const TensorView& bias, const TensorView& y, const char* op) {
+  SPARQ_CHECK(rowPtr.ndim == 1 && rowPtr.shape[0] >= 1, ErrorCode::ShapeMismatch,
+              std::string(op) + ": rowPtr must be [outputs + 1], got " + rowPtr.shapeString());
+  const int64_t n = rowPtr.shape[0] - 1;
+  checkActivations(x, n, bias, y, op);
+  checkBsrIndex(x, rowPtr, blockCols, blockSize, n, op);
+}
+
 }  // namespace
 
 void checkDenseLinear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) {
@@ -158,11 +168,7 @@ void checkSparse24Int4Linear(const TensorView& x, const TensorView& packed, cons
 void checkBsrLinear(const TensorView& x, const TensorView& rowPtr, const TensorView& blockCols, const TensorView& values,
                     int64_t blockSize, const TensorView& bias, const TensorView& y) {
   const char* op = "bsrLinear";
-  SPARQ_CHECK(rowPtr.ndim == 1 && rowPtr.shape[0] >= 1, ErrorCode::ShapeMismatch,
-              std::string(op) + ": rowPtr must be [outputs + 1], got " + rowPtr.shapeString());
-  const int64_t n = rowPtr.shape[0] - 1;
-  checkActivations(x, n, bias, y, op);
-  checkBsrIndex(x, rowPtr, blockCols, blockSize, n, op);
+  checkBsrLinearIndex(x, rowPtr, blockCols, blockSize, bias, y, op);
   requireShape(values, "values", blockCols.shape[0], blockSize, op);
   requireFloatStorage(values, "values", op);
   requireSameDevice(x, values, "values", op);
@@ -172,11 +178,7 @@ void checkBsrInt4Linear(const TensorView& x, const TensorView& rowPtr, const Ten
                         const TensorView& packed, const TensorView& blockScales, int64_t blockSize, const TensorView& bias,
                         const TensorView& y) {
   const char* op = "bsrInt4Linear";
-  SPARQ_CHECK(rowPtr.ndim == 1 && rowPtr.shape[0] >= 1, ErrorCode::ShapeMismatch,
-              std::string(op) + ": rowPtr must be [outputs + 1], got " + rowPtr.shapeString());
-  const int64_t n = rowPtr.shape[0] - 1;
-  checkActivations(x, n, bias, y, op);
-  checkBsrIndex(x, rowPtr, blockCols, blockSize, n, op);
+  checkBsrLinearIndex(x, rowPtr, blockCols, blockSize, bias, y, op);
   SPARQ_CHECK(blockSize >= 8, ErrorCode::InvalidArgument, std::string(op) + ": int4 blocks hold 8, 16 or 32 inputs, got " + std::to_string(blockSize));
   requireShape(packed, "packed", blockCols.shape[0], blockSize / 8, op);
   requireDType(packed, "packed", DType::I32, op);

@@ -82,10 +82,13 @@ struct Sparse24Rows {
   const int32_t* meta;
   int64_t kept, metaWords, k;
 
-  void decode(int64_t n, float* out) const {
-    std::fill(out, out + k, 0.0f);
+  void decode(int64_t n, float* out) const { decodeFrom(n, 0, out); }
+
+  // Inputs 2·firstKept.. of row n (firstKept even: whole groups), from kept values firstKept on.
+  void decodeFrom(int64_t n, int64_t firstKept, float* out) const {
+    std::fill(out + std::min(k, 2 * firstKept), out + k, 0.0f);
     const int32_t* metaRow = meta + n * metaWords;
-    for (int64_t j = 0; j < kept; ++j) {
+    for (int64_t j = firstKept; j < kept; ++j) {
       const int64_t c = keptColumn(metaRow, j, n, "sparse24Linear");
       const float v = loadFloat(values, valueType, n * kept + j);
       if (c < k) {
@@ -105,11 +108,14 @@ struct Sparse24Int4Rows {
   DType scaleType;
   int64_t kept, metaWords, groupSize, groups, k;
 
-  void decode(int64_t n, float* out) const {
-    std::fill(out, out + k, 0.0f);
+  void decode(int64_t n, float* out) const { decodeFrom(n, 0, out); }
+
+  // Inputs 2·firstKept.. of row n (firstKept even: whole groups), from kept values firstKept on.
+  void decodeFrom(int64_t n, int64_t firstKept, float* out) const {
+    std::fill(out + std::min(k, 2 * firstKept), out + k, 0.0f);
     const int32_t* metaRow = meta + n * metaWords;
     const uint8_t* row = packed + n * rowBytes;
-    for (int64_t j = 0; j < kept; ++j) {
+    for (int64_t j = firstKept; j < kept; ++j) {
       const int64_t c = keptColumn(metaRow, j, n, "sparse24Int4Linear");
       const int code = nibble(row, j) - 8;
       if (c < k) {
@@ -727,15 +733,6 @@ SPARQ_TARGET_AVX512 inline void expandKept(__m512 kept, uint32_t mask, float* ou
   _mm512_storeu_ps(out + 16, _mm512_maskz_expand_ps(static_cast<__mmask16>(mask >> 16), _mm512_shuffle_f32x4(kept, kept, _MM_SHUFFLE(3, 2, 3, 2))));
 }
 
-template <class Rows>
-bool decodeSparse24Tail(const Rows& rows, int64_t n, int64_t fullWords, float* out) {
-  // The inputs past the last full meta word, by the reference semantics (and its checks).
-  std::vector<float> row(static_cast<size_t>(rows.k));
-  rows.decode(n, row.data());
-  std::memcpy(out + 32 * fullWords, row.data() + 32 * fullWords, static_cast<size_t>(rows.k - 32 * fullWords) * sizeof(float));
-  return true;
-}
-
 SPARQ_TARGET_AVX512 bool fastDecode(const Sparse24Rows& rows, int64_t n, float* out) {
   const int64_t fullWords = rows.k / 32;
   const uint32_t* meta = reinterpret_cast<const uint32_t*>(rows.meta + n * rows.metaWords);
@@ -751,7 +748,9 @@ SPARQ_TARGET_AVX512 bool fastDecode(const Sparse24Rows& rows, int64_t n, float* 
     expandKept(kept, mask, out + 32 * w);
   }
   if (!valid) return false;
-  return fullWords * 32 == rows.k || decodeSparse24Tail(rows, n, fullWords, out);
+  // The inputs past the last full meta word, by the reference semantics (and its checks).
+  rows.decodeFrom(n, 16 * fullWords, out);
+  return true;
 }
 int64_t fastSpan(const Sparse24Rows&) { return 0; }
 bool fastDecodable(const Sparse24Rows&) { return true; }
@@ -773,7 +772,9 @@ SPARQ_TARGET_AVX512 bool fastDecode(const Sparse24Int4Rows& rows, int64_t n, flo
     expandKept(_mm512_mul_ps(_mm512_permutexvar_ps(stored, table), _mm512_set1_ps(scale)), mask, out + 32 * w);
   }
   if (!valid) return false;
-  return fullWords * 32 == rows.k || decodeSparse24Tail(rows, n, fullWords, out);
+  // The inputs past the last full meta word, by the reference semantics (and its checks).
+  rows.decodeFrom(n, 16 * fullWords, out);
+  return true;
 }
 int64_t fastSpan(const Sparse24Int4Rows&) { return 0; }
 bool fastDecodable(const Sparse24Int4Rows& rows) { return rows.groupSize % 32 == 0; }
@@ -931,7 +932,9 @@ void int4Linear(const TensorView& x, const TensorView& packed, const TensorView&
     const float* xs = x.as<float>();
     std::vector<float> xp(static_cast<size_t>(k)), groupSums(static_cast<size_t>(rows.groups), 0.0f);
     permuteEvenOdd(xs, k, 32, xp.data());
-    for (int64_t c = 0; c < k; ++c) groupSums[c / groupSize] += xs[c];
+    if (rows.zeros) {  // zero points come back out through the groups' input sums
+      for (int64_t c = 0; c < k; ++c) groupSums[c / groupSize] += xs[c];
+    }
     const float* biasData = bias.numel() > 0 ? bias.as<float>() : nullptr;
     parallelFor(y.shape[1], kGemvGrain, [&](int64_t begin, int64_t end) {
       throwIfCancelled();
