@@ -36,33 +36,6 @@ export interface LinearWeight {
   forward(x: Tensor, out: Tensor, signal?: AbortSignal): Promise<void>;
 }
 
-/**
- * A dense f32 weight [out, in] (and bias [out]) through the dense linear kernel: the fused GEMV for one
- * token (it reads the weight at about 2.6× the rate OpenBLAS sgemm does at M = 1), OpenBLAS for batches.
- */
-export class DenseLinear implements LinearWeight {
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  private readonly dense: PackedWeight;
-
-  constructor(
-    readonly weight: Tensor,
-    readonly bias?: Tensor,
-    /** What the checkpoint stored, when it was decoded into this dense weight. */
-    readonly format: string = 'dense-f32',
-  ) {
-    [this.outFeatures, this.inFeatures] = weight.shape;
-    if (weight.dtype !== 'f32' || weight.ndim !== 2) throw new ShapeMismatchError(`a dense linear weight must be f32 [out, in], received ${weight.dtype} [${weight.shape.join(', ')}]`);
-    if (bias && (bias.ndim !== 1 || bias.shape[0] !== this.outFeatures)) throw new ShapeMismatchError(`a linear bias must be [${this.outFeatures}], received [${bias.shape.join(', ')}]`);
-    this.dense = denseWeight(weight);
-  }
-
-  async forward(x: Tensor, out: Tensor, signal?: AbortSignal): Promise<void> {
-    if (x.shape[0] * this.inFeatures * this.outFeatures <= INLINE_MULTIPLY_ADDS) packedLinear(x, this.dense, { bias: this.bias, out });
-    else await packedLinearAsync(x, this.dense, { bias: this.bias, out, signal });
-  }
-}
-
 /** A packed weight (or a dense f16/bf16 one) run by its packed kernel (lib/tensor/packed.ts). */
 export class PackedLinear implements LinearWeight {
   readonly inFeatures: number;
@@ -88,9 +61,25 @@ export class PackedLinear implements LinearWeight {
   }
 
   async forward(x: Tensor, out: Tensor, signal?: AbortSignal): Promise<void> {
-    // Small products run inline, as DenseLinear's do (inline.ts): a worker round trip costs more.
+    // Small products run inline (inline.ts): a worker round trip costs more.
     if (x.shape[0] * this.inFeatures * this.outFeatures <= INLINE_MULTIPLY_ADDS) packedLinear(x, this.weight, { bias: this.bias, out });
     else await packedLinearAsync(x, this.weight, { bias: this.bias, out, signal });
+  }
+}
+
+/**
+ * A dense f32 weight [out, in] (and bias [out]) through the dense linear kernel: the fused GEMV for one
+ * token (it reads the weight at about 2.6× the rate OpenBLAS sgemm does at M = 1), OpenBLAS for batches.
+ */
+export class DenseLinear extends PackedLinear {
+  constructor(
+    weight: Tensor,
+    bias?: Tensor,
+    /** What the checkpoint stored, when it was decoded into this dense weight. */
+    format = 'dense-f32',
+  ) {
+    if (weight.dtype !== 'f32' || weight.ndim !== 2) throw new ShapeMismatchError(`a dense linear weight must be f32 [out, in], received ${weight.dtype} [${weight.shape.join(', ')}]`);
+    super(denseWeight(weight), bias, format);
   }
 }
 

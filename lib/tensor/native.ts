@@ -139,9 +139,15 @@ export function backendInfo(device: Device = 'cpu'): NativeInfo {
   return backend(device).info();
 }
 
+// A backend's ops never change once loaded; info() builds them afresh on every call.
+const opsOf = new Map<Device, ReadonlySet<string>>();
+
 /** Whether the device's backend has a kernel for an op (false when the backend itself is missing). */
 export function supportsOp(op: string, device: Device = 'cpu'): boolean {
-  return isAvailable(device) && backend(device).info().ops.includes(op);
+  if (!isAvailable(device)) return false;
+  let ops = opsOf.get(device);
+  if (!ops) opsOf.set(device, (ops = new Set(backend(device).info().ops)));
+  return ops.has(op);
 }
 
 /** Sets the CPU thread count (sparq's pool and OpenBLAS alike). */

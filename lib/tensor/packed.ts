@@ -232,12 +232,14 @@ export async function packBsrInt4(codes: Tensor, scales: Tensor, blockSize: numb
   const blocks = parts.blockCols.shape[0];
   const blockScales = Tensor.zeros([blocks], scales.dtype);
   const source = scales.contiguous().data;
-  const ptr = parts.rowPtr.data as Int32Array;
-  const cols = parts.blockCols.data as Int32Array;
-  for (let row = 0; row < n; row++) {
-    for (let b = ptr[row]; b < ptr[row + 1]; b++) blockScales.data[b] = source[row * groups + cols[b]];
-  }
+  forEachBlock(parts.rowPtr, parts.blockCols, (row, b, col) => (blockScales.data[b] = source[row * groups + col]));
   return { format: 'bsr-int4', outFeatures: n, inFeatures: k, blockSize, rowPtr: parts.rowPtr, blockCols: parts.blockCols, packed: packCodes(parts.values, 4), blockScales };
+}
+
+/** Calls visit(row, block, blockColumn) for every block of a BSR index, in storage order. */
+function forEachBlock(rowPtr: Tensor, blockCols: Tensor, visit: (row: number, block: number, column: number) => void): void {
+  const ptr = rowPtr.data as Int32Array, cols = blockCols.data as Int32Array;
+  for (let row = 0; row + 1 < ptr.length; row++) for (let b = ptr[row]; b < ptr[row + 1]; b++) visit(row, b, cols[b]);
 }
 
 function unpackBsrCall(parts: BsrParts, blockSize: number, n: number, k: number): Call<Tensor> {
@@ -271,8 +273,7 @@ export async function unpackWeight(w: PackedWeight, options: AsyncOptions = {}):
       const groups = Math.ceil(k / w.blockSize);
       const scales = Tensor.zeros([n, groups], 'f32');
       const blockScales = w.blockScales.to('f32').data as Float32Array;
-      const ptr = w.rowPtr.data as Int32Array, cols = w.blockCols.data as Int32Array;
-      for (let row = 0; row < n; row++) for (let b = ptr[row]; b < ptr[row + 1]; b++) (scales.data as Float32Array)[row * groups + cols[b]] = blockScales[b];
+      forEachBlock(w.rowPtr, w.blockCols, (row, b, col) => ((scales.data as Float32Array)[row * groups + col] = blockScales[b]));
       return dequantizePacked(packCodes(codes, 4), 4, scales, k, { groupSize: w.blockSize });
     }
   }
