@@ -3,7 +3,7 @@
 // roofline, and speed-ups over dense f32 and over the format each one is meant to beat. Weights are
 // synthetic (random codes and values in each format's pattern); only the timing is measured.
 import { cpus } from 'node:os';
-import { backendInfo, callSync, setKernelVariant } from '../tensor/native.js';
+import { backendInfo, callSync, setKernelVariant, type Device } from '../tensor/native.js';
 import {
   denseWeight,
   pack24,
@@ -12,6 +12,7 @@ import {
   packBsrInt4,
   packedBytes,
   packedLinear,
+  packedWeightTo,
   packInt4,
   type PackedWeight,
 } from '../tensor/packed.js';
@@ -45,6 +46,8 @@ export interface KernelBenchOptions {
   blockSparsity?: number;
   /** Measuring time per case, seconds (the median of the calls in that time is reported). */
   seconds?: number;
+  /** The backend the linears run on (weights are packed on the CPU, then moved). */
+  device?: Device;
   onProgress?: (message: string) => void;
 }
 
@@ -90,6 +93,7 @@ export const DEFAULT_KERNEL_BENCH: Required<Omit<KernelBenchOptions, 'onProgress
   blockSize: 16,
   blockSparsity: 0.5,
   seconds: 0.5,
+  device: 'cpu',
 };
 
 /** A deterministic generator so every run benchmarks the same weights. */
@@ -186,14 +190,14 @@ export function medianSeconds(fn: () => void, seconds: number): number {
   return times[Math.floor(times.length / 2)];
 }
 
-/** The memory-copy probe: an f32 copy of `bytes` (read + write bytes per second). */
-export function measureCopyGBs(bytes: number, seconds: number): number {
+/** The memory-copy probe: an f32 copy of `bytes` on `device` (read + write bytes per second). */
+export function measureCopyGBs(bytes: number, seconds: number, device: Device = 'cpu'): number {
   const count = Math.floor(bytes / 4);
-  const src = Tensor.fromTypedArray(new Float32Array(count).fill(1));
-  const dst = Tensor.fromTypedArray(new Float32Array(count));
+  const src = Tensor.fromTypedArray(new Float32Array(count).fill(1)).toDevice(device);
+  const dst = Tensor.zeros([count], 'f32', device);
   // The unary op's copy into a preallocated, already touched output: no allocation or page faults timed.
   const args = [0, ...src.nativeArgs('x'), ...dst.nativeArgs('out'), 0, 0];
-  const time = medianSeconds(() => callSync('cpu', 'unary', args), seconds);
+  const time = medianSeconds(() => callSync(device, 'unary', args), seconds);
   return (2 * 4 * count) / time / 1e9;
 }
 
@@ -209,6 +213,7 @@ function checkOptions(options: KernelBenchOptions): Required<Omit<KernelBenchOpt
   if (!(o.groupSize >= 4 && o.groupSize % 4 === 0)) throw new InvalidArgumentError(`kernel bench: group size must be a multiple of 4, got ${o.groupSize}`);
   if (!(o.blockSparsity >= 0 && o.blockSparsity < 1)) throw new InvalidArgumentError(`kernel bench: block sparsity must be in [0, 1), got ${o.blockSparsity}`);
   if (!(o.seconds > 0)) throw new InvalidArgumentError(`kernel bench: seconds must be > 0, got ${o.seconds}`);
+  if (o.device !== 'cpu' && o.device !== 'cuda') throw new InvalidArgumentError(`kernel bench: device must be cpu or cuda, got '${o.device}'`);
   const { onProgress: _ignored, ...rest } = o;
   return rest;
 }
@@ -216,15 +221,15 @@ function checkOptions(options: KernelBenchOptions): Required<Omit<KernelBenchOpt
 const round = (x: number, digits = 3) => Number(x.toPrecision(digits));
 
 /**
- * Times every format × shape × batch on the CPU backend, with a copy probe measured just before each
+ * Times every format × shape × batch on one backend (the CPU by default), with a copy probe measured just before each
  * format's cases (this machine's bandwidth drifts; ratios compare neighbouring measurements).
  */
 export async function runKernelBench(options: KernelBenchOptions = {}): Promise<KernelBenchReport> {
   const o = checkOptions(options);
   const progress = options.onProgress ?? (() => {});
-  const info = backendInfo('cpu');
+  const info = backendInfo(o.device);
   const copyBytes = 256 << 20;
-  const copyGBs = measureCopyGBs(copyBytes, o.seconds);
+  const copyGBs = measureCopyGBs(copyBytes, o.seconds, o.device);
   const rows: KernelBenchRow[] = [];
   // Reference formats are timed even when not asked for, so every speed-up has its denominator.
   const wanted = new Set<KernelFormat>(o.formats);
@@ -237,11 +242,11 @@ export async function runKernelBench(options: KernelBenchOptions = {}): Promise<
     const [n, k] = nk.split(',').map(Number);
     for (const format of KERNEL_FORMATS.filter((f) => timed.has(f))) {
       progress(`building ${format} [${n}, ${k}]`);
-      const weight = await buildWeight(format, n, k, o);
-      const neighbourCopy = measureCopyGBs(copyBytes, Math.min(o.seconds, 0.3));
+      const weight = packedWeightTo(await buildWeight(format, n, k, o), o.device);
+      const neighbourCopy = measureCopyGBs(copyBytes, Math.min(o.seconds, 0.3), o.device);
       for (const batch of batches) {
-        const x = Tensor.fromTypedArray(randomF32(batch * k, generator(batch)), [batch, k]);
-        const out = Tensor.zeros([batch, n], 'f32');
+        const x = Tensor.fromTypedArray(randomF32(batch * k, generator(batch)), [batch, k]).toDevice(o.device);
+        const out = Tensor.zeros([batch, n], 'f32', o.device);
         progress(`timing ${format} [${n}, ${k}] batch ${batch}`);
         const seconds = medianSeconds(() => packedLinear(x, weight, { out }), o.seconds);
         secondsOf.set(`${format}|${n}|${k}|${batch}`, seconds);
@@ -284,11 +289,12 @@ export async function runKernelBench(options: KernelBenchOptions = {}): Promise<
 
 /** Runs the benchmark on one kernel variant (e.g. 'avx2'), restoring the previous one afterwards. */
 export async function runKernelBenchOnVariant(variant: string, options: KernelBenchOptions = {}): Promise<KernelBenchReport> {
-  const previous = backendInfo('cpu').kernelVariant;
-  setKernelVariant(variant);
+  const device = options.device ?? 'cpu';
+  const previous = backendInfo(device).kernelVariant;
+  setKernelVariant(variant, device);
   try {
     return await runKernelBench(options);
   } finally {
-    setKernelVariant(previous);
+    setKernelVariant(previous, device);
   }
 }

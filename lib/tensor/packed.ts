@@ -5,6 +5,7 @@ import { checkMatrix, checkTensor, runAsync, runSync, type AsyncOptions, type Ca
 import { dequantizePacked, packCodes, unpackCodes } from './quant.js';
 import { formatShape, Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
+import type { Device } from './native.js';
 import { checkInteger, checkOneOf, invalid } from '../validate.js';
 
 export const PACKED_FORMATS = ['int4', '2:4', '2:4+int4', 'bsr', 'bsr-int4'] as const;
@@ -277,6 +278,13 @@ export async function unpackWeight(w: PackedWeight, options: AsyncOptions = {}):
       return dequantizePacked(packCodes(codes, 4), 4, scales, k, { groupSize: w.blockSize });
     }
   }
+}
+
+/** A packed weight with every tensor moved to `device` (packing runs on the CPU; the linears run anywhere). */
+export function packedWeightTo<W extends PackedWeight>(w: W, device: Device): W {
+  const moved = Object.fromEntries(Object.entries(w).map(([key, v]) => [key, v instanceof Tensor ? v.toDevice(device) : v])) as W;
+  if (w.outliers) moved.outliers = packedWeightTo(w.outliers, device);
+  return moved;
 }
 
 /** The bytes a packed weight occupies (what a batch-1 linear reads). */

@@ -45,8 +45,8 @@ function printTable(report: KernelBenchReport): void {
 export const benchCommand: Command = {
   name: 'bench',
   usage: `bench [--shapes M,N,K ...] [--formats F,...] [--group-size G] [--block-size B] [--block-sparsity S]
-        [--seconds S] [--threads N] [--variant V] [--json]
-    times y = x·Wᵀ for weights in each format on this machine's CPU backend: M tokens per call
+        [--seconds S] [--threads N] [--variant V] [--device cpu|cuda] [--json]
+    times y = x·Wᵀ for weights in each format on this machine's CPU (or CUDA) backend: M tokens per call
     (M=1 is decode), W [N, K]. Formats: ${KERNEL_FORMATS.join(', ')} (synthetic weights:
     random codes, 2:4 and block patterns). Prints GFLOP/s, the weight's bytes read per second, that
     rate as a share of the measured memory-copy bandwidth, and speed-ups over dense f32 and over the
@@ -68,13 +68,16 @@ export const benchCommand: Command = {
           seconds: { type: 'string' },
           threads: { type: 'string' },
           variant: { type: 'string' },
+          device: { type: 'string', default: 'cpu' },
           json: { type: 'boolean', default: false },
         },
       }),
     );
     const threads = positiveInteger('bench', 'threads', values.threads);
     if (threads !== undefined) setThreads(threads);
-    const info = backendInfo('cpu');
+    const device = values.device;
+    if (device !== 'cpu' && device !== 'cuda') throw new InvalidArgumentError(`bench: --device must be cpu or cuda, got '${device}'`);
+    const info = backendInfo(device);
     const variant = values.variant ?? info.kernelVariant;
     if (!info.kernelVariants.includes(variant)) throw new InvalidArgumentError(`bench: --variant '${variant}' is not one of this CPU's kernel variants (${info.kernelVariants.join(', ')})`);
     const sparsity = positiveNumber('bench', 'block-sparsity', values['block-sparsity']);
@@ -86,6 +89,7 @@ export const benchCommand: Command = {
       blockSize: positiveInteger('bench', 'block-size', values['block-size'], 8),
       blockSparsity: sparsity,
       seconds: positiveNumber('bench', 'seconds', values.seconds, 0.001),
+      device,
       onProgress: values.json ? undefined : (message) => process.stderr.write(`  ${message}\n`),
     });
     if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
