@@ -198,6 +198,18 @@ SPARQ_INLINE void collectBody(const float* b, const float* v, float inverseRho, 
   }
 }
 
+// Entry i of the projection and dual update: Z = U where kept, else 0; V ← V + ρB − ρZ (rounded as the
+// separate ops rounded it). Returns 1 when the support changed there.
+SPARQ_INLINE int projectAndUpdate(const float* b, float* v, float* z, uint8_t* support, const uint8_t* previous,
+                                  int64_t i, float u, bool keep, float rho, float negativeRho) {
+  const float kept = keep ? u : 0.0f;
+  const float raised = v[i] + rho * b[i];
+  v[i] = raised + negativeRho * kept;
+  z[i] = kept;
+  support[i] = keep;
+  return keep != (previous[i] != 0);
+}
+
 // support = key ≥ threshold (a signed compare: both are in [0, 2³¹)); Z = U on the support; V ← V + ρB − ρZ.
 // Returns the entries whose support differs from previous.
 SPARQ_INLINE int64_t updateBody(const float* b, float* v, float* z, uint8_t* support, const uint8_t* previous,
@@ -207,12 +219,7 @@ SPARQ_INLINE int64_t updateBody(const float* b, float* v, float* z, uint8_t* sup
   for (int64_t i = 0; i < n; ++i) {
     const float u = admmTarget(b[i], v[i], inverseRho);
     const bool keep = static_cast<int32_t>(squareBits(u)) >= threshold;
-    const float kept = keep ? u : 0.0f;
-    const float raised = v[i] + rho * b[i];
-    v[i] = raised + negativeRho * kept;
-    z[i] = kept;
-    support[i] = keep;
-    changes += keep != (previous[i] != 0);
+    changes += projectAndUpdate(b, v, z, support, previous, i, u, keep, rho, negativeRho);
   }
   return changes;
 }
@@ -230,12 +237,7 @@ SPARQ_INLINE int64_t updateTiesBody(const float* b, float* v, float* z, uint8_t*
       keep = true;
       --ties;
     }
-    const float kept = keep ? u : 0.0f;
-    const float raised = v[i] + rho * b[i];
-    v[i] = raised + negativeRho * kept;
-    z[i] = kept;
-    support[i] = keep;
-    changes += keep != (previous[i] != 0);
+    changes += projectAndUpdate(b, v, z, support, previous, i, u, keep, rho, negativeRho);
   }
   return changes;
 }
@@ -259,13 +261,7 @@ SPARQ_INLINE int64_t updateNmBody(const float* b, float* v, float* z, uint8_t* s
       for (int i = 0; i < j; ++i) rank += key[i] >= key[j];
       for (int i = j + 1; i < m; ++i) rank += key[i] > key[j];
       const bool keep = rank < n;
-      const int64_t at = start + j;
-      const float kept = keep ? u[j] : 0.0f;
-      const float raised = v[at] + rho * b[at];
-      v[at] = raised + negativeRho * kept;
-      z[at] = kept;
-      support[at] = keep;
-      changes += keep != (previous[at] != 0);
+      changes += projectAndUpdate(b, v, z, support, previous, start + j, u[j], keep, rho, negativeRho);
     }
   }
   return changes;
