@@ -125,6 +125,12 @@ export function sharedDir(): string {
   return dir;
 }
 
+/**
+ * The CLI as compiled with the tests (.out/lib/cli/main.js): `npm test` compiles lib/ and test/ together
+ * first, so the CLI under test is always built from the current sources — never a stale dist/.
+ */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli', 'main.js');
+
 export function fixturePath(name: string): string {
   return join(sharedDir(), 'fixtures', name);
 }
