@@ -64,9 +64,9 @@ describe('sparq demo (quick profile)', function () {
 
     // Second run, through the CLI: no training, the same model, the same dense perplexity.
     const { stdout } = await run(process.execPath, [cli, 'demo', '--quick', '--out', out, '--cache-dir', cacheDir, '--json'], { maxBuffer: 1 << 24 });
-    const lines = stdout.split('\n').filter((l) => l.trim() !== '');
-    assert.equal(lines.length, 1, 'demo --json prints one line');
-    const again = JSON.parse(lines[0]) as DemoReport;
+    const jsonLines = stdout.split('\n').filter((l) => l.trim() !== '');
+    assert.equal(jsonLines.length, 1, 'demo --json prints one line');
+    const again = JSON.parse(jsonLines[0]) as DemoReport;
     // The documented schema (test/cli.test.ts checks the other commands; this one needs a trained model).
     assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS.demo, again), []);
     assert.equal(again.model.cached, true);
