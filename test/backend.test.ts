@@ -1,6 +1,11 @@
 // Backend loading and the CUDA backend against the CPU reference. Without a built CUDA addon and a GPU
 // the comparison is skipped (and says why); the loader's report is checked either way.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   applyMask,
   backendInfo,
@@ -29,7 +34,7 @@ import {
   type PackedWeight,
 } from '../lib/index.js';
 import { backend } from '../lib/tensor/native.js';
-import { assertClose, poison, randomF32, rng } from './helpers.js';
+import { assertClose, cudaSkipReason, poison, randomF32, rng } from './helpers.js';
 
 /** A packed weight with every tensor (and its outliers') moved to the device. */
 function toDevice(w: PackedWeight): PackedWeight {
@@ -106,10 +111,30 @@ describe('backends', () => {
     assert.throws(() => Tensor.zeros([2]).cuda(), BackendUnavailableError);
   });
 
+  it('fails the CUDA tests (never skips them) when a built addon does not load, and skips when none is built', function () {
+    this.timeout(60_000);
+    const helpers = fileURLToPath(new URL('./helpers.js', import.meta.url));
+    const verdict = (addon: string) => {
+      const script = `const { cudaSkipReason } = await import(${JSON.stringify(helpers)});
+        try { console.log('skip: ' + cudaSkipReason()); } catch (e) { console.log('fail: ' + e.message); }`;
+      return spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, SPARQ_CUDA_ADDON: addon, SPARQ_CUDA: '1' } }).stdout;
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'sparq-cuda-addon-'));
+    try {
+      const broken = join(dir, 'sparq_cuda.node');
+      writeFileSync(broken, 'not a shared library');
+      assert.match(verdict(broken), /^fail: the CUDA addon is built but does not load:\n.*sparq_cuda\.node: /);
+      assert.equal(verdict(join(dir, 'missing.node')), 'skip: not built\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   describe('CUDA matches the CPU reference on random inputs', function () {
     before(function () {
-      if (!isAvailable('cuda')) {
-        console.log(`      (skipped: ${loadAttempts().filter((a) => a.backend === 'cuda').map((a) => a.error).join('; ')})`);
+      const why = cudaSkipReason(); // a built addon that fails to load fails here instead of skipping
+      if (why !== undefined) {
+        console.log(`      (skipped: ${why})`);
         this.skip();
       }
     });
