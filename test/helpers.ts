@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLI_JSON_SCHEMAS, matchesSchema, type CliJsonCommand } from '../lib/cli/json-schemas.js';
 import { backendInfo, isAvailable, loadAttempts, setKernelVariant } from '../lib/index.js';
 
 /** mulberry32: small, seeded, good enough for test data. */
@@ -167,4 +168,9 @@ export function cudaSkipReason(): string | undefined {
     assert.fail(`the CUDA addon is built but does not load:\n${failed.map((a) => `${a.path}: ${a.error}`).join('\n')}`);
   }
   return reasons.join('; ');
+}
+
+/** Asserts a command's --json output matches its documented schema (lib/cli/json-schemas.ts). */
+export function assertSchema(command: CliJsonCommand, value: unknown): void {
+  assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS[command], value), [], `${command} --json does not match its schema in lib/cli/json-schemas.ts`);
 }

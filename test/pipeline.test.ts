@@ -22,7 +22,7 @@ import {
   SafetensorsFile,
   type PruneOptions,
 } from '../lib/index.js';
-import { CLI, fixturePath, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, sharedDir } from './helpers.js';
 
 const stories = () => fixturePath('stories260K');
 const calib = () => join(sharedDir(), 'data', 'tinystories_calib.txt');
@@ -241,6 +241,7 @@ describe('pruning pipeline', function () {
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    assertSchema('prune', result); // with the optional perplexity fields --eval adds
     const saved = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     assert.ok(saved.linears.every((l: { relativeError: number | null }) => l.relativeError === null), '--skip-error leaves the errors unmeasured');
     assert.equal(result.out, out);

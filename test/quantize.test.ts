@@ -24,7 +24,7 @@ import {
   type CompressOptions,
   type PlannedTensor,
 } from '../lib/index.js';
-import { CLI, fixturePath, rng, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, rng, sharedDir } from './helpers.js';
 import { codeRef, packRef, paramsRef } from './quant-reference.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-quantize-'));
@@ -267,6 +267,7 @@ describe('quantize', function () {
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    assertSchema('quantize', result);
     assert.equal(result.quantized_linears, 30);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     assert.ok(report.linears.every((l: { method: string; quantizer: string }) => l.method === 'sparsegpt' && l.quantizer === 'sparsegpt'));
