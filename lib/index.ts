@@ -42,7 +42,7 @@ export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, ty
 export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
-export { compressModel, type CompressOptions, type CompressProgress } from './pipeline/compress-model.js';
+export { compressModel, type CompressOptions, type CompressProgress, type RunPoint } from './pipeline/compress-model.js';
 export type { CompressReport } from './pipeline/report.js';
 export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type NamePattern, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
 export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { CLI_JSON_SCHEMAS, matchesSchema } from '../lib/cli/json-schemas.js';
 import { DEMO_PROFILES, runDemo, type DemoReport } from '../lib/demo/demo.js';
 
 const run = promisify(execFile);
@@ -63,7 +64,11 @@ describe('sparq demo (quick profile)', function () {
 
     // Second run, through the CLI: no training, the same model, the same dense perplexity.
     const { stdout } = await run(process.execPath, [cli, 'demo', '--quick', '--out', out, '--cache-dir', cacheDir, '--json'], { maxBuffer: 1 << 24 });
-    const again = JSON.parse(stdout.trim().split('\n').pop()!) as DemoReport;
+    const jsonLines = stdout.split('\n').filter((l) => l.trim() !== '');
+    assert.equal(jsonLines.length, 1, 'demo --json prints one line');
+    const again = JSON.parse(jsonLines[0]) as DemoReport;
+    // The documented schema (test/cli.test.ts checks the other commands; this one needs a trained model).
+    assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS.demo, again), []);
     assert.equal(again.model.cached, true);
     assert.equal(again.model.trainSeconds, null);
     assert.equal(again.model.dir, report.model.dir);

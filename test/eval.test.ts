@@ -107,7 +107,7 @@ describe('perplexity', () => {
     ['stories260K', 'tinystories_val.txt'],
     ['sotu-llama', 'sotu_eval.txt'],
   ] as const) {
-    it(`${name} matches its golden perplexity within 0.1%, streaming block by block`, async function () {
+    it(`${name} matches its golden perplexity within 5e-7 relative, streaming block by block`, async function () {
       this.timeout(300_000);
       const dir = fixture(name);
       const tokens = (await loadTokenizer(dir)).encode(readFileSync(join(shared, 'data', text), 'utf8'));
@@ -128,7 +128,10 @@ describe('perplexity', () => {
       });
       await model.close();
       assert.equal(result.windows, expected.windows);
-      assert.ok(Math.abs(result.perplexity / expected.value - 1) < 1e-3, `perplexity ${result.perplexity}, golden ${expected.value}`);
+      // The logits match PyTorch's to f32 rounding; over 65,536 tokens the perplexity differs from the golden
+      // by 5e-8 (stories260K) and 2e-8 (sotu-llama) relative, with the avx512 and avx2 kernels alike: 10×
+      // the larger.
+      assert.ok(Math.abs(result.perplexity / expected.value - 1) < 5e-7, `perplexity ${result.perplexity}, golden ${expected.value}`);
       assert.equal(stages.filter((s) => s === 'embedding').length, 4);
     });
   }

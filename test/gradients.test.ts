@@ -1,13 +1,16 @@
 // Gradients of the language-model loss through the whole decoder must reproduce the independent PyTorch
 // goldens (`grad.<param>` in each tiny fixture), in memory and streamed block by block.
 // Tolerance: both sides compute in f32 from the same stored weights, so they differ by f32 rounding
-// accumulated along different summation orders; each gradient tensor must be within
-// 2e-5·max|golden| + 1e-7 + 1e-3·|golden| elementwise (the largest deviation seen is 2e-6·max|golden|).
+// accumulated along different summation orders, which scales with the tensor's largest gradient, not
+// with each element: each gradient tensor must be within 8e-6·max|golden| + 1e-7 elementwise, about 10×
+// the largest deviation measured over the six fixtures (7.5e-7·max|golden|, tiny-llama3). No relative
+// term: elements 1000× below the tensor's largest differ by up to 5e-4 of themselves, which says nothing.
 // The 1e-7 floor is for gradients that are zero in exact arithmetic, where both sides hold f32 noise:
 // a key bias adds the same amount to every score of a query, which the softmax cancels (OPT's
-// k_proj.bias gradients are ~1e-9 here).
-// The loss within 1e-5 relative. Streaming and in-memory run the same kernels on the same values in the
-// same order, so they must agree to 1e-6 relative.
+// k_proj.bias gradients are ~1e-9 here; the largest difference there is 8e-9).
+// The loss within 1e-6 relative (largest seen: 9e-8, tiny-qwen3). Streaming and in-memory run the same
+// kernels on the same values, so they agree to 1e-6 relative (loss: exactly; gradients: 7e-8·max seen,
+// where a block's recomputed forward sums in another order).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,11 +53,11 @@ describe('gradients of the loss match the PyTorch goldens', () => {
       try {
         const batch = makeBatch(golden.windows);
         const { loss, gradients } = await lossAndGradients(model, await loadParameters(model), batch);
-        assert.ok(Math.abs(loss - golden.loss) <= 1e-5 * golden.loss, `loss ${loss}, golden ${golden.loss}`);
+        assert.ok(Math.abs(loss - golden.loss) <= 1e-6 * golden.loss, `loss ${loss}, golden ${golden.loss}`);
         assert.deepEqual([...gradients.keys()].sort(), [...golden.grads.keys()].sort(), 'one gradient per parameter');
         for (const [param, expected] of golden.grads) {
           const scale = maxAbs(expected);
-          assertClose(gradients.get(param)!.data as Float32Array, expected, { atol: 2e-5 * scale + 1e-7, rtol: 1e-3 }, `${name} grad.${param}`);
+          assertClose(gradients.get(param)!.data as Float32Array, expected, { atol: 8e-6 * scale + 1e-7, rtol: 0 }, `${name} grad.${param}`);
         }
 
         const parts: ModelPart[] = [];

@@ -1,7 +1,7 @@
 // What `sparq prune` and `sparq quantize` share: the flags of a compression run (model, output,
 // calibration, evaluation, resume), running it with a progress bar and Ctrl-C, and printing the report.
 import type { ParseArgsConfig } from 'node:util';
-import { AbortError, InvalidArgumentError } from '../errors.js';
+import { AbortError, UsageError } from '../errors.js';
 import { StagingFolder } from '../export/staging.js';
 import type { OutputFormat } from '../export/writer.js';
 import { readTextFile } from '../io/text.js';
@@ -37,11 +37,11 @@ type RunValues = { [K in keyof typeof RUN_FLAGS]?: (typeof RUN_FLAGS)[K]['type']
 /** The recipe from --recipe FILE (with --sequential applied), or the one the command's flags describe. */
 export async function recipeOf(command: string, values: RunValues, fromFlags: (() => Record<string, unknown>) | undefined): Promise<Recipe> {
   if (values.recipe) {
-    if (fromFlags) throw new InvalidArgumentError(`${command}: give either --recipe FILE or the method flags, not both`);
+    if (fromFlags) throw new UsageError(`${command}: give either --recipe FILE or the method flags, not both`);
     const recipe = await loadRecipe(values.recipe);
     return values.sequential ? parseRecipe({ ...recipe, sequential: values.sequential }, values.recipe) : recipe;
   }
-  if (!fromFlags) throw new InvalidArgumentError(`${command}: give the method flags or --recipe FILE (sparq ${command} --help)`);
+  if (!fromFlags) throw new UsageError(`${command}: give the method flags or --recipe FILE (sparq ${command} --help)`);
   return parseRecipe({ ...fromFlags(), ...(values.sequential ? { sequential: values.sequential } : {}) }, `${command} options`);
 }
 
@@ -71,9 +71,9 @@ function printReport(report: CompressReport): void {
 
 /** Runs a compression from the command line and prints its report (or one JSON line). */
 export async function runCompression(command: string, values: RunValues, recipe: Recipe, format: OutputFormat): Promise<void> {
-  if (!values.model) throw new InvalidArgumentError(`${command}: --model DIR is required`);
-  if (!values.out) throw new InvalidArgumentError(`${command}: --out DIR is required`);
-  if (values['skip-error'] && values['measure-error']) throw new InvalidArgumentError(`${command}: give --skip-error or --measure-error, not both`);
+  if (!values.model) throw new UsageError(`${command}: --model DIR is required`);
+  if (!values.out) throw new UsageError(`${command}: --out DIR is required`);
+  if (values['skip-error'] && values['measure-error']) throw new UsageError(`${command}: give --skip-error or --measure-error, not both`);
   const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const bar = progressBar(command);
   let report: CompressReport;

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { evaluatePerplexity } from '../eval/perplexity.js';
-import { StagingFolder } from '../export/staging.js';
+import { checkOutputLocation, StagingFolder } from '../export/staging.js';
 import { DecoderModel } from '../models/decoder.js';
 import { inspectModel } from '../models/inspect.js';
 import { parseRecipe } from '../pipeline/recipe.js';
@@ -124,6 +124,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const log = options.log ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
   const m = profile.model;
+  // A bad --out is refused now, not after minutes of training.
+  await checkOutputLocation(options.out, []);
 
   const text = loadSotuText();
   log(`text: ${text.source}: ${(text.train.length / 1e6).toFixed(2)} MB to train on, ${(text.eval.length / 1e6).toFixed(2)} MB to evaluate on`);

@@ -73,6 +73,12 @@ export abstract class ModelFolderWriter<Entry> {
    */
   abstract writeLinear(name: string, result: CompressedLinear, weight: Tensor): Promise<void>;
 
+  /**
+   * Test hook (CompressOptions.testHook 'write'): when set, each staged write stops half way and calls it,
+   * so a test can interrupt a run with a tensor half written.
+   */
+  midWrite: (() => void | Promise<void>) | undefined;
+
   /** Writes bytes at an offset of a staged file (handles stay open until the block is finished). */
   protected async writeAt(file: string, offset: number, bytes: Uint8Array): Promise<void> {
     await this.staged.guard(file, async () => {
@@ -81,10 +87,15 @@ export abstract class ModelFolderWriter<Entry> {
         handle = await open(file, 'r+');
         this.handles.set(file, handle);
       }
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, offset + done);
-        done += bytesWritten;
+      const opened = handle;
+      const writeRange = async (from: number, to: number) => {
+        for (let done = from; done < to; ) done += (await opened.write(bytes, done, to - done, offset + done)).bytesWritten;
+      };
+      const half = this.midWrite ? Math.floor(bytes.byteLength / 2) : bytes.byteLength;
+      await writeRange(0, half);
+      if (half < bytes.byteLength) {
+        await this.midWrite?.();
+        await writeRange(half, bytes.byteLength);
       }
     });
   }

@@ -66,7 +66,21 @@ export interface CompressOptions {
   measureError?: boolean | 'auto';
   onProgress?: (progress: CompressProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Test hook: called at named points of the run, so a test can interrupt it at an exact place (abort
+   * `signal`, observed at the check that follows each point; throw; or kill the process). Not for
+   * production use; it changes nothing when absent. See RunPoint.
+   */
+  testHook?: (point: RunPoint) => void | Promise<void>;
 }
+
+/**
+ * Where testHook is called: 'linear' after a linear is compressed and written to its staged shard;
+ * 'write' when half of a linear's tensor bytes are in the staged shard and the rest are not (each staged
+ * write of that linear); 'propagate' after one calibration batch has gone through a block (also when a
+ * resumed run replays a finished block).
+ */
+export type RunPoint = { at: 'linear' | 'write'; block: number; name: string } | { at: 'propagate'; block: number; batch: number };
 
 export interface CompressProgress {
   step: number;
@@ -355,11 +369,12 @@ class CompressionRun {
 
   /** Runs the block on every batch in place: its outputs become the next block's inputs. */
   private async propagate(block: DecoderBlock): Promise<void> {
-    for (const batch of this.batches) {
+    for (const [i, batch] of this.batches.entries()) {
       this.check();
       await this.arena.run(() => block.forward(batch.states, batch.positions, this.model.invFreq, { sequenceLength: this.plan.seqLen, signal: this.signal }));
       this.arena.recycle();
       await this.model.checkFiniteStates(batch.states, block.index, this.signal);
+      await this.options.testHook?.({ at: 'propagate', block: block.index, batch: i });
       await breathe();
     }
   }
@@ -513,7 +528,10 @@ class CompressionRun {
     let error: number | null = null;
     if (this.plan.measure !== false && stats?.hessian && stats.tokens > 0) error = await this.timed('error', () => relativeError(original, weight, stats.hessian!, signal));
     block.linears[role].weight = weight;
+    const hook = this.options.testHook;
+    if (hook) this.writer.midWrite = () => hook({ at: 'write', block: block.index, name });
     await this.timed('io', () => this.writer.writeLinear(name, result, weight));
+    await hook?.({ at: 'linear', block: block.index, name });
     const q = assignment.quantization;
     return {
       name,

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { inspectModel } from '../../models/inspect.js';
 import { parseFlags, type Command } from '../command.js';
 import { progressBar } from '../progress.js';
@@ -12,7 +12,7 @@ export const inspectCommand: Command = {
                    sparsity`,
   async run(args) {
     const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
-    if (positionals.length !== 1) throw new InvalidArgumentError('inspect: give exactly one model folder');
+    if (positionals.length !== 1) throw new UsageError('inspect: give exactly one model folder');
     const bar = progressBar('inspect');
     const report = await inspectModel(positionals[0], { onProgress: (done, total) => bar.update(done, total, 'linears') }).finally(() => bar.done());
     if (values.json) {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { statSync } from 'node:fs';
-import { InvalidArgumentError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { readJsonObject, readTextFile } from '../../io/text.js';
 import { parseConfig, readConfig } from '../../models/config.js';
 import { loadTokenizer, loadTokenizerFile } from '../../io/tokenizer.js';
@@ -38,15 +38,15 @@ async function run(args: string[]): Promise<void> {
       },
     }),
   );
-  if (!values.model === !values.init) throw new InvalidArgumentError('train: give exactly one of --model DIR or --init CONFIG.json');
-  if (!values.text === !values.tokens) throw new InvalidArgumentError('train: give exactly one of --text FILE or --tokens FILE.json');
+  if (!values.model === !values.init) throw new UsageError('train: give exactly one of --model DIR or --init CONFIG.json');
+  if (!values.text === !values.tokens) throw new UsageError('train: give exactly one of --text FILE or --tokens FILE.json');
   for (const required of ['seq-len', 'batch', 'steps', 'optimizer', 'lr', 'out'] as const) {
-    if (values[required] === undefined) throw new InvalidArgumentError(`train: --${required} is required`);
+    if (values[required] === undefined) throw new UsageError(`train: --${required} is required`);
   }
-  if (values.seed !== undefined && !values.shuffle) throw new InvalidArgumentError('train: --seed only applies with --shuffle');
+  if (values.seed !== undefined && !values.shuffle) throw new UsageError('train: --seed only applies with --shuffle');
   let tokens: Int32Array;
   if (values.text !== undefined && values.model === undefined) {
-    if (!values.tokenizer) throw new InvalidArgumentError('train: --text with --init needs --tokenizer (a tokenizer.json or a folder with one)');
+    if (!values.tokenizer) throw new UsageError('train: --text with --init needs --tokenizer (a tokenizer.json or a folder with one)');
     const tokenizer = statSync(values.tokenizer, { throwIfNoEntry: false })?.isDirectory() ? await loadTokenizer(values.tokenizer) : await loadTokenizerFile(values.tokenizer);
     tokens = tokenizer.encode(await readTextFile(values.text));
   } else {
