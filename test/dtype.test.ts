@@ -79,7 +79,7 @@ async function linearNames(dir: string): Promise<string[]> {
   const model = await DecoderModel.open(dir);
   try {
     const names: string[] = [];
-    for (let b = 0; b < model.config.layers; ++b) for (const rel of Object.values(model.linearRoles())) names.push(`${model.layout.block(b)}${rel}.weight`);
+    for (let b = 0; b < model.config.layers; ++b) for (const rel of Object.values(model.linearRoles(b))) names.push(`${model.layout.block(b)}${rel}.weight`);
     return names;
   } finally {
     await model.close();

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { statSync } from 'node:fs';
-import { UsageError } from '../../errors.js';
+import { InvalidArgumentError, UsageError } from '../../errors.js';
 import { readJsonObject, readTextFile } from '../../io/text.js';
 import { parseConfig, readConfig } from '../../models/config.js';
 import { loadTokenizer, loadTokenizerFile } from '../../io/tokenizer.js';
