@@ -5,6 +5,7 @@
 import { InvalidFileError } from '../errors.js';
 import { formatShape } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
+import { hasRemovedExperts, runExpertWidth } from './expert-widths.js';
 import { LAYOUTS } from './layouts.js';
 
 export interface PlannedParameter {
@@ -51,11 +52,12 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
     norm(p + layout.mlpNorm, D, 'hidden_size');
     if (config.mlp === 'moe') {
       const moe = layout.experts!;
-      linear(p + moe.router, [config.moe!.experts, 'num_local_experts'], hidden, false);
+      linear(p + moe.router, [config.moe!.experts, 'num_local_experts'], hidden, hasRemovedExperts(config.expertWidths, l));
       for (let e = 0; e < config.moe!.experts; ++e) {
-        linear(p + moe.expert(e) + moe.gate, inner, hidden, false);
-        linear(p + moe.expert(e) + moe.up, inner, hidden, false);
-        linear(p + moe.expert(e) + moe.down, hidden, inner, false);
+        const width = expertInner(config, l, e, inner);
+        linear(p + moe.expert(e) + moe.gate, width, hidden, false);
+        linear(p + moe.expert(e) + moe.up, width, hidden, false);
+        linear(p + moe.expert(e) + moe.down, hidden, width, false);
       }
     } else if (config.mlp === 'swiglu') {
       linear(p + layout.linears.gate, inner, hidden, config.bias.mlp);
@@ -69,6 +71,12 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
   norm(layout.finalNorm, D, 'hidden_size');
   if (!config.tiedEmbeddings) add(layout.lmHead, [config.vocabSize, D], ['vocab_size', 'hidden_size']);
   return plan;
+}
+
+/** An expert's width as sparq runs it: the config's, or its kept width from an expert-pruning record. */
+function expertInner(config: ModelConfig, layer: number, expert: number, inner: [number, string]): [number, string] {
+  if (!config.expertWidths?.layers.has(layer)) return inner;
+  return [runExpertWidth(config.expertWidths, layer, expert, inner[0]), `sparq_experts.layers.${layer} (expert ${expert})`];
 }
 
 /**

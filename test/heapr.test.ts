@@ -1,0 +1,275 @@
+// HEAPr and the expert-pruning framework: the one-pass score equals the explicit output-space Hessian
+// form; the allocation keeps its promises (global vs per-layer budgets, one neuron per expert, top-k
+// experts per layer, unreached experts first); the padded and shrunk outputs compute the same model, sparq
+// loads, inspects and generates from both, and removed experts are never routed to.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blockOnTape, embedOnTape, lossOnTape, makeBatch, type ParameterLookup } from '../lib/autograd/decoder.js';
+import { Tape, type Variable } from '../lib/autograd/tape.js';
+import { activationAtoms } from '../lib/compress/activation-atoms.js';
+import { expertDrop } from '../lib/compress/expert-drop.js';
+import { planExpertPruning, UNREACHED_SCORE, type ExpertStatistics } from '../lib/compress/expert-pruning.js';
+import { heapr, heaprScores } from '../lib/compress/heapr.js';
+import { evaluatePerplexity } from '../lib/eval/perplexity.js';
+import { SafetensorsFile } from '../lib/io/safetensors.js';
+import { DecoderModel } from '../lib/models/decoder.js';
+import { inspectModel } from '../lib/models/inspect.js';
+import { pruneExperts } from '../lib/pipeline/expert-prune.js';
+import { gatherExpertStatistics, moeLayers } from '../lib/pipeline/expert-statistics.js';
+import { generate } from '../lib/generate/generate.js';
+import { Tensor } from '../lib/tensor/tensor.js';
+import { fixturePath } from './helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'sparq-heapr-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+const mixtral = () => fixturePath('tiny-mixtral');
+
+async function goldenWindows(dir: string): Promise<Int32Array[]> {
+  const file = await SafetensorsFile.open(join(dir, 'golden.safetensors'));
+  const ids = (await file.read('input_ids')).data as Int32Array;
+  const [batch, length] = file.info('input_ids').shape;
+  await file.close();
+  return Array.from({ length: batch }, (_, b) => ids.slice(b * length, (b + 1) * length));
+}
+
+/** A tape that also records, for each expert's down projection, its output and that output's gradient. */
+class RecordingTape extends Tape {
+  readonly downOf = new Map<Variable, string>();
+  readonly outputGradients = new Map<string, Float64Array[]>();
+  override linear(x: Variable, w: Variable, b?: Variable): Variable {
+    const y = super.linear(x, w, b);
+    const name = this.downOf.get(w);
+    if (name) {
+      this.watch(y, (_value, grad) => {
+        const g = grad.data as Float32Array;
+        const D = grad.shape[1];
+        const rows = this.outputGradients.get(name) ?? [];
+        for (let t = 0; t < grad.shape[0]; ++t) rows.push(Float64Array.from(g.subarray(t * D, (t + 1) * D)));
+        this.outputGradients.set(name, rows);
+      });
+    }
+    return y;
+  }
+}
+
+describe('HEAPr score', () => {
+  it('equals mean_t a_j² · d_jᵀ G_e d_j with the explicit G_e = mean_t g_t g_tᵀ (float64) on tiny-mixtral, batched per window', async () => {
+    const dir = mixtral();
+    const windows = await goldenWindows(dir);
+    const model = await DecoderModel.open(dir);
+    try {
+      const layers = await moeLayers(model);
+      assert.deepEqual(layers.map((l) => l.layer), [0, 1]);
+      // The one-pass statistics, one window per batch (the scores must not depend on batching).
+      const stats = await gatherExpertStatistics(model, layers, windows, { gradients: true, batchTokens: windows[0].length });
+
+      // The reference: one tape over the whole model and both windows; g_t recorded at each down output.
+      const tape = new RecordingTape();
+      const roles = model.linearRoles();
+      const variables = new Map<string, Variable>();
+      const activations = new Map<string, Float64Array[]>();
+      const downWeights = new Map<string, Tensor>();
+      const lookup: ParameterLookup = (name) => variables.get(name);
+      // Parameters are loaded first (lookup must be synchronous).
+      for (const name of model.checkpoint.names()) {
+        const value = await model.checkpoint.read(name, { dtype: 'f32' });
+        const v = tape.parameter(value);
+        variables.set(name, v);
+        const match = /layers\.(\d+)\..*experts\.(\d+)\.w2\.weight$/.exec(name);
+        if (match) {
+          tape.downOf.set(v, `${match[1]}.${match[2]}`);
+          downWeights.set(`${match[1]}.${match[2]}`, value);
+        }
+      }
+      assert.equal(roles['expert.0.down'], 'block_sparse_moe.experts.0.w2');
+      const batch = makeBatch(windows);
+      let h = embedOnTape(tape, model, lookup, batch);
+      for (let l = 0; l < model.config.layers; ++l) {
+        h = await blockOnTape(tape, model, l, lookup, h, batch, (group, x) => {
+          const m = /^expert\.(\d+)\.out$/.exec(group);
+          if (!m) return;
+          const a = x.value.data as Float32Array;
+          const W = x.value.shape[1];
+          const rows = Array.from({ length: x.value.shape[0] }, (_, t) => Float64Array.from(a.subarray(t * W, (t + 1) * W)));
+          activations.set(`${l}.${m[1]}`, rows);
+        });
+      }
+      tape.backward(lossOnTape(tape, model, lookup, h, batch));
+      const predictions = batch.inputs.numel;
+
+      let compared = 0;
+      for (const s of stats) {
+        const key = `${s.layer}.${s.expert}`;
+        const a = activations.get(key);
+        const g = tape.outputGradients.get(key);
+        if (!a) {
+          assert.equal(s.tokens, 0, `${key}: tokens without activations`);
+          continue;
+        }
+        assert.equal(s.tokens, a.length, `${key}: token count`);
+        assert.equal(g!.length, a.length, `${key}: one output gradient per routed token`);
+        const D = model.config.hiddenSize;
+        const W = s.width;
+        // G_e = mean_t g_t g_tᵀ with g_t = ∂L/∂y_e(t), L the summed NLL (predictions × the mean's gradient).
+        const G = new Float64Array(D * D);
+        for (const row of g!) for (let i = 0; i < D; ++i) for (let k = 0; k < D; ++k) G[i * D + k] += (predictions * row[i]) * (predictions * row[k]) / g!.length;
+        const down = downWeights.get(key)!.data as Float32Array; // [D, W]: d_j is column j
+        const expected = new Float64Array(W);
+        for (let j = 0; j < W; ++j) {
+          let quadratic = 0;
+          for (let i = 0; i < D; ++i) {
+            let row = 0;
+            for (let k = 0; k < D; ++k) row += G[i * D + k] * down[k * W + j];
+            quadratic += down[i * W + j] * row;
+          }
+          const meanSquare = a.reduce((sum, r) => sum + r[j] * r[j], 0) / a.length;
+          expected[j] = meanSquare * quadratic;
+        }
+        const actual = heaprScores(s);
+        // ∂L/∂a = W_downᵀ g in float32 (D = 64 terms) vs the float64 quadratic form: relative error ~1e-6
+        // per element, squared and summed; 1e-4 of the expert's largest score leaves a wide margin.
+        const scale = Math.max(...expected);
+        assert.ok(scale > 0, `${key}: a reached expert has a positive score`);
+        for (let j = 0; j < W; ++j) assert.ok(Math.abs(actual[j] - expected[j]) <= 1e-4 * scale, `${key} atom ${j}: ${actual[j]} vs explicit ${expected[j]}`);
+        compared += 1;
+      }
+      assert.ok(compared >= 6, `compared ${compared} reached experts`);
+    } finally {
+      await model.close();
+    }
+  });
+});
+
+/** Synthetic statistics: `layers` × `experts` experts of `width` atoms; score of atom j of expert e in layer l given. */
+function synthetic(layers: number, experts: number, width: number, value: (l: number, e: number, j: number) => number, tokens = (_l: number, _e: number) => 100): ExpertStatistics[] {
+  const out: ExpertStatistics[] = [];
+  for (let l = 0; l < layers; ++l) {
+    for (let e = 0; e < experts; ++e) {
+      const n = tokens(l, e);
+      // activation-atoms scores Σa²/tokens: make that the wanted value.
+      out.push({ layer: l, expert: e, width, tokens: n, activationSquares: Float64Array.from({ length: width }, (_, j) => value(l, e, j) * n) });
+    }
+  }
+  return out;
+}
+
+describe('expert-pruning allocation', () => {
+  const base = { atomParameters: 3, topK: 2, allowExpertRemoval: false };
+
+  it('ranks globally across layers or within each layer, reaching the budget in atoms', () => {
+    // Layer 1's atoms all score below layer 0's: global takes them first, per-layer splits the budget.
+    const stats = synthetic(2, 4, 4, (l, e, j) => (l === 0 ? 10 : 1) + e + j / 10);
+    const global = planExpertPruning(activationAtoms, {}, stats, { ...base, sparsity: 0.25, ranking: 'global' });
+    assert.equal(global.removedParameters, 0.25 * 2 * 4 * 4 * 3);
+    assert.equal(global.layers[0].experts.reduce((s, e) => s + e.kept.length, 0), 16, 'layer 0 untouched');
+    const perLayer = planExpertPruning(activationAtoms, {}, stats, { ...base, sparsity: 0.25, ranking: 'per-layer' });
+    assert.deepEqual(perLayer.layers.map((l) => l.experts.reduce((s, e) => s + e.kept.length, 0)), [12, 12]);
+    // Within a layer the lowest atoms go — expert 0's (10.0–10.3), but its best stays (no expert removal),
+    // so expert 1's lowest goes instead.
+    assert.deepEqual([...perLayer.layers[0].experts[0].kept], [3]);
+    assert.ok(perLayer.layers[0].experts[0].keptLastNeuron);
+    assert.deepEqual([...perLayer.layers[0].experts[1].kept], [1, 2, 3]);
+  });
+
+  it('keeps one neuron of an expert the ratio would empty, or removes it with allowExpertRemoval while a layer keeps top-k experts', () => {
+    // Expert 0 of the single layer scores lowest everywhere; 60% of 4×4 atoms would empty it and more.
+    const stats = synthetic(1, 4, 4, (_l, e, j) => e * 10 + j);
+    const kept = planExpertPruning(activationAtoms, {}, stats, { ...base, sparsity: 0.3, ranking: 'global' });
+    const e0 = kept.layers[0].experts[0];
+    assert.equal(e0.kept.length, 1);
+    assert.deepEqual([...e0.kept], [3], 'its best neuron stays');
+    assert.ok(e0.keptLastNeuron && !e0.removed);
+    const removed = planExpertPruning(activationAtoms, {}, stats, { ...base, sparsity: 0.3, ranking: 'global', allowExpertRemoval: true });
+    assert.ok(removed.layers[0].experts[0].removed);
+    assert.equal(removed.layers[0].experts[0].kept.length, 0);
+    // Removal never goes below top-k = 2 experts per layer, even when asked for 90%.
+    const most = planExpertPruning(activationAtoms, {}, stats, { ...base, sparsity: 0.9, ranking: 'global', allowExpertRemoval: true });
+    assert.equal(most.layers[0].experts.filter((e) => !e.removed).length, 2);
+  });
+
+  it('drops whole experts least routed first, and puts unreached experts first for every method', () => {
+    const tokens = (l: number, e: number) => [[50, 0, 20, 90], [70, 10, 30, 5]][l][e];
+    const stats = synthetic(2, 4, 8, () => 1, tokens);
+    const dropped = planExpertPruning(expertDrop, {}, stats, { ...base, sparsity: 0.25, ranking: 'per-layer' });
+    assert.deepEqual(dropped.layers.map((l) => l.experts.filter((e) => e.removed).map((e) => e.expert)), [[1], [3]]);
+    assert.equal(dropped.removedParameters, 2 * 8 * 3);
+    // HEAPr on the same experts: the unreached one (layer 0, expert 1) goes first although its "score" is unknown.
+    const withGradients = stats.map((s) => ({ ...s, gradientSquares: new Float64Array(s.width).fill(s.tokens) }));
+    const plan = planExpertPruning(heapr, { weighting: 'mean' }, withGradients, { ...base, sparsity: 0.15, ranking: 'global' });
+    const unreached = plan.layers[0].experts[1];
+    assert.ok(unreached.keptLastNeuron && unreached.kept.length === 1, 'the unreached expert lost all atoms but one');
+    assert.ok(UNREACHED_SCORE < 0);
+  });
+});
+
+describe('expert-pruned model folders', () => {
+  const calibration = async () => goldenWindows(mixtral());
+
+  it('writes padded and shrunk folders that compute the same model, report kept widths, and generate', async () => {
+    const windows = await calibration();
+    const padded = join(work, 'padded');
+    const shrunk = join(work, 'shrunk');
+    const common = { model: mixtral(), method: 'heapr', sparsity: 0.4, calibrationWindows: windows, minExpertTokens: 1 };
+    const report = await pruneExperts({ ...common, out: padded, format: 'padded' });
+    await pruneExperts({ ...common, out: shrunk, format: 'shrunk' });
+    assert.ok(Math.abs(report.sparsity - 0.4) < 0.01, `achieved ${report.sparsity}`);
+    assert.equal(report.parameters.routed, 2 * 4 * 96 * 3 * 64);
+    assert.ok(report.flopsPerToken.run < report.flopsPerToken.before);
+    const evalTokens = Int32Array.from(windows.flatMap((w) => [...w]));
+    const nll = async (dir: string) => {
+      const model = await DecoderModel.open(dir);
+      try {
+        return (await evaluatePerplexity(model, evalTokens, { seqLen: 17 })).meanNll;
+      } finally {
+        await model.close();
+      }
+    };
+    const [dense, a, b] = [await nll(mixtral()), await nll(padded), await nll(shrunk)];
+    // The same sums with and without the zero atoms: float32 reordering only.
+    assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(a), `padded ${a} vs shrunk ${b}`);
+    assert.notEqual(a, dense);
+    // inspect reports each expert's kept width; shrunk tensors are stored at the layer's widest kept expert.
+    const inspected = await inspectModel(shrunk);
+    assert.deepEqual(inspected.experts!.map((l) => l.kept), report.experts.reduce((acc: number[][], e) => ((acc[e.layer] ??= []).push(e.kept), acc), []));
+    const config = JSON.parse(readFileSync(join(shrunk, 'config.json'), 'utf8'));
+    assert.equal(config.sparq_experts.format, 'shrunk');
+    assert.equal(config.sparq_experts.layers['0'].stored, Math.max(...report.experts.filter((e) => e.layer === 0).map((e) => e.kept)));
+    // sparq generate runs both (each expert of the shrunk folder at its kept width): the same greedy tokens.
+    const greedy = async (dir: string) => (await generate(dir, [1, 5, 9], { maxNewTokens: 6 })).tokens;
+    assert.deepEqual(await greedy(shrunk), await greedy(padded));
+  });
+
+  it('masks removed experts: the router never selects them and the outputs stay finite', async () => {
+    const windows = await calibration();
+    const out = join(work, 'dropped');
+    const report = await pruneExperts({ model: mixtral(), out, method: 'expert-drop', sparsity: 0.5, calibrationWindows: windows, format: 'shrunk', minExpertTokens: 1 });
+    const removed = report.experts.filter((e) => e.removed);
+    assert.equal(removed.length, 4, 'two of four experts per layer (top-2 stay)');
+    const model = await DecoderModel.open(out);
+    try {
+      const embeddings = await model.loadEmbeddings();
+      const ids = Int32Array.from({ length: 48 }, (_, i) => (i * 37 + 11) % 128);
+      const h = model.embed(embeddings, ids);
+      const positions = Tensor.fromTypedArray(Int32Array.from({ length: 48 }, (_, i) => i));
+      for (let l = 0; l < model.config.layers; ++l) {
+        const reached = new Set<string>();
+        await (await model.loadBlock(l)).forward(h, positions, model.invFreq, { observe: (group) => void reached.add(group) });
+        for (const e of removed.filter((r) => r.layer === l)) assert.ok(!reached.has(`expert.${e.expert}.in`), `layer ${l} expert ${e.expert} was routed to`);
+      }
+      const values = h.data as Float32Array;
+      assert.ok(values.every(Number.isFinite), 'finite hidden states');
+    } finally {
+      await model.close();
+    }
+  });
+
+  it('refuses dense models, a second expert pruning, and bad options, naming them', async () => {
+    const windows = await calibration();
+    await assert.rejects(pruneExperts({ model: fixturePath('tiny-llama'), out: join(work, 'x'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /has no routed experts; heapr prunes mixture-of-experts models/);
+    await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'heapr', sparsity: 1, calibrationWindows: windows }), /sparsity: expected a fraction below 1/);
+    await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'nope', sparsity: 0.2, calibrationWindows: windows }), /unknown expert-pruning method 'nope'/);
+    await assert.rejects(pruneExperts({ model: join(work, 'padded'), out: join(work, 'z'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /already expert-pruned/);
+  });
+});
