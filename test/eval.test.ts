@@ -43,7 +43,7 @@ describe('model configs', () => {
 
   it('names what is wrong: unknown model_type (listing the supported), bad fields, unsupported rope types', () => {
     const base = { model_type: 'llama', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 10 };
-    assert.throws(() => parseConfig({ ...base, model_type: 'gpt2' }), (e: unknown) => e instanceof UnsupportedFormatError && /llama, mistral, qwen2, qwen3, mixtral, opt/.test(e.message));
+    assert.throws(() => parseConfig({ ...base, model_type: 'gpt2' }), (e: unknown) => e instanceof UnsupportedFormatError && /llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, deepseek, opt/.test(e.message));
     assert.throws(() => parseConfig({ ...base, hidden_size: 7.5 }), (e: unknown) => e instanceof InvalidFileError && /'hidden_size' must be a positive integer/.test(e.message));
     assert.throws(() => parseConfig({ ...base, num_key_value_heads: 3, num_attention_heads: 4 }), /not a multiple/);
     assert.throws(() => parseConfig({ ...base, rope_scaling: { type: 'yarn', factor: 4 } }), (e: unknown) => e instanceof UnsupportedFormatError && /yarn/.test(e.message));

@@ -16,7 +16,7 @@ import { lossAndGradients, makeBatch, streamGradients, type ModelPart } from '..
 import { assertClose, sharedDir } from './helpers.js';
 
 const fixtures = join(sharedDir(), 'fixtures');
-const TINY = ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral'];
+const TINY = ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral', 'tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-deepseek-moe'];
 
 async function loadGolden(dir: string) {
   const file = await SafetensorsFile.open(join(dir, 'golden.safetensors'));
@@ -75,6 +75,33 @@ describe('gradients of the loss match the PyTorch goldens', () => {
         for (const [param, g] of gradients) {
           const scale = maxAbs(g.data as Float32Array);
           assertClose(streamed.get(param)!.data as Float32Array, g.data as Float32Array, { atol: 1e-6 * scale, rtol: 1e-6 }, `${name} streamed grad.${param}`);
+        }
+      } finally {
+        await model.close();
+      }
+    });
+  }
+});
+
+describe('an expert no token reaches', () => {
+  // The fixtures' README: expert 5 of tiny-qwen2-moe's layer 2 and expert 4 of tiny-qwen3-moe's layer 3 get
+  // no golden token. Their gradients must be exactly zero (not f32 noise), and every other expert of those
+  // layers must have a gradient (so the check would fail on a model that routed differently).
+  for (const [name, layer, idle] of [['tiny-qwen2-moe', 2, 5], ['tiny-qwen3-moe', 3, 4]] as const) {
+    it(`${name}: expert ${idle} of layer ${layer} has exactly zero gradient, the others do not`, async () => {
+      const dir = join(fixtures, name);
+      const golden = await loadGolden(dir);
+      const model = await DecoderModel.open(dir);
+      try {
+        const { gradients } = await lossAndGradients(model, await loadParameters(model), makeBatch(golden.windows));
+        for (let e = 0; e < model.config.moe!.experts; ++e) {
+          for (const projection of ['gate_proj', 'up_proj', 'down_proj']) {
+            const param = `model.layers.${layer}.mlp.experts.${e}.${projection}.weight`;
+            const g = gradients.get(param)!.data as Float32Array;
+            if (e === idle) assert.ok(g.every((v) => v === 0), `${param} should be exactly zero`);
+            else assert.ok(maxAbs(g) > 0, `${param} should have a gradient`);
+            assert.equal(maxAbs(golden.grads.get(param)!) === 0, e === idle, `the golden agrees on ${param}`);
+          }
         }
       } finally {
         await model.close();

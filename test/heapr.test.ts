@@ -67,7 +67,7 @@ describe('HEAPr score', () => {
 
       // The reference: one tape over the whole model and both windows; g_t recorded at each down output.
       const tape = new RecordingTape();
-      const roles = model.linearRoles();
+      const roles = model.linearRoles(0);
       const variables = new Map<string, Variable>();
       const activations = new Map<string, Float64Array[]>();
       const downWeights = new Map<string, Tensor>();

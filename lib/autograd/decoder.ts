@@ -11,6 +11,7 @@
 //   callback before loading the next. Memory ≈ one block + its activations + the boundary states.
 import { InvalidArgumentError } from '../errors.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
+import type { MoeConfig } from '../models/config.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
@@ -63,7 +64,7 @@ function required(lookup: ParameterLookup, name: string): Variable {
 export function blockParameterNames(model: DecoderModel, index: number): string[] {
   const { layout, config } = model;
   const prefix = layout.block(index);
-  const bases = Object.values(model.linearRoles()).map((name) => prefix + name);
+  const bases = Object.values(model.linearRoles(index)).map((name) => prefix + name);
   bases.push(prefix + layout.attentionNorm, prefix + layout.mlpNorm);
   if (config.qkNorm && layout.qNorm && layout.kNorm) bases.push(prefix + layout.qNorm, prefix + layout.kNorm);
   return bases.flatMap((base) => [`${base}.weight`, `${base}.bias`]).filter((name) => model.checkpoint.has(name));
@@ -110,7 +111,7 @@ class TapeOps implements BlockOps<Variable> {
     private readonly observer?: (group: string, x: Variable) => void,
   ) {
     this.prefix = model.layout.block(index);
-    this.roles = model.linearRoles();
+    this.roles = model.linearRoles(index);
   }
 
   linear(role: string, x: Variable): Variable {
@@ -148,8 +149,12 @@ class TapeOps implements BlockOps<Variable> {
     return this.tape.add(residual, x);
   }
 
-  route(logits: Variable, topK: number): BlockRouting<Variable> {
-    return this.tape.route(logits, topK);
+  route(logits: Variable, moe: MoeConfig): BlockRouting<Variable> {
+    return this.tape.route(logits, moe);
+  }
+
+  sigmoidScale(x: Variable, gate: Variable): Variable {
+    return this.tape.sigmoidScale(x, gate);
   }
 
   gather(x: Variable, tokens: Tensor): Variable {
@@ -167,7 +172,7 @@ class TapeOps implements BlockOps<Variable> {
 
 /** One decoder block on the tape: models/block.ts, the same function the forward pass runs. */
 export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch, observe?: (group: string, x: Variable) => void): Promise<Variable> {
-  return decoderBlock(model.config, new TapeOps(tape, model, index, lookup, batch, observe), h, h.value.shape[0]);
+  return decoderBlock(model.config, new TapeOps(tape, model, index, lookup, batch, observe), h, h.value.shape[0], index);
 }
 
 /** Final norm, output projection and mean cross-entropy against the batch's targets. */

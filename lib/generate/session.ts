@@ -136,7 +136,7 @@ export class GenerationSession {
       const blocks: GenerationBlock[] = [];
       for (let layer = 0; layer < config.layers; ++layer) {
         const linears: Record<string, LinearWeight> = {};
-        for (const [role, name] of Object.entries(model.linearRoles())) {
+        for (const [role, name] of Object.entries(model.linearRoles(layer))) {
           if (options.signal?.aborted) throw new AbortError();
           linears[role] = await loadLinear(await readStoredLinear(model, layout.block(layer) + name), options.signal, weights);
         }
@@ -220,7 +220,7 @@ export class GenerationSession {
         const positions = Tensor.fromTypedArray(Int32Array.from({ length: rows }, (_, i) => start + i));
         for (let layer = 0; layer < this.blocks.length; ++layer) {
           const ops = new CachedBlockOps(this.config, this.blocks[layer], this.cache, layer, start, positions, this.model.invFreq, signal);
-          h = await decoderBlock(this.config, ops, h, rows);
+          h = await decoderBlock(this.config, ops, h, rows, layer);
         }
         this.cache.advance(rows);
         const last = await normOf(this.config, this.finalNorm, h.narrow(rows - 1, rows), signal);

@@ -129,10 +129,19 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
   for (const [name, a] of assignments) {
     if (a.quantization) checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
   }
-  // vLLM runs q/k/v and gate/up (w1/w3 of an expert) as one layer: they must be quantized alike.
-  const roles = model.linearRoles();
+  // vLLM runs q/k/v and gate/up (of the MLP, of the shared expert) as one layer each, and all routed
+  // experts of a layer as one fused MoE layer: each set must be quantized alike. It builds MoE routers and
+  // Qwen2-MoE's shared_expert_gate unquantized.
   for (let b = 0; b < model.config.layers; ++b) {
-    const fused = [['q', 'k', 'v'], ['gate', 'up'], ...Array.from({ length: model.config.moe?.experts ?? 0 }, (_, e) => [`expert.${e}.gate`, `expert.${e}.up`])];
+    const roles = model.linearRoles(b);
+    for (const role of ['router', 'shared_expert_gate']) {
+      const name = roles[role] && `${model.layout.block(b)}${roles[role]}`;
+      if (name && assignments.get(name)?.quantization) {
+        throw new InvalidArgumentError(`${name}: vLLM loads MoE routers and shared-expert gates unquantized; leave it out of the recipe's targets for --format compressed-tensors (or use --format dense)`);
+      }
+    }
+    const experts = Object.keys(roles).filter((r) => r.startsWith('expert.'));
+    const fused = [['q', 'k', 'v'], ['gate', 'up'], ['shared.gate', 'shared.up'], experts];
     for (const set of fused) {
       const names = set.filter((r) => roles[r]).map((r) => `${model.layout.block(b)}${roles[r]}`);
       const keys = names.map((n) => JSON.stringify(assignments.get(n)?.quantization ?? null));
@@ -209,7 +218,7 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
   const format = options.format ?? 'dense';
   const linears: LinearSlot[] = [];
   for (let b = 0; b < config.layers; ++b) {
-    for (const [role, relativeName] of Object.entries(model.linearRoles())) linears.push({ name: `${layout.block(b)}${relativeName}`, role, block: b });
+    for (const [role, relativeName] of Object.entries(model.linearRoles(b))) linears.push({ name: `${layout.block(b)}${relativeName}`, role, block: b });
   }
   const assignments = assignLinears(options.recipe, linears);
   if (assignments.size === 0) throw new InvalidArgumentError('the recipe selects no linear layer to compress');
@@ -226,8 +235,7 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
 class CompressionRun {
   private readonly stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
   private readonly entries: LinearReportEntry[];
-  private readonly groups: InputGroup[];
-  private readonly stages: InputGroup[][];
+  private readonly sequentialByLinear: boolean;
   private readonly startBlock: number;
   private readonly steps: number;
   private step = 0;
@@ -244,10 +252,9 @@ class CompressionRun {
   ) {
     this.signal = options.signal;
     this.entries = [...(writer.resumed?.entries ?? [])];
-    this.groups = inputGroups(model.config);
-    this.stages = options.recipe.sequential === 'linear' ? [0, 1, 2, 3].map((s) => this.groups.filter((g) => g.stage === s)) : [this.groups];
+    this.sequentialByLinear = options.recipe.sequential === 'linear';
     this.startBlock = writer.resumed?.blocksDone ?? 0;
-    const passesPerBlock = plan.windows.length > 0 ? this.stages.length + 1 : 0;
+    const passesPerBlock = plan.windows.length > 0 ? (this.sequentialByLinear ? 4 : 1) + 1 : 0;
     let steps = options.evalTokens ? 2 : 0;
     for (let b = 0; b < model.config.layers; ++b) {
       steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
@@ -383,8 +390,11 @@ class CompressionRun {
   /** Capture and compress every assigned linear of one block (group-scope methods first, whole groups). */
   private async compressBlock(block: DecoderBlock): Promise<void> {
     const { model } = this;
-    const roles = model.linearRoles();
+    const roles = model.linearRoles(block.index);
     const prefix = model.layout.block(block.index);
+    // Dense and MoE blocks have different groups (config.moe.layers).
+    const groups = inputGroups(model.config, block.index);
+    const stages = this.sequentialByLinear ? [0, 1, 2, 3].map((s) => groups.filter((g) => g.stage === s)) : [groups];
     const assigned: Assigned = new Map();
     for (const [role, relativeName] of Object.entries(roles)) {
       const name = `${prefix}${relativeName}`;
@@ -392,7 +402,7 @@ class CompressionRun {
       if (assignment) assigned.set(role, { name, assignment });
     }
     const groupJobs: { group: StructuralGroup; assignment: Assignment }[] = [];
-    for (const group of structuralGroups(model.config)) {
+    for (const group of structuralGroups(model.config, block.index)) {
       const scoped = group.roles.filter((r) => assigned.get(r)?.assignment.method.scope === 'group');
       if (scoped.length === 0) continue;
       const first = assigned.get(scoped[0])!.assignment;
@@ -403,22 +413,22 @@ class CompressionRun {
     }
     const groupRoles = new Set(groupJobs.flatMap((j) => j.group.roles));
     const linearAssigned: Assigned = new Map([...assigned].filter(([role]) => !groupRoles.has(role)));
-    const sequentialByLinear = this.options.recipe.sequential === 'linear';
+    const sequentialByLinear = this.sequentialByLinear;
 
     // Group-scope methods take their statistics from the dense block; in 'block' mode that pass serves the
     // linear-scope methods too.
     let statistics = new Map<string, LinearStatistics>();
     if (groupJobs.length > 0) {
-      const groupNeeds = this.needsOf(new Map([...assigned].filter(([role]) => groupRoles.has(role))), this.groups);
-      statistics = await this.capture(block, sequentialByLinear ? groupNeeds : mergeNeeds(groupNeeds, this.needsOf(linearAssigned, this.groups)));
-      const groupOfInput = new Map(this.groups.flatMap((g) => g.roles.map((r) => [r, g.name] as const)));
+      const groupNeeds = this.needsOf(new Map([...assigned].filter(([role]) => groupRoles.has(role))), groups);
+      statistics = await this.capture(block, sequentialByLinear ? groupNeeds : mergeNeeds(groupNeeds, this.needsOf(linearAssigned, groups)));
+      const groupOfInput = new Map(groups.flatMap((g) => g.roles.map((r) => [r, g.name] as const)));
       for (const job of groupJobs) {
         const members = job.group.roles.map((role) => ({ role, name: assigned.get(role)!.name }));
         this.entries.push(...(await this.compressGroup(block, job.group, members, job.assignment, (role) => statistics.get(groupOfInput.get(role)!))));
         for (const m of members) this.progress(block.index, m.name);
       }
     }
-    for (const stage of this.stages) {
+    for (const stage of stages) {
       const stageGroups = stage.filter((g) => g.roles.some((r) => linearAssigned.has(r)));
       if (stageGroups.length === 0) continue;
       if (groupJobs.length === 0 || sequentialByLinear) statistics = await this.capture(block, this.needsOf(linearAssigned, stageGroups));

@@ -21,16 +21,14 @@ export interface MoeLayer {
   widths: number[];
 }
 
-/** The model's MoE layers (a layer whose checkpoint holds routed experts; dense layers are absent). */
+/** The model's MoE layers (config.moe.layers; dense layers are absent) and their experts' stored widths. */
 export async function moeLayers(model: DecoderModel): Promise<MoeLayer[]> {
-  const roles = model.linearRoles();
-  const experts = model.config.moe?.experts ?? 0;
+  const { config } = model;
   const layers: MoeLayer[] = [];
-  for (let l = 0; l < model.config.layers; ++l) {
-    const gate = (e: number) => `${model.layout.block(l)}${roles[`expert.${e}.gate`]}.weight`;
-    if (experts === 0 || roles['expert.0.gate'] === undefined || !model.checkpoint.has(gate(0))) continue;
+  for (const l of config.moe?.layers ?? []) {
+    const roles = model.linearRoles(l);
     const widths: number[] = [];
-    for (let e = 0; e < experts; ++e) widths.push((await model.checkpoint.info(gate(e))).shape[0]);
+    for (let e = 0; e < config.moe!.experts; ++e) widths.push((await model.checkpoint.info(`${model.layout.block(l)}${roles[`expert.${e}.gate`]}.weight`)).shape[0]);
     layers.push({ layer: l, widths });
   }
   return layers;
