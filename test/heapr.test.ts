@@ -54,20 +54,28 @@ class RecordingTape extends Tape {
   }
 }
 
+const MOE_FIXTURES: [string, number[], string | undefined][] = [
+  // fixture, its MoE layers, the expert its golden tokens never reach
+  ['tiny-mixtral', [0, 1], undefined],
+  ['tiny-qwen2-moe', [1, 2], '2.5'],
+  ['tiny-qwen3-moe', [1, 3], '3.4'],
+  ['tiny-deepseek-moe', [1, 2], undefined],
+];
+
 describe('HEAPr score', () => {
-  it('equals mean_t a_j² · d_jᵀ G_e d_j with the explicit G_e = mean_t g_t g_tᵀ (float64) on tiny-mixtral, batched per window', async () => {
-    const dir = mixtral();
+  for (const [fixture, moeLayerIndices, unreached] of MOE_FIXTURES) it(`equals mean_t a_j² · d_jᵀ G_e d_j with the explicit G_e = mean_t g_t g_tᵀ (float64) on ${fixture}, batched per window`, async () => {
+    const dir = fixturePath(fixture);
     const windows = await goldenWindows(dir);
     const model = await DecoderModel.open(dir);
     try {
       const layers = await moeLayers(model);
-      assert.deepEqual(layers.map((l) => l.layer), [0, 1]);
+      assert.deepEqual(layers.map((l) => l.layer), moeLayerIndices);
       // The one-pass statistics, one window per batch (the scores must not depend on batching).
       const stats = await gatherExpertStatistics(model, layers, windows, { gradients: true, batchTokens: windows[0].length });
 
       // The reference: one tape over the whole model and both windows; g_t recorded at each down output.
       const tape = new RecordingTape();
-      const roles = model.linearRoles(0);
+      const downs = new Map<string, string>(layers.flatMap(({ layer, widths }) => widths.map((_, e) => [`${model.layout.block(layer)}${model.linearRoles(layer)[`expert.${e}.down`]}.weight`, `${layer}.${e}`] as const)));
       const variables = new Map<string, Variable>();
       const activations = new Map<string, Float64Array[]>();
       const downWeights = new Map<string, Tensor>();
@@ -77,13 +85,13 @@ describe('HEAPr score', () => {
         const value = await model.checkpoint.read(name, { dtype: 'f32' });
         const v = tape.parameter(value);
         variables.set(name, v);
-        const match = /layers\.(\d+)\..*experts\.(\d+)\.w2\.weight$/.exec(name);
-        if (match) {
-          tape.downOf.set(v, `${match[1]}.${match[2]}`);
-          downWeights.set(`${match[1]}.${match[2]}`, value);
+        const key = downs.get(name);
+        if (key) {
+          tape.downOf.set(v, key);
+          downWeights.set(key, value);
         }
       }
-      assert.equal(roles['expert.0.down'], 'block_sparse_moe.experts.0.w2');
+      assert.equal(downWeights.size, downs.size, 'every routed expert\'s down projection (never a shared expert\'s)');
       const batch = makeBatch(windows);
       let h = embedOnTape(tape, model, lookup, batch);
       for (let l = 0; l < model.config.layers; ++l) {
@@ -106,6 +114,7 @@ describe('HEAPr score', () => {
         const g = tape.outputGradients.get(key);
         if (!a) {
           assert.equal(s.tokens, 0, `${key}: tokens without activations`);
+          assert.ok(s.activationSquares.every((x) => x === 0) && s.gradientSquares!.every((x) => x === 0), `${key}: an unreached expert accumulates nothing`);
           continue;
         }
         assert.equal(s.tokens, a.length, `${key}: token count`);
@@ -135,7 +144,8 @@ describe('HEAPr score', () => {
         for (let j = 0; j < W; ++j) assert.ok(Math.abs(actual[j] - expected[j]) <= 1e-4 * scale, `${key} atom ${j}: ${actual[j]} vs explicit ${expected[j]}`);
         compared += 1;
       }
-      assert.ok(compared >= 6, `compared ${compared} reached experts`);
+      assert.equal(compared, stats.length - (unreached ? 1 : 0), 'every reached expert compared');
+      if (unreached) assert.equal(stats.find((s) => `${s.layer}.${s.expert}` === unreached)!.tokens, 0, `${unreached} is unreached`);
     } finally {
       await model.close();
     }
@@ -207,15 +217,34 @@ describe('expert-pruning allocation', () => {
 describe('expert-pruned model folders', () => {
   const calibration = async () => goldenWindows(mixtral());
 
-  it('writes padded and shrunk folders that compute the same model, report kept widths, and generate', async () => {
-    const windows = await calibration();
-    const padded = join(work, 'padded');
-    const shrunk = join(work, 'shrunk');
-    const common = { model: mixtral(), method: 'heapr', sparsity: 0.4, calibrationWindows: windows, minExpertTokens: 1 };
+  for (const [fixture, , unreached] of MOE_FIXTURES.filter(([f]) => f !== 'tiny-qwen3-moe')) it(`writes padded and shrunk ${fixture} folders that compute the same model, report kept widths, generate, and leave shared experts and dense layers as they were`, async () => {
+    const source = fixturePath(fixture);
+    const windows = await goldenWindows(source);
+    const padded = join(work, `padded-${fixture}`);
+    const shrunk = join(work, `shrunk-${fixture}`);
+    const common = { model: source, method: 'heapr', sparsity: 0.4, calibrationWindows: windows, minExpertTokens: 1 };
     const report = await pruneExperts({ ...common, out: padded, format: 'padded' });
     await pruneExperts({ ...common, out: shrunk, format: 'shrunk' });
     assert.ok(Math.abs(report.sparsity - 0.4) < 0.01, `achieved ${report.sparsity}`);
-    assert.equal(report.parameters.routed, 2 * 4 * 96 * 3 * 64);
+    const input = await DecoderModel.open(source);
+    const output = await DecoderModel.open(padded);
+    try {
+      const { moe, hiddenSize } = input.config;
+      assert.equal(report.parameters.routed, moe!.layers.length * moe!.experts * moe!.expertSize * 3 * hiddenSize);
+      // Everything but the routed experts is copied bit for bit (shared experts, dense layers, attention, router).
+      for (const name of input.checkpoint.names().filter((n) => !/\.experts\.\d+\./.test(n))) {
+        assert.deepEqual(await output.checkpoint.read(name), await input.checkpoint.read(name), name);
+      }
+    } finally {
+      await input.close();
+      await output.close();
+    }
+    if (unreached) {
+      const [layer, expert] = unreached.split('.').map(Number);
+      const entry = report.experts.find((e) => e.layer === layer && e.expert === expert)!;
+      assert.equal(entry.kept, 1, 'the unreached expert goes first (down to its one kept neuron)');
+      assert.deepEqual(report.starvedExperts.find((e) => e.layer === layer && e.expert === expert), { layer, expert, tokens: 0 });
+    }
     assert.ok(report.flopsPerToken.run < report.flopsPerToken.before);
     const evalTokens = Int32Array.from(windows.flatMap((w) => [...w]));
     const nll = async (dir: string) => {
@@ -226,16 +255,20 @@ describe('expert-pruned model folders', () => {
         await model.close();
       }
     };
-    const [dense, a, b] = [await nll(mixtral()), await nll(padded), await nll(shrunk)];
+    const [dense, a, b] = [await nll(source), await nll(padded), await nll(shrunk)];
     // The same sums with and without the zero atoms: float32 reordering only.
     assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(a), `padded ${a} vs shrunk ${b}`);
     assert.notEqual(a, dense);
     // inspect reports each expert's kept width; shrunk tensors are stored at the layer's widest kept expert.
     const inspected = await inspectModel(shrunk);
-    assert.deepEqual(inspected.experts!.map((l) => l.kept), report.experts.reduce((acc: number[][], e) => ((acc[e.layer] ??= []).push(e.kept), acc), []));
+    assert.deepEqual(
+      inspected.experts!.map((l) => [l.layer, l.kept]),
+      [...new Set(report.experts.map((e) => e.layer))].map((layer) => [layer, report.experts.filter((e) => e.layer === layer).map((e) => e.kept)]),
+    );
     const config = JSON.parse(readFileSync(join(shrunk, 'config.json'), 'utf8'));
     assert.equal(config.sparq_experts.format, 'shrunk');
-    assert.equal(config.sparq_experts.layers['0'].stored, Math.max(...report.experts.filter((e) => e.layer === 0).map((e) => e.kept)));
+    const first = report.experts[0].layer;
+    assert.equal(config.sparq_experts.layers[String(first)].stored, Math.max(...report.experts.filter((e) => e.layer === first).map((e) => e.kept)));
     // sparq generate runs both (each expert of the shrunk folder at its kept width): the same greedy tokens.
     const greedy = async (dir: string) => (await generate(dir, [1, 5, 9], { maxNewTokens: 6 })).tokens;
     assert.deepEqual(await greedy(shrunk), await greedy(padded));
@@ -270,6 +303,6 @@ describe('expert-pruned model folders', () => {
     await assert.rejects(pruneExperts({ model: fixturePath('tiny-llama'), out: join(work, 'x'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /has no routed experts; heapr prunes mixture-of-experts models/);
     await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'heapr', sparsity: 1, calibrationWindows: windows }), /sparsity: expected a fraction below 1/);
     await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'nope', sparsity: 0.2, calibrationWindows: windows }), /unknown expert-pruning method 'nope'/);
-    await assert.rejects(pruneExperts({ model: join(work, 'padded'), out: join(work, 'z'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /already expert-pruned/);
+    await assert.rejects(pruneExperts({ model: join(work, 'padded-tiny-mixtral'), out: join(work, 'z'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /already expert-pruned/);
   });
 });
