@@ -25,6 +25,9 @@ export function getExpertMethod(name: string, where = 'method'): ExpertPruningMe
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
+  if (!method && Object.hasOwn(EXPERT_METHODS, name)) {
+    throw new InvalidArgumentError(`${where}: ${name} prunes routed experts as one model-level decision, not layer by layer in a recipe; run it with sparq prune --method ${name} (or pruneExperts)`);
+  }
   if (!method) throw new InvalidArgumentError(`${where}: unknown method '${name}' (available: ${Object.keys(METHODS).join(', ')})`);
   return method;
 }
