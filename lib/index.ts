@@ -22,7 +22,8 @@ export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTenso
 export type { AsyncOptions } from './tensor/call.js';
 export * from './tensor/nn.js';
 export * from './tensor/nn-backward.js';
-export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
+export { isMoeLayer, LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from './models/config.js';
+export { blockLinearRoles, structuralGroups, type StructuralGroup } from './models/layouts.js';
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { generate, type GenerateOptions, type GenerateResult, type StopReason } from './generate/generate.js';
 export { GenerationSession, type GenerationBlock } from './generate/session.js';
@@ -57,10 +58,13 @@ export {
   makeBatch,
   streamGradients,
   type Batch,
+  type GradientOptions,
   type GradientResult,
+  type RouterRecord,
   type ModelPart,
   type StreamGradientsOptions,
 } from './autograd/decoder.js';
+export { RouterBalance, type RouterDecision } from './autograd/router-balance.js';
 export { clipGradients, Optimizer, OPTIMIZERS, type OptimizerKind, type OptimizerOptions } from './train/optimizer.js';
 export { initialParameters } from './train/init.js';
 export { checkParameters, parameterPlan, type PlannedParameter, type StoredTensor } from './models/parameters.js';

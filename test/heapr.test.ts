@@ -95,7 +95,7 @@ describe('HEAPr score', () => {
       const batch = makeBatch(windows);
       let h = embedOnTape(tape, model, lookup, batch);
       for (let l = 0; l < model.config.layers; ++l) {
-        h = await blockOnTape(tape, model, l, lookup, h, batch, (group, x) => {
+        h = await blockOnTape(tape, model, l, lookup, h, batch, undefined, (group, x) => {
           const m = /^expert\.(\d+)\.out$/.exec(group);
           if (!m) return;
           const a = x.value.data as Float32Array;

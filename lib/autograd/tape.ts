@@ -62,12 +62,15 @@ export class Tape {
 
   /**
    * Runs the recorded ops backward from `output`, seeded with `seed` (default 1 for a one-element
-   * output). Leaves' `grad` hold the results; the tape is emptied.
+   * output). Leaves' `grad` hold the results; the tape is emptied. `extraSeeds` add gradients straight
+   * onto other recorded values (a loss term computed outside the tape, such as the router's
+   * load-balancing loss, enters through the gradient with respect to the router logits).
    */
-  backward(output: Variable, seed?: Tensor): void {
+  backward(output: Variable, seed?: Tensor, extraSeeds: readonly (readonly [Variable, Tensor])[] = []): void {
     if (!output.requiresGrad) throw new InvalidArgumentError('backward: the output does not depend on any parameter');
     if (seed === undefined && output.value.numel !== 1) throw new InvalidArgumentError(`backward: a seed gradient is needed for an output of ${output.value.numel} elements`);
     accumulate(output, seed ?? Tensor.full(output.value.shape, 1), false);
+    for (const [variable, extra] of extraSeeds) accumulate(variable, extra, false);
     for (let i = this.steps.length - 1; i >= 0; --i) this.steps[i]();
     this.steps.length = 0;
   }

@@ -3,8 +3,10 @@
 // first stage whose `targets` match its name and whose `ignore` does not, with that stage's last
 // matching override applied. Names are module names such as model.layers.3.mlp.down_proj; patterns are
 // globs (`*` any characters, `?` one) or regular expressions written `re:...`, both matching the whole
-// name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
-// other than the default `*` names them.
+// name. Embeddings and the LM head are never linears here; MoE routers (and Qwen2-MoE's
+// shared_expert_gate) stay dense unless a target names them: a pattern other than `*` that matches the
+// router and spells its own last name part (`gate`, `shared_expert_gate`), e.g. `*.mlp.gate`, so that
+// `*.mlp.*` means the MLP's linears without the router.
 //
 //   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
@@ -211,6 +213,15 @@ export interface LinearEntry {
   role: string;
 }
 
+/** Roles that route tokens rather than transform them: dense unless named (see the file comment). */
+function isGate(role: string): boolean {
+  return role === 'router' || role === 'shared_expert_gate';
+}
+
+function namesGate(pattern: string, name: string): boolean {
+  return pattern !== '*' && pattern.includes(name.slice(name.lastIndexOf('.') + 1));
+}
+
 /**
  * Decides each linear layer's method and pattern. Every target, ignore and override pattern must match
  * at least one linear of the model (a typo is an error, not a silently dense layer).
@@ -225,7 +236,7 @@ export function assignLinears(recipe: Recipe, linears: readonly LinearEntry[], s
     const overrides = (stage.overrides ?? []).map((o, i) => ({ ...o, re: compilePattern(o.match, `${where}.overrides[${i}].match`) }));
     const used = new Set<string>();
     for (const { name, role } of linears) {
-      const target = targets.find((t) => t.re.test(name) && !(role === 'router' && t.text === '*'));
+      const target = targets.find((t) => t.re.test(name) && (!isGate(role) || namesGate(t.text, name)));
       const ignored = ignore.find((p) => p.re.test(name));
       if (target) used.add(`t:${target.text}`);
       if (ignored) used.add(`i:${ignored.text}`);
