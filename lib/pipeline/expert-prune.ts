@@ -19,7 +19,7 @@ import { DecoderModel } from '../models/decoder.js';
 import { checkNumber, checkOneOf } from '../validate.js';
 import { sparqVersion } from '../version.js';
 import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
-import { gatherExpertStatistics, moeLayers } from './expert-statistics.js';
+import { gatherExpertStatistics, moeLayers, type MoeLayer } from './expert-statistics.js';
 
 export interface ExpertPruneOptions {
   model: string;
@@ -40,6 +40,12 @@ export interface ExpertPruneOptions {
   format?: ExpertFormat;
   calibrationFile?: string;
   calibrationTokens?: Int32Array;
+  /**
+   * Statistics from an earlier gatherExpertStatistics over this model (a sparsity sweep gathers once):
+   * used instead of a calibration pass; they must cover every routed expert, with gradients if the method
+   * needs them.
+   */
+  statistics?: ExpertStatistics[];
   calibrationWindows?: Int32Array[];
   nsamples?: number;
   seqLen?: number;
@@ -142,6 +148,14 @@ function flopsPerToken(plan: ExpertPlan, hidden: number, topK: number, format: E
   return { before: widths.before * perAtom, run: widths.run * perAtom, stored: widths.stored * perAtom };
 }
 
+/** Refuses given statistics that do not match the model's experts or lack what the method needs. */
+function checkStatistics(statistics: readonly ExpertStatistics[], layers: readonly MoeLayer[], gradients: boolean, method: string): void {
+  const expected = layers.flatMap((l) => l.widths.map((width, expert) => `${l.layer}.${expert}:${width}`));
+  const given = statistics.map((s) => `${s.layer}.${s.expert}:${s.width}`);
+  if (expected.join(',') !== given.join(',')) throw new InvalidArgumentError(`statistics: expected one entry per routed expert of the model (layer.expert:width ${expected.slice(0, 3).join(', ')}, …), in order`);
+  if (gradients && statistics.some((s) => !s.gradientSquares)) throw new InvalidArgumentError(`statistics: ${method} needs gradient statistics (gatherExpertStatistics with gradients: true)`);
+}
+
 export async function pruneExperts(options: ExpertPruneOptions): Promise<ExpertPruneReport> {
   const started = performance.now();
   const method = getExpertMethod(options.method);
@@ -166,7 +180,7 @@ export async function pruneExperts(options: ExpertPruneOptions): Promise<ExpertP
     if (model.config.expertWidths) throw new UnsupportedFormatError(`${options.model} is already expert-pruned (config.json has sparq_experts); prune the original model`);
     const layers = await moeLayers(model);
     if (layers.length === 0) throw new InvalidArgumentError(`${options.model}: ${model.config.architecture} has no routed experts; ${method.name} prunes mixture-of-experts models (use magnitude, wanda, sparsegpt or alps)`);
-    const { windows, seqLen } = await windowsFor(options, model);
+    const { windows, seqLen } = options.statistics ? { windows: [] as Int32Array[], seqLen: 0 } : await windowsFor(options, model);
     const evaluate = async (dir: string, stage: string) => {
       if (!options.evalTokens) return undefined;
       progress({ step: 0, steps: 1, stage });
@@ -182,11 +196,14 @@ export async function pruneExperts(options: ExpertPruneOptions): Promise<ExpertP
     let evalSeconds = (performance.now() - t) / 1000;
 
     t = performance.now();
-    const statistics: ExpertStatistics[] = await gatherExpertStatistics(model, layers, windows, {
-      gradients: method.needs.gradients,
-      onProgress: (done, total) => progress({ step: done, steps: total, stage: method.needs.gradients ? 'scoring (forward + backward)' : 'scoring (forward)' }),
-      signal: options.signal,
-    });
+    const statistics: ExpertStatistics[] =
+      options.statistics ??
+      (await gatherExpertStatistics(model, layers, windows, {
+        gradients: method.needs.gradients,
+        onProgress: (done, total) => progress({ step: done, steps: total, stage: method.needs.gradients ? 'scoring (forward + backward)' : 'scoring (forward)' }),
+        signal: options.signal,
+      }));
+    checkStatistics(statistics, layers, method.needs.gradients, method.name);
     const statisticsSeconds = (performance.now() - t) / 1000;
     const starved = statistics.filter((s) => s.tokens < minTokens).map((s) => ({ layer: s.layer, expert: s.expert, tokens: s.tokens }));
     if (starved.length > starvedShare * statistics.length) {
