@@ -3,9 +3,11 @@
 // experts per layer, unreached experts first); the padded and shrunk outputs compute the same model, sparq
 // loads, inspects and generates from both, and removed experts are never routed to.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { blockOnTape, embedOnTape, lossOnTape, makeBatch, type ParameterLookup } from '../lib/autograd/decoder.js';
 import { Tape, type Variable } from '../lib/autograd/tape.js';
 import { activationAtoms } from '../lib/compress/activation-atoms.js';
@@ -20,7 +22,11 @@ import { pruneExperts } from '../lib/pipeline/expert-prune.js';
 import { gatherExpertStatistics, moeLayers } from '../lib/pipeline/expert-statistics.js';
 import { generate } from '../lib/generate/generate.js';
 import { Tensor } from '../lib/tensor/tensor.js';
-import { fixturePath } from './helpers.js';
+import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from '../lib/demo/bpe.js';
+import { MOE_DEMO_PROFILES, moeDemoConfig } from '../lib/demo/moe-demo.js';
+import { loadTokenizer } from '../lib/io/tokenizer.js';
+import { train } from '../lib/train/trainer.js';
+import { fixturePath, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-heapr-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -304,5 +310,62 @@ describe('expert-pruned model folders', () => {
     await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'heapr', sparsity: 1, calibrationWindows: windows }), /sparsity: expected a fraction below 1/);
     await assert.rejects(pruneExperts({ model: mixtral(), out: join(work, 'y'), method: 'nope', sparsity: 0.2, calibrationWindows: windows }), /unknown expert-pruning method 'nope'/);
     await assert.rejects(pruneExperts({ model: join(work, 'padded-tiny-mixtral'), out: join(work, 'z'), method: 'heapr', sparsity: 0.2, calibrationWindows: windows }), /already expert-pruned/);
+  });
+});
+
+describe('sparq prune --method heapr|expert-drop|activation-atoms (CLI)', function () {
+  this.timeout(120_000);
+  const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
+  const sparq = (args: string[]) => execFileSync(process.execPath, [cli, ...args], { stdio: 'pipe', encoding: 'utf8' });
+  let model: string;
+  let calib: string;
+
+  before(async () => {
+    // A Qwen3-MoE with a tokenizer, trained for two steps (the CLI reads --calib through the tokenizer).
+    const text = readFileSync(join(sharedDir(), 'data', 'sotu_calib.txt'), 'utf8').slice(0, 60_000);
+    const tokenizerDir = join(work, 'cli-tokenizer');
+    mkdirSync(tokenizerDir);
+    writeFileSync(join(tokenizerDir, 'tokenizer.json'), JSON.stringify(trainByteLevelBpe(text, 320)));
+    writeFileSync(join(tokenizerDir, 'tokenizer_config.json'), JSON.stringify(byteLevelBpeTokenizerConfig()));
+    const tokens = (await loadTokenizer(tokenizerDir)).encode(text);
+    model = join(work, 'cli-moe');
+    await train({ init: moeDemoConfig(MOE_DEMO_PROFILES.quick.model), initSeed: 1, tokenizer: tokenizerDir, tokens, seqLen: 64, batch: 2, steps: 2, optimizer: 'adamw', lr: 1e-3, out: model });
+    calib = join(work, 'cli-calib.txt');
+    writeFileSync(calib, text);
+  });
+
+  it('prunes with each method, prints one JSON line, and inspect --json reports the kept widths sparq generate runs', () => {
+    const out = join(work, 'cli-heapr');
+    const line = JSON.parse(sparq(['prune', '--model', model, '--method', 'heapr', '--sparsity', '25%', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--expert-format', 'shrunk', '--out', out, '--json']).trim());
+    assert.equal(line.method, 'heapr');
+    assert.equal(line.ranking, 'global');
+    assert.equal(line.format, 'shrunk');
+    assert.ok(Math.abs(line.sparsity - 0.25) < 0.01, `sparsity ${line.sparsity}`);
+    assert.ok(line.routed_parameters_stored < line.routed_parameters && line.expert_flops_per_token.run < line.expert_flops_per_token.before);
+    const inspected = JSON.parse(sparq(['inspect', out, '--json']).trim());
+    const kept = inspected.experts.flatMap((l: { kept: number[] }) => l.kept).reduce((a: number, b: number) => a + b, 0);
+    const total = inspected.experts.length * 8 * 64;
+    assert.ok(Math.abs(kept / total - 0.75) < 0.01, `kept ${kept} of ${total} atoms`);
+    assert.match(sparq(['generate', '--model', out, '--prompt', 'The Union', '--max-new-tokens', '4']), /\S/);
+    const perLayer = JSON.parse(sparq(['prune', '--model', model, '--method', 'heapr', '--per-layer', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-heapr-l'), '--json']).trim());
+    assert.equal(perLayer.ranking, 'per-layer');
+    const drop = JSON.parse(sparq(['prune', '--model', model, '--method', 'expert-drop', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-drop'), '--json']).trim());
+    assert.equal(drop.removed_experts.length, 2 * 2, 'two of eight experts in each of the two layers');
+    const atoms = JSON.parse(sparq(['prune', '--model', model, '--method', 'activation-atoms', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-atoms'), '--json']).trim());
+    assert.equal(atoms.ranking, 'per-layer');
+  });
+
+  it('refuses expert flags with a layer-wise method, an out-of-range sparsity, and a recipe naming heapr', () => {
+    const fails = (args: string[], pattern: RegExp) =>
+      assert.throws(
+        () => sparq(args),
+        (error: { status: number; stderr: string }) => error.status === 1 && pattern.test(error.stderr),
+      );
+    fails(['prune', '--model', model, '--method', 'wanda', '--sparsity', '0.5', '--per-layer', '--calib', calib, '--out', join(work, 'no')], /--per-layer applies to the expert-pruning methods/);
+    fails(['prune', '--model', model, '--method', 'heapr', '--sparsity', '1.5', '--calib', calib, '--out', join(work, 'no')], /--sparsity must be a fraction in \[0, 1\)/);
+    fails(['prune', '--model', model, '--method', 'heapr', '--sparsity', '0.2', '--out', join(work, 'no')], /heapr needs calibration data: pass --calib FILE/);
+    const recipe = join(work, 'recipe.json');
+    writeFileSync(recipe, JSON.stringify({ method: 'heapr', sparsity: 0.2 }));
+    fails(['prune', '--model', model, '--recipe', recipe, '--calib', calib, '--out', join(work, 'no')], /heapr prunes routed experts as one model-level decision/);
   });
 });

@@ -73,11 +73,11 @@ const RUNS: MoeDemoRun[] = [
 
 export const MOE_DEMO_PROFILES: Record<'default' | 'quick', MoeDemoProfile> = {
   default: {
-    model: { vocabSize: 1024, hiddenSize: 256, expertSize: 256, experts: 8, topK: 2, layers: 4, heads: 8, kvHeads: 4, seqLen: 256, batch: 8, steps: 500, lr: 2e-3, weightDecay: 0.1, routerAuxLossCoef: 0.01, seed: 1 },
+    model: { vocabSize: 1024, hiddenSize: 128, expertSize: 128, experts: 8, topK: 2, layers: 4, heads: 4, kvHeads: 2, seqLen: 128, batch: 8, steps: 400, lr: 3e-3, weightDecay: 0.1, routerAuxLossCoef: 0.01, seed: 1 },
     runs: RUNS,
     sparsities: [0.1, 0.2, 0.25, 0.4, 0.5],
     calibrationWindows: 64,
-    evalMaxTokens: 16384,
+    evalMaxTokens: 8192,
   },
   // A seconds-long run of the same pipeline, for tests and a first look.
   quick: {
