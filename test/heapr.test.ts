@@ -68,6 +68,20 @@ const MOE_FIXTURES: [string, number[], string | undefined][] = [
   ['tiny-deepseek-moe', [1, 2], undefined],
 ];
 
+describe('Tape.watch', () => {
+  it('sees an intermediate value\'s full gradient, summed over its consumers, before its producer consumes it', () => {
+    const tape = new Tape();
+    const x = tape.parameter(Tensor.fromTypedArray(Float32Array.of(1, -2, 3), [3]));
+    const a = tape.add(x, x); // intermediate, used twice below
+    const seen: number[][] = [];
+    tape.watch(a, (value, grad) => seen.push([...(value.data as Float32Array)], [...(grad.data as Float32Array)]));
+    const b = tape.add(a, a);
+    tape.backward(b, Tensor.fromTypedArray(Float32Array.of(1, 2, 3), [3]));
+    assert.deepEqual(seen, [[2, -4, 6], [2, 4, 6]]);
+    assert.deepEqual([...(x.grad!.data as Float32Array)], [4, 8, 12]);
+  });
+});
+
 describe('HEAPr score', () => {
   for (const [fixture, moeLayerIndices, unreached] of MOE_FIXTURES) it(`equals mean_t a_j² · d_jᵀ G_e d_j with the explicit G_e = mean_t g_t g_tᵀ (float64) on ${fixture}, batched per window`, async () => {
     const dir = fixturePath(fixture);
