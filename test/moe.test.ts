@@ -269,6 +269,15 @@ describe('the router load-balancing loss', () => {
     assert.equal(saved.sparq.training.router_aux_loss_coef, 1);
     await assert.rejects(train({ ...common, model: fixturePath('tiny-llama'), routerAuxLossCoef: 0.1, out: outDir('dense') }), /routerAuxLossCoef applies to mixture-of-experts models; llama has no router/);
 
+    // A new MoE model from a config (the way a demo trains one): 4 layers, 8 experts top-2, every other layer MoE.
+    const init = { ...configOf('tiny-qwen3-moe'), num_hidden_layers: 4, decoder_sparse_step: 2, output_router_logits: true, router_aux_loss_coef: 0.02 };
+    const fresh = await train({ ...common, model: undefined, init, steps: 3, out: outDir('train-init') });
+    assert.equal(fresh.routerAuxLossCoef, 0.02, 'output_router_logits turns the loss on with the config coefficient');
+    const trained = await DecoderModel.open(fresh.out);
+    assert.deepEqual(trained.config.moe!.layers, [1, 3]);
+    assert.ok(Number.isFinite((await evaluatePerplexity(trained, randomTokens(128, 128, 4), { seqLen: 32 })).perplexity));
+    await trained.close();
+
     const tokensFile = join(work, 'tokens.json');
     writeFileSync(tokensFile, JSON.stringify(Array.from(tokens.subarray(0, 512))));
     const out = outDir('train-cli');

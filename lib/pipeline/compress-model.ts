@@ -130,8 +130,8 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
     if (a.quantization) checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
   }
   // vLLM runs q/k/v and gate/up (of the MLP, of the shared expert) as one layer each, and all routed
-  // experts of a layer as one fused MoE layer: each set must be quantized alike. It builds MoE routers and
-  // Qwen2-MoE's shared_expert_gate unquantized.
+  // experts of a layer as one fused MoE layer: each set must be quantized alike. It builds Qwen2-MoE's and
+  // DeepSeek's routers and Qwen2-MoE's shared_expert_gate unquantized; sparq keeps every router dense here.
   for (let b = 0; b < model.config.layers; ++b) {
     const roles = model.linearRoles(b);
     for (const role of ['router', 'shared_expert_gate']) {

@@ -26,6 +26,11 @@ export const inspectCommand: Command = {
       `${report.dir}: ${c.architecture}, ${c.layers} layers, hidden ${c.hiddenSize}, ${c.heads} heads / ${c.kvHeads} kv (head_dim ${c.headDim}), ` +
         `vocab ${c.vocabSize}\n${report.parameters.toLocaleString('en-US')} parameters, ${(report.bytes / 2 ** 20).toFixed(1)} MiB, dtypes ${JSON.stringify(report.dtypes)}\n`,
     );
+    if (c.moe) {
+      const m = c.moe;
+      const shared = m.shared ? `, a shared expert of ${m.shared.size}${m.shared.gated ? ' (sigmoid-gated)' : ''}` : '';
+      process.stdout.write(`MoE layers ${m.layers.join(', ')}: ${m.experts} experts of ${m.expertSize}, top-${m.topK}${m.normalizeTopK ? ' renormalized' : ''}${shared}\n`);
+    }
     for (const l of report.linears) {
       const grid = l.format === 'pack-quantized' ? `  W${l.bits} ${l.groupSize === null ? 'per channel' : `group ${l.groupSize}`}${l.symmetric ? '' : ' asymmetric'}${l.actOrder ? ` act-order ${l.actOrder}` : ''}` : '';
       process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%${grid}\n`);
