@@ -26,6 +26,8 @@ import { initialParameters } from '../lib/train/init.js';
 import { repo, syntheticWindows } from './util.js';
 
 const REPEATS = Number(process.env.SPARQ_BENCH_REPEATS ?? 3);
+/** A first round (JIT, first allocations, page cache) that the medians leave out. */
+const WARMUP = 1;
 const WINDOWS = 8;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -53,7 +55,7 @@ try {
   const batch = makeBatch(windows);
   const arena = new TensorArena();
   const times = { trainInMemory: [] as number[], trainStreamed: [] as number[], heaprScoring: [] as number[], forwardStatistics: [] as number[] };
-  for (let r = 0; r < REPEATS; ++r) {
+  for (let r = 0; r < WARMUP + REPEATS; ++r) {
     times.trainInMemory.push(
       await timed(async () => {
         await arena.run(() => lossAndGradients(model, parameters, batch, { routerAuxLossCoef: profile.routerAuxLossCoef }));
@@ -63,13 +65,13 @@ try {
     times.trainStreamed.push(await timed(() => streamGradients(model, batch, { onGradients: () => undefined })));
     times.heaprScoring.push(await timed(() => gatherExpertStatistics(model, layers, windows, { gradients: true, batchTokens: WINDOWS * profile.seqLen })));
     times.forwardStatistics.push(await timed(() => gatherExpertStatistics(model, layers, windows, { gradients: false, batchTokens: WINDOWS * profile.seqLen })));
-    process.stderr.write(`repeat ${r + 1}/${REPEATS}: ${Object.entries(times).map(([k, v]) => `${k} ${v[r].toFixed(2)} s`).join(', ')}\n`);
+    process.stderr.write(`round ${r + 1}/${WARMUP + REPEATS}${r < WARMUP ? ' (warm-up)' : ''}: ${Object.entries(times).map(([k, v]) => `${k} ${v[r].toFixed(2)} s`).join(', ')}\n`);
   }
   await model.close();
   const atoms = layers.reduce((s, l) => s + l.widths.reduce((a, b) => a + b, 0), 0);
   const experts = layers.reduce((s, l) => s + l.widths.length, 0);
   const D = profile.hiddenSize;
-  const medians = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])) as Record<keyof typeof times, number>;
+  const medians = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v.slice(WARMUP))])) as Record<keyof typeof times, number>;
   const results = {
     date: new Date().toISOString(),
     cpus: cpus().length,
@@ -77,6 +79,7 @@ try {
     model: { shape: 'qwen3_moe', ...profile, moeLayers: layers.length, experts, atoms },
     tokens: batch.inputs.numel,
     repeats: REPEATS,
+    warmupRounds: WARMUP,
     seconds: times,
     medianSeconds: medians,
     ratios: {
