@@ -76,7 +76,7 @@ try {
     date: new Date().toISOString(),
     cpus: cpus().length,
     note: 'shared 2-core machine under load from other work: absolute seconds are noisy; ratios are measured side by side, interleaved',
-    model: { shape: 'qwen3_moe', ...profile, moeLayers: layers.length, experts, atoms },
+    model: { shape: 'qwen3_moe', ...profile, moeLayers: layers.length, routedExperts: experts, atoms },
     tokens: batch.inputs.numel,
     repeats: REPEATS,
     warmupRounds: WARMUP,
