@@ -4,7 +4,7 @@
 // loads, inspects and generates from both, and removed experts are never routed to.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,7 @@ import { gatherExpertStatistics, moeLayers } from '../lib/pipeline/expert-statis
 import { generate } from '../lib/generate/generate.js';
 import { Tensor } from '../lib/tensor/tensor.js';
 import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from '../lib/demo/bpe.js';
-import { MOE_DEMO_PROFILES, moeDemoConfig } from '../lib/demo/moe-demo.js';
+import { MOE_DEMO_PROFILES, moeDemoConfig, runMoeDemo } from '../lib/demo/moe-demo.js';
 import { loadTokenizer } from '../lib/io/tokenizer.js';
 import { train } from '../lib/train/trainer.js';
 import { fixturePath, sharedDir } from './helpers.js';
@@ -381,5 +381,24 @@ describe('sparq prune --method heapr|expert-drop|activation-atoms (CLI)', functi
     const recipe = join(work, 'recipe.json');
     writeFileSync(recipe, JSON.stringify({ method: 'heapr', sparsity: 0.2 }));
     fails(['prune', '--model', model, '--recipe', recipe, '--calib', calib, '--out', join(work, 'no')], /heapr prunes routed experts as one model-level decision/);
+  });
+});
+
+describe('sparq demo --moe (quick profile)', function () {
+  this.timeout(300_000);
+  it('trains and caches a small Qwen3-MoE with the load-balancing loss, prunes it with every expert method at every fraction, and writes the report, chart and table', async () => {
+    const profile = MOE_DEMO_PROFILES.quick;
+    const out = join(work, 'moe-demo');
+    const report = await runMoeDemo({ moeProfile: profile, out, cacheDir: join(work, 'moe-cache') });
+    assert.equal(report.model.cached, false);
+    const training = JSON.parse(readFileSync(join(report.model.dir, 'training.json'), 'utf8'));
+    assert.ok(training.routerAuxLossCoef === profile.model.routerAuxLossCoef && training.routerAuxLosses.length === profile.model.steps, 'trained with the load-balancing loss');
+    assert.equal(report.results.length, 1 + profile.runs.length * profile.sparsities.length);
+    for (const r of report.results) assert.ok(Number.isFinite(r.perplexity) && r.perplexity > 1, `${r.method} ${r.sparsity}: ${r.perplexity}`);
+    for (const r of report.results.filter((x) => x.method.startsWith('heapr') || x.method === 'activation-atoms')) assert.ok(Math.abs(r.achieved - r.sparsity) < 0.01, `${r.method} ${r.sparsity}: achieved ${r.achieved}`);
+    assert.deepEqual(readdirSync(out).sort(), ['README.md', 'perplexity.svg', 'report.json']);
+    const svg = readFileSync(join(out, 'perplexity.svg'), 'utf8');
+    for (const run of profile.runs) assert.ok(svg.includes(`>${run.label}<`), `legend names ${run.label}`);
+    assert.match(readFileSync(join(out, 'README.md'), 'utf8'), /\| method \| 25% \| 50% \|/);
   });
 });
