@@ -75,6 +75,19 @@ export class Tape {
     this.steps.length = 0;
   }
 
+  /**
+   * Calls `onGradient(value, grad)` during backward with v's full gradient (summed over all its consumers),
+   * without changing the graph. A step recorded now runs after every later consumer of v has added its
+   * share and before the op that produced v consumes the sum. Nothing is called if no gradient reached v.
+   * The gradient is lent: copy what you keep.
+   */
+  watch(v: Variable, onGradient: (value: Tensor, grad: Tensor) => void): void {
+    if (!v.requiresGrad) return;
+    this.steps.push(() => {
+      if (v.grad) onGradient(v.value, v.grad);
+    });
+  }
+
   /** Records `backward` for an output computed from `inputs`; nothing is recorded if none needs a gradient. */
   private record(value: Tensor, inputs: (Variable | undefined)[], backward: (grad: Tensor) => void): Variable {
     const requiresGrad = inputs.some((v) => v?.requiresGrad);

@@ -259,7 +259,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 }
 
 /** About the last `bytes` characters of `text`, starting at a paragraph. */
-function lastBytes(text: string, bytes: number): string {
+export function lastBytes(text: string, bytes: number): string {
   if (text.length <= bytes) return text;
   const start = text.indexOf('\n\n', text.length - bytes);
   return start < 0 ? text.slice(text.length - bytes) : text.slice(start + 2);

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { InvalidFileError, UnsupportedFormatError } from '../errors.js';
 import { readJsonObject } from '../io/text.js';
+import { parseExpertWidths, type ExpertWidths } from './expert-widths.js';
 
 /** Decoder families that share Llama's layout: tensor names, RMSNorm, RoPE, SwiGLU MLP (or SwiGLU experts). */
 export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3', 'mixtral', 'qwen2_moe', 'qwen3_moe', 'deepseek'] as const;
@@ -45,6 +46,8 @@ export interface ModelConfig {
   qkNorm: boolean;
   /** Mistral-style sliding-window attention span, if the config sets one. */
   slidingWindow?: number;
+  /** Routed experts pruned to different widths (config.json's sparq_experts; models/expert-widths.ts). */
+  expertWidths?: ExpertWidths;
 }
 
 /**
@@ -246,7 +249,7 @@ function linearBiases(source: string, json: Json, type: string): ModelConfig['bi
 /** Later DeepSeek generations: refused by the field that makes them different, not just by name. */
 const DEEPSEEK_LATER = ['deepseek_v2', 'deepseek_v3'];
 
-export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
+function parseFamilyConfig(json: Json, source: string): ModelConfig {
   const type = json.model_type;
   if (typeof type === 'string' && DEEPSEEK_LATER.includes(type)) {
     refuseUnimplemented(source, json, type);
@@ -294,6 +297,12 @@ export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
         ? json.sliding_window
         : undefined,
   };
+}
+
+export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
+  const config = parseFamilyConfig(json, source);
+  const expertWidths = parseExpertWidths(json, source, config.layers, config.moe?.experts);
+  return expertWidths ? { ...config, expertWidths } : config;
 }
 
 export async function readConfig(dir: string): Promise<ModelConfig> {

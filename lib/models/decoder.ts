@@ -28,6 +28,7 @@ import { parseConfig, type ModelConfig, type MoeConfig } from './config.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
 import { blockLinearRoles, LAYOUTS, type Layout } from './layouts.js';
 import { checkParameters, parameterPlan } from './parameters.js';
+import { ExpertWidthView } from './expert-widths.js';
 
 export { inputGroups, LAYOUTS, type InputGroup, type Layout } from './layouts.js';
 
@@ -289,6 +290,7 @@ export class DecoderModel {
         const expected = new Map(parameterPlan(config).map((p) => [p.name, p]));
         checkpoint = await PackedCheckpoint.wrap(files, json.sparq_format, configFile, expected);
       } else if (json.quantization_config !== undefined) checkpoint = CtCheckpoint.wrap(files, json.quantization_config, configFile);
+      if (config.expertWidths?.format === 'shrunk') checkpoint = await ExpertWidthView.wrap(checkpoint, config.expertWidths, LAYOUTS[config.architecture], config.hiddenSize, configFile);
       const stored = await Promise.all(checkpoint.names().map((name) => checkpoint.info(name)));
       checkParameters(config, stored, dir, configFile);
     } catch (error) {

@@ -5,6 +5,7 @@
 import { InvalidFileError } from '../errors.js';
 import { formatShape } from '../tensor/tensor.js';
 import { isMoeLayer, type ModelConfig } from './config.js';
+import { hasRemovedExperts, runExpertWidth } from './expert-widths.js';
 import { LAYOUTS } from './layouts.js';
 
 export interface PlannedParameter {
@@ -54,11 +55,12 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
       const settings = config.moe;
       const expertsField = config.architecture === 'mixtral' ? 'num_local_experts' : config.architecture === 'deepseek' ? 'n_routed_experts' : 'num_experts';
       const expertInner: [number, string] = [settings.expertSize, config.architecture === 'mixtral' ? 'intermediate_size' : 'moe_intermediate_size'];
-      linear(p + moe.router, [settings.experts, expertsField], hidden, false);
+      linear(p + moe.router, [settings.experts, expertsField], hidden, hasRemovedExperts(config.expertWidths, l));
       for (let e = 0; e < settings.experts; ++e) {
-        linear(p + moe.expert(e) + moe.gate, expertInner, hidden, false);
-        linear(p + moe.expert(e) + moe.up, expertInner, hidden, false);
-        linear(p + moe.expert(e) + moe.down, hidden, expertInner, false);
+        const width = keptExpertInner(config, l, e, expertInner);
+        linear(p + moe.expert(e) + moe.gate, width, hidden, false);
+        linear(p + moe.expert(e) + moe.up, width, hidden, false);
+        linear(p + moe.expert(e) + moe.down, hidden, width, false);
       }
       if (settings.shared && moe.shared) {
         const sharedInner: [number, string] = [settings.shared.size, config.architecture === 'deepseek' ? 'moe_intermediate_size × n_shared_experts' : 'shared_expert_intermediate_size'];
@@ -79,6 +81,12 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
   norm(layout.finalNorm, D, 'hidden_size');
   if (!config.tiedEmbeddings) add(layout.lmHead, [config.vocabSize, D], ['vocab_size', 'hidden_size']);
   return plan;
+}
+
+/** An expert's width as sparq runs it: the config's, or its kept width from an expert-pruning record. */
+function keptExpertInner(config: ModelConfig, layer: number, expert: number, inner: [number, string]): [number, string] {
+  if (!config.expertWidths?.layers.has(layer)) return inner;
+  return [runExpertWidth(config.expertWidths, layer, expert, inner[0]), `sparq_experts.layers.${layer} (expert ${expert})`];
 }
 
 /**

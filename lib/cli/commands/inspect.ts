@@ -9,14 +9,16 @@ export const inspectCommand: Command = {
   usage: `inspect DIR [--json]
                    architecture, parameter count, dtypes, bytes, and each linear layer's format
                    (dense, or compressed-tensors pack-quantized with bits, group size, symmetry) and
-                   sparsity`,
+                   sparsity; for mixture-of-experts models each routed expert's width (its kept
+                   width after expert pruning, 0 for a removed expert)`,
   async run(args) {
     const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
     if (positionals.length !== 1) throw new UsageError('inspect: give exactly one model folder');
     const bar = progressBar('inspect');
     const report = await inspectModel(positionals[0], { onProgress: (done, total) => bar.update(done, total, 'linears') }).finally(() => bar.done());
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(report)}\n`);
+      // The expert-width record is a Map in the config; `experts` carries it in JSON.
+      process.stdout.write(`${JSON.stringify({ ...report, config: { ...report.config, expertWidths: undefined } })}\n`);
       return;
     }
     const c = report.config;
@@ -32,6 +34,9 @@ export const inspectCommand: Command = {
     for (const l of report.linears) {
       const grid = l.format === 'pack-quantized' ? `  W${l.bits} ${l.groupSize === null ? 'per channel' : `group ${l.groupSize}`}${l.symmetric ? '' : ' asymmetric'}${l.actOrder ? ` act-order ${l.actOrder}` : ''}` : '';
       process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%${grid}\n`);
+    }
+    for (const e of report.experts ?? []) {
+      process.stdout.write(`  layer ${e.layer} routed experts (stored width ${e.stored}): kept widths ${e.kept.join(' ')}${e.kept.includes(0) ? ' (0: removed, router masked)' : ''}\n`);
     }
   },
 };

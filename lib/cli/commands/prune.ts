@@ -1,11 +1,14 @@
 import { parseArgs } from 'node:util';
 import { parseFlags, type Command } from '../command.js';
 import { recipeOf, RUN_FLAGS, runCompression } from '../compress-run.js';
+import { EXPERT_FLAGS, isExpertMethod, rejectExpertFlags, runExpertPruning } from '../expert-run.js';
 
 async function run(args: string[]): Promise<void> {
   const { values } = parseFlags('prune', () =>
-    parseArgs({ args, strict: true, options: { ...RUN_FLAGS, method: { type: 'string' }, sparsity: { type: 'string' } } }),
+    parseArgs({ args, strict: true, options: { ...RUN_FLAGS, ...EXPERT_FLAGS, method: { type: 'string' }, sparsity: { type: 'string' } } }),
   );
+  if (isExpertMethod(values.method)) return runExpertPruning(values);
+  rejectExpertFlags(values, values.method);
   const fromFlags = values.method || values.sparsity ? () => ({ method: values.method, sparsity: values.sparsity }) : undefined;
   const recipe = await recipeOf('prune', values, fromFlags);
   await runCompression('prune', values, recipe, 'dense');
@@ -24,6 +27,20 @@ export const pruneCommand: Command = {
                    writes a Hugging Face folder with report.json; --eval reports perplexity
                    before and after; --resume continues an interrupted run into the same --out;
                    each linear's reconstruction error is measured where its method has the
-                   Hessian (--measure-error: for all, --skip-error: for none)`,
+                   Hessian (--measure-error: for all, --skip-error: for none)
+       prune --model DIR --method heapr|expert-drop|activation-atoms --sparsity S --calib FILE
+        --out DIR [--per-layer | --global] [--allow-expert-removal] [--expert-format padded|shrunk]
+        [--nsamples N] [--seq-len L] [--seed S] [--min-expert-tokens N] [--starved-share F]
+        [--eval FILE] [--overwrite] [--json]
+                   mixture-of-experts models: removes the fraction S of the routed-expert parameters
+                   as one model-level decision (shared experts and dense layers are kept): heapr
+                   ranks atoms (expert neurons) by mean a² × mean (∂L/∂a)² across all MoE layers
+                   (--per-layer: within each, HEAPr-L); activation-atoms by mean a² within each layer;
+                   expert-drop removes whole experts, least routed first; an expert the ratio would
+                   empty keeps one neuron, or is removed (router logit masked) with
+                   --allow-expert-removal; --expert-format padded (default: original shapes, zeros)
+                   or shrunk (kept neurons only, padded to the layer's widest expert; sparq runs each
+                   expert at its kept width); warns when more than F (0.1) of the experts saw fewer
+                   than N (16) calibration tokens`,
   run,
 };
