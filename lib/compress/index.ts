@@ -2,13 +2,14 @@
 import { InvalidArgumentError } from '../errors.js';
 import { alps } from './alps.js';
 import { gptq } from './gptq.js';
+import { gqsa } from './gqsa.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gqsa };
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
@@ -16,6 +17,6 @@ export function getMethod(name: string, where = 'method'): CompressionMethod<any
   return method;
 }
 
-export { needsCalibration, type CompressedLinear, type CompressionMethod, type CompressRequest, type LinearStatistics, type MethodScope, type StatisticsNeeds } from './method.js';
+export { needsCalibration, type CompressedLinear, type CompressionMethod, type CompressRequest, type LinearStatistics, type MethodScope, type ScaleTuning, type StatisticsNeeds } from './method.js';
 export { checkPatternFits, countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './pattern.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './quantizer.js';
