@@ -163,7 +163,8 @@ export async function sweepGroups(
         const w = W[at];
         let q = 0;
         if (s > 0) {
-          const code = roundEven(Math.min(Math.max(Math.fround(w) / s, qmin), qmax));
+          // w/s in float32, as the native quantizer divides (a tie like −7.5 must round the same way).
+          const code = roundEven(Math.min(Math.max(Math.fround(Math.fround(w) / s), qmin), qmax));
           codes[at] = code;
           q = Math.fround(code * s);
         }
@@ -214,7 +215,7 @@ function decode(state: BlockState, storageDType: string, final: boolean): { weig
       const s = scales[r * groups + G];
       if (!(s > 0)) continue;
       for (let j = G * g; j < (G + 1) * g; ++j) {
-        const code = roundEven(Math.min(Math.max(v[r * inputs + j] / s, qmin), qmax));
+        const code = roundEven(Math.min(Math.max(Math.fround(v[r * inputs + j] / s), qmin), qmax));
         codes[r * inputs + j] = code;
         w[r * inputs + j] = Math.fround(code * s);
       }
@@ -242,7 +243,7 @@ function chainGradients(state: BlockState, gradW: Tensor): { latent: Tensor; log
       let sum = 0;
       for (let j = G * g; j < (G + 1) * g; ++j) {
         const at = r * inputs + j;
-        const x = v[at] / s;
+        const x = Math.fround(v[at] / s);
         const inRange = x >= qmin && x <= qmax;
         const code = roundEven(Math.min(Math.max(x, qmin), qmax));
         if (inRange) gv[at] = gw[at];
