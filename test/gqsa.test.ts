@@ -2,7 +2,8 @@
 // independently (explicit inverse-Hessian downdates instead of the Cholesky factor), the whole run on a
 // tiny model to bsr-int4 / dense / compressed-tensors with both refinement stages, and the typed errors.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -20,7 +21,7 @@ import {
   tuneScales,
   type QuantizationScheme,
 } from '../lib/index.js';
-import { fixturePath, randomF32, rng } from './helpers.js';
+import { fixturePath, randomF32, rng, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-gqsa-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -205,6 +206,28 @@ describe('gqsa', () => {
       assert.deepEqual(afterTuning.packed, before.packed);
       if (tuned.kept) assert.notDeepEqual(afterTuning.scale, before.scale);
       else assert.deepEqual(afterTuning.scale, before.scale);
+    });
+
+    it('runs from the command line: bsr-int4 by default, one JSON line; a layer the groups do not fit is named', () => {
+      // A short calibration text: tokenizing the whole shared file would take most of the test's time.
+      const calib = join(work, 'calib.txt');
+      writeFileSync(calib, readFileSync(join(sharedDir(), 'data', 'tinystories_calib.txt'), 'utf8').slice(0, 20000));
+      const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', fixturePath('stories260K'), '--method', 'gqsa', '--bits', '4', '--sparsity', '0.5', '--calib', calib, '--nsamples', '4', '--seq-len', '64', ...args], { encoding: 'utf8' });
+      const out = outDir('cli');
+      const ok = cli(['--ignore', '*.down_proj', '--e2e-steps', '1', '--out', out, '--json']);
+      assert.equal(ok.status, 0, ok.stderr);
+      const line = JSON.parse(ok.stdout);
+      assert.equal(line.format, 'bsr-int4');
+      assert.equal(line.block_size, 16);
+      assert.ok(line.scale_tuning.loss_after <= line.scale_tuning.loss_before);
+      assert.ok(existsSync(join(out, 'config.json')) && !existsSync(`${out}.sparq-intermediate`));
+      const bad = outDir('cli-bad');
+      const refused = cli(['--out', bad]);
+      assert.equal(refused.status, 1);
+      assert.match(refused.stderr, /model\.layers\.0\.mlp\.down_proj: its 172 inputs do not split into GQSA groups of 16/);
+      assert.ok(!existsSync(bad) && !existsSync(`${bad}.sparq-intermediate`));
+      const usage = spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', fixturePath('stories260K'), '--method', 'rtn', '--bits', '4', '--block-steps', '3', '--out', outDir('x')], { encoding: 'utf8' });
+      assert.match(usage.stderr, /--block-steps is a gqsa option/);
     });
 
     it('refuses what it cannot do, naming the layer or the option', async () => {

@@ -279,13 +279,18 @@ export const gqsa: CompressionMethod<GqsaOptions> = {
       e2eBatch: checkInteger(`${where}.e2eBatch`, raw.e2eBatch ?? 4, 1, 1 << 16),
     };
   },
-  async compress(request) {
-    const { name, weight, pattern, quantization, storageDType, options, signal } = request;
-    const [rows, inputs] = weight.shape;
-    const g = checkGqsaLayer(name, inputs, quantization);
+  checkLinear(name, shape, pattern, quantization) {
+    checkGqsaLayer(name, shape[1], quantization);
     if (pattern?.kind !== 'unstructured') {
       throw new InvalidArgumentError(`${name}: gqsa prunes a fraction of groups (e.g. --sparsity 0.5)${pattern ? `, not ${pattern.n}:${pattern.m}` : ''}`);
     }
+  },
+  async compress(request) {
+    const { name, weight, pattern, quantization, storageDType, options, signal } = request;
+    const [rows, inputs] = weight.shape;
+    gqsa.checkLinear!(name, weight.shape, pattern, quantization);
+    const g = quantization!.groupSize;
+    if (pattern?.kind !== 'unstructured') return { weight };
     const { hessian, deadInputs } = await fixDeadInputs(requireStatistic(request, 'gqsa', 'hessian'), weight, signal);
     const { factor, report } = await inverseFactor(hessian, options.damp, deadInputs, signal);
     // [H⁻¹]_jj = Σ_i U_ij² (H⁻¹ = UᵀU); H_jj for 'wanda'.

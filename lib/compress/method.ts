@@ -88,6 +88,11 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly fallback?: string;
   /** Validates a recipe's `options` object (unknown keys are errors); `where` names it in messages. */
   parseOptions(raw: Record<string, unknown>, where: string): Options;
+  /**
+   * Refuses, before any work is done, a linear the method cannot compress with this pattern and grid
+   * (a typed error naming `name`); optional.
+   */
+  checkLinear?(name: string, shape: readonly number[], pattern: SparsityPattern | undefined, quantization: QuantizationScheme | undefined): void;
   /** Scope 'linear': compresses one linear. */
   compress?(request: CompressRequest<Options>): Promise<CompressedLinear>;
   /** Scope 'group': compresses the linears of one structural group together (results by role). */

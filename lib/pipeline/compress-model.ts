@@ -238,6 +238,7 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
   for (const [name, a] of assignments) {
     const info = await model.checkpoint.info(`${name}.weight`);
     if (a.pattern) checkPatternFits(a.pattern, info.shape, name);
+    a.method.checkLinear?.(name, info.shape, a.pattern, a.quantization);
   }
   await checkFormat(format, model, assignments, options.vllmLoadable ?? true);
   const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);

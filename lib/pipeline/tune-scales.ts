@@ -232,10 +232,13 @@ export async function compressTuneAndPack(options: TunedCompressOptions): Promis
   const stage = `${resolve(options.out)}.sparq-intermediate`;
   await rm(stage, { recursive: true, force: true });
   try {
-    const report: TunedCompressReport = await compressModel({ ...options, out: stage, format: 'compressed-tensors', vllmLoadable: format === 'compressed-tensors', overwrite: true, evalTokens: undefined });
+    // The windows are cut once, for the layer-wise pass and the tuning alike.
+    const windows = tuning ? await windowsOf(options) : undefined;
+    const calibration = windows && windows.length > 0 ? { calibrationWindows: windows, calibrationFile: undefined, calibrationTokens: undefined } : {};
+    const report: TunedCompressReport = await compressModel({ ...options, ...calibration, out: stage, format: 'compressed-tensors', vllmLoadable: format === 'compressed-tensors', overwrite: true, evalTokens: undefined });
     report.out = options.out;
     report.format = format as OutputFormat;
-    if (tuning) report.scaleTuning = await tuneScales(stage, await windowsOf(options), tuning, { signal: options.signal, onStep: options.onTuneStep });
+    if (tuning) report.scaleTuning = await tuneScales(stage, windows!, tuning, { signal: options.signal, onStep: options.onTuneStep });
     if (format === 'bsr-int4') {
       report.packed = await exportPacked({ model: stage, out: options.out, format: 'bsr-int4', blockSize: [...groupSizes][0], overwrite: options.overwrite, signal: options.signal });
     } else if (format === 'dense') {
