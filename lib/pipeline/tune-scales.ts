@@ -235,7 +235,7 @@ export async function compressTuneAndPack(options: TunedCompressOptions): Promis
     // The windows are cut once, for the layer-wise pass and the tuning alike.
     const windows = tuning ? await windowsOf(options) : undefined;
     const calibration = windows && windows.length > 0 ? { calibrationWindows: windows, calibrationFile: undefined, calibrationTokens: undefined } : {};
-    const report: TunedCompressReport = await compressModel({ ...options, ...calibration, out: stage, format: 'compressed-tensors', vllmLoadable: format === 'compressed-tensors', overwrite: true, evalTokens: undefined });
+    const report: TunedCompressReport = await compressModel({ ...options, ...calibration, out: stage, format: 'compressed-tensors', vllmLoadable: format === 'compressed-tensors' && (options.vllmLoadable ?? true), overwrite: true, evalTokens: undefined });
     report.out = options.out;
     report.format = format as OutputFormat;
     if (tuning) report.scaleTuning = await tuneScales(stage, windows!, tuning, { signal: options.signal, onStep: options.onTuneStep });
