@@ -145,6 +145,9 @@ describe('gqsa', () => {
       const formats = Object.values(config.sparq_format.layers as Record<string, { format: string }>).map((l) => l.format);
       assert.equal(formats.length, 14);
       assert.ok(formats.every((f) => f === 'bsr-int4'));
+      // The report's bits per weight are bsr-int4's as stored: the packed folder's linear bytes.
+      const packedBytes = report.packed!.byFormat['bsr-int4'].bytesAfter;
+      assert.ok(Math.abs(report.totals.bitsPerWeight! - (8 * packedBytes) / report.totals.compressedParameters) < 1e-9, `${report.totals.bitsPerWeight} vs ${(8 * packedBytes) / report.totals.compressedParameters}`);
       const st = report.scaleTuning!;
       assert.ok(st.lossAfter <= st.lossBefore, `end-to-end loss ${st.lossBefore} → ${st.lossAfter}`);
       for (const l of report.linears) {

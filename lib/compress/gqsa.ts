@@ -34,7 +34,7 @@ import { Optimizer } from '../train/optimizer.js';
 import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
 import { fixDeadInputs, hessianDetails, inverseFactor } from './hessian.js';
 import { rejectUnknownOptions, requireStatistic, type CompressedLinear, type CompressionMethod } from './method.js';
-import type { QuantizationScheme } from './quantizer.js';
+import { dtypeBits, type QuantizationScheme } from './quantizer.js';
 
 export const GQSA_SALIENCIES = ['hessian', 'wanda', 'magnitude'] as const;
 export const GQSA_SELECTIONS = ['row', 'matrix'] as const;
@@ -184,6 +184,24 @@ export async function sweepGroups(
   };
 }
 
+/**
+ * Bits per weight as bsr-int4 stores the layer: per block with a nonzero code, its codes, its scale (in the
+ * storage dtype) and its 32-bit column index; plus the 32-bit row pointers.
+ */
+export function bsrBitsPerWeight(codes: Int8Array, rows: number, inputs: number, scheme: QuantizationScheme, storageDType: string): number {
+  const g = scheme.groupSize;
+  let blocks = 0;
+  for (let start = 0; start < codes.length; start += g) {
+    for (let j = start; j < start + g; ++j) {
+      if (codes[j] !== 0) {
+        blocks += 1;
+        break;
+      }
+    }
+  }
+  return (blocks * (g * scheme.bits + dtypeBits(storageDType) + 32) + (rows + 1) * 32) / (rows * inputs);
+}
+
 /** One linear's trainable state in BQPO. */
 interface BlockState {
   role: string;
@@ -309,6 +327,7 @@ export const gqsa: CompressionMethod<GqsaOptions> = {
     return {
       weight: swept.weight,
       quantized: { scheme: quantization!, codes: swept.codes, scales: swept.scales },
+      storedBitsPerWeight: bsrBitsPerWeight(swept.codes.data as Int8Array, rows, inputs, quantization!, storageDType ?? 'f32'),
       details: { ...hessianDetails(report), groupSize: g, groupSparsity: prunedGroups / kept.length, saliency: options.saliency, selection: options.selection },
     };
   },
@@ -363,6 +382,7 @@ export const gqsa: CompressionMethod<GqsaOptions> = {
       results.set(state.role, {
         ...first,
         weight: d.weight,
+        storedBitsPerWeight: bsrBitsPerWeight(d.codes, state.rows, state.inputs, state.scheme, storageDType),
         quantized: { ...first.quantized!, codes: Tensor.fromTypedArray(d.codes, [state.rows, state.inputs]), scales: Tensor.fromTypedArray(d.scales, [state.rows, d.scales.length / state.rows]) },
       });
     }

@@ -62,6 +62,11 @@ export interface CompressedLinear {
   quantized?: QuantizedWeight;
   /** Structural change, for methods that remove whole rows (outputs) or columns (inputs). */
   structure?: { keptRows?: Int32Array; keptColumns?: Int32Array };
+  /**
+   * Bits per weight as the method's own storage format holds it, where that is not dense codes plus
+   * scales (GQSA: BSR blocks of codes with a scale and a column index each); the report uses it.
+   */
+  storedBitsPerWeight?: number;
   /** The method's own estimate of the reconstruction loss it added, where it has one. */
   predictedLoss?: number;
   /** Method-specific facts for the report (damping used, dead inputs, …). */

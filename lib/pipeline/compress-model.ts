@@ -497,7 +497,7 @@ class CompressionRun {
         m.weight = m.storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(m.storageDType as 'f16', { signal: this.signal })).toAsync('f32', { signal: this.signal });
         block.linears[m.role].weight = m.weight;
         m.entry.sparsity = (await countZerosAsync(m.weight, this.signal)) / m.weight.numel;
-        if (result.quantized) m.entry.bitsPerWeight = bitsPerWeight(result.quantized, m.storageDType);
+        if (result.quantized) m.entry.bitsPerWeight = result.storedBitsPerWeight ?? bitsPerWeight(result.quantized, m.storageDType);
         m.entry.details = { ...m.entry.details, ...refined.details };
         m.entry.seconds += (performance.now() - t) / 1000 / members.length;
       }
@@ -581,7 +581,7 @@ class CompressionRun {
       shape: [...weight.shape],
       sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
       ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
+      bitsPerWeight: result.storedBitsPerWeight ?? (result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType)),
       relativeError: error,
       seconds: (performance.now() - startedAt) / 1000,
       ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),
