@@ -10,12 +10,12 @@
 //             g16 in one sweep; gptq W2 g16. Bits per weight as stored: codes + one scale per group in the
 //             model's dtype (f32 here: +2 bits at g16), plus 2-bit positions for 2:4 (as 2:4+int4 stores
 //             them) — for bsr-int4, the packed folder's linear bytes (codes, block scales, block columns).
-//   speed     SPARQ_BENCH_GQSA_SPEED=0 skips it. A generated Llama (hidden 1024, MLP 2816, 4 layers,
-//             vocab 8192, f32); gqsa W4 g16 50% (no refinement: values do not change the speed) packed as
+//   speed     SPARQ_BENCH_GQSA_SPEED=0 skips it. A generated Llama (hidden 512, MLP 1536, 4 layers, vocab
+//             4096, f32; SPARQ_BENCH_GQSA_SPEED_SIZE=large: hidden 1024, MLP 2816, vocab 8192); gqsa W4 g16 50% (no refinement: values do not change the speed) packed as
 //             bsr-int4; sparsegpt 2:4 + W4 g16 packed as 2:4+int4; dense f32. Each decode is its own
 //             process (16 prompt ids, 32 new tokens, 2 threads), twice, the faster kept.
 // SPARQ_BENCH_GQSA_MODELS=stories260K,sotu-llama,demo picks models; SPARQ_BENCH_GQSA_STEPS=B,E sets the
-// refinement steps (default 40,40). Writes bench/gqsa-results.json and prints the tables. The machine's
+// refinement steps (default 20,20). Writes bench/gqsa-results.json and prints the tables. The machine's
 // 2 cores are shared with other work: seconds are noisy, compare within one run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -40,10 +40,10 @@ if (process.argv[2] === 'child') {
 const scratch = join(process.env.SPARQ_BENCH_GQSA_DIR ?? join(tmpdir(), 'sparq-bench-gqsa'));
 mkdirSync(scratch, { recursive: true });
 const shared = join(repo, '..', 'shared');
-const [blockSteps, e2eSteps] = (process.env.SPARQ_BENCH_GQSA_STEPS ?? '40,40').split(',').map(Number);
+const [blockSteps, e2eSteps] = (process.env.SPARQ_BENCH_GQSA_STEPS ?? '20,20').split(',').map(Number);
 const demoDir = (() => {
   const root = join(homedir(), '.cache', 'sparq', 'demo');
-  const found = existsSync(root) ? readdirSync(root).filter((d) => existsSync(join(root, d, 'training.json'))) : [];
+  const found = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json'))) : [];
   return found.length > 0 ? join(root, found.sort().pop()!) : undefined;
 })();
 const MODELS: Record<string, { dir: string | undefined; calib: string; eval: string; ignore?: string[] }> = {
@@ -116,7 +116,10 @@ for (const name of chosen) {
 
 let speed: Record<string, unknown> | undefined;
 if (process.env.SPARQ_BENCH_GQSA_SPEED !== '0') {
-  const shape = { hiddenSize: 1024, intermediateSize: 2816, layers: 4, heads: 16, kvHeads: 4, vocabSize: 8192, maxPositions: 512, seed: 5 };
+  const shape =
+    process.env.SPARQ_BENCH_GQSA_SPEED_SIZE === 'large'
+      ? { hiddenSize: 1024, intermediateSize: 2816, layers: 4, heads: 16, kvHeads: 4, vocabSize: 8192, maxPositions: 512, seed: 5 }
+      : { hiddenSize: 512, intermediateSize: 1536, layers: 4, heads: 8, kvHeads: 4, vocabSize: 4096, maxPositions: 512, seed: 5 };
   const dense = join(scratch, 'speed-dense');
   if (!existsSync(join(dense, 'config.json'))) await writeRandomLlama(dense, shape);
   const windows = syntheticWindows(8, 128, shape.vocabSize).map((w) => Int32Array.from(w));
