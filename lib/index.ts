@@ -39,10 +39,12 @@ export { inspectModel, type LinearReport, type ModelReport } from './models/insp
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
-export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
+export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, ScaleTuning, StatisticsNeeds } from './compress/method.js';
+export { checkGqsaLayer, selectGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
 export { compressModel, type CompressOptions, type CompressProgress, type RunPoint } from './pipeline/compress-model.js';
+export { compressTuneAndPack, tuneScales, type RunFormat, type TunedCompressOptions, type TunedCompressReport, type TuneScalesReport } from './pipeline/tune-scales.js';
 export type { CompressReport } from './pipeline/report.js';
 export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type NamePattern, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
 export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';

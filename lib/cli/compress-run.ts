@@ -3,11 +3,9 @@
 import type { ParseArgsConfig } from 'node:util';
 import { AbortError, UsageError } from '../errors.js';
 import { StagingFolder } from '../export/staging.js';
-import type { OutputFormat } from '../export/writer.js';
 import { readTextFile } from '../io/text.js';
-import { compressModel } from '../pipeline/compress-model.js';
+import { compressTuneAndPack, type RunFormat, type TunedCompressReport } from '../pipeline/tune-scales.js';
 import { loadRecipe, parseRecipe, type Recipe } from '../pipeline/recipe.js';
-import type { CompressReport } from '../pipeline/report.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { positiveInteger, withInterrupt } from './command.js';
 import { progressBar } from './progress.js';
@@ -45,7 +43,7 @@ export async function recipeOf(command: string, values: RunValues, fromFlags: ((
   return parseRecipe({ ...fromFlags(), ...(values.sequential ? { sequential: values.sequential } : {}) }, `${command} options`);
 }
 
-function printReport(report: CompressReport): void {
+function printReport(report: TunedCompressReport): void {
   const out = process.stdout;
   const quantized = report.totals.quantizedLinears > 0;
   out.write(
@@ -66,20 +64,25 @@ function printReport(report: CompressReport): void {
       `in ${t.seconds.toFixed(1)} s, peak RSS ${(t.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,
   );
   if (report.perplexityBefore !== undefined) out.write(`perplexity ${report.perplexityBefore.toFixed(4)} → ${report.perplexityAfter!.toFixed(4)}\n`);
+  if (report.scaleTuning) {
+    const st = report.scaleTuning;
+    out.write(`end-to-end scale tuning: ${st.steps} steps, calibration loss ${st.lossBefore.toFixed(4)} → ${st.lossAfter.toFixed(4)}${st.kept ? '' : ' (no gain: original scales kept)'}\n`);
+  }
+  if (report.packed) out.write(`packed as bsr-int4 (blocks of ${report.packed.blockSize}): safetensors ${(report.packed.fileBytesAfter / 2 ** 20).toFixed(2)} MiB\n`);
   out.write(`wrote ${report.out} (${report.format}; report.json inside)\n`);
 }
 
 /** Runs a compression from the command line and prints its report (or one JSON line). */
-export async function runCompression(command: string, values: RunValues, recipe: Recipe, format: OutputFormat): Promise<void> {
+export async function runCompression(command: string, values: RunValues, recipe: Recipe, format: RunFormat): Promise<void> {
   if (!values.model) throw new UsageError(`${command}: --model DIR is required`);
   if (!values.out) throw new UsageError(`${command}: --out DIR is required`);
   if (values['skip-error'] && values['measure-error']) throw new UsageError(`${command}: give --skip-error or --measure-error, not both`);
   const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const bar = progressBar(command);
-  let report: CompressReport;
+  let report: TunedCompressReport;
   try {
     report = await withInterrupt((signal) =>
-      compressModel({
+      compressTuneAndPack({
         model: values.model!,
         out: values.out!,
         recipe,
@@ -95,6 +98,7 @@ export async function runCompression(command: string, values: RunValues, recipe:
         evalMaxTokens: positiveInteger(command, 'eval-max-tokens', values['eval-max-tokens']),
         measureError: values['skip-error'] ? false : values['measure-error'] ? true : 'auto',
         onProgress: ({ step, steps, block, blocks, stage }) => bar.update(step, steps, `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}`),
+        onTuneStep: (step, steps, loss) => bar.update(step, steps, `end-to-end scale tuning, loss ${loss.toFixed(4)}`),
         signal,
       }).catch((error: unknown) => {
         if (signal.aborted) throw new AbortError(`interrupted; the finished blocks are kept at ${StagingFolder.resumablePath(values.out!)} — rerun with --resume to continue`);
@@ -117,6 +121,8 @@ export async function runCompression(command: string, values: RunValues, recipe:
         quantized_linears: report.totals.quantizedLinears,
         ...(report.perplexityBefore !== undefined ? { perplexity_before: report.perplexityBefore, perplexity_after: report.perplexityAfter } : {}),
         resumed_at_block: report.totals.resumedAtBlock,
+        ...(report.scaleTuning ? { scale_tuning: { steps: report.scaleTuning.steps, loss_before: report.scaleTuning.lossBefore, loss_after: report.scaleTuning.lossAfter, kept: report.scaleTuning.kept } } : {}),
+        ...(report.packed ? { packed_bytes: report.packed.fileBytesAfter, block_size: report.packed.blockSize } : {}),
       })}\n`,
     );
   } else {

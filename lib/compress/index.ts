@@ -6,13 +6,14 @@ import { expertDrop } from './expert-drop.js';
 import type { ExpertPruningMethod } from './expert-pruning.js';
 import { heapr } from './heapr.js';
 import { gptq } from './gptq.js';
+import { gqsa } from './gqsa.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gqsa };
 
 /** Methods that prune routed experts as one model-level decision (expert-pruning.ts). */
 export const EXPERT_METHODS: Record<string, ExpertPruningMethod<any>> = { heapr, 'expert-drop': expertDrop, 'activation-atoms': activationAtoms };
@@ -32,7 +33,7 @@ export function getMethod(name: string, where = 'method'): CompressionMethod<any
   return method;
 }
 
-export { needsCalibration, type CompressedLinear, type CompressionMethod, type CompressRequest, type LinearStatistics, type MethodScope, type StatisticsNeeds } from './method.js';
+export { needsCalibration, type CompressedLinear, type CompressionMethod, type CompressRequest, type LinearStatistics, type MethodScope, type ScaleTuning, type StatisticsNeeds } from './method.js';
 export { checkPatternFits, countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './pattern.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './quantizer.js';
 export { planExpertPruning, type ExpertDecision, type ExpertPlan, type ExpertPruningMethod, type ExpertRanking, type ExpertStatistics } from './expert-pruning.js';

@@ -62,6 +62,11 @@ export interface CompressedLinear {
   quantized?: QuantizedWeight;
   /** Structural change, for methods that remove whole rows (outputs) or columns (inputs). */
   structure?: { keptRows?: Int32Array; keptColumns?: Int32Array };
+  /**
+   * Bits per weight as the method's own storage format holds it, where that is not dense codes plus
+   * scales (GQSA: BSR blocks of codes with a scale and a column index each); the report uses it.
+   */
+  storedBitsPerWeight?: number;
   /** The method's own estimate of the reconstruction loss it added, where it has one. */
   predictedLoss?: number;
   /** Method-specific facts for the report (damping used, dead inputs, …). */
@@ -88,10 +93,68 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly fallback?: string;
   /** Validates a recipe's `options` object (unknown keys are errors); `where` names it in messages. */
   parseOptions(raw: Record<string, unknown>, where: string): Options;
+  /**
+   * Refuses, before any work is done, a linear the method cannot compress with this pattern and grid
+   * (a typed error naming `name`); optional.
+   */
+  checkLinear?(name: string, shape: readonly number[], pattern: SparsityPattern | undefined, quantization: QuantizationScheme | undefined): void;
   /** Scope 'linear': compresses one linear. */
   compress?(request: CompressRequest<Options>): Promise<CompressedLinear>;
   /** Scope 'group': compresses the linears of one structural group together (results by role). */
   compressGroup?(request: GroupRequest<Options>): Promise<Map<string, CompressedLinear>>;
+  /**
+   * Whether, with these options, the method refines each decoder block as a whole once all of its
+   * linears are compressed (block-wise reconstruction); the pipeline then keeps the dense block's outputs
+   * and calls `refineBlock` before writing the block.
+   */
+  refinesBlocks?(options: Options): boolean;
+  refineBlock?(request: BlockRefineRequest<Options>): Promise<BlockRefineResult>;
+  /**
+   * Whether, with these options, the method's quantization scales are trained end to end on the
+   * language-model loss after the layer-wise pass (codes frozen; pipeline/tune-scales.ts), and how.
+   */
+  tunesScales?(options: Options): ScaleTuning | undefined;
+}
+
+/** End-to-end training of quantization scales: Adam steps on log-scales, lr, calibration windows per step. */
+export interface ScaleTuning {
+  steps: number;
+  lr: number;
+  batch: number;
+}
+
+/**
+ * A decoder block's reconstruction objective for block-wise refinement: the block run with the given
+ * weights for some of its linears (by role; the others as they are) on calibration batch `batch`, against
+ * the dense block's outputs Y on the same inputs: ‖block(X) − Y‖² / ‖Y‖².
+ */
+export interface BlockReconstruction {
+  /** Calibration windows. */
+  readonly windows: number;
+  /**
+   * The loss on one chunk of `windowsPerStep` calibration windows (step s takes the s-th chunk, cycling)
+   * and its gradient with respect to each given weight.
+   */
+  lossAndGradients(weights: ReadonlyMap<string, Tensor>, step: number, windowsPerStep: number): Promise<{ loss: number; gradients: Map<string, Tensor> }>;
+  /** The loss over every batch together (Σ‖·‖² / Σ‖Y‖²), forward only. */
+  loss(weights: ReadonlyMap<string, Tensor>): Promise<number>;
+}
+
+export interface BlockRefineRequest<Options> {
+  block: number;
+  /** The linears of the block this method compressed, by role, with the method's results. */
+  linears: Map<string, { name: string; result: CompressedLinear }>;
+  reconstruction: BlockReconstruction;
+  storageDType: 'f32' | 'f16' | 'bf16' | 'f64';
+  options: Options;
+  signal?: AbortSignal;
+}
+
+export interface BlockRefineResult {
+  /** The refined result of every linear of the request, by role. */
+  results: Map<string, CompressedLinear>;
+  /** Facts for the report (added to each linear's details). */
+  details?: Record<string, number | string | boolean>;
 }
 
 /** One linear of a group request. */

@@ -6,6 +6,9 @@
 //   3. compress: hand each linear (or structural group, for group-scope methods) to its method; round the
 //      result to the stage's grid where the method does not quantize itself; round to the stored dtype,
 //      so the next block sees exactly what is saved; hand it to the output writer,
+//   3b. refine (methods that ask for it, e.g. block-wise reconstruction): the dense block's outputs are
+//      kept before step 3; once all its linears are compressed, the method gets the block's objective
+//      (block-reconstruction.ts) and returns refined results, and only then are they written,
 //   4. propagate: run the block again with the compressed weights — its outputs are the next block's
 //      inputs — then write the block's progress and free it.
 // `sequential: 'block'` (the reference implementations' default) takes all statistics from the dense
@@ -29,6 +32,7 @@ import { Tensor, TensorArena } from '../tensor/tensor.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { sparqVersion } from '../version.js';
 import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
+import { blockReconstruction, denseOutputs } from './block-reconstruction.js';
 import { captureStatistics, type CalibrationBatch } from './capture.js';
 import { assignLinears, type Assignment, type Recipe } from './recipe.js';
 import { summarize, type CompressReport, type LinearReportEntry } from './report.js';
@@ -41,6 +45,11 @@ export interface CompressOptions {
   recipe: Recipe;
   /** 'dense' (default): the input's files with the compressed weights in place; 'compressed-tensors': pack-quantized for vLLM. */
   format?: OutputFormat;
+  /**
+   * With format 'compressed-tensors': refuse, before any work, what vLLM cannot load (default true); false
+   * writes any grid compressed-tensors can describe (e.g. group size 16, an intermediate for bsr-int4).
+   */
+  vllmLoadable?: boolean;
   /** Calibration text file (.txt or .jsonl), tokenized with the model's tokenizer… */
   calibrationFile?: string;
   /** …or token ids to cut windows from (the API's alternative to a file)… */
@@ -135,11 +144,12 @@ async function calibrationWindows(options: CompressOptions, model: DecoderModel,
 }
 
 /** Refuses assignments the chosen output format cannot store, before any work is done. */
-async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>): Promise<void> {
+async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>, vllmLoadable: boolean): Promise<void> {
   if (format !== 'compressed-tensors') return;
   if (![...assignments.values()].some((a) => a.quantization)) {
     throw new InvalidArgumentError("--format compressed-tensors stores quantized weights, and the recipe quantizes nothing; use --format dense (or add a quantize block)");
   }
+  if (!vllmLoadable) return;
   for (const [name, a] of assignments) {
     if (a.quantization) checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
   }
@@ -195,6 +205,18 @@ interface RunPlan {
 
 type Assigned = Map<string, { name: string; assignment: Assignment }>;
 
+/** A compressed linear of a block that will be refined as a whole, not yet written. */
+interface PendingLinear {
+  name: string;
+  role: string;
+  assignment: Assignment;
+  result: CompressedLinear;
+  weight: Tensor;
+  storageDType: string;
+  entry: LinearReportEntry;
+  fellBack: boolean;
+}
+
 interface MethodRun {
   result: CompressedLinear;
   method: CompressionMethod<any>;
@@ -239,8 +261,9 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
   for (const [name, a] of assignments) {
     const info = await model.checkpoint.info(`${name}.weight`);
     if (a.pattern) checkPatternFits(a.pattern, info.shape, name);
+    a.method.checkLinear?.(name, info.shape, a.pattern, a.quantization);
   }
-  await checkFormat(format, model, assignments);
+  await checkFormat(format, model, assignments, options.vllmLoadable ?? true);
   const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
   return { format, linears, assignments, windows, seqLen, settings, measure: options.measureError ?? 'auto' };
 }
@@ -254,6 +277,8 @@ class CompressionRun {
   private readonly steps: number;
   private step = 0;
   private batches: CalibrationBatch[] = [];
+  /** While a block will be refined as a whole: its compressed linears, written after the refinement. */
+  private pending: PendingLinear[] | undefined;
   private readonly arena = new TensorArena();
   private readonly signal: AbortSignal | undefined;
 
@@ -426,6 +451,10 @@ class CompressionRun {
       }
       groupJobs.push({ group, assignment: first });
     }
+    // Methods that refine the whole block afterwards need the dense block's outputs, taken now.
+    const refining = [...assigned.values()].some((e) => e.assignment.method.refinesBlocks?.(e.assignment.options)) && this.batches.length > 0;
+    const targets = refining ? await this.timed('propagate', () => denseOutputs(model, block, this.batches, this.plan.seqLen, this.signal)) : undefined;
+    this.pending = refining ? [] : undefined;
     const groupRoles = new Set(groupJobs.flatMap((j) => j.group.roles));
     const linearAssigned: Assigned = new Map([...assigned].filter(([role]) => !groupRoles.has(role)));
     const sequentialByLinear = this.sequentialByLinear;
@@ -459,6 +488,46 @@ class CompressionRun {
         statistics.delete(group.name);
       }
     }
+    if (targets) await this.refineBlock(block, targets);
+  }
+
+  /** Block-wise refinement by each method that asks for it, then the deferred writes of the block. */
+  private async refineBlock(block: DecoderBlock, targets: Tensor[]): Promise<void> {
+    const pending = this.pending!;
+    this.pending = undefined;
+    const reconstruction = await blockReconstruction(this.model, block, this.batches, targets, this.plan.seqLen);
+    const byMethod = new Map<CompressionMethod<any>, PendingLinear[]>();
+    for (const p of pending) {
+      const method = p.assignment.method;
+      if (!method.refinesBlocks?.(p.assignment.options) || !method.refineBlock || p.fellBack) continue;
+      byMethod.set(method, [...(byMethod.get(method) ?? []), p]);
+    }
+    for (const [method, members] of byMethod) {
+      this.check();
+      const t = performance.now();
+      const refined = await this.timed('compress', () =>
+        method.refineBlock!({
+          block: block.index,
+          linears: new Map(members.map((m) => [m.role, { name: m.name, result: m.result }])),
+          reconstruction,
+          storageDType: members[0].storageDType as 'f32',
+          options: members[0].assignment.options,
+          signal: this.signal,
+        }),
+      );
+      for (const m of members) {
+        const result = refined.results.get(m.role);
+        if (!result) throw new InvalidArgumentError(`${m.name}: ${method.name} refined the block but returned no result for it`);
+        m.result = result;
+        m.weight = m.storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(m.storageDType as 'f16', { signal: this.signal })).toAsync('f32', { signal: this.signal });
+        block.linears[m.role].weight = m.weight;
+        m.entry.sparsity = (await countZerosAsync(m.weight, this.signal)) / m.weight.numel;
+        if (result.quantized) m.entry.bitsPerWeight = result.storedBitsPerWeight ?? bitsPerWeight(result.quantized, m.storageDType);
+        m.entry.details = { ...m.entry.details, ...refined.details };
+        m.entry.seconds += (performance.now() - t) / 1000 / members.length;
+      }
+    }
+    for (const p of pending) await this.timed('io', () => this.writer.writeLinear(p.name, p.result, p.weight));
   }
 
   private async compressLinear(block: DecoderBlock, role: string, name: string, assignment: Assignment, stats: LinearStatistics | undefined): Promise<LinearReportEntry> {
@@ -529,22 +598,26 @@ class CompressionRun {
     if (this.plan.measure !== false && stats?.hessian && stats.tokens > 0) error = await this.timed('error', () => relativeError(original, weight, stats.hessian!, signal));
     block.linears[role].weight = weight;
     const hook = this.options.testHook;
-    if (hook) this.writer.midWrite = () => hook({ at: 'write', block: block.index, name });
-    await this.timed('io', () => this.writer.writeLinear(name, result, weight));
+    if (!this.pending) {
+      if (hook) this.writer.midWrite = () => hook({ at: 'write', block: block.index, name });
+      await this.timed('io', () => this.writer.writeLinear(name, result, weight));
+    }
     await hook?.({ at: 'linear', block: block.index, name });
     const q = assignment.quantization;
-    return {
+    const entry: LinearReportEntry = {
       name,
       method: assignment.method.name,
       pattern: assignment.pattern ? formatPattern(assignment.pattern) : '-',
       shape: [...weight.shape],
       sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
       ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
+      bitsPerWeight: result.storedBitsPerWeight ?? (result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType)),
       relativeError: error,
       seconds: (performance.now() - startedAt) / 1000,
       ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),
     };
+    this.pending?.push({ name, role, assignment, result, weight, storageDType, entry, fellBack: run.fellBack });
+    return entry;
   }
 
   private async report(before: PerplexityResult | undefined, after: PerplexityResult | undefined): Promise<CompressReport> {
