@@ -14,6 +14,12 @@ export interface StatisticsNeeds {
   hessian?: boolean;
   /** Σ_t x_tj², [in] (Wanda's ‖X_j‖²): O(T·in) instead of the Hessian's O(T·in²). */
   inputSquares?: boolean;
+  /**
+   * ∂L/∂W of the language-model loss on the calibration windows (GWQ): the driver runs one streamed
+   * backward pass before the layer-wise loop and hands each linear's gradient to the method's
+   * `summarizeGradient`, keeping only the summary it returns (so memory stays bounded).
+   */
+  gradients?: boolean;
 }
 
 /** Calibration statistics of one linear layer's inputs X [T, in]. */
@@ -23,8 +29,19 @@ export interface LinearStatistics {
   hessian?: Tensor;
   /** Σ_t x_tj², f64 values in an f32 tensor [in]; present when the method asked for it. */
   inputSquares?: Tensor;
+  /** What the method's `summarizeGradient` kept of this linear's ∂L/∂W; present when it asked for gradients. */
+  gradient?: Tensor;
   /** Calibration tokens T behind the statistics (0: no token reached this linear, e.g. an idle expert). */
   tokens: number;
+}
+
+/** One linear's loss gradient, handed to a method's `summarizeGradient` during the gradient pass. */
+export interface GradientRequest<Options> {
+  name: string;
+  /** f32 [out, in], ∂L/∂W of the mean next-token loss over the gradient windows (lent: copy what you keep). */
+  gradient: Tensor;
+  options: Options;
+  signal?: AbortSignal;
 }
 
 /**
@@ -71,8 +88,12 @@ export interface CompressedLinear {
 export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly name: string;
   readonly summary: string;
-  /** Calibration statistics the method needs; none means it is data-free. */
+  /** Calibration statistics the method may need (the union over its options); none means it is data-free. */
   readonly needs: StatisticsNeeds;
+  /** What it needs with these options, where that is less than `needs` (e.g. no Hessian for an RTN base). */
+  needsFor?(options: Options): StatisticsNeeds;
+  /** Methods that need gradients: what to keep of one linear's ∂L/∂W (e.g. the positions of its largest entries). */
+  summarizeGradient?(request: GradientRequest<Options>): Promise<Tensor>;
   readonly scope: MethodScope;
   /** Whether the method prunes (a recipe stage with a sparsity needs one that does). */
   readonly prunes: boolean;
@@ -118,7 +139,12 @@ export interface GroupRequest<Options> {
 
 /** Whether a method needs calibration data at all. */
 export function needsCalibration(method: CompressionMethod<any>): boolean {
-  return Boolean(method.needs.hessian || method.needs.inputSquares);
+  return Boolean(method.needs.hessian || method.needs.inputSquares || method.needs.gradients);
+}
+
+/** What a method needs with these options. */
+export function needsWith<Options>(method: CompressionMethod<Options>, options: Options): StatisticsNeeds {
+  return method.needsFor?.(options) ?? method.needs;
 }
 
 /** Rejects option keys a method does not know, naming the recipe field. */

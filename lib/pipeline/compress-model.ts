@@ -6,6 +6,9 @@
 //   3. compress: hand each linear (or structural group, for group-scope methods) to its method; round the
 //      result to the stage's grid where the method does not quantize itself; round to the stored dtype,
 //      so the next block sees exactly what is saved; hand it to the output writer,
+//   0. (only when a method needs gradients) one streamed backward pass of the language-model loss over the
+//      first `gradientWindows` calibration windows, before the loop: each linear's ∂L/∂W goes to its
+//      method's summarizeGradient and only the summary is kept (autograd/decoder.ts streamGradients),
 //   4. propagate: run the block again with the compressed weights — its outputs are the next block's
 //      inputs — then write the block's progress and free it.
 // `sequential: 'block'` (the reference implementations' default) takes all statistics from the dense
@@ -13,7 +16,8 @@
 // linears see the outputs of already-compressed ones. Group-scope methods take theirs from the dense block.
 // Every forward runs on native async ops, with temporaries from an arena recycled per batch: the event
 // loop keeps running. Peak memory ≈ one block + the calibration hidden states + the block's statistics.
-import { needsCalibration, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
+import { makeBatch, streamGradients } from '../autograd/decoder.js';
+import { needsCalibration, needsWith, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
 import { bitsPerWeight, dtypeBits, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
@@ -51,6 +55,8 @@ export interface CompressOptions {
   nsamples?: number;
   seqLen?: number;
   seed?: number;
+  /** Windows the gradient pass runs on, as one batch (methods that need gradients; default 16). */
+  gradientWindows?: number;
   overwrite?: boolean;
   /** Continue an interrupted run into the same --out from its last finished block. */
   resume?: boolean;
@@ -76,6 +82,9 @@ export interface CompressProgress {
   /** What is running: 'calibrating', a linear's name, 'eval before', … */
   stage: string;
 }
+
+/** Windows of the gradient pass by default: one batch, so memory ≈ (layers + 1) boundary states of them. */
+export const GRADIENT_WINDOWS = 16;
 
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -224,7 +233,10 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
 
 /** One run of the driver: the steps in the file comment, one method each. */
 class CompressionRun {
-  private readonly stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+  private readonly stageSeconds = { gradients: 0, propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+  /** Each linear's gradient summary (methods that need gradients), and the tokens behind them. */
+  private readonly gradientSummaries = new Map<string, Tensor>();
+  private gradientTokens = 0;
   private readonly entries: LinearReportEntry[];
   private readonly groups: InputGroup[];
   private readonly stages: InputGroup[][];
@@ -248,7 +260,7 @@ class CompressionRun {
     this.stages = options.recipe.sequential === 'linear' ? [0, 1, 2, 3].map((s) => this.groups.filter((g) => g.stage === s)) : [this.groups];
     this.startBlock = writer.resumed?.blocksDone ?? 0;
     const passesPerBlock = plan.windows.length > 0 ? this.stages.length + 1 : 0;
-    let steps = options.evalTokens ? 2 : 0;
+    let steps = (options.evalTokens ? 2 : 0) + (this.wantsGradients().size > 0 && plan.windows.length > 0 ? 1 : 0);
     for (let b = 0; b < model.config.layers; ++b) {
       steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
     }
@@ -259,6 +271,7 @@ class CompressionRun {
     const { options, model, writer } = this;
     const before = options.evalTokens ? ((writer.resumed?.extra.evalBefore as PerplexityResult | undefined) ?? (await this.evaluate(options.model, 'eval before'))) : undefined;
     if (before && writer.resumed) this.progress(0, 'eval before (from the interrupted run)');
+    await this.gatherGradients();
     await this.embedCalibration();
     await this.replayFinishedBlocks();
     for (let b = this.startBlock; b < model.config.layers; ++b) {
@@ -318,6 +331,50 @@ class CompressionRun {
     }
   }
 
+  /** The linears whose method needs gradients with its options, in blocks not finished yet. */
+  private wantsGradients(): Map<string, Assignment> {
+    const wanting = new Map<string, Assignment>();
+    const done = new Set(this.plan.linears.filter((l) => l.block < this.startBlock).map((l) => l.name));
+    for (const [name, a] of this.plan.assignments) if (!done.has(name) && needsWith(a.method, a.options).gradients) wanting.set(name, a);
+    return wanting;
+  }
+
+  /** Step 0 of the file comment: one streamed backward pass, keeping what each method summarizes. */
+  private async gatherGradients(): Promise<void> {
+    const wanting = this.wantsGradients();
+    if (wanting.size === 0 || this.plan.windows.length === 0) return;
+    const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? GRADIENT_WINDOWS));
+    const batch = makeBatch(this.plan.windows.slice(0, count));
+    const signal = this.signal;
+    await this.timed('gradients', () =>
+      streamGradients(this.model, batch, {
+        signal,
+        onGradients: async (part, gradients) => {
+          if (part.kind !== 'block') return;
+          for (const [tensor, gradient] of gradients) {
+            const name = tensor.endsWith('.weight') ? tensor.slice(0, -'.weight'.length) : '';
+            const a = wanting.get(name);
+            if (!a) continue;
+            if (!Number.isFinite(await dotAsync(gradient, gradient, { signal }))) {
+              throw new NonFiniteError(`the loss gradient of ${name} holds NaN or infinite values (the calibration windows overflowed float32 in the backward pass)`);
+            }
+            this.gradientSummaries.set(name, await a.method.summarizeGradient!({ name, gradient, options: a.options, signal }));
+          }
+        },
+      }),
+    );
+    this.gradientTokens = batch.targets.numel;
+    this.progress(0, 'gradients');
+  }
+
+  /** A linear's statistics with its gradient summary added, where its method asked for one. */
+  private withGradient(name: string, stats: LinearStatistics | undefined): LinearStatistics | undefined {
+    const gradient = this.gradientSummaries.get(name);
+    if (!gradient) return stats;
+    this.gradientSummaries.delete(name);
+    return { ...(stats ?? { tokens: this.gradientTokens }), gradient };
+  }
+
   /** The calibration windows' hidden states, in batches of about 2048 rows (a window's rows stay together). */
   private async embedCalibration(): Promise<void> {
     const { windows, seqLen } = this.plan;
@@ -371,9 +428,9 @@ class CompressionRun {
       for (const role of group.roles) {
         const entry = assigned.get(role);
         if (!entry) continue;
-        const method = entry.assignment.method;
-        merged.hessian ||= Boolean(method.needs.hessian) || this.plan.measure === true;
-        merged.inputSquares ||= Boolean(method.needs.inputSquares);
+        const needs = needsWith(entry.assignment.method, entry.assignment.options);
+        merged.hessian ||= Boolean(needs.hessian) || this.plan.measure === true;
+        merged.inputSquares ||= Boolean(needs.inputSquares);
       }
       if (merged.hessian || merged.inputSquares) needs.set(group.name, merged);
     }
@@ -428,7 +485,7 @@ class CompressionRun {
           const entry = linearAssigned.get(role);
           if (!entry) continue;
           this.check();
-          this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, statistics.get(group.name)));
+          this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, this.withGradient(entry.name, statistics.get(group.name))));
           this.progress(block.index, entry.name);
         }
         statistics.delete(group.name);
@@ -450,7 +507,8 @@ class CompressionRun {
 
   /** A linear-scope method (or its declared fallback, where no calibration token reached the linear). */
   private async runMethod(name: string, weight: Tensor, assignment: Assignment, stats: LinearStatistics | undefined, storageDType: string): Promise<MethodRun> {
-    const starved = needsCalibration(assignment.method) && (!stats || stats.tokens === 0);
+    const needs = needsWith(assignment.method, assignment.options);
+    const starved = Boolean(needs.hessian || needs.inputSquares || needs.gradients) && (!stats || stats.tokens === 0);
     const method = starved ? assignment.fallback : assignment.method;
     if (!method) throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
     const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;

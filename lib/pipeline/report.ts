@@ -48,7 +48,7 @@ export interface CompressReport {
     peakRssBytes: number;
     resumedAtBlock: number | null;
     /** Wall seconds by stage: block forwards, capture passes (forward + statistics), methods, error measurement, disk, evaluation. */
-    stageSeconds: { propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
+    stageSeconds: { gradients: number; propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
   perplexityBefore?: number;
   perplexityAfter?: number;
