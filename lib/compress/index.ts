@@ -2,13 +2,14 @@
 import { InvalidArgumentError } from '../errors.js';
 import { alps } from './alps.js';
 import { gptq } from './gptq.js';
+import { gwq } from './gwq.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gwq };
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

@@ -4,6 +4,7 @@
 // A method returns compressed linears: the dense f32 weight the next block runs on, plus whatever the
 // writers need to store it compactly (mask, integer codes and their grid, kept rows/columns).
 import { InvalidArgumentError } from '../errors.js';
+import type { BsrWeight } from '../tensor/packed.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
 import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
@@ -77,6 +78,9 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
+  /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
+   * (whose value at each outlier is 0). */
+  outliers?: BsrWeight;
   /** Structural change, for methods that remove whole rows (outputs) or columns (inputs). */
   structure?: { keptRows?: Int32Array; keptColumns?: Int32Array };
   /** The method's own estimate of the reconstruction loss it added, where it has one. */
@@ -92,6 +96,8 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly needs: StatisticsNeeds;
   /** What it needs with these options, where that is less than `needs` (e.g. no Hessian for an RTN base). */
   needsFor?(options: Options): StatisticsNeeds;
+  /** Whether its results carry outliers beside the codes (CompressedLinear.outliers) with these options. */
+  keepsOutliers?(options: Options): boolean;
   /** Methods that need gradients: what to keep of one linear's ∂L/∂W (e.g. the positions of its largest entries). */
   summarizeGradient?(request: GradientRequest<Options>): Promise<Tensor>;
   readonly scope: MethodScope;

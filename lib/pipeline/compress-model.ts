@@ -19,11 +19,12 @@
 import { makeBatch, streamGradients } from '../autograd/decoder.js';
 import { needsCalibration, needsWith, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
-import { bitsPerWeight, dtypeBits, roundToNearest } from '../compress/quantizer.js';
+import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed-tensors-folder.js';
 import { DenseFolder } from '../export/dense-folder.js';
+import { checkPackable, PackedOutputFolder } from '../export/packed-output-folder.js';
 import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../export/writer.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '../models/decoder.js';
@@ -131,7 +132,17 @@ async function calibrationWindows(options: CompressOptions, model: DecoderModel,
 
 /** Refuses assignments the chosen output format cannot store, before any work is done. */
 async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>): Promise<void> {
+  if (format === 'packed') {
+    if (![...assignments.values()].some((a) => a.quantization)) throw new InvalidArgumentError("--format packed stores int4 codes (and outliers), and the recipe quantizes nothing; use --format dense");
+    for (const [name, a] of assignments) if (a.quantization) checkPackable(name, a.quantization);
+    return;
+  }
   if (format !== 'compressed-tensors') return;
+  for (const [name, a] of assignments) {
+    if (a.method.keepsOutliers?.(a.options)) {
+      throw new InvalidArgumentError(`${name}: ${a.method.name} keeps outliers in 16-bit beside the codes, and compressed-tensors has no way to carry them; use --format sparq (int4 + CSR outliers, for sparq generate) or --format dense`);
+    }
+  }
   if (![...assignments.values()].some((a) => a.quantization)) {
     throw new InvalidArgumentError("--format compressed-tensors stores quantized weights, and the recipe quantizes nothing; use --format dense (or add a quantize block)");
   }
@@ -155,6 +166,10 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
 async function openWriter(format: OutputFormat, input: Checkpoint, options: CompressOptions, linears: LinearSlot[], assignments: Map<string, Assignment>, runFingerprint: string, lmHead: string): Promise<ModelFolderWriter<LinearReportEntry>> {
   const common = { overwrite: options.overwrite, resume: options.resume, fingerprint: runFingerprint };
   if (format === 'dense') return DenseFolder.begin<LinearReportEntry>(input, options.out, common);
+  if (format === 'packed') {
+    const blocks = Array.from({ length: Math.max(0, ...linears.map((l) => l.block + 1)) }, (_, b) => linears.filter((l) => l.block === b).map((l) => l.name));
+    return PackedOutputFolder.beginPacked<LinearReportEntry>(input, options.out, blocks, common);
+  }
   const quantized = new Map([...assignments].filter(([, a]) => a.quantization).map(([name, a]) => [name, a.quantization!]));
   return CompressedTensorsFolder.begin<LinearReportEntry>(input, options.out, { quantized, linears: [...linears.map((l) => l.name), lmHead.replace(/\.weight$/, '')] }, common);
 }
@@ -570,7 +585,8 @@ class CompressionRun {
       shape: [...weight.shape],
       sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
       ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType),
+      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) + outlierBits(result.outliers?.blockCols.numel ?? 0, weight.shape[0]) / weight.numel : dtypeBits(storageDType),
+      ...(result.outliers ? { outliers: result.outliers.blockCols.numel } : {}),
       relativeError: error,
       seconds: (performance.now() - startedAt) / 1000,
       ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),

@@ -19,6 +19,8 @@ export interface LinearReportEntry {
   actOrder?: string;
   /** Bits per weight as stored: codes + scales + zero points (+ group index); the storage dtype's bits when dense. */
   bitsPerWeight: number;
+  /** Weights kept beside the codes (16-bit outliers), where the method keeps any; counted in bitsPerWeight. */
+  outliers?: number;
   /** Who quantized: the method itself, or round to nearest after it. */
   quantizer?: string;
   /** ‖WX − ŴX‖² / ‖WX‖² on the calibration inputs the method saw (null where not measured). */
