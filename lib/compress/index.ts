@@ -3,13 +3,14 @@ import { InvalidArgumentError } from '../errors.js';
 import { alps } from './alps.js';
 import { gptq } from './gptq.js';
 import { gwq } from './gwq.js';
+import { hwpq } from './hwpq.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gwq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gwq, hwpq };
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

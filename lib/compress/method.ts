@@ -78,6 +78,9 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
+  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values;
+   * scales f32 [out, 1] (per output channel), exactly representable in the storage dtype. */
+  floatQuantized?: { format: 'fp8-e4m3'; scales: Tensor };
   /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
    * (whose value at each outlier is 0). */
   outliers?: BsrWeight;
@@ -96,6 +99,8 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly needs: StatisticsNeeds;
   /** What it needs with these options, where that is less than `needs` (e.g. no Hessian for an RTN base). */
   needsFor?(options: Options): StatisticsNeeds;
+  /** The floating-point format it quantizes to with these options (results in `floatQuantized`), if any. */
+  floatFormat?(options: Options): string | undefined;
   /** Whether its results carry outliers beside the codes (CompressedLinear.outliers) with these options. */
   keepsOutliers?(options: Options): boolean;
   /** Methods that need gradients: what to keep of one linear's ∂L/∂W (e.g. the positions of its largest entries). */

@@ -132,6 +132,12 @@ async function calibrationWindows(options: CompressOptions, model: DecoderModel,
 
 /** Refuses assignments the chosen output format cannot store, before any work is done. */
 async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>): Promise<void> {
+  for (const [name, a] of assignments) {
+    const float = a.method.floatFormat?.(a.options);
+    if (float && format !== 'dense') {
+      throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float}, and this build cannot write F8_E4M3 tensors (compressed-tensors' float-quantized format); use --format dense for the decoded weights`);
+    }
+  }
   if (format === 'packed') {
     if (![...assignments.values()].some((a) => a.quantization)) throw new InvalidArgumentError("--format packed stores int4 codes (and outliers), and the recipe quantizes nothing; use --format dense");
     for (const [name, a] of assignments) if (a.quantization) checkPackable(name, a.quantization);
@@ -565,8 +571,8 @@ class CompressionRun {
   private async finish(block: DecoderBlock, role: string, name: string, assignment: Assignment, original: Tensor, stats: LinearStatistics | undefined, run: MethodRun, storageDType: string, startedAt: number): Promise<LinearReportEntry> {
     const signal = this.signal;
     let result = run.result;
-    let quantizer: string | undefined = assignment.quantization && result.quantized ? run.method.name : undefined;
-    if (assignment.quantization && !result.quantized) {
+    let quantizer: string | undefined = assignment.quantization && (result.quantized || result.floatQuantized) ? run.method.name : undefined;
+    if (assignment.quantization && !result.quantized && !result.floatQuantized) {
       const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
       result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
       quantizer = `rtn after ${run.method.name}`;
@@ -585,7 +591,12 @@ class CompressionRun {
       shape: [...weight.shape],
       sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
       ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-      bitsPerWeight: result.quantized ? bitsPerWeight(result.quantized, storageDType) + outlierBits(result.outliers?.blockCols.numel ?? 0, weight.shape[0]) / weight.numel : dtypeBits(storageDType),
+      bitsPerWeight: result.quantized
+        ? bitsPerWeight(result.quantized, storageDType) + outlierBits(result.outliers?.blockCols.numel ?? 0, weight.shape[0]) / weight.numel
+        : result.floatQuantized
+          ? 8 + dtypeBits(storageDType) / weight.shape[1]
+          : dtypeBits(storageDType),
+      ...(result.floatQuantized ? { floatFormat: result.floatQuantized.format } : {}),
       ...(result.outliers ? { outliers: result.outliers.blockCols.numel } : {}),
       relativeError: error,
       seconds: (performance.now() - startedAt) / 1000,

@@ -19,6 +19,8 @@ export interface LinearReportEntry {
   actOrder?: string;
   /** Bits per weight as stored: codes + scales + zero points (+ group index); the storage dtype's bits when dense. */
   bitsPerWeight: number;
+  /** A floating-point format the weights were quantized to instead of integer codes (fp8-e4m3). */
+  floatFormat?: string;
   /** Weights kept beside the codes (16-bit outliers), where the method keeps any; counted in bitsPerWeight. */
   outliers?: number;
   /** Who quantized: the method itself, or round to nearest after it. */
