@@ -146,7 +146,7 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
   if (format !== 'compressed-tensors') return;
   for (const [name, a] of assignments) {
     if (a.method.keepsOutliers?.(a.options)) {
-      throw new InvalidArgumentError(`${name}: ${a.method.name} keeps outliers in 16-bit beside the codes, and compressed-tensors has no way to carry them; use --format sparq (int4 + CSR outliers, for sparq generate) or --format dense`);
+      throw new InvalidArgumentError(`${name}: ${a.method.name} keeps outliers in 16-bit beside the codes, and compressed-tensors has no way to carry them; use --format packed (int4 + CSR outliers, for sparq generate) or --format dense`);
     }
   }
   if (![...assignments.values()].some((a) => a.quantization)) {
@@ -364,7 +364,7 @@ class CompressionRun {
   private async gatherGradients(): Promise<void> {
     const wanting = this.wantsGradients();
     if (wanting.size === 0 || this.plan.windows.length === 0) return;
-    const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? GRADIENT_WINDOWS));
+    const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? this.options.recipe.calibration?.gradientWindows ?? GRADIENT_WINDOWS));
     const batch = makeBatch(this.plan.windows.slice(0, count));
     const signal = this.signal;
     await this.timed('gradients', () =>
