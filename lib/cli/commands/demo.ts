@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DEMO_PROFILES, formatTable, runDemo } from '../../demo/demo.js';
+import { DEMO_PROFILES, formatQuantizationTable, formatTable, runDemo } from '../../demo/demo.js';
 import { AbortError } from '../../errors.js';
 import { parseFlags, type Command } from '../command.js';
 import { progressBar } from '../progress.js';
@@ -50,7 +50,7 @@ async function run(args: string[]): Promise<void> {
     if (values.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
-      process.stdout.write(`\n${formatTable(report)}\nwrote ${values.out}/report.json and ${values.out}/perplexity.svg in ${report.seconds.toFixed(0)} s\n`);
+      process.stdout.write(`\n${formatTable(report)}\n${formatQuantizationTable(report)}\nwrote ${values.out}/report.json, perplexity.svg and quantization.svg in ${report.seconds.toFixed(0)} s\n`);
     }
   } catch (error) {
     bar.done();
@@ -67,7 +67,9 @@ export const demoCommand: Command = {
   usage: `demo [--out DIR] [--quick] [--retrain] [--cache-dir DIR] [--json]
                    the whole product with nothing but npm: trains a small Llama on State-of-the-
                    Union text (cached for the next run), prunes it with magnitude, Wanda, SparseGPT
-                   and ALPS at several sparsities, prints a perplexity table and writes report.json
-                   and perplexity.svg to --out (default ./sparq-demo); --quick runs a tiny version`,
+                   and ALPS at several sparsities, quantizes it with RTN, GPTQ, GWQ (W4/W3 g32) and
+                   HWPQ (FP8), prints perplexity tables and writes report.json, perplexity.svg
+                   (against sparsity) and quantization.svg (against bits per weight) to --out
+                   (default ./sparq-demo); --quick runs a tiny version`,
   run,
 };
