@@ -8,6 +8,8 @@
 //          (stageSeconds.compress / linears), in capturing its statistics, and the whole run
 // Calibration 64×256 windows of the shared calibration text (the demo model: the end of its training
 // text), the gradient pass on the first 16; perplexity on the first 32,768 eval tokens in windows of 256.
+// SPARQ_BENCH_MODELS=stories,sotu,demo picks models (by name prefix); SPARQ_BENCH_ROWS=label,label picks
+// rows by label prefix; SPARQ_BENCH_OUT names the results file (default bench/quant-methods-results.json).
 // Timings share 2 busy cores with other work: compare rows of one run, not runs. Writes
 // bench/quant-methods-results.json and prints each row.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,6 +67,8 @@ const HWPQ_ROWS: { label: string; recipe: Record<string, unknown> }[] = [
 ];
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+const rowFilter = process.env.SPARQ_BENCH_ROWS?.split(',');
+const wanted = (label: string) => !rowFilter || rowFilter.some((r) => label.startsWith(r));
 
 try {
   const gwqTable: Record<string, unknown>[] = [];
@@ -96,19 +100,19 @@ try {
     };
     const dense = await perplexity(m.dir);
     for (const bits of [3, 4]) {
-      for (const row of GWQ_ROWS) {
+      for (const row of GWQ_ROWS.filter((r) => wanted(`W${bits} ${r.label}`))) {
         const r = { model: m.name, dense, scheme: `W${bits} g${G}`, method: row.label, ...(await run(row.recipe(bits))) };
         console.log(JSON.stringify(r));
         gwqTable.push(r);
       }
     }
-    for (const row of HWPQ_ROWS) {
+    for (const row of HWPQ_ROWS.filter((r) => wanted(r.label))) {
       const r = { model: m.name, dense, method: row.label, ...(await run(row.recipe)) };
       console.log(JSON.stringify(r));
       hwpqTable.push(r);
     }
   }
-  writeFileSync(join(repo, 'bench', 'quant-methods-results.json'), `${JSON.stringify({ date: new Date().toISOString(), cpu: cpus()[0]?.model, calibration: '64×256 (gradients: first 16)', eval: '32,768 tokens, windows of 256', gwq: gwqTable, hwpq: hwpqTable }, null, 2)}\n`);
+  writeFileSync(process.env.SPARQ_BENCH_OUT ?? join(repo, 'bench', 'quant-methods-results.json'), `${JSON.stringify({ date: new Date().toISOString(), cpu: cpus()[0]?.model, calibration: '64×256 (gradients: first 16)', eval: '32,768 tokens, windows of 256', gwq: gwqTable, hwpq: hwpqTable }, null, 2)}\n`);
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
