@@ -102,7 +102,7 @@ interface LinearSlot {
 /** The calibration windows a run uses (none when no method needs any and no file was given). */
 async function calibrationWindows(options: CompressOptions, model: DecoderModel, assignments: Map<string, Assignment>) {
   const { config } = model;
-  const wanting = [...new Set([...assignments.values()].filter((a) => needsCalibration(a.method)).map((a) => a.method.name))];
+  const wanting = [...new Set([...assignments.values()].filter((a) => needsCalibration(a.method) && Object.values(needsWith(a.method, a.options)).some(Boolean)).map((a) => a.method.name))];
   const sources = [options.calibrationFile, options.calibrationTokens, options.calibrationWindows].filter((c) => c !== undefined).length;
   if (sources > 1) throw new InvalidArgumentError('give one of calibrationFile, calibrationTokens or calibrationWindows');
   if (wanting.length > 0 && sources === 0) {
