@@ -19,7 +19,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { packBsr, type BsrWeight } from '../tensor/packed.js';
 import { quantizeRtnAsync } from '../tensor/quant.js';
-import { topkMaskAsync } from '../tensor/ops.js';
+import { topkMaskAsync, unaryAsync } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
 import { sweepColumns } from './column-sweep.js';
@@ -47,13 +47,16 @@ export function checkOutlierFraction(where: string, value: unknown): number {
 
 /** Flat positions (ascending) of the `count` largest |x| of a matrix. */
 async function topPositions(x: Tensor, count: number, signal?: AbortSignal): Promise<Int32Array> {
-  const source = x.data as Float32Array;
-  const scores = new Float32Array(source.length);
-  for (let i = 0; i < source.length; ++i) scores[i] = Math.abs(source[i]);
-  const mask = (await topkMaskAsync(Tensor.fromTypedArray(scores, [1, source.length]), count, { signal })).data as Uint8Array;
+  const scores = await unaryAsync('abs', x.reshape([1, x.numel]), { signal });
+  const mask = (await topkMaskAsync(scores, count, { signal })).data as Uint8Array;
   const positions = new Int32Array(count);
   let next = 0;
-  for (let i = 0; i < mask.length; ++i) if (mask[i]) positions[next++] = i;
+  // The scan in chunks, so the event loop keeps running on big layers.
+  for (let start = 0; start < mask.length; start += 1 << 22) {
+    const end = Math.min(mask.length, start + (1 << 22));
+    for (let i = start; i < end; ++i) if (mask[i]) positions[next++] = i;
+    if (end < mask.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
   return positions;
 }
 

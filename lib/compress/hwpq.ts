@@ -97,6 +97,12 @@ function kthSmallest(values: Float64Array, k: number): number {
   return values[k];
 }
 
+/** Lets the event loop run between chunks of rows of the JS loops below (and checks for cancellation). */
+async function breathe(signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 /** The EWMA of log-scores, carried along the stream. */
 class LogEwma {
   mean = 0;
@@ -167,7 +173,7 @@ function pruneExactly(scores: Float32Array, begin: number, end: number, count: n
 }
 
 /** Per output channel FP8 E4M3: the decoded weight (pruned zeros stay 0) and the scales [out, 1]. */
-async function quantizeFp8(weight: Tensor, storageDType: string): Promise<{ weight: Tensor; scales: Tensor }> {
+async function quantizeFp8(weight: Tensor, storageDType: string, signal?: AbortSignal): Promise<{ weight: Tensor; scales: Tensor }> {
   const [rows, cols] = weight.shape;
   const w = weight.data as Float32Array;
   const scales = new Float32Array(rows);
@@ -181,6 +187,7 @@ async function quantizeFp8(weight: Tensor, storageDType: string): Promise<{ weig
   for (let r = 0; r < rows; ++r) {
     const s = stored[r];
     for (let c = 0; c < cols; ++c) w[r * cols + c] = Math.fround(roundFp8E4m3(w[r * cols + c] / s) * s) + 0;
+    if (r % 64 === 63) await breathe(signal);
   }
   return { weight, scales: Tensor.fromTypedArray(stored, [rows, 1]) };
 }
@@ -218,11 +225,15 @@ export const hwpq: CompressionMethod<HwpqOptions> = {
       const squares = requireStatistic(request, 'hwpq', 'inputSquares').data as Float32Array;
       const tokens = Math.max(1, request.stats?.tokens ?? 1);
       const scores = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; ++r) for (let c = 0; c < cols; ++c) scores[r * cols + c] = 0.5 * w[r * cols + c] ** 2 * ((2 / tokens) * squares[c]);
+      for (let r = 0; r < rows; ++r) {
+        for (let c = 0; c < cols; ++c) scores[r * cols + c] = 0.5 * w[r * cols + c] ** 2 * ((2 / tokens) * squares[c]);
+        if (r % 256 === 255) await breathe(signal);
+      }
       const prune = new Uint8Array(rows * cols);
       if (pattern.kind === 'nm') {
         const { n, m } = pattern;
         for (let start = 0; start < rows * cols; start += m) {
+          if (start % (m << 16) === 0) await breathe(signal);
           // The M − N lowest of each group (ties to the lower index).
           for (let t = 0; t < m; ++t) {
             let rank = 0;
@@ -240,10 +251,7 @@ export const hwpq: CompressionMethod<HwpqOptions> = {
           for (let r = 0; r < rows; ++r) {
             misses += pruneExactly(scores, r * cols, (r + 1) * cols, count, ewma.threshold(z), prune);
             for (let c = 0; c < cols; ++c) ewma.add(scores[r * cols + c]);
-            if (r % 256 === 255) {
-              signal?.throwIfAborted();
-              await new Promise<void>((resolve) => setImmediate(resolve));
-            }
+            if (r % 256 === 255) await breathe(signal);
           }
         } else {
           for (let i = 0; i < scores.length; ++i) ewma.add(scores[i]);
@@ -260,7 +268,7 @@ export const hwpq: CompressionMethod<HwpqOptions> = {
       mask = Tensor.fromTypedArray(keep, [rows, cols]);
     }
     if (options.format === 'fp8') {
-      const fp8 = await quantizeFp8(weight, storageDType ?? 'f32');
+      const fp8 = await quantizeFp8(weight, storageDType ?? 'f32', signal);
       return { weight: fp8.weight, ...(mask ? { mask } : {}), floatQuantized: { format: 'fp8-e4m3', scales: fp8.scales }, details: { ...details, format: 'fp8-e4m3 per channel' } };
     }
     if (!quantization) return { weight, ...(mask ? { mask } : {}), details };
