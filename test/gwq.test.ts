@@ -3,6 +3,7 @@
 // model: the driver's gradient pass keeps the top |∂L/∂W| of the dense model, the packed output (int4 +
 // CSR outliers) decodes to the dense output, and bad options are refused.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,5 +224,21 @@ describe('gwq on a whole model', function () {
     await assert.rejects(quantize({ model: model(), out: join(work, 'ct'), recipe, format: 'compressed-tensors', calibrationWindows: windows }), (e: Error) => e instanceof InvalidArgumentError && /compressed-tensors has no way to carry them/.test(e.message) && /model\.layers\.0\./.test(e.message));
     const w3 = parseRecipe({ method: 'gwq', quantize: { bits: 3, groupSize: 32 } });
     await assert.rejects(quantize({ model: model(), out: join(work, 'w3'), recipe: w3, format: 'packed', calibrationWindows: windows }), (e: Error) => e instanceof InvalidArgumentError && /4-bit codes/.test(e.message));
+  });
+
+  it('sparq quantize refuses bad GWQ/HWPQ flags with exit 1 and a message naming the flag (dist/ build)', () => {
+    const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', model(), '--out', join(work, 'cli'), ...args], { encoding: 'utf8' });
+    for (const [args, message] of [
+      [['--method', 'gwq', '--bits', '4', '--outliers', '0.7'], /--outliers: the outlier fraction must be in \[0, 0\.5\], got 0\.7/],
+      [['--method', 'gwq', '--bits', '4', '--outliers=-1'], /--outliers: .*-1/],
+      [['--method', 'gptq', '--bits', '4', '--outliers', '0.01'], /--outliers is GWQ's/],
+      [['--method', 'gptq', '--bits', 'fp8'], /--bits fp8 is HWPQ's/],
+      [['--method', 'hwpq', '--bits', 'fp8', '--group-size', '32'], /one scale per output channel/],
+      [['--method', 'gwq', '--bits', '4', '--sparsity', '0.5'], /gwq does not prune/],
+    ] as const) {
+      const result = cli([...args]);
+      assert.equal(result.status, 1, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message, args.join(' '));
+    }
   });
 });
