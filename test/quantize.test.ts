@@ -304,9 +304,9 @@ describe('quantize', function () {
       [['--method', 'rtn', '--bits', '4', '--group-size=-1'], /--group-size must be an integer >= 0, got '-1'/],
       [['--method', 'rtn', '--bits', '4', '--group-size', '32'], /model\.layers\.0\.mlp\.down_proj: its 172 inputs do not split into groups of 32, which vLLM requires; choose a --group-size that divides 172/],
       [['--method', 'rtn', '--bits', '3', '--group-size', '0', '--ignore', '*.down_proj'], /vLLM loads 4- and 8-bit pack-quantized weights only, not 3-bit; use --format dense/],
-      [['--method', 'rtn', '--bits', '4', '--format', 'gguf'], /--format must be one of dense, compressed-tensors, bsr-int4, got 'gguf'/],
+      [['--method', 'rtn', '--bits', '4', '--format', 'gguf'], /--format must be one of dense, compressed-tensors, packed, bsr-int4, got 'gguf'/],
       [['--method', 'rtn', '--bits', '4', '--act-order'], /activation order needs a method that quantizes with the Hessian/],
-      [['--method', 'awq', '--bits', '4'], /--method must be rtn, gptq or gqsa, got 'awq'/],
+      [['--method', 'awq', '--bits', '4'], /--method must be one of rtn, gptq, gwq, hwpq, gqsa, got 'awq'/],
       [['--method', 'gptq', '--bits', '4', '--sparsity', '0.5', '--prune-method', 'wanda'], /GPTQ prunes jointly only with sparsegpt/],
       [['--method', 'rtn', '--bits', '4', '--group-size', '0', '--ignore', '*.down_proj', '--ignore', 'model.layers.0.self_attn.q_proj'], /q_proj, model\.layers\.0\.self_attn\.k_proj, model\.layers\.0\.self_attn\.v_proj: vLLM runs these as one layer/],
     ];

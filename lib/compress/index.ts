@@ -7,13 +7,15 @@ import type { ExpertPruningMethod } from './expert-pruning.js';
 import { heapr } from './heapr.js';
 import { gptq } from './gptq.js';
 import { gqsa } from './gqsa.js';
+import { gwq } from './gwq.js';
+import { hwpq } from './hwpq.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gqsa };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gwq, hwpq, gqsa };
 
 /** Methods that prune routed experts as one model-level decision (expert-pruning.ts). */
 export const EXPERT_METHODS: Record<string, ExpertPruningMethod<any>> = { heapr, 'expert-drop': expertDrop, 'activation-atoms': activationAtoms };

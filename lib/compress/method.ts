@@ -4,6 +4,7 @@
 // A method returns compressed linears: the dense f32 weight the next block runs on, plus whatever the
 // writers need to store it compactly (mask, integer codes and their grid, kept rows/columns).
 import { InvalidArgumentError } from '../errors.js';
+import type { BsrWeight } from '../tensor/packed.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
 import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
@@ -14,6 +15,12 @@ export interface StatisticsNeeds {
   hessian?: boolean;
   /** Σ_t x_tj², [in] (Wanda's ‖X_j‖²): O(T·in) instead of the Hessian's O(T·in²). */
   inputSquares?: boolean;
+  /**
+   * ∂L/∂W of the language-model loss on the calibration windows (GWQ): the driver runs one streamed
+   * backward pass before the layer-wise loop and hands each linear's gradient to the method's
+   * `summarizeGradient`, keeping only the summary it returns (so memory stays bounded).
+   */
+  gradients?: boolean;
 }
 
 /** Calibration statistics of one linear layer's inputs X [T, in]. */
@@ -23,8 +30,19 @@ export interface LinearStatistics {
   hessian?: Tensor;
   /** Σ_t x_tj², f64 values in an f32 tensor [in]; present when the method asked for it. */
   inputSquares?: Tensor;
+  /** What the method's `summarizeGradient` kept of this linear's ∂L/∂W; present when it asked for gradients. */
+  gradient?: Tensor;
   /** Calibration tokens T behind the statistics (0: no token reached this linear, e.g. an idle expert). */
   tokens: number;
+}
+
+/** One linear's loss gradient, handed to a method's `summarizeGradient` during the gradient pass. */
+export interface GradientRequest<Options> {
+  name: string;
+  /** f32 [out, in], ∂L/∂W of the mean next-token loss over the gradient windows (lent: copy what you keep). */
+  gradient: Tensor;
+  options: Options;
+  signal?: AbortSignal;
 }
 
 /**
@@ -60,6 +78,12 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
+  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values;
+   * scales f32 [out, 1] (per output channel), exactly representable in the storage dtype. */
+  floatQuantized?: { format: 'fp8-e4m3'; scales: Tensor };
+  /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
+   * (whose value at each outlier is 0). */
+  outliers?: BsrWeight;
   /** Structural change, for methods that remove whole rows (outputs) or columns (inputs). */
   structure?: { keptRows?: Int32Array; keptColumns?: Int32Array };
   /**
@@ -76,8 +100,16 @@ export interface CompressedLinear {
 export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly name: string;
   readonly summary: string;
-  /** Calibration statistics the method needs; none means it is data-free. */
+  /** Calibration statistics the method may need (the union over its options); none means it is data-free. */
   readonly needs: StatisticsNeeds;
+  /** What it needs with these options, where that is less than `needs` (e.g. no Hessian for an RTN base). */
+  needsFor?(options: Options): StatisticsNeeds;
+  /** The floating-point format it quantizes to with these options (results in `floatQuantized`), if any. */
+  floatFormat?(options: Options): string | undefined;
+  /** Whether its results carry outliers beside the codes (CompressedLinear.outliers) with these options. */
+  keepsOutliers?(options: Options): boolean;
+  /** Methods that need gradients: what to keep of one linear's ∂L/∂W (e.g. the positions of its largest entries). */
+  summarizeGradient?(request: GradientRequest<Options>): Promise<Tensor>;
   readonly scope: MethodScope;
   /** Whether the method prunes (a recipe stage with a sparsity needs one that does). */
   readonly prunes: boolean;
@@ -181,7 +213,12 @@ export interface GroupRequest<Options> {
 
 /** Whether a method needs calibration data at all. */
 export function needsCalibration(method: CompressionMethod<any>): boolean {
-  return Boolean(method.needs.hessian || method.needs.inputSquares);
+  return Boolean(method.needs.hessian || method.needs.inputSquares || method.needs.gradients);
+}
+
+/** What a method needs with these options. */
+export function needsWith<Options>(method: CompressionMethod<Options>, options: Options): StatisticsNeeds {
+  return method.needsFor?.(options) ?? method.needs;
 }
 
 /** Rejects option keys a method does not know, naming the recipe field. */

@@ -211,6 +211,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     }
     const q = result.quantized;
     if (!q) throw new InvalidArgumentError(`${name}: planned as quantized, but the method returned no codes`);
+    if (result.outliers) throw new InvalidArgumentError(`${name}: its outliers cannot be stored in compressed-tensors (use --format packed or dense)`);
     await this.writeTensor(`${name}.weight_packed`, await packCodesAsync(q.codes, scheme.bits));
     await this.writeTensor(`${name}.weight_scale`, await q.scales.toAsync(dtype));
     if (!scheme.symmetric) await this.writeTensor(`${name}.weight_zero_point`, packZeroPoints(q.zeros!, scheme.bits));

@@ -12,7 +12,7 @@ import type { Checkpoint } from '../io/checkpoint.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { StagingFolder } from './staging.js';
 
-export const OUTPUT_FORMATS = ['dense', 'compressed-tensors'] as const;
+export const OUTPUT_FORMATS = ['dense', 'compressed-tensors', 'packed'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface ResumeState<Entry> {
@@ -118,11 +118,12 @@ export abstract class ModelFolderWriter<Entry> {
   }
 
   /** Adds the `sparq` key to config.json, writes report.json, and renames the folder into place. */
-  async commit(sparq: Record<string, unknown>, report: unknown): Promise<void> {
+  async commit(sparq: Record<string, unknown>, report: unknown, configKeys: Record<string, unknown> = {}): Promise<void> {
     await this.closeFiles();
     const configPath = this.staged.file('config.json');
     const config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
     config.sparq = sparq;
+    Object.assign(config, configKeys);
     await this.staged.guard(configPath, () => writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`));
     const reportPath = this.staged.file('report.json');
     await this.staged.guard(reportPath, () => writeFile(reportPath, `${JSON.stringify(report, null, 2)}\n`));

@@ -1,5 +1,8 @@
 // The layer-wise compression driver (llm-compressor's sequential pipeline, sparsegpt's llama_sequential).
 // It streams the model block by block and knows no method by name and none of their math: for each block
+//   0. (only when a method needs gradients) one streamed backward pass of the language-model loss over the
+//      first `gradientWindows` calibration windows, before the loop: each linear's ∂L/∂W goes to its
+//      method's summarizeGradient and only the summary is kept (autograd/decoder.ts streamGradients),
 //   1. load the block's weights (f32),
 //   2. capture: run the calibration hidden states through it, each group of linears that read the same
 //      input gathering exactly the statistics its methods declared (capture.ts),
@@ -16,13 +19,15 @@
 // linears see the outputs of already-compressed ones. Group-scope methods take theirs from the dense block.
 // Every forward runs on native async ops, with temporaries from an arena recycled per batch: the event
 // loop keeps running. Peak memory ≈ one block + the calibration hidden states + the block's statistics.
-import { needsCalibration, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
+import { makeBatch, streamGradients } from '../autograd/decoder.js';
+import { needsCalibration, needsWith, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
-import { bitsPerWeight, dtypeBits, roundToNearest } from '../compress/quantizer.js';
+import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed-tensors-folder.js';
 import { DenseFolder } from '../export/dense-folder.js';
+import { checkPackable, PackedOutputFolder } from '../export/packed-output-folder.js';
 import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../export/writer.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '../models/decoder.js';
@@ -60,6 +65,8 @@ export interface CompressOptions {
   nsamples?: number;
   seqLen?: number;
   seed?: number;
+  /** Windows the gradient pass runs on, as one batch (methods that need gradients; default 16). */
+  gradientWindows?: number;
   overwrite?: boolean;
   /** Continue an interrupted run into the same --out from its last finished block. */
   resume?: boolean;
@@ -100,6 +107,9 @@ export interface CompressProgress {
   stage: string;
 }
 
+/** Windows of the gradient pass by default: one batch, so memory ≈ (layers + 1) boundary states of them. */
+export const GRADIENT_WINDOWS = 16;
+
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function peakRssBytes(): number {
@@ -115,7 +125,7 @@ interface LinearSlot {
 /** The calibration windows a run uses (none when no method needs any and no file was given). */
 async function calibrationWindows(options: CompressOptions, model: DecoderModel, assignments: Map<string, Assignment>) {
   const { config } = model;
-  const wanting = [...new Set([...assignments.values()].filter((a) => needsCalibration(a.method)).map((a) => a.method.name))];
+  const wanting = [...new Set([...assignments.values()].filter((a) => needsCalibration(a.method) && Object.values(needsWith(a.method, a.options)).some(Boolean)).map((a) => a.method.name))];
   const sources = [options.calibrationFile, options.calibrationTokens, options.calibrationWindows].filter((c) => c !== undefined).length;
   if (sources > 1) throw new InvalidArgumentError('give one of calibrationFile, calibrationTokens or calibrationWindows');
   if (wanting.length > 0 && sources === 0) {
@@ -145,7 +155,23 @@ async function calibrationWindows(options: CompressOptions, model: DecoderModel,
 
 /** Refuses assignments the chosen output format cannot store, before any work is done. */
 async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>, vllmLoadable: boolean): Promise<void> {
+  for (const [name, a] of assignments) {
+    const float = a.method.floatFormat?.(a.options);
+    if (float && format !== 'dense') {
+      throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float}, and this build cannot write F8_E4M3 tensors (compressed-tensors' float-quantized format); use --format dense for the decoded weights`);
+    }
+  }
+  if (format === 'packed') {
+    if (![...assignments.values()].some((a) => a.quantization)) throw new InvalidArgumentError("--format packed stores int4 codes (and outliers), and the recipe quantizes nothing; use --format dense");
+    for (const [name, a] of assignments) if (a.quantization) checkPackable(name, a.quantization);
+    return;
+  }
   if (format !== 'compressed-tensors') return;
+  for (const [name, a] of assignments) {
+    if (a.method.keepsOutliers?.(a.options)) {
+      throw new InvalidArgumentError(`${name}: ${a.method.name} keeps outliers in 16-bit beside the codes, and compressed-tensors has no way to carry them; use --format packed (int4 + CSR outliers, for sparq generate) or --format dense`);
+    }
+  }
   if (![...assignments.values()].some((a) => a.quantization)) {
     throw new InvalidArgumentError("--format compressed-tensors stores quantized weights, and the recipe quantizes nothing; use --format dense (or add a quantize block)");
   }
@@ -179,6 +205,10 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
 async function openWriter(format: OutputFormat, input: Checkpoint, options: CompressOptions, linears: LinearSlot[], assignments: Map<string, Assignment>, runFingerprint: string, lmHead: string): Promise<ModelFolderWriter<LinearReportEntry>> {
   const common = { overwrite: options.overwrite, resume: options.resume, fingerprint: runFingerprint };
   if (format === 'dense') return DenseFolder.begin<LinearReportEntry>(input, options.out, common);
+  if (format === 'packed') {
+    const blocks = Array.from({ length: Math.max(0, ...linears.map((l) => l.block + 1)) }, (_, b) => linears.filter((l) => l.block === b).map((l) => l.name));
+    return PackedOutputFolder.beginPacked<LinearReportEntry>(input, options.out, blocks, common);
+  }
   const quantized = new Map([...assignments].filter(([, a]) => a.quantization).map(([name, a]) => [name, a.quantization!]));
   return CompressedTensorsFolder.begin<LinearReportEntry>(input, options.out, { quantized, linears: [...linears.map((l) => l.name), lmHead.replace(/\.weight$/, '')] }, common);
 }
@@ -270,7 +300,10 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
 
 /** One run of the driver: the steps in the file comment, one method each. */
 class CompressionRun {
-  private readonly stageSeconds = { propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+  private readonly stageSeconds = { gradients: 0, propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+  /** Each linear's gradient summary (methods that need gradients), and the tokens behind them. */
+  private readonly gradientSummaries = new Map<string, Tensor>();
+  private gradientTokens = 0;
   private readonly entries: LinearReportEntry[];
   private readonly sequentialByLinear: boolean;
   private readonly startBlock: number;
@@ -294,7 +327,7 @@ class CompressionRun {
     this.sequentialByLinear = options.recipe.sequential === 'linear';
     this.startBlock = writer.resumed?.blocksDone ?? 0;
     const passesPerBlock = plan.windows.length > 0 ? (this.sequentialByLinear ? 4 : 1) + 1 : 0;
-    let steps = options.evalTokens ? 2 : 0;
+    let steps = (options.evalTokens ? 2 : 0) + (this.wantsGradients().size > 0 && plan.windows.length > 0 ? 1 : 0);
     for (let b = 0; b < model.config.layers; ++b) {
       steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
     }
@@ -305,6 +338,7 @@ class CompressionRun {
     const { options, model, writer } = this;
     const before = options.evalTokens ? ((writer.resumed?.extra.evalBefore as PerplexityResult | undefined) ?? (await this.evaluate(options.model, 'eval before'))) : undefined;
     if (before && writer.resumed) this.progress(0, 'eval before (from the interrupted run)');
+    await this.gatherGradients();
     await this.embedCalibration();
     await this.replayFinishedBlocks();
     for (let b = this.startBlock; b < model.config.layers; ++b) {
@@ -364,6 +398,50 @@ class CompressionRun {
     }
   }
 
+  /** The linears whose method needs gradients with its options, in blocks not finished yet. */
+  private wantsGradients(): Map<string, Assignment> {
+    const wanting = new Map<string, Assignment>();
+    const done = new Set(this.plan.linears.filter((l) => l.block < this.startBlock).map((l) => l.name));
+    for (const [name, a] of this.plan.assignments) if (!done.has(name) && needsWith(a.method, a.options).gradients) wanting.set(name, a);
+    return wanting;
+  }
+
+  /** Step 0 of the file comment: one streamed backward pass, keeping what each method summarizes. */
+  private async gatherGradients(): Promise<void> {
+    const wanting = this.wantsGradients();
+    if (wanting.size === 0 || this.plan.windows.length === 0) return;
+    const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? this.options.recipe.calibration?.gradientWindows ?? GRADIENT_WINDOWS));
+    const batch = makeBatch(this.plan.windows.slice(0, count));
+    const signal = this.signal;
+    await this.timed('gradients', () =>
+      streamGradients(this.model, batch, {
+        signal,
+        onGradients: async (part, gradients) => {
+          if (part.kind !== 'block') return;
+          for (const [tensor, gradient] of gradients) {
+            const name = tensor.endsWith('.weight') ? tensor.slice(0, -'.weight'.length) : '';
+            const a = wanting.get(name);
+            if (!a) continue;
+            if (!Number.isFinite(await dotAsync(gradient, gradient, { signal }))) {
+              throw new NonFiniteError(`the loss gradient of ${name} holds NaN or infinite values (the calibration windows overflowed float32 in the backward pass)`);
+            }
+            this.gradientSummaries.set(name, await a.method.summarizeGradient!({ name, gradient, options: a.options, signal }));
+          }
+        },
+      }),
+    );
+    this.gradientTokens = batch.targets.numel;
+    this.progress(0, 'gradients');
+  }
+
+  /** A linear's statistics with its gradient summary added, where its method asked for one. */
+  private withGradient(name: string, stats: LinearStatistics | undefined): LinearStatistics | undefined {
+    const gradient = this.gradientSummaries.get(name);
+    if (!gradient) return stats;
+    this.gradientSummaries.delete(name);
+    return { ...(stats ?? { tokens: this.gradientTokens }), gradient };
+  }
+
   /** The calibration windows' hidden states, in batches of about 2048 rows (a window's rows stay together). */
   private async embedCalibration(): Promise<void> {
     const { windows, seqLen } = this.plan;
@@ -418,9 +496,9 @@ class CompressionRun {
       for (const role of group.roles) {
         const entry = assigned.get(role);
         if (!entry) continue;
-        const method = entry.assignment.method;
-        merged.hessian ||= Boolean(method.needs.hessian) || this.plan.measure === true;
-        merged.inputSquares ||= Boolean(method.needs.inputSquares);
+        const needs = needsWith(entry.assignment.method, entry.assignment.options);
+        merged.hessian ||= Boolean(needs.hessian) || this.plan.measure === true;
+        merged.inputSquares ||= Boolean(needs.inputSquares);
       }
       if (merged.hessian || merged.inputSquares) needs.set(group.name, merged);
     }
@@ -482,7 +560,7 @@ class CompressionRun {
           const entry = linearAssigned.get(role);
           if (!entry) continue;
           this.check();
-          this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, statistics.get(group.name)));
+          this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, this.withGradient(entry.name, statistics.get(group.name))));
           this.progress(block.index, entry.name);
         }
         statistics.delete(group.name);
@@ -544,7 +622,8 @@ class CompressionRun {
 
   /** A linear-scope method (or its declared fallback, where no calibration token reached the linear). */
   private async runMethod(name: string, weight: Tensor, assignment: Assignment, stats: LinearStatistics | undefined, storageDType: string): Promise<MethodRun> {
-    const starved = needsCalibration(assignment.method) && (!stats || stats.tokens === 0);
+    const needs = needsWith(assignment.method, assignment.options);
+    const starved = Boolean(needs.hessian || needs.inputSquares || needs.gradients) && (!stats || stats.tokens === 0);
     const method = starved ? assignment.fallback : assignment.method;
     if (!method) throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
     const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;
@@ -586,8 +665,8 @@ class CompressionRun {
   private async finish(block: DecoderBlock, role: string, name: string, assignment: Assignment, original: Tensor, stats: LinearStatistics | undefined, run: MethodRun, storageDType: string, startedAt: number): Promise<LinearReportEntry> {
     const signal = this.signal;
     let result = run.result;
-    let quantizer: string | undefined = assignment.quantization && result.quantized ? run.method.name : undefined;
-    if (assignment.quantization && !result.quantized) {
+    let quantizer: string | undefined = assignment.quantization && (result.quantized || result.floatQuantized) ? run.method.name : undefined;
+    if (assignment.quantization && !result.quantized && !result.floatQuantized) {
       const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
       result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
       quantizer = `rtn after ${run.method.name}`;
@@ -611,7 +690,13 @@ class CompressionRun {
       shape: [...weight.shape],
       sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
       ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
-      bitsPerWeight: result.storedBitsPerWeight ?? (result.quantized ? bitsPerWeight(result.quantized, storageDType) : dtypeBits(storageDType)),
+      bitsPerWeight: result.storedBitsPerWeight ?? (result.quantized
+        ? bitsPerWeight(result.quantized, storageDType) + outlierBits(result.outliers?.blockCols.numel ?? 0, weight.shape[0]) / weight.numel
+        : result.floatQuantized
+          ? 8 + dtypeBits(storageDType) / weight.shape[1]
+          : dtypeBits(storageDType)),
+      ...(result.floatQuantized ? { floatFormat: result.floatQuantized.format } : {}),
+      ...(result.outliers ? { outliers: result.outliers.blockCols.numel } : {}),
       relativeError: error,
       seconds: (performance.now() - startedAt) / 1000,
       ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),

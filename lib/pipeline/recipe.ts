@@ -17,7 +17,7 @@
 //   options: { damp: 0.01 }
 //   fallback: magnitude          # for linears no calibration token reached (default: the method's own)
 //   sequential: block            # or linear
-//   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }
+//   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }   # + gradientWindows: 16 (methods that need gradients)
 // A stage with `quantize` whose method does not quantize rounds the method's result to the grid (RTN).
 import { parse as parseYaml } from 'yaml';
 import { getMethod, METHODS } from '../compress/index.js';
@@ -52,7 +52,7 @@ export interface RecipeStage {
 export interface Recipe {
   stages: RecipeStage[];
   sequential?: 'block' | 'linear';
-  calibration?: { nsamples?: number; seqLen?: number; seed?: number };
+  calibration?: { nsamples?: number; seqLen?: number; seed?: number; gradientWindows?: number };
 }
 
 /** What one linear layer gets. */
@@ -184,12 +184,13 @@ export function parseRecipe(raw: unknown, source = 'recipe'): Recipe {
   let calibration: Recipe['calibration'];
   if (raw.calibration !== undefined) {
     if (!isObject(raw.calibration)) throw new InvalidArgumentError(`${source}.calibration: expected an object, got ${describe(raw.calibration)}`);
-    checkKeys(raw.calibration, ['nsamples', 'seqLen', 'seed'], `${source}.calibration`);
+    checkKeys(raw.calibration, ['nsamples', 'seqLen', 'seed', 'gradientWindows'], `${source}.calibration`);
     const c = raw.calibration;
     calibration = {
       nsamples: c.nsamples === undefined ? undefined : checkInteger(`${source}.calibration.nsamples`, c.nsamples, 1),
       seqLen: c.seqLen === undefined ? undefined : checkInteger(`${source}.calibration.seqLen`, c.seqLen, 2),
       seed: c.seed === undefined ? undefined : checkInteger(`${source}.calibration.seed`, c.seed, 0, 2 ** 32 - 1),
+      ...(c.gradientWindows === undefined ? {} : { gradientWindows: checkInteger(`${source}.calibration.gradientWindows`, c.gradientWindows, 1) }),
     };
   }
   return { stages, sequential, calibration };

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DEMO_PROFILES, formatTable, runDemo, type DemoOptions } from '../../demo/demo.js';
+import { DEMO_PROFILES, formatQuantizationTable, formatTable, runDemo, type DemoOptions } from '../../demo/demo.js';
 import { formatMoeTable, MOE_DEMO_PROFILES, runMoeDemo } from '../../demo/moe-demo.js';
 import { AbortError } from '../../errors.js';
 import { parseFlags, type Command } from '../command.js';
@@ -54,8 +54,11 @@ async function run(args: string[]): Promise<void> {
     if (values.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
-      const table = 'statisticsSeconds' in report ? formatMoeTable(report) : formatTable(report);
-      process.stdout.write(`\n${table}\nwrote ${values.out}/report.json and ${values.out}/perplexity.svg in ${report.seconds.toFixed(0)} s\n`);
+      if ('statisticsSeconds' in report) {
+        process.stdout.write(`\n${formatMoeTable(report)}\nwrote ${values.out}/report.json and ${values.out}/perplexity.svg in ${report.seconds.toFixed(0)} s\n`);
+      } else {
+        process.stdout.write(`\n${formatTable(report)}\n${formatQuantizationTable(report)}\nwrote ${values.out}/report.json, perplexity.svg and quantization.svg in ${report.seconds.toFixed(0)} s\n`);
+      }
     }
   } catch (error) {
     bar.done();
@@ -72,8 +75,10 @@ export const demoCommand: Command = {
   usage: `demo [--out DIR] [--moe] [--quick] [--retrain] [--cache-dir DIR] [--json]
                    the whole product with nothing but npm: trains a small Llama on State-of-the-
                    Union text (cached for the next run), prunes it with magnitude, Wanda, SparseGPT
-                   and ALPS at several sparsities, prints a perplexity table and writes report.json
-                   and perplexity.svg to --out (default ./sparq-demo); --quick runs a tiny version;
+                   and ALPS at several sparsities, quantizes it with RTN, GPTQ, GWQ (W4/W3 g32) and
+                   HWPQ (FP8), prints perplexity tables and writes report.json, perplexity.svg
+                   (against sparsity) and quantization.svg (against bits per weight) to --out
+                   (default ./sparq-demo); --quick runs a tiny version;
                    --moe trains a small Qwen3-MoE (8 experts, top-2, with the router's load-balancing
                    loss) instead and prunes 10–50% of its routed-expert parameters with HEAPr (global
                    and per-layer), activation-ranked atoms and frequency-based expert dropping`,
