@@ -1,6 +1,7 @@
 // The compression methods by name.
 import { InvalidArgumentError } from '../errors.js';
 import { alps } from './alps.js';
+import { elsa } from './elsa.js';
 import { gptq } from './gptq.js';
 import { magnitude } from './magnitude.js';
 import { rtn } from './rtn.js';
@@ -8,7 +9,7 @@ import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq };
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

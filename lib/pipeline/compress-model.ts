@@ -31,6 +31,7 @@ import { sparqVersion } from '../version.js';
 import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
 import { captureStatistics, type CalibrationBatch } from './capture.js';
 import { assignLinears, type Assignment, type Recipe } from './recipe.js';
+import { modelScopeAssignment, runModelScope, trainingTokens } from './model-scope.js';
 import { summarize, type CompressReport, type LinearReportEntry } from './report.js';
 
 export interface CompressOptions {
@@ -71,10 +72,13 @@ export interface CompressOptions {
 export interface CompressProgress {
   step: number;
   steps: number;
+  /** The block being worked on; -1 for a model-scope method, which works on all blocks at once. */
   block: number;
   blocks: number;
-  /** What is running: 'calibrating', a linear's name, 'eval before', … */
+  /** What is running: 'calibrating', a linear's name, 'eval before', a training step's loss, … */
   stage: string;
+  /** A log line worth keeping (a model-scope method's per-interval summary), printed as it comes. */
+  line?: string;
 }
 
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -168,6 +172,8 @@ interface RunPlan {
   seqLen: number;
   settings: { nsamples: number; seqLen: number; seed: number };
   measure: boolean | 'auto';
+  /** Set when the recipe's method works on the whole model (scope 'model'): it, and the text to train on. */
+  modelScope?: { assignment: Assignment; tokens: Int32Array };
 }
 
 type Assigned = Map<string, { name: string; assignment: Assignment }>;
@@ -187,6 +193,13 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
       throw new UnsupportedFormatError(`${options.model} is already quantized (compressed-tensors); compress the original model instead of quantizing twice`);
     }
     const plan = await planRun(options, model);
+    if (plan.modelScope) {
+      const { assignment, tokens } = plan.modelScope;
+      if (plan.format !== 'dense') throw new InvalidArgumentError(`${assignment.method.name} writes the dense format only (prune's output); quantize its result in a second run`);
+      writer = await openWriter(plan.format, model.checkpoint as Checkpoint, options, plan.linears, plan.assignments, fingerprint([options.model, plan.format, options.recipe, options.seqLen ?? null, options.seed ?? null, options.evalTokens?.length ?? 0], [tokens]), model.layout.lmHead);
+      const linears = plan.linears.filter((l) => plan.assignments.has(l.name));
+      return await runModelScope(options, model, linears, assignment, tokens, writer as DenseFolder<LinearReportEntry>, started);
+    }
     writer = await openWriter(
       plan.format,
       model.checkpoint as Checkpoint,
@@ -218,6 +231,11 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
     if (a.pattern) checkPatternFits(a.pattern, info.shape, name);
   }
   await checkFormat(format, model, assignments);
+  const scoped = modelScopeAssignment(assignments);
+  if (scoped) {
+    const tokens = await trainingTokens(options, config.vocabSize);
+    return { format, linears, assignments, windows: [], seqLen: 0, settings: { nsamples: 0, seqLen: 0, seed: 0 }, measure: false, modelScope: { assignment: scoped, tokens } };
+  }
   const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
   return { format, linears, assignments, windows, seqLen, settings, measure: options.measureError ?? 'auto' };
 }
