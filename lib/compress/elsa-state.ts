@@ -140,9 +140,10 @@ class Fp8Store implements StoredTensor {
     const data = value.data as Float32Array;
     let max = 0;
     for (let i = 0; i < data.length; ++i) max = Math.max(max, Math.abs(data[i]));
-    this.scale = max > 0 ? max / E4M3_MAX : 0;
+    // The scale is kept as the f32 a checkpoint stores, so a resumed run decodes the same values.
+    this.scale = Math.fround(max / E4M3_MAX);
     const codes = this.codes.data as Uint8Array;
-    const inverse = max > 0 ? E4M3_MAX / max : 0;
+    const inverse = this.scale > 0 ? 1 / this.scale : 0;
     for (let i = 0; i < data.length; ++i) codes[i] = encodeE4M3(data[i] * inverse);
   }
   tensors(prefix: string): [string, Tensor][] {
