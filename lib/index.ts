@@ -38,7 +38,8 @@ export { inspectModel, type LinearReport, type ModelReport } from './models/insp
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
-export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
+export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodCheckpoint, MethodScope, ModelRequest, ModelResult, StatisticsNeeds } from './compress/method.js';
+export { elsa, ELSA_DEFAULTS, estimateElsaMemory, lambdaAt, type ElsaLogEntry, type ElsaOptions } from './compress/elsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
 export { compressModel, type CompressOptions, type CompressProgress } from './pipeline/compress-model.js';

@@ -6,7 +6,7 @@
 // name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
 // other than the default `*` names them.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | elsa | rtn | gptq
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
 //   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]
@@ -102,7 +102,7 @@ function checkWork(method: CompressionMethod<any>, options: unknown, sparsity: u
   if (sparsity === undefined && quantize === undefined) {
     throw new InvalidArgumentError(`${where}: give a sparsity (e.g. 0.5, "50%" or "2:4"), a quantize block (e.g. { bits: 4 }), or both`);
   }
-  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq)`);
+  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq; elsa prunes only)`);
   if (sparsity === undefined && method.requiresSparsity) throw new InvalidArgumentError(`${where}.sparsity: required by ${method.name} (e.g. 0.5, "50%" or "2:4")`);
   if (quantize !== undefined) {
     const scheme = parseQuantization(quantize, `${where}.quantize`);
