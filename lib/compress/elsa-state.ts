@@ -24,11 +24,28 @@ export type MomentBits = (typeof MOMENT_BITS)[number];
 export const SPLIT_BYTES: Record<SplitStorage, number> = { f32: 4, bf16: 2, fp8: 1 };
 export const MOMENT_BYTES: Record<MomentBits, number> = { 32: 8, 8: 2 };
 
+/**
+ * Reusable decode buffers, one per role, grown to the largest tensor: a decoded value lives only until the
+ * next decode of the same role, so Elsa-L never holds more than one tensor's worth of f32 per role (fresh
+ * arrays per tensor and step would leave the garbage collector a model's worth to catch up on).
+ */
+const scratch = new Map<string, Float32Array>();
+function scratchTensor(role: string, shape: readonly number[]): Tensor {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  let buffer = scratch.get(role);
+  if (!buffer || buffer.length < numel) {
+    buffer = new Float32Array(numel);
+    scratch.set(role, buffer);
+  }
+  return Tensor.fromTypedArray(buffer.subarray(0, numel), shape);
+}
+
 /** A tensor kept in some storage format, decoded to f32 for use and encoded back after. */
 export interface StoredTensor {
   readonly shape: number[];
-  /** The value as f32: the stored tensor itself for f32 storage (writes to it persist), else a fresh decoded copy. */
-  read(): Tensor;
+  /** The value as f32: the stored tensor itself for f32 storage (writes to it persist), else a decoded copy
+   * in the buffer of `role`, valid until the next read with that role. */
+  read(role: string): Tensor;
   /** Stores an f32 value (the same tensor `read` returned is fine). */
   write(value: Tensor): void;
   /** The stored form, for checkpoints. */
@@ -48,7 +65,7 @@ class F32Store implements StoredTensor {
   constructor(readonly shape: number[]) {
     this.value = Tensor.zeros(shape);
   }
-  read(): Tensor {
+  read(_role: string): Tensor {
     return this.value;
   }
   write(value: Tensor): void {
@@ -67,8 +84,13 @@ class Bf16Store implements StoredTensor {
   constructor(readonly shape: number[]) {
     this.bits = Tensor.zeros(shape, 'bf16');
   }
-  read(): Tensor {
-    return this.bits.to('f32');
+  read(role: string): Tensor {
+    const out = scratchTensor(role, this.shape);
+    const bits = this.bits.data as Uint16Array;
+    const values = out.data as Float32Array;
+    const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    for (let i = 0; i < bits.length; ++i) words[i] = bits[i] << 16; // bf16 is the top half of an f32
+    return out;
   }
   write(value: Tensor): void {
     this.bits = value.to('bf16');
@@ -128,13 +150,14 @@ class Fp8Store implements StoredTensor {
   constructor(readonly shape: number[]) {
     this.codes = Tensor.zeros(shape, 'u8');
   }
-  read(): Tensor {
+  read(role: string): Tensor {
     const codes = this.codes.data as Uint8Array;
-    const out = new Float32Array(codes.length);
+    const result = scratchTensor(role, this.shape);
+    const out = result.data as Float32Array;
     const table = new Float32Array(256);
     for (let c = 0; c < 256; ++c) table[c] = decodeE4M3(c) * this.scale;
     for (let i = 0; i < codes.length; ++i) out[i] = table[codes[i]];
-    return Tensor.fromTypedArray(out, this.shape);
+    return result;
   }
   write(value: Tensor): void {
     const data = value.data as Float32Array;
@@ -227,20 +250,23 @@ class BlockwiseMoments implements Moments {
   private decodeM(): Tensor {
     const codes = this.mCodes.data as Int8Array;
     const scales = this.mScales.data as Float32Array;
-    const out = new Float32Array(codes.length);
+    const result = scratchTensor('adam.m', this.shape);
+    const out = result.data as Float32Array;
     for (let i = 0; i < codes.length; ++i) out[i] = (scales[(i / MOMENT_BLOCK) | 0] * codes[i]) / 127;
-    return Tensor.fromTypedArray(out, this.shape);
+    return result;
   }
 
+  /** Decoded into a shared buffer: valid until the next decode of any 8-bit second moment. */
   secondMoment(): Tensor {
     const codes = this.vCodes.data as Uint8Array;
     const scales = this.vScales.data as Float32Array;
-    const out = new Float32Array(codes.length);
+    const result = scratchTensor('adam.v', this.shape);
+    const out = result.data as Float32Array;
     for (let i = 0; i < codes.length; ++i) {
       const q = codes[i] / 255;
       out[i] = scales[(i / MOMENT_BLOCK) | 0] * q * q * q * q;
     }
-    return Tensor.fromTypedArray(out, this.shape);
+    return result;
   }
 
   private encode(m: Tensor, v: Tensor): void {

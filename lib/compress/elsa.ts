@@ -287,8 +287,8 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
       const x = parameters.get(s.weight)!;
       const d = Tensor.fromTypedArray(scratch.subarray(0, x.numel), x.shape);
       (d.data as Float32Array).set(x.data as Float32Array);
-      await axpyAsync(-1, s.z.read(), d, { signal });
-      await axpyAsync(1, s.u.read(), d, { signal });
+      await axpyAsync(-1, s.z.read('z'), d, { signal });
+      await axpyAsync(1, s.u.read('u'), d, { signal });
       await axpyAsync(lambda, d, taskGradients.get(s.weight)!, { signal });
     }
     t += 1;
@@ -304,7 +304,7 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
       const newLambda = lambdaAt(o, t);
       for (const s of splits) {
         const x = parameters.get(s.weight)!;
-        const u = s.u.read();
+        const u = s.u.read('u');
         await axpyAsync(1, x, u, { signal }); // u ← x + u
         const z = await project(u, s.pattern, o.projection === 'objective' ? state.get(s.weight)?.secondMoment() : undefined, signal);
         await axpyAsync(-1, z, u, { signal }); // u ← (u + x) − z
