@@ -179,6 +179,17 @@ describe('elsa', () => {
     }
   });
 
+  it('starts from any model: warm-started from a SparseGPT-pruned folder, x starts on S and the first violation is far smaller', async function () {
+    this.timeout(120_000);
+    const pruned = outDir('sparsegpt');
+    await prune({ model: stories(), out: pruned, recipe: parseRecipe({ method: 'sparsegpt', sparsity: 0.8 }, 'r'), calibrationFile: calib(), nsamples: 8, seqLen: 64 });
+    const fromDense = await prune(options('0.8'));
+    const warm = await prune({ ...options('0.8'), model: pruned });
+    const first = (r: typeof warm) => (r.training as { log: { violation: number }[] }).log[0].violation;
+    assert.ok(first(warm) < 0.5 * first(fromDense), `warm ${first(warm)} vs dense ${first(fromDense)}`);
+    for (const l of warm.linears) assert.ok(Math.abs(l.sparsity - 0.8) < 1e-3, l.name);
+  });
+
   it('resumes from its last interval checkpoint (x, z, u, Adam state) with the same bytes as an uninterrupted run, also for Elsa-L', async function () {
     this.timeout(180_000);
     for (const extra of [{}, { splitStorage: 'fp8', momentBits: 8 }]) {

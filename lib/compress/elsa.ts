@@ -22,9 +22,12 @@
 // constant learning rate, no weight decay, β = (0.9, 0.999), ε = 1e-8 (Adam's defaults); λ schedules
 // run from `lambda` to `lambdaFinal` (linear or cosine in t/steps), evaluated at each z-step.
 // Defaults are for the small models sparq ships and measures (bench/elsa.ts: a grid on stories260K at
-// 90%): λ 0.5, lr 1e-3, interval 16, 400 steps of 8 × 256 tokens, clip 1. The paper's 7B recipe (lr 2e-4,
-// λ 0.01, interval 32, 4096 steps of 8 × 2048) leaves small models far from S, and its last projection
-// then destroys them.
+// 90%): λ 0.5, lr 4e-3, interval 16, 400 steps of 8 × 256 tokens, clip 1. With Adam every weight moves
+// about lr per step whatever λ is, while u grows by x − z per interval: lr·interval must be a fair
+// fraction of the weights' size or u winds up and x never reaches S (lr 1e-3 left ‖x − z‖/‖x‖ near 0.6
+// after 400 steps on stories260K, whose weights are ~0.1; 4e-3 brought it under 0.1). The paper's 7B
+// recipe (lr 2e-4, λ 0.01, interval 32, 4096 steps of 8 × 2048) leaves small models far from S, and its
+// last projection then destroys them.
 // Elsa-L (`splitStorage: 'bf16' | 'fp8'`, `momentBits: 8`): z and u, and Adam's m and v, stored small
 // (elsa-state.ts) and decoded one tensor at a time for each update.
 // Budget: a short training run — steps × batch × seqLen tokens (409,600 by default), not 128 windows.
@@ -79,7 +82,7 @@ export const ELSA_DEFAULTS: ElsaOptions = {
   steps: 400,
   batch: 8,
   seqLen: 256,
-  lr: 1e-3,
+  lr: 4e-3,
   lambda: 0.5,
   lambdaFinal: NaN,
   lambdaSchedule: 'constant',
