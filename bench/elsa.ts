@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, loadTokenizer, parseRecipe, prune, writeRandomLlama } from '../lib/index.js';
 import { DecoderModel } from '../lib/models/decoder.js';
-import { elsaWindows } from '../lib/compress/elsa.js';
+import { ELSA_DEFAULTS, elsaWindows } from '../lib/compress/elsa.js';
 import { readTextFile } from '../lib/io/text.js';
 import { python, repo, runJson, writeCalibration } from './util.js';
 
@@ -131,7 +131,7 @@ try {
     const ours = elsaRun(sotu, '0.9', { steps, interval: 4, checkpointIntervals: 0 }, undefined);
     const oursTimed = (ours.stepSeconds as number[]).slice(1); // stamps start after step 1: drop one more warm-up step
     const sparqStepsPerSecond = oursTimed.length / oursTimed.reduce((a, b) => a + b, 0);
-    const torch = runJson(python, [join(repo, 'bench', 'torch_elsa.py'), sotu.dir, '--windows', windowsFile, '--sparsity', '0.9', '--steps', String(steps), '--warmup', '2', '--threads', String(threads), '--interval', '4']);
+    const torch = runJson(python, [join(repo, 'bench', 'torch_elsa.py'), sotu.dir, '--windows', windowsFile, '--sparsity', '0.9', '--steps', String(steps), '--warmup', '2', '--threads', String(threads), '--interval', '4', '--lr', String(ELSA_DEFAULTS.lr), '--lmda', String(ELSA_DEFAULTS.lambda), '--grad-clip', String(ELSA_DEFAULTS.gradClip)]);
     results.speed = { model: 'sotu-llama', batch: 8, seqLen: 256, steps, warmup: 2, interval: 4, sparqStepsPerSecond, torch, speedup: sparqStepsPerSecond / torch.steps_per_second, sparqViolations: ours.violations, torchViolations: torch.violations };
     console.log(`Elsa step on sotu-llama (8 × 256, ${threads} threads): sparq ${sparqStepsPerSecond.toFixed(3)} steps/s, torch ${torch.steps_per_second?.toFixed(3) ?? torch.error} → ${(sparqStepsPerSecond / torch.steps_per_second).toFixed(2)}×`);
     console.log(`violations per interval: sparq ${JSON.stringify(ours.violations)}, torch ${JSON.stringify(torch.violations?.map((v: number) => Number(v.toFixed(4))))}`);
