@@ -39,8 +39,9 @@ export { inspectModel, type LinearReport, type ModelReport } from './models/insp
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
-export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, ScaleTuning, StatisticsNeeds } from './compress/method.js';
+export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodCheckpoint, MethodScope, ModelRequest, ModelResult, ScaleTuning, StatisticsNeeds } from './compress/method.js';
 export { checkGqsaLayer, selectGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
+export { elsa, ELSA_DEFAULTS, estimateElsaMemory, lambdaAt, type ElsaLogEntry, type ElsaOptions } from './compress/elsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
 export { compressModel, type CompressOptions, type CompressProgress, type RunPoint } from './pipeline/compress-model.js';

@@ -63,6 +63,10 @@ function printReport(report: TunedCompressReport): void {
       `${t.compressedParameters.toLocaleString('en-US')} weights)${t.bitsPerWeight !== null ? `, ${t.bitsPerWeight.toFixed(3)} bits per weight (${t.quantizedLinears} quantized)` : ''} ` +
       `in ${t.seconds.toFixed(1)} s, peak RSS ${(t.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,
   );
+  if (report.training) {
+    const t = report.training as { steps: number; tokensSeen: number; seconds: number; finalLoss: number; finalViolation: number };
+    out.write(`trained ${t.steps} steps on ${t.tokensSeen.toLocaleString('en-US')} tokens in ${t.seconds.toFixed(1)} s; final loss ${t.finalLoss.toFixed(4)}, ‖x − z‖/‖x‖ ${t.finalViolation.toExponential(2)} before the last projection\n`);
+  }
   if (report.perplexityBefore !== undefined) out.write(`perplexity ${report.perplexityBefore.toFixed(4)} → ${report.perplexityAfter!.toFixed(4)}\n`);
   if (report.scaleTuning) {
     const st = report.scaleTuning;
@@ -70,6 +74,12 @@ function printReport(report: TunedCompressReport): void {
   }
   if (report.packed) out.write(`packed as bsr-int4 (blocks of ${report.packed.blockSize}): safetensors ${(report.packed.fileBytesAfter / 2 ** 20).toFixed(2)} MiB\n`);
   out.write(`wrote ${report.out} (${report.format}; report.json inside)\n`);
+}
+
+/** A model-scope method's run in the JSON line: its numbers, without the per-interval log (report.json has it). */
+function trainingSummary(training: Record<string, unknown>): Record<string, unknown> {
+  const { log: _log, ...rest } = training;
+  return rest;
 }
 
 /** Runs a compression from the command line and prints its report (or one JSON line). */
@@ -97,7 +107,10 @@ export async function runCompression(command: string, values: RunValues, recipe:
         evalSeqLen: positiveInteger(command, 'eval-seq-len', values['eval-seq-len'], 2),
         evalMaxTokens: positiveInteger(command, 'eval-max-tokens', values['eval-max-tokens']),
         measureError: values['skip-error'] ? false : values['measure-error'] ? true : 'auto',
-        onProgress: ({ step, steps, block, blocks, stage }) => bar.update(step, steps, `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}`),
+        onProgress: ({ step, steps, block, blocks, stage, line }) => {
+          if (line !== undefined) process.stderr.write(`${line}\n`);
+          bar.update(step, steps, block >= 0 ? `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}` : stage);
+        },
         onTuneStep: (step, steps, loss) => bar.update(step, steps, `end-to-end scale tuning, loss ${loss.toFixed(4)}`),
         signal,
       }).catch((error: unknown) => {
@@ -123,6 +136,7 @@ export async function runCompression(command: string, values: RunValues, recipe:
         resumed_at_block: report.totals.resumedAtBlock,
         ...(report.scaleTuning ? { scale_tuning: { steps: report.scaleTuning.steps, loss_before: report.scaleTuning.lossBefore, loss_after: report.scaleTuning.lossAfter, kept: report.scaleTuning.kept } } : {}),
         ...(report.packed ? { packed_bytes: report.packed.fileBytesAfter, block_size: report.packed.blockSize } : {}),
+        ...(report.training ? { training: trainingSummary(report.training) } : {}),
       })}\n`,
     );
   } else {

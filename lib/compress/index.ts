@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { activationAtoms } from './activation-atoms.js';
 import { alps } from './alps.js';
+import { elsa } from './elsa.js';
 import { expertDrop } from './expert-drop.js';
 import type { ExpertPruningMethod } from './expert-pruning.js';
 import { heapr } from './heapr.js';
@@ -15,7 +16,7 @@ import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
 import { wanda } from './wanda.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, gwq, hwpq, gqsa };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa };
 
 /** Methods that prune routed experts as one model-level decision (expert-pruning.ts). */
 export const EXPERT_METHODS: Record<string, ExpertPruningMethod<any>> = { heapr, 'expert-drop': expertDrop, 'activation-atoms': activationAtoms };

@@ -5,6 +5,7 @@
 // writers need to store it compactly (mask, integer codes and their grid, kept rows/columns).
 import { InvalidArgumentError } from '../errors.js';
 import type { BsrWeight } from '../tensor/packed.js';
+import type { DecoderModel } from '../models/decoder.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
 import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
@@ -21,6 +22,8 @@ export interface StatisticsNeeds {
    * `summarizeGradient`, keeping only the summary it returns (so memory stays bounded).
    */
   gradients?: boolean;
+  /** The calibration text itself as one token stream (model-scope methods that train on it). */
+  trainingText?: boolean;
 }
 
 /** Calibration statistics of one linear layer's inputs X [T, in]. */
@@ -48,9 +51,10 @@ export interface GradientRequest<Options> {
 /**
  * What a method may be handed at once: `linear`, one weight; `group`, the linears of one structural
  * group of a block that share structure (attention: q/k/v/o; an MLP's gate/up/down or fc1/fc2; one
- * expert's gate/up/down), for methods that remove rows/columns across them.
+ * expert's gate/up/down), for methods that remove rows/columns across them; `model`, every parameter of
+ * the model in memory at once, for methods that optimise the model's own loss (Elsa).
  */
-export type MethodScope = 'linear' | 'group';
+export type MethodScope = 'linear' | 'group' | 'model';
 
 export interface CompressRequest<Options> {
   /** The weight's module name (e.g. model.layers.3.mlp.down_proj), for errors. */
@@ -134,6 +138,8 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   compress?(request: CompressRequest<Options>): Promise<CompressedLinear>;
   /** Scope 'group': compresses the linears of one structural group together (results by role). */
   compressGroup?(request: GroupRequest<Options>): Promise<Map<string, CompressedLinear>>;
+  /** Scope 'model': compresses the whole model in memory (see ModelRequest). */
+  compressModel?(request: ModelRequest<Options>): Promise<ModelResult>;
   /**
    * Whether, with these options, the method refines each decoder block as a whole once all of its
    * linears are compressed (block-wise reconstruction); the pipeline then keeps the dense block's outputs
@@ -189,6 +195,44 @@ export interface BlockRefineResult {
   details?: Record<string, number | string | boolean>;
 }
 
+/** A method's resumable state: named tensors (any dtype) and a JSON-able record. */
+export interface MethodCheckpoint {
+  tensors: Map<string, Tensor>;
+  meta: Record<string, unknown>;
+}
+
+/** What a model-scope method is handed: the model, all its parameters, and which linears to constrain. */
+export interface ModelRequest<Options> {
+  model: DecoderModel;
+  /** Every parameter, f32, by checkpoint name; the method updates them in place. */
+  parameters: Map<string, Tensor>;
+  /** The linears to compress (their `<module>.weight` tensors) with their patterns. */
+  linears: { name: string; weight: string; pattern: SparsityPattern }[];
+  /** The calibration text as one token stream. */
+  tokens: Int32Array;
+  /** A window length the user asked for (--seq-len), already clamped to the model's context. */
+  seqLen?: number;
+  /** Calibration seed (--seed). */
+  seed: number;
+  options: Options;
+  /** The state an interrupted run saved last, when resuming. */
+  resume?: MethodCheckpoint;
+  /** Stores a resumable state durably (the pipeline keeps only the latest). */
+  saveCheckpoint(checkpoint: MethodCheckpoint): Promise<void>;
+  /** step/steps and a short status; `line` is a log line worth keeping (e.g. once per interval). */
+  onProgress?(progress: { step: number; steps: number; stage: string; line?: string }): void;
+  signal?: AbortSignal;
+}
+
+export interface ModelResult {
+  /** Names of the parameters the method changed (only these are written). */
+  changed: string[];
+  /** Per compressed linear (module name): facts for its report entry. */
+  linearDetails?: Map<string, Record<string, number | string | boolean>>;
+  /** The run as a whole (budget, losses, a per-interval log …), for the report. */
+  details: Record<string, unknown>;
+}
+
 /** One linear of a group request. */
 export interface GroupMember {
   /** Its role in the block (q, gate, expert.3.down, …). */
@@ -213,7 +257,7 @@ export interface GroupRequest<Options> {
 
 /** Whether a method needs calibration data at all. */
 export function needsCalibration(method: CompressionMethod<any>): boolean {
-  return Boolean(method.needs.hessian || method.needs.inputSquares || method.needs.gradients);
+  return Boolean(method.needs.hessian || method.needs.inputSquares || method.needs.gradients || method.needs.trainingText);
 }
 
 /** What a method needs with these options. */

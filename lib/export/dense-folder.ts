@@ -80,9 +80,15 @@ export class DenseFolder<Entry> extends ModelFolderWriter<Entry> {
 
   /** Writes the weight over its bytes in the staged copy, converted to the stored dtype. */
   async writeLinear(name: string, _result: CompressedLinear, weight: Tensor): Promise<void> {
-    const info = await this.input.info(`${name}.weight`);
-    const bytes = tensorBytes(await weight.toAsync(writableDType(name, info)));
-    if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${name}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
-    await this.writeAt(this.staged.file(insideFolder(this.input.dir, this.input.shardPath(`${name}.weight`))), info.offset, bytes);
+    await this.writeTensor(`${name}.weight`, weight);
+  }
+
+  /** Writes any float tensor of the checkpoint over its bytes in the staged copy (a model-scope method
+   * may change norms and embeddings too), converted to the stored dtype. */
+  async writeTensor(tensorName: string, value: Tensor): Promise<void> {
+    const info = await this.input.info(tensorName);
+    const bytes = tensorBytes(await value.toAsync(writableDType(tensorName, info)));
+    if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${tensorName}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
+    await this.writeAt(this.staged.file(insideFolder(this.input.dir, this.input.shardPath(tensorName))), info.offset, bytes);
   }
 }

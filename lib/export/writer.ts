@@ -111,6 +111,12 @@ export abstract class ModelFolderWriter<Entry> {
     this.handles.clear();
   }
 
+  /** Removes the staging folder: a run that failed in a way no --resume can fix (nothing is kept). */
+  async discard(): Promise<void> {
+    await this.closeFiles();
+    await this.staged.discard();
+  }
+
   /** Closes the files and gives up the staging folder's lock; an unfinished run stays resumable. */
   async close(): Promise<void> {
     await this.closeFiles();

@@ -40,6 +40,7 @@ import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibrat
 import { blockReconstruction, denseOutputs } from './block-reconstruction.js';
 import { captureStatistics, type CalibrationBatch } from './capture.js';
 import { assignLinears, type Assignment, type Recipe } from './recipe.js';
+import { modelScopeAssignment, runModelScope, trainingTokens } from './model-scope.js';
 import { summarize, type CompressReport, type LinearReportEntry } from './report.js';
 
 export interface CompressOptions {
@@ -101,10 +102,13 @@ export type RunPoint = { at: 'linear' | 'write'; block: number; name: string } |
 export interface CompressProgress {
   step: number;
   steps: number;
+  /** The block being worked on; -1 for a model-scope method, which works on all blocks at once. */
   block: number;
   blocks: number;
-  /** What is running: 'calibrating', a linear's name, 'eval before', … */
+  /** What is running: 'calibrating', a linear's name, 'eval before', a training step's loss, … */
   stage: string;
+  /** A log line worth keeping (a model-scope method's per-interval summary), printed as it comes. */
+  line?: string;
 }
 
 /** Windows of the gradient pass by default: one batch, so memory ≈ (layers + 1) boundary states of them. */
@@ -231,6 +235,8 @@ interface RunPlan {
   seqLen: number;
   settings: { nsamples: number; seqLen: number; seed: number };
   measure: boolean | 'auto';
+  /** Set when the recipe's method works on the whole model (scope 'model'): it, and the text to train on. */
+  modelScope?: { assignment: Assignment; tokens: Int32Array };
 }
 
 type Assigned = Map<string, { name: string; assignment: Assignment }>;
@@ -262,6 +268,13 @@ export async function compressModel(options: CompressOptions): Promise<CompressR
       throw new UnsupportedFormatError(`${options.model} is already quantized (compressed-tensors); compress the original model instead of quantizing twice`);
     }
     const plan = await planRun(options, model);
+    if (plan.modelScope) {
+      const { assignment, tokens } = plan.modelScope;
+      if (plan.format !== 'dense') throw new InvalidArgumentError(`${assignment.method.name} writes the dense format only (prune's output); quantize its result in a second run`);
+      writer = await openWriter(plan.format, model.checkpoint as Checkpoint, options, plan.linears, plan.assignments, fingerprint([options.model, plan.format, options.recipe, options.seqLen ?? null, options.seed ?? null, options.evalTokens?.length ?? 0], [tokens]), model.layout.lmHead);
+      const linears = plan.linears.filter((l) => plan.assignments.has(l.name));
+      return await runModelScope(options, model, linears, assignment, tokens, writer as DenseFolder<LinearReportEntry>, started);
+    }
     writer = await openWriter(
       plan.format,
       model.checkpoint as Checkpoint,
@@ -294,6 +307,11 @@ async function planRun(options: CompressOptions, model: DecoderModel): Promise<R
     a.method.checkLinear?.(name, info.shape, a.pattern, a.quantization);
   }
   await checkFormat(format, model, assignments, options.vllmLoadable ?? true);
+  const scoped = modelScopeAssignment(assignments);
+  if (scoped) {
+    const tokens = await trainingTokens(options, config.vocabSize);
+    return { format, linears, assignments, windows: [], seqLen: 0, settings: { nsamples: 0, seqLen: 0, seed: 0 }, measure: false, modelScope: { assignment: scoped, tokens } };
+  }
   const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
   return { format, linears, assignments, windows, seqLen, settings, measure: options.measureError ?? 'auto' };
 }

@@ -8,7 +8,7 @@
 // router and spells its own last name part (`gate`, `shared_expert_gate`), e.g. `*.mlp.gate`, so that
 // `*.mlp.*` means the MLP's linears without the router.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq | gqsa
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | elsa | rtn | gptq | gwq | hwpq | gqsa
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
 //   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]
@@ -104,7 +104,7 @@ function checkWork(method: CompressionMethod<any>, options: unknown, sparsity: u
   if (sparsity === undefined && quantize === undefined) {
     throw new InvalidArgumentError(`${where}: give a sparsity (e.g. 0.5, "50%" or "2:4"), a quantize block (e.g. { bits: 4 }), or both`);
   }
-  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq)`);
+  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq; elsa prunes only)`);
   if (sparsity === undefined && method.requiresSparsity) throw new InvalidArgumentError(`${where}.sparsity: required by ${method.name} (e.g. 0.5, "50%" or "2:4")`);
   if (quantize !== undefined) {
     const scheme = parseQuantization(quantize, `${where}.quantize`);

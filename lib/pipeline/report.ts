@@ -54,6 +54,8 @@ export interface CompressReport {
     /** Wall seconds by stage: block forwards, capture passes (forward + statistics), methods, error measurement, disk, evaluation. */
     stageSeconds: { gradients: number; propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
+  /** A model-scope method's run (Elsa): steps, tokens seen, seconds, its per-interval log. */
+  training?: Record<string, unknown>;
   perplexityBefore?: number;
   perplexityAfter?: number;
   eval?: { before: PerplexityResult; after: PerplexityResult };
