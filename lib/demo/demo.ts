@@ -60,8 +60,11 @@ export interface DemoQuantization {
   recipe: Record<string, unknown>;
 }
 
-/** RTN, GPTQ and GWQ (1% outliers by |∂L/∂W|, GPTQ base) at W4 and W3 in groups of 32, and HWPQ's FP8. */
-function quantizationRows(groupSize: number, bits: number[]): DemoQuantization[] {
+/**
+ * RTN, GPTQ and GWQ (1% outliers by |∂L/∂W|, GPTQ base) at W4 and W3 in groups of 32, HWPQ's FP8, and (with
+ * `gqsa`) GQSA: W4 in groups of 16 with half the groups pruned, both refinement stages 20 steps each.
+ */
+function quantizationRows(groupSize: number, bits: number[], gqsa = false): DemoQuantization[] {
   const rows: DemoQuantization[] = [];
   for (const b of bits) {
     const quantize = { bits: b, groupSize };
@@ -71,6 +74,10 @@ function quantizationRows(groupSize: number, bits: number[]): DemoQuantization[]
     rows.push({ method: 'gwq', scheme, recipe: { method: 'gwq', quantize, options: { base: 'gptq' } } });
   }
   rows.push({ method: 'hwpq', scheme: 'FP8 per channel', recipe: { method: 'hwpq', quantize: { bits: 8, groupSize: 0 }, options: { format: 'fp8' } } });
+  if (gqsa) {
+    const recipe = { method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16 }, options: { blockSteps: 20, e2eSteps: 20 } };
+    rows.push({ method: 'gqsa', scheme: 'W4 g16, 50% of groups', recipe });
+  }
   return rows;
 }
 
@@ -83,7 +90,7 @@ export const DEMO_PROFILES: Record<'default' | 'quick', DemoProfile> = {
     patterns: ['2:4'],
     calibrationWindows: 64,
     evalMaxTokens: 16384,
-    quantization: quantizationRows(32, [4, 3]),
+    quantization: quantizationRows(32, [4, 3], true),
   },
   // A seconds-long run of the same pipeline, for tests and a first look.
   quick: {

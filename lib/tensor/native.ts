@@ -161,7 +161,19 @@ export function setKernelVariant(variant: string, device: Device = 'cpu'): void 
 }
 
 /** Calls a native function on the JavaScript thread, rethrowing its errors as SparqErrors. */
+/** Sees every call made on the JavaScript thread (tests use it to prove heavy work stays off it). */
+export type SyncCallObserver = (device: Device, name: string, args: readonly unknown[]) => void;
+let syncCallObserver: SyncCallObserver | undefined;
+
+/** Installs (or, with undefined, removes) the observer of synchronous native calls; returns the previous one. */
+export function observeSyncCalls(observer: SyncCallObserver | undefined): SyncCallObserver | undefined {
+  const previous = syncCallObserver;
+  syncCallObserver = observer;
+  return previous;
+}
+
 export function callSync<T = unknown>(device: Device, name: string, args: unknown[]): T {
+  syncCallObserver?.(device, name, args);
   const fn = backend(device)[name] as (...a: unknown[]) => T;
   try {
     return fn(...args);

@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../../errors.js';
+import { parseFlags } from '../command.js';
+import { recipeOf, RUN_FLAGS, runCompression } from '../compress-run.js';
+import { EXPERT_FLAGS, isExpertMethod, rejectExpertFlags, runExpertPruning } from '../expert-run.js';
+/** Flags of model-scope methods (elsa), and the recipe option each one sets. */
+const TRAINING_FLAGS = {
+    steps: { type: 'string' },
+    batch: { type: 'string' },
+    lr: { type: 'string' },
+    lambda: { type: 'string' },
+    interval: { type: 'string' },
+};
+const TRAINING_OPTION_NAMES = { steps: 'steps', batch: 'batch', lr: 'lr', lambda: 'lambda', interval: 'interval' };
+async function run(args) {
+    const { values } = parseFlags('prune', () => parseArgs({ args, strict: true, options: { ...RUN_FLAGS, ...EXPERT_FLAGS, method: { type: 'string' }, sparsity: { type: 'string' }, ...TRAINING_FLAGS } }));
+    if (isExpertMethod(values.method))
+        return runExpertPruning(values);
+    rejectExpertFlags(values, values.method);
+    // A model-scope method's budget (--steps, --batch, --lr, --lambda, --interval) becomes the stage's
+    // options; the method validates them, and one that takes none names the flag it does not know.
+    const trainingOptions = {};
+    for (const [flag, option] of Object.entries(TRAINING_OPTION_NAMES)) {
+        const value = values[flag];
+        if (value === undefined)
+            continue;
+        const n = Number(value);
+        if (value.trim() === '' || !Number.isFinite(n))
+            throw new InvalidArgumentError(`prune: --${flag} must be a number, got '${value}'`);
+        trainingOptions[option] = n;
+    }
+    if (Object.keys(trainingOptions).length > 0 && values.recipe)
+        throw new InvalidArgumentError('prune: put the training options in the recipe (options: {steps, batch, lr, lambda, interval}) when giving --recipe');
+    const fromFlags = values.method || values.sparsity
+        ? () => ({ method: values.method, sparsity: values.sparsity, ...(Object.keys(trainingOptions).length > 0 ? { options: trainingOptions } : {}) })
+        : undefined;
+    const recipe = await recipeOf('prune', values, fromFlags);
+    await runCompression('prune', values, recipe, 'dense');
+}
+export const pruneCommand = {
+    name: 'prune',
+    usage: `prune --model DIR (--method NAME --sparsity S | --recipe FILE) [--calib FILE] --out DIR
+        [--nsamples N] [--seq-len L] [--seed S] [--sequential block|linear]
+        [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume]
+        [--skip-error | --measure-error] [--json]
+        [--steps N --batch B --lr LR --lambda L --interval K]   (elsa)
+                   one-shot pruning, layer by layer: methods magnitude, wanda, sparsegpt, alps;
+                   elsa instead trains the whole model in memory on the calibration text (ADMM on
+                   its loss: --steps (400) Adam steps of --batch (8) windows of --seq-len (256)
+                   tokens, --lr (4e-3), penalty --lambda (0.5), z/u update every --interval (16)
+                   steps), prints the loss and ‖x − z‖/‖x‖ per interval, and --resume continues
+                   from its last interval checkpoint;
+                   S is a fraction of zeros (0.5, 50%) or N:M (2:4 keeps 2 of every 4 inputs);
+                   --calib is a .txt or .jsonl (text field) file, cut into --nsamples random
+                   windows of --seq-len tokens (defaults 128 × 2048, clamped to the context);
+                   writes a Hugging Face folder with report.json; --eval reports perplexity
+                   before and after; --resume continues an interrupted run into the same --out;
+                   each linear's reconstruction error is measured where its method has the
+                   Hessian (--measure-error: for all, --skip-error: for none)
+       prune --model DIR --method heapr|expert-drop|activation-atoms --sparsity S --calib FILE
+        --out DIR [--per-layer | --global] [--allow-expert-removal] [--expert-format padded|shrunk]
+        [--nsamples N] [--seq-len L] [--seed S] [--min-expert-tokens N] [--starved-share F]
+        [--eval FILE] [--overwrite] [--json]
+                   mixture-of-experts models: removes the fraction S of the routed-expert parameters
+                   as one model-level decision (shared experts and dense layers are kept): heapr
+                   ranks atoms (expert neurons) by mean a² × mean (∂L/∂a)² across all MoE layers
+                   (--per-layer: within each, HEAPr-L); activation-atoms by mean a² within each layer;
+                   expert-drop removes whole experts, least routed first; an expert the ratio would
+                   empty keeps one neuron, or is removed (router logit masked) with
+                   --allow-expert-removal; --expert-format padded (default: original shapes, zeros)
+                   or shrunk (kept neurons only, padded to the layer's widest expert; sparq runs each
+                   expert at its kept width); warns when more than F (0.1) of the experts saw fewer
+                   than N (16) calibration tokens`,
+    run,
+};
+//# sourceMappingURL=prune.js.map

@@ -1,0 +1,84 @@
+// Weight quantization schemes and round-to-nearest (RTN), the baseline every quantization paper compares
+// with and what the pipeline applies after a method that prunes but does not quantize.
+//   grid     b-bit signed codes; per group of G consecutive inputs of a row (or one group per row:
+//            "per channel"); symmetric (zero point 0) or asymmetric; the range of a group always includes 0
+//            (the grid of compressed-tensors 0.18, native/core/quant.h)
+//   RTN      each group's scale and zero point from its weights' range, then q = round(w/s + z)
+// Codes are kept in input-column order; with activation order 'group', groups are not consecutive inputs
+// and `groupIndex` names each input column's group (compressed-tensors' weight_g_idx).
+import { InvalidArgumentError } from '../errors.js';
+import { quantizeRtnAsync } from '../tensor/quant.js';
+import { checkBoolean, checkInteger, checkOneOf, describe } from '../validate.js';
+export const QUANTIZATION_BITS = [2, 3, 4, 8];
+/** Columns per group for a row of `inputs`. */
+export function groupColumns(scheme, inputs) {
+    return scheme.groupSize === 0 ? inputs : scheme.groupSize;
+}
+/** The kernels' grid for a scheme, a row length and the dtype scales are stored in. */
+export function gridOf(scheme, inputs, storageDType) {
+    const scaleDType = storageDType === 'f16' || storageDType === 'bf16' ? storageDType : 'f32';
+    return { bits: scheme.bits, groupSize: Math.max(1, groupColumns(scheme, inputs)), symmetric: scheme.symmetric, scaleDType };
+}
+/** Bits the dtype takes per value. */
+export function dtypeBits(dtype) {
+    return dtype === 'f64' ? 64 : dtype === 'f32' ? 32 : 16;
+}
+/**
+ * Average bits per weight of a quantized matrix as stored: the codes, plus each group's scale (in the
+ * storage dtype) and zero point (asymmetric), plus the group index (32 bits per input) where stored.
+ */
+export function bitsPerWeight(q, storageDType) {
+    const [rows, inputs] = q.codes.shape;
+    const groups = q.scales.shape[1];
+    let bits = q.scheme.bits * rows * inputs + dtypeBits(storageDType) * rows * groups;
+    if (q.zeros)
+        bits += q.scheme.bits * rows * groups;
+    if (q.groupIndex)
+        bits += 32 * inputs;
+    return rows * inputs === 0 ? 0 : bits / (rows * inputs);
+}
+/** Bits a matrix's CSR outliers take: each f16 value and i32 column index, plus i32 row pointers [rows + 1]. */
+export function outlierBits(count, rows) {
+    return count === 0 ? 0 : count * (16 + 32) + 32 * (rows + 1);
+}
+/** "W4 g128 sym", "W8 channel asym act-order" … for reports. */
+export function describeScheme(scheme) {
+    return `W${scheme.bits} ${scheme.groupSize === 0 ? 'channel' : `g${scheme.groupSize}`} ${scheme.symmetric ? 'sym' : 'asym'}${scheme.actOrder ? ` act-order ${scheme.actOrder}` : ''}`;
+}
+/** Validates a recipe's `quantize` block (or the CLI's flags built into one); `where` names it. */
+export function parseQuantization(raw, where) {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        throw new InvalidArgumentError(`${where}: expected an object such as { bits: 4, groupSize: 128 }, got ${describe(raw)}`);
+    }
+    const value = raw;
+    for (const key of Object.keys(value)) {
+        if (!['bits', 'groupSize', 'symmetric', 'actOrder'].includes(key)) {
+            throw new InvalidArgumentError(`${where}: unknown key '${key}' (allowed: bits, groupSize, symmetric, actOrder)`);
+        }
+    }
+    if (value.bits === undefined)
+        throw new InvalidArgumentError(`${where}.bits: required (${QUANTIZATION_BITS.join(', ')})`);
+    if (!QUANTIZATION_BITS.includes(value.bits)) {
+        throw new InvalidArgumentError(`${where}.bits: expected one of ${QUANTIZATION_BITS.join(', ')}, got ${describe(value.bits)}`);
+    }
+    const groupSize = checkInteger(`${where}.groupSize`, value.groupSize ?? 128, 0);
+    const symmetric = checkBoolean(`${where}.symmetric`, value.symmetric ?? true);
+    let actOrder;
+    if (value.actOrder !== undefined && value.actOrder !== false) {
+        actOrder = value.actOrder === true ? 'static' : checkOneOf(`${where}.actOrder`, value.actOrder, ['static', 'group']);
+    }
+    return { bits: value.bits, groupSize, symmetric, ...(actOrder ? { actOrder } : {}) };
+}
+/**
+ * Round to nearest: the weight's codes on the scheme's grid (scales rounded to the storage dtype) and the
+ * decoded f32 weight. Zeros stay exact zeros.
+ */
+export async function roundToNearest(weight, scheme, storageDType, signal) {
+    const grid = gridOf(scheme, weight.shape[1], storageDType);
+    const rounded = await quantizeRtnAsync(weight, grid, { signal });
+    return {
+        weight: rounded.weight,
+        quantized: { scheme, codes: rounded.codes, scales: rounded.scales, ...(scheme.symmetric ? {} : { zeros: rounded.zeros }) },
+    };
+}
+//# sourceMappingURL=quantizer.js.map

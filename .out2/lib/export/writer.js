@@ -1,0 +1,110 @@
+// Writers of a compression run's output folder, one per output format: `dense` (the input's files with
+// the compressed weights written over their bytes: zeros in place, dequantized values; loads anywhere)
+// and `compressed-tensors` (quantized linears as pack-quantized tensors, for vLLM). Each builds its folder
+// in a staging folder (staging.ts) that is a loadable model from the start — a resumed run replays its
+// finished blocks from it, and the perplexity after compression is measured on it — and renames it into
+// place when complete. Progress is recorded per finished block, so an interrupted run can resume.
+import { createHash } from 'node:crypto';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { StagingFolder } from './staging.js';
+export const OUTPUT_FORMATS = ['dense', 'compressed-tensors', 'packed'];
+/** A stable digest of the run's inputs: a resumed run must match the interrupted one exactly. */
+export function fingerprint(parts, windows) {
+    const hash = createHash('sha256');
+    hash.update(JSON.stringify(parts));
+    for (const w of windows)
+        hash.update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
+    return hash.digest('hex');
+}
+/** The resumable staging folder of a writer: resumed when `resume` is set and the partial run's fingerprint matches. */
+export function openResumableStaging(input, target, options) {
+    return StagingFolder.open({
+        target,
+        inputs: [input.dir],
+        overwrite: options.overwrite,
+        resumable: true,
+        resume: options.resume,
+        matches: (state) => state.fingerprint === options.fingerprint,
+    });
+}
+export class ModelFolderWriter {
+    staged;
+    input;
+    runFingerprint;
+    handles = new Map();
+    constructor(staged, input, runFingerprint) {
+        this.staged = staged;
+        this.input = input;
+        this.runFingerprint = runFingerprint;
+    }
+    get target() {
+        return this.staged.target;
+    }
+    /** The staging folder: a loadable model folder whose finished blocks hold the compressed weights. */
+    get staging() {
+        return this.staged.path;
+    }
+    get resumed() {
+        return this.staged.resumed;
+    }
+    /**
+     * Test hook (CompressOptions.testHook 'write'): when set, each staged write stops half way and calls it,
+     * so a test can interrupt a run with a tensor half written.
+     */
+    midWrite;
+    /** Writes bytes at an offset of a staged file (handles stay open until the block is finished). */
+    async writeAt(file, offset, bytes) {
+        await this.staged.guard(file, async () => {
+            let handle = this.handles.get(file);
+            if (!handle) {
+                handle = await open(file, 'r+');
+                this.handles.set(file, handle);
+            }
+            const opened = handle;
+            const writeRange = async (from, to) => {
+                for (let done = from; done < to;)
+                    done += (await opened.write(bytes, done, to - done, offset + done)).bytesWritten;
+            };
+            const half = this.midWrite ? Math.floor(bytes.byteLength / 2) : bytes.byteLength;
+            await writeRange(0, half);
+            if (half < bytes.byteLength) {
+                await this.midWrite?.();
+                await writeRange(half, bytes.byteLength);
+            }
+        });
+    }
+    /** Makes a finished block durable, then records it (and the report so far) as done. */
+    async finishBlock(blocksDone, entries, extra) {
+        for (const [file, handle] of this.handles)
+            await this.staged.guard(file, () => handle.sync());
+        await this.staged.saveProgress({ fingerprint: this.runFingerprint, blocksDone, entries, extra });
+    }
+    async closeFiles() {
+        for (const handle of this.handles.values())
+            await handle.close();
+        this.handles.clear();
+    }
+    /** Removes the staging folder: a run that failed in a way no --resume can fix (nothing is kept). */
+    async discard() {
+        await this.closeFiles();
+        await this.staged.discard();
+    }
+    /** Closes the files and gives up the staging folder's lock; an unfinished run stays resumable. */
+    async close() {
+        await this.closeFiles();
+        await this.staged.close();
+    }
+    /** Adds the `sparq` key to config.json, writes report.json, and renames the folder into place. */
+    async commit(sparq, report, configKeys = {}) {
+        await this.closeFiles();
+        const configPath = this.staged.file('config.json');
+        const config = JSON.parse(await readFile(configPath, 'utf8'));
+        config.sparq = sparq;
+        Object.assign(config, configKeys);
+        await this.staged.guard(configPath, () => writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`));
+        const reportPath = this.staged.file('report.json');
+        await this.staged.guard(reportPath, () => writeFile(reportPath, `${JSON.stringify(report, null, 2)}\n`));
+        await this.staged.commit();
+    }
+}
+//# sourceMappingURL=writer.js.map

@@ -1,0 +1,668 @@
+// The layer-wise compression driver (llm-compressor's sequential pipeline, sparsegpt's llama_sequential).
+// It streams the model block by block and knows no method by name and none of their math: for each block
+//   0. (only when a method needs gradients) one streamed backward pass of the language-model loss over the
+//      first `gradientWindows` calibration windows, before the loop: each linear's ∂L/∂W goes to its
+//      method's summarizeGradient and only the summary is kept (autograd/decoder.ts streamGradients),
+//   1. load the block's weights (f32),
+//   2. capture: run the calibration hidden states through it, each group of linears that read the same
+//      input gathering exactly the statistics its methods declared (capture.ts),
+//   3. compress: hand each linear (or structural group, for group-scope methods) to its method; round the
+//      result to the stage's grid where the method does not quantize itself; round to the stored dtype,
+//      so the next block sees exactly what is saved; hand it to the output writer,
+//   3b. refine (methods that ask for it, e.g. block-wise reconstruction): the dense block's outputs are
+//      kept before step 3; once all its linears are compressed, the method gets the block's objective
+//      (block-reconstruction.ts) and returns refined results, and only then are they written,
+//   4. propagate: run the block again with the compressed weights — its outputs are the next block's
+//      inputs — then write the block's progress and free it.
+// `sequential: 'block'` (the reference implementations' default) takes all statistics from the dense
+// block; `'linear'` re-captures after each stage (attention in, attention out, MLP in, MLP out), so later
+// linears see the outputs of already-compressed ones. Group-scope methods take theirs from the dense block.
+// Every forward runs on native async ops, with temporaries from an arena recycled per batch: the event
+// loop keeps running. Peak memory ≈ one block + the calibration hidden states + the block's statistics.
+import { makeBatch, streamGradients } from '../autograd/decoder.js';
+import { needsCalibration, needsWith } from '../compress/method.js';
+import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
+import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
+import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
+import { evaluatePerplexity } from '../eval/perplexity.js';
+import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed-tensors-folder.js';
+import { DenseFolder } from '../export/dense-folder.js';
+import { checkPackable, PackedOutputFolder } from '../export/packed-output-folder.js';
+import { fingerprint } from '../export/writer.js';
+import { DecoderModel, inputGroups } from '../models/decoder.js';
+import { structuralGroups } from '../models/layouts.js';
+import { axpyAsync, dotAsync, gemmAsync } from '../tensor/ops.js';
+import { Tensor, TensorArena } from '../tensor/tensor.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { sparqVersion } from '../version.js';
+import { CALIBRATION_DEFAULTS, loadCalibration, sampleWindows } from './calibration.js';
+import { blockReconstruction, denseOutputs } from './block-reconstruction.js';
+import { captureStatistics } from './capture.js';
+import { assignLinears } from './recipe.js';
+import { modelScopeAssignment, runModelScope, trainingTokens } from './model-scope.js';
+import { summarize } from './report.js';
+/** Windows of the gradient pass by default: one batch, so memory ≈ (layers + 1) boundary states of them. */
+export const GRADIENT_WINDOWS = 16;
+const breathe = () => new Promise((resolve) => setImmediate(resolve));
+function peakRssBytes() {
+    return process.resourceUsage().maxRSS * 1024;
+}
+/** The calibration windows a run uses (none when no method needs any and no file was given). */
+async function calibrationWindows(options, model, assignments) {
+    const { config } = model;
+    const wanting = [...new Set([...assignments.values()].filter((a) => needsCalibration(a.method) && Object.values(needsWith(a.method, a.options)).some(Boolean)).map((a) => a.method.name))];
+    const sources = [options.calibrationFile, options.calibrationTokens, options.calibrationWindows].filter((c) => c !== undefined).length;
+    if (sources > 1)
+        throw new InvalidArgumentError('give one of calibrationFile, calibrationTokens or calibrationWindows');
+    if (wanting.length > 0 && sources === 0) {
+        throw new InvalidArgumentError(`${wanting.join(' and ')} need${wanting.length > 1 ? '' : 's'} calibration data: pass --calib FILE (.txt or .jsonl)`);
+    }
+    const context = Math.min(config.maxPositions, config.slidingWindow ?? Infinity);
+    const given = options.calibrationWindows;
+    if (given && (given.length === 0 || given.some((w) => w.length !== given[0].length) || given[0].length < 2 || given[0].length > context)) {
+        throw new InvalidArgumentError(`calibrationWindows: expected one or more windows of one length between 2 and the model's context (${context})`);
+    }
+    const recipe = options.recipe;
+    const seqLen = given ? given[0].length : Math.min(options.seqLen ?? recipe.calibration?.seqLen ?? CALIBRATION_DEFAULTS.seqLen, context);
+    const settings = {
+        nsamples: options.nsamples ?? recipe.calibration?.nsamples ?? CALIBRATION_DEFAULTS.nsamples,
+        seqLen,
+        seed: options.seed ?? recipe.calibration?.seed ?? CALIBRATION_DEFAULTS.seed,
+    };
+    let windows = [];
+    if (given)
+        windows = given;
+    else if (options.calibrationTokens)
+        windows = sampleWindows(options.calibrationTokens, settings);
+    else if (options.calibrationFile)
+        windows = await loadCalibration(options.calibrationFile, await loadTokenizer(options.model), settings);
+    for (const w of windows) {
+        for (const id of w)
+            if (id < 0 || id >= config.vocabSize)
+                throw new InvalidArgumentError(`calibration token ${id} is outside the model's vocabulary of ${config.vocabSize}`);
+    }
+    return { windows, seqLen, settings };
+}
+/** Refuses assignments the chosen output format cannot store, before any work is done. */
+async function checkFormat(format, model, assignments, vllmLoadable) {
+    for (const [name, a] of assignments) {
+        const float = a.method.floatFormat?.(a.options);
+        if (float && format !== 'dense') {
+            throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float}, and this build cannot write F8_E4M3 tensors (compressed-tensors' float-quantized format); use --format dense for the decoded weights`);
+        }
+    }
+    if (format === 'packed') {
+        if (![...assignments.values()].some((a) => a.quantization))
+            throw new InvalidArgumentError("--format packed stores int4 codes (and outliers), and the recipe quantizes nothing; use --format dense");
+        for (const [name, a] of assignments)
+            if (a.quantization)
+                checkPackable(name, a.quantization);
+        return;
+    }
+    if (format !== 'compressed-tensors')
+        return;
+    for (const [name, a] of assignments) {
+        if (a.method.keepsOutliers?.(a.options)) {
+            throw new InvalidArgumentError(`${name}: ${a.method.name} keeps outliers in 16-bit beside the codes, and compressed-tensors has no way to carry them; use --format packed (int4 + CSR outliers, for sparq generate) or --format dense`);
+        }
+    }
+    if (![...assignments.values()].some((a) => a.quantization)) {
+        throw new InvalidArgumentError("--format compressed-tensors stores quantized weights, and the recipe quantizes nothing; use --format dense (or add a quantize block)");
+    }
+    if (!vllmLoadable)
+        return;
+    for (const [name, a] of assignments) {
+        if (a.quantization)
+            checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
+    }
+    // vLLM runs q/k/v and gate/up (of the MLP, of the shared expert) as one layer each, and all routed
+    // experts of a layer as one fused MoE layer: each set must be quantized alike. It builds Qwen2-MoE's and
+    // DeepSeek's routers and Qwen2-MoE's shared_expert_gate unquantized; sparq keeps every router dense here.
+    for (let b = 0; b < model.config.layers; ++b) {
+        const roles = model.linearRoles(b);
+        for (const role of ['router', 'shared_expert_gate']) {
+            const name = roles[role] && `${model.layout.block(b)}${roles[role]}`;
+            if (name && assignments.get(name)?.quantization) {
+                throw new InvalidArgumentError(`${name}: vLLM loads MoE routers and shared-expert gates unquantized; leave it out of the recipe's targets for --format compressed-tensors (or use --format dense)`);
+            }
+        }
+        const experts = Object.keys(roles).filter((r) => r.startsWith('expert.'));
+        const fused = [['q', 'k', 'v'], ['gate', 'up'], ['shared.gate', 'shared.up'], experts];
+        for (const set of fused) {
+            const names = set.filter((r) => roles[r]).map((r) => `${model.layout.block(b)}${roles[r]}`);
+            const keys = names.map((n) => JSON.stringify(assignments.get(n)?.quantization ?? null));
+            if (new Set(keys).size > 1) {
+                throw new InvalidArgumentError(`${names.join(', ')}: vLLM runs these as one layer, so they must all be quantized with the same scheme or all left unquantized; adjust the recipe's targets or overrides`);
+            }
+        }
+    }
+}
+async function openWriter(format, input, options, linears, assignments, runFingerprint, lmHead) {
+    const common = { overwrite: options.overwrite, resume: options.resume, fingerprint: runFingerprint };
+    if (format === 'dense')
+        return DenseFolder.begin(input, options.out, common);
+    if (format === 'packed') {
+        const blocks = Array.from({ length: Math.max(0, ...linears.map((l) => l.block + 1)) }, (_, b) => linears.filter((l) => l.block === b).map((l) => l.name));
+        return PackedOutputFolder.beginPacked(input, options.out, blocks, common);
+    }
+    const quantized = new Map([...assignments].filter(([, a]) => a.quantization).map(([name, a]) => [name, a.quantization]));
+    return CompressedTensorsFolder.begin(input, options.out, { quantized, linears: [...linears.map((l) => l.name), lmHead.replace(/\.weight$/, '')] }, common);
+}
+/** ‖WX − ŴX‖² / ‖WX‖² through H = (2/T)XᵀX. */
+async function relativeError(original, compressed, hessian, signal) {
+    const difference = await original.cloneAsync({ signal });
+    await axpyAsync(-1, compressed, difference, { signal });
+    const numerator = await dotAsync(difference, await gemmAsync(difference, hessian, { signal }), { signal });
+    const denominator = await dotAsync(original, await gemmAsync(original, hessian, { signal }), { signal });
+    return denominator > 0 ? numerator / denominator : numerator === 0 ? 0 : Infinity;
+}
+export async function compressModel(options) {
+    const started = performance.now();
+    const model = await DecoderModel.open(options.model);
+    let writer;
+    try {
+        if (model.quantized) {
+            throw new UnsupportedFormatError(`${options.model} is already quantized (compressed-tensors); compress the original model instead of quantizing twice`);
+        }
+        const plan = await planRun(options, model);
+        if (plan.modelScope) {
+            const { assignment, tokens } = plan.modelScope;
+            if (plan.format !== 'dense')
+                throw new InvalidArgumentError(`${assignment.method.name} writes the dense format only (prune's output); quantize its result in a second run`);
+            writer = await openWriter(plan.format, model.checkpoint, options, plan.linears, plan.assignments, fingerprint([options.model, plan.format, options.recipe, options.seqLen ?? null, options.seed ?? null, options.evalTokens?.length ?? 0], [tokens]), model.layout.lmHead);
+            const linears = plan.linears.filter((l) => plan.assignments.has(l.name));
+            return await runModelScope(options, model, linears, assignment, tokens, writer, started);
+        }
+        writer = await openWriter(plan.format, model.checkpoint, options, plan.linears, plan.assignments, fingerprint([options.model, plan.format, options.recipe, plan.settings, options.evalTokens?.length ?? 0, model.config.layers, plan.measure], plan.windows), model.layout.lmHead);
+        return await new CompressionRun(options, model, plan, writer, started).execute();
+    }
+    finally {
+        await writer?.close();
+        await model.close();
+    }
+}
+/** Every linear of the model, what the recipe assigns it, and the calibration windows; refusals come here. */
+async function planRun(options, model) {
+    const { config, layout } = model;
+    const format = options.format ?? 'dense';
+    const linears = [];
+    for (let b = 0; b < config.layers; ++b) {
+        for (const [role, relativeName] of Object.entries(model.linearRoles(b)))
+            linears.push({ name: `${layout.block(b)}${relativeName}`, role, block: b });
+    }
+    const assignments = assignLinears(options.recipe, linears);
+    if (assignments.size === 0)
+        throw new InvalidArgumentError('the recipe selects no linear layer to compress');
+    for (const [name, a] of assignments) {
+        const info = await model.checkpoint.info(`${name}.weight`);
+        if (a.pattern)
+            checkPatternFits(a.pattern, info.shape, name);
+        a.method.checkLinear?.(name, info.shape, a.pattern, a.quantization);
+    }
+    await checkFormat(format, model, assignments, options.vllmLoadable ?? true);
+    const scoped = modelScopeAssignment(assignments);
+    if (scoped) {
+        const tokens = await trainingTokens(options, config.vocabSize);
+        return { format, linears, assignments, windows: [], seqLen: 0, settings: { nsamples: 0, seqLen: 0, seed: 0 }, measure: false, modelScope: { assignment: scoped, tokens } };
+    }
+    const { windows, seqLen, settings } = await calibrationWindows(options, model, assignments);
+    return { format, linears, assignments, windows, seqLen, settings, measure: options.measureError ?? 'auto' };
+}
+/** One run of the driver: the steps in the file comment, one method each. */
+class CompressionRun {
+    options;
+    model;
+    plan;
+    writer;
+    started;
+    stageSeconds = { gradients: 0, propagate: 0, capture: 0, compress: 0, error: 0, io: 0, eval: 0 };
+    /** Each linear's gradient summary (methods that need gradients), and the tokens behind them. */
+    gradientSummaries = new Map();
+    gradientTokens = 0;
+    entries;
+    sequentialByLinear;
+    startBlock;
+    steps;
+    step = 0;
+    batches = [];
+    /** While a block will be refined as a whole: its compressed linears, written after the refinement. */
+    pending;
+    arena = new TensorArena();
+    signal;
+    constructor(options, model, plan, writer, started) {
+        this.options = options;
+        this.model = model;
+        this.plan = plan;
+        this.writer = writer;
+        this.started = started;
+        this.signal = options.signal;
+        this.entries = [...(writer.resumed?.entries ?? [])];
+        this.sequentialByLinear = options.recipe.sequential === 'linear';
+        this.startBlock = writer.resumed?.blocksDone ?? 0;
+        const passesPerBlock = plan.windows.length > 0 ? (this.sequentialByLinear ? 4 : 1) + 1 : 0;
+        let steps = (options.evalTokens ? 2 : 0) + (this.wantsGradients().size > 0 && plan.windows.length > 0 ? 1 : 0);
+        for (let b = 0; b < model.config.layers; ++b) {
+            steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
+        }
+        this.steps = steps;
+    }
+    async execute() {
+        const { options, model, writer } = this;
+        const before = options.evalTokens ? (writer.resumed?.extra.evalBefore ?? (await this.evaluate(options.model, 'eval before'))) : undefined;
+        if (before && writer.resumed)
+            this.progress(0, 'eval before (from the interrupted run)');
+        await this.gatherGradients();
+        await this.embedCalibration();
+        await this.replayFinishedBlocks();
+        for (let b = this.startBlock; b < model.config.layers; ++b) {
+            this.check();
+            const block = await model.loadBlock(b);
+            await this.compressBlock(block);
+            if (this.batches.length > 0) {
+                await this.timed('propagate', () => this.propagate(block));
+                this.progress(b, 'propagating');
+            }
+            await this.timed('io', () => writer.finishBlock(b + 1, this.entries, before ? { evalBefore: before } : {}));
+        }
+        await writer.closeFiles();
+        const after = options.evalTokens ? await this.evaluate(writer.staging, 'eval after') : undefined;
+        const report = await this.report(before, after);
+        await writer.commit({
+            version: sparqVersion(),
+            recipe: options.recipe,
+            sparsity: report.totals.sparsity,
+            ...(report.totals.bitsPerWeight !== null ? { bitsPerWeight: report.totals.bitsPerWeight } : {}),
+            calibration: report.calibration,
+            ...(after ? { perplexity: { before: before.perplexity, after: after.perplexity, seqLen: after.seqLen, tokens: after.tokens } } : {}),
+        }, report);
+        return report;
+    }
+    check() {
+        if (this.signal?.aborted)
+            throw new AbortError();
+    }
+    progress(block, stage) {
+        this.options.onProgress?.({ step: ++this.step, steps: this.steps, block, blocks: this.model.config.layers, stage });
+    }
+    async timed(stage, work) {
+        const t = performance.now();
+        try {
+            return await work();
+        }
+        finally {
+            this.stageSeconds[stage] += (performance.now() - t) / 1000;
+        }
+    }
+    async evaluate(dir, label) {
+        const evalModel = await DecoderModel.open(dir);
+        const t = performance.now();
+        try {
+            const result = await evaluatePerplexity(evalModel, this.options.evalTokens, { seqLen: this.options.evalSeqLen, maxTokens: this.options.evalMaxTokens, signal: this.signal });
+            this.progress(this.model.config.layers, label);
+            return result;
+        }
+        finally {
+            this.stageSeconds.eval += (performance.now() - t) / 1000;
+            await evalModel.close();
+        }
+    }
+    /** The linears whose method needs gradients with its options, in blocks not finished yet. */
+    wantsGradients() {
+        const wanting = new Map();
+        const done = new Set(this.plan.linears.filter((l) => l.block < this.startBlock).map((l) => l.name));
+        for (const [name, a] of this.plan.assignments)
+            if (!done.has(name) && needsWith(a.method, a.options).gradients)
+                wanting.set(name, a);
+        return wanting;
+    }
+    /** Step 0 of the file comment: one streamed backward pass, keeping what each method summarizes. */
+    async gatherGradients() {
+        const wanting = this.wantsGradients();
+        if (wanting.size === 0 || this.plan.windows.length === 0)
+            return;
+        const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? this.options.recipe.calibration?.gradientWindows ?? GRADIENT_WINDOWS));
+        const batch = makeBatch(this.plan.windows.slice(0, count));
+        const signal = this.signal;
+        await this.timed('gradients', () => streamGradients(this.model, batch, {
+            signal,
+            onGradients: async (part, gradients) => {
+                if (part.kind !== 'block')
+                    return;
+                for (const [tensor, gradient] of gradients) {
+                    const name = tensor.endsWith('.weight') ? tensor.slice(0, -'.weight'.length) : '';
+                    const a = wanting.get(name);
+                    if (!a)
+                        continue;
+                    if (!Number.isFinite(await dotAsync(gradient, gradient, { signal }))) {
+                        throw new NonFiniteError(`the loss gradient of ${name} holds NaN or infinite values (the calibration windows overflowed float32 in the backward pass)`);
+                    }
+                    this.gradientSummaries.set(name, await a.method.summarizeGradient({ name, gradient, options: a.options, signal }));
+                }
+            },
+        }));
+        this.gradientTokens = batch.targets.numel;
+        this.progress(0, 'gradients');
+    }
+    /** A linear's statistics with its gradient summary added, where its method asked for one. */
+    withGradient(name, stats) {
+        const gradient = this.gradientSummaries.get(name);
+        if (!gradient)
+            return stats;
+        this.gradientSummaries.delete(name);
+        return { ...(stats ?? { tokens: this.gradientTokens }), gradient };
+    }
+    /** The calibration windows' hidden states, in batches of about 2048 rows (a window's rows stay together). */
+    async embedCalibration() {
+        const { windows, seqLen } = this.plan;
+        if (windows.length === 0)
+            return;
+        const perBatch = Math.max(1, Math.floor(2048 / seqLen));
+        const embeddings = await this.model.loadEmbeddings();
+        for (let w = 0; w < windows.length; w += perBatch) {
+            const group = windows.slice(w, w + perBatch);
+            const ids = new Int32Array(group.length * seqLen);
+            group.forEach((window, i) => ids.set(window, i * seqLen));
+            this.batches.push({ states: this.model.embed(embeddings, ids, seqLen), positions: Tensor.fromTypedArray(Int32Array.from({ length: ids.length }, (_, i) => i % seqLen)) });
+        }
+    }
+    /** Blocks an interrupted run finished: replayed from the staged output to rebuild the hidden states. */
+    async replayFinishedBlocks() {
+        if (this.startBlock === 0)
+            return;
+        const staged = await DecoderModel.open(this.writer.staging);
+        try {
+            for (let b = 0; b < this.startBlock; ++b) {
+                if (this.batches.length > 0)
+                    await this.propagate(await staged.loadBlock(b));
+                this.progress(b, 'replaying a finished block');
+            }
+        }
+        finally {
+            await staged.close();
+        }
+    }
+    /** Runs the block on every batch in place: its outputs become the next block's inputs. */
+    async propagate(block) {
+        for (const [i, batch] of this.batches.entries()) {
+            this.check();
+            await this.arena.run(() => block.forward(batch.states, batch.positions, this.model.invFreq, { sequenceLength: this.plan.seqLen, signal: this.signal }));
+            this.arena.recycle();
+            await this.model.checkFiniteStates(batch.states, block.index, this.signal);
+            await this.options.testHook?.({ at: 'propagate', block: block.index, batch: i });
+            await breathe();
+        }
+    }
+    capture(block, needs) {
+        if (needs.size === 0)
+            return Promise.resolve(new Map());
+        return this.timed('capture', () => captureStatistics(this.model, block, this.batches, this.plan.seqLen, needs, this.arena, this.signal));
+    }
+    /** The statistics each of `wantedGroups` needs for the assigned linears that read it. */
+    needsOf(assigned, wantedGroups) {
+        const needs = new Map();
+        if (this.batches.length === 0)
+            return needs;
+        for (const group of wantedGroups) {
+            const merged = {};
+            for (const role of group.roles) {
+                const entry = assigned.get(role);
+                if (!entry)
+                    continue;
+                const needs = needsWith(entry.assignment.method, entry.assignment.options);
+                merged.hessian ||= Boolean(needs.hessian) || this.plan.measure === true;
+                merged.inputSquares ||= Boolean(needs.inputSquares);
+            }
+            if (merged.hessian || merged.inputSquares)
+                needs.set(group.name, merged);
+        }
+        return needs;
+    }
+    /** Capture and compress every assigned linear of one block (group-scope methods first, whole groups). */
+    async compressBlock(block) {
+        const { model } = this;
+        const roles = model.linearRoles(block.index);
+        const prefix = model.layout.block(block.index);
+        // Dense and MoE blocks have different groups (config.moe.layers).
+        const groups = inputGroups(model.config, block.index);
+        const stages = this.sequentialByLinear ? [0, 1, 2, 3].map((s) => groups.filter((g) => g.stage === s)) : [groups];
+        const assigned = new Map();
+        for (const [role, relativeName] of Object.entries(roles)) {
+            const name = `${prefix}${relativeName}`;
+            const assignment = this.plan.assignments.get(name);
+            if (assignment)
+                assigned.set(role, { name, assignment });
+        }
+        const groupJobs = [];
+        for (const group of structuralGroups(model.config, block.index)) {
+            const scoped = group.roles.filter((r) => assigned.get(r)?.assignment.method.scope === 'group');
+            if (scoped.length === 0)
+                continue;
+            const first = assigned.get(scoped[0]).assignment;
+            if (scoped.length !== group.roles.length || scoped.some((r) => assigned.get(r).assignment.stage !== first.stage || assigned.get(r).assignment.method !== first.method)) {
+                throw new InvalidArgumentError(`${prefix}${group.name}: ${first.method.name} compresses ${group.roles.map((r) => roles[r]).join(', ')} together; the recipe must assign all of them to the same stage`);
+            }
+            groupJobs.push({ group, assignment: first });
+        }
+        // Methods that refine the whole block afterwards need the dense block's outputs, taken now.
+        const refining = [...assigned.values()].some((e) => e.assignment.method.refinesBlocks?.(e.assignment.options)) && this.batches.length > 0;
+        const targets = refining ? await this.timed('propagate', () => denseOutputs(model, block, this.batches, this.plan.seqLen, this.signal)) : undefined;
+        this.pending = refining ? [] : undefined;
+        const groupRoles = new Set(groupJobs.flatMap((j) => j.group.roles));
+        const linearAssigned = new Map([...assigned].filter(([role]) => !groupRoles.has(role)));
+        const sequentialByLinear = this.sequentialByLinear;
+        // Group-scope methods take their statistics from the dense block; in 'block' mode that pass serves the
+        // linear-scope methods too.
+        let statistics = new Map();
+        if (groupJobs.length > 0) {
+            const groupNeeds = this.needsOf(new Map([...assigned].filter(([role]) => groupRoles.has(role))), groups);
+            statistics = await this.capture(block, sequentialByLinear ? groupNeeds : mergeNeeds(groupNeeds, this.needsOf(linearAssigned, groups)));
+            const groupOfInput = new Map(groups.flatMap((g) => g.roles.map((r) => [r, g.name])));
+            for (const job of groupJobs) {
+                const members = job.group.roles.map((role) => ({ role, name: assigned.get(role).name }));
+                this.entries.push(...(await this.compressGroup(block, job.group, members, job.assignment, (role) => statistics.get(groupOfInput.get(role)))));
+                for (const m of members)
+                    this.progress(block.index, m.name);
+            }
+        }
+        for (const stage of stages) {
+            const stageGroups = stage.filter((g) => g.roles.some((r) => linearAssigned.has(r)));
+            if (stageGroups.length === 0)
+                continue;
+            if (groupJobs.length === 0 || sequentialByLinear)
+                statistics = await this.capture(block, this.needsOf(linearAssigned, stageGroups));
+            if (this.batches.length > 0)
+                this.progress(block.index, 'calibrating');
+            for (const group of stageGroups) {
+                for (const role of group.roles) {
+                    const entry = linearAssigned.get(role);
+                    if (!entry)
+                        continue;
+                    this.check();
+                    this.entries.push(await this.compressLinear(block, role, entry.name, entry.assignment, this.withGradient(entry.name, statistics.get(group.name))));
+                    this.progress(block.index, entry.name);
+                }
+                statistics.delete(group.name);
+            }
+        }
+        if (targets)
+            await this.refineBlock(block, targets);
+    }
+    /** Block-wise refinement by each method that asks for it, then the deferred writes of the block. */
+    async refineBlock(block, targets) {
+        const pending = this.pending;
+        this.pending = undefined;
+        const reconstruction = await blockReconstruction(this.model, block, this.batches, targets, this.plan.seqLen);
+        const byMethod = new Map();
+        for (const p of pending) {
+            const method = p.assignment.method;
+            if (!method.refinesBlocks?.(p.assignment.options) || !method.refineBlock || p.fellBack)
+                continue;
+            byMethod.set(method, [...(byMethod.get(method) ?? []), p]);
+        }
+        for (const [method, members] of byMethod) {
+            this.check();
+            const t = performance.now();
+            const refined = await this.timed('compress', () => method.refineBlock({
+                block: block.index,
+                linears: new Map(members.map((m) => [m.role, { name: m.name, result: m.result }])),
+                reconstruction,
+                storageDType: members[0].storageDType,
+                options: members[0].assignment.options,
+                signal: this.signal,
+            }));
+            for (const m of members) {
+                const result = refined.results.get(m.role);
+                if (!result)
+                    throw new InvalidArgumentError(`${m.name}: ${method.name} refined the block but returned no result for it`);
+                m.result = result;
+                m.weight = m.storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(m.storageDType, { signal: this.signal })).toAsync('f32', { signal: this.signal });
+                block.linears[m.role].weight = m.weight;
+                m.entry.sparsity = (await countZerosAsync(m.weight, this.signal)) / m.weight.numel;
+                if (result.quantized)
+                    m.entry.bitsPerWeight = result.storedBitsPerWeight ?? bitsPerWeight(result.quantized, m.storageDType);
+                m.entry.details = { ...m.entry.details, ...refined.details };
+                m.entry.seconds += (performance.now() - t) / 1000 / members.length;
+            }
+        }
+        for (const p of pending)
+            await this.timed('io', () => this.writer.writeLinear(p.name, p.result, p.weight));
+    }
+    async compressLinear(block, role, name, assignment, stats) {
+        const startedAt = performance.now();
+        const signal = this.signal;
+        const original = block.linears[role].weight;
+        if (stats?.hessian && !Number.isFinite(await dotAsync(stats.hessian, stats.hessian, { signal }))) {
+            throw new NonFiniteError(`the calibration inputs of ${name} (block ${block.index}) hold NaN or infinite values although every weight is finite: the activations overflowed float32`);
+        }
+        const storageDType = await this.writer.storageDType(name);
+        const run = await this.timed('compress', async () => this.runMethod(name, await original.cloneAsync({ signal }), assignment, stats, storageDType));
+        return this.finish(block, role, name, assignment, original, stats, run, storageDType, startedAt);
+    }
+    /** A linear-scope method (or its declared fallback, where no calibration token reached the linear). */
+    async runMethod(name, weight, assignment, stats, storageDType) {
+        const needs = needsWith(assignment.method, assignment.options);
+        const starved = Boolean(needs.hessian || needs.inputSquares || needs.gradients) && (!stats || stats.tokens === 0);
+        const method = starved ? assignment.fallback : assignment.method;
+        if (!method)
+            throw new InvalidArgumentError(`${name}: no calibration token reached this linear and ${assignment.method.name} declares no fallback; give the stage a 'fallback' (e.g. magnitude)`);
+        const options = starved ? method.parseOptions({}, 'fallback') : assignment.options;
+        try {
+            const result = await method.compress({ name, weight, pattern: assignment.pattern, quantization: method.quantizes(options) ? assignment.quantization : undefined, storageDType: storageDType, stats: starved ? undefined : stats, options, signal: this.signal });
+            return { result, method, fellBack: starved };
+        }
+        catch (error) {
+            throw namedAfter(error, `${name} (${method.name})`);
+        }
+    }
+    /** A group-scope method on one structural group: every member with its own statistics, at once. */
+    async compressGroup(block, group, members, assignment, statsOf) {
+        const startedAt = performance.now();
+        const signal = this.signal;
+        const storageDType = await this.writer.storageDType(members[0].name);
+        const originals = new Map(members.map((m) => [m.role, block.linears[m.role].weight]));
+        const results = await this.timed('compress', async () => assignment.method.compressGroup({
+            group: group.name,
+            linears: await Promise.all(members.map(async (m) => ({ role: m.role, name: m.name, weight: await originals.get(m.role).cloneAsync({ signal }), stats: statsOf(m.role) }))),
+            pattern: assignment.pattern,
+            quantization: assignment.method.quantizes(assignment.options) ? assignment.quantization : undefined,
+            storageDType: storageDType,
+            options: assignment.options,
+            signal,
+        }));
+        const out = [];
+        for (const m of members) {
+            const result = results.get(m.role);
+            if (!result)
+                throw new InvalidArgumentError(`${m.name}: ${assignment.method.name} returned no result for it`);
+            out.push(await this.finish(block, m.role, m.name, assignment, originals.get(m.role), statsOf(m.role), { result, method: assignment.method, fellBack: false }, storageDType, startedAt));
+        }
+        return out;
+    }
+    /** After the method: round to the grid where it did not quantize, round to the stored dtype, measure, write, report. */
+    async finish(block, role, name, assignment, original, stats, run, storageDType, startedAt) {
+        const signal = this.signal;
+        let result = run.result;
+        let quantizer = assignment.quantization && (result.quantized || result.floatQuantized) ? run.method.name : undefined;
+        if (assignment.quantization && !result.quantized && !result.floatQuantized) {
+            const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
+            result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
+            quantizer = `rtn after ${run.method.name}`;
+        }
+        // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
+        const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType, { signal })).toAsync('f32', { signal });
+        let error = null;
+        if (this.plan.measure !== false && stats?.hessian && stats.tokens > 0)
+            error = await this.timed('error', () => relativeError(original, weight, stats.hessian, signal));
+        block.linears[role].weight = weight;
+        const hook = this.options.testHook;
+        if (!this.pending) {
+            if (hook)
+                this.writer.midWrite = () => hook({ at: 'write', block: block.index, name });
+            await this.timed('io', () => this.writer.writeLinear(name, result, weight));
+        }
+        await hook?.({ at: 'linear', block: block.index, name });
+        const q = assignment.quantization;
+        const entry = {
+            name,
+            method: assignment.method.name,
+            pattern: assignment.pattern ? formatPattern(assignment.pattern) : '-',
+            shape: [...weight.shape],
+            sparsity: (await countZerosAsync(weight, signal)) / weight.numel,
+            ...(q ? { bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric, ...(q.actOrder ? { actOrder: q.actOrder } : {}), quantizer } : {}),
+            bitsPerWeight: result.storedBitsPerWeight ?? (result.quantized
+                ? bitsPerWeight(result.quantized, storageDType) + outlierBits(result.outliers?.blockCols.numel ?? 0, weight.shape[0]) / weight.numel
+                : result.floatQuantized
+                    ? 8 + dtypeBits(storageDType) / weight.shape[1]
+                    : dtypeBits(storageDType)),
+            ...(result.floatQuantized ? { floatFormat: result.floatQuantized.format } : {}),
+            ...(result.outliers ? { outliers: result.outliers.blockCols.numel } : {}),
+            relativeError: error,
+            seconds: (performance.now() - startedAt) / 1000,
+            ...(result.details || run.fellBack ? { details: { ...result.details, ...(run.fellBack ? { fallback: `${run.method.name}: no calibration tokens reached this linear` } : {}) } } : {}),
+        };
+        this.pending?.push({ name, role, assignment, result, weight, storageDType, entry, fellBack: run.fellBack });
+        return entry;
+    }
+    async report(before, after) {
+        const { options, model, plan } = this;
+        let linearParameters = 0;
+        for (const l of plan.linears) {
+            const shape = (await model.checkpoint.info(`${l.name}.weight`)).shape;
+            linearParameters += shape[0] * shape[1];
+        }
+        return {
+            model: options.model,
+            out: options.out,
+            format: plan.format,
+            recipe: options.recipe,
+            calibration: plan.windows.length > 0 ? { windows: plan.windows.length, seqLen: plan.seqLen, seed: plan.settings.seed, tokens: plan.windows.length * plan.seqLen } : null,
+            linears: this.entries,
+            totals: {
+                ...summarize(this.entries),
+                linearParameters,
+                seconds: (performance.now() - this.started) / 1000,
+                peakRssBytes: peakRssBytes(),
+                resumedAtBlock: this.startBlock > 0 ? this.startBlock : null,
+                stageSeconds: Object.fromEntries(Object.entries(this.stageSeconds).map(([k, v]) => [k, Number(v.toFixed(3))])),
+            },
+            ...(before && after ? { perplexityBefore: before.perplexity, perplexityAfter: after.perplexity, eval: { before, after } } : {}),
+        };
+    }
+}
+/** A kernel's error (a Hessian that is not positive definite, …) with the linear it happened on in front. */
+function namedAfter(error, where) {
+    if (!(error instanceof SparqError) || error instanceof AbortError || error.message.includes(where.split(' ')[0]))
+        return error;
+    const named = new error.constructor(`${where}: ${error.message}`, { cause: error });
+    named.stack = `${named.name}: ${named.message}\n${(error.stack ?? '').split('\n').slice(1).join('\n')}`;
+    return named;
+}
+function mergeNeeds(a, b) {
+    const merged = new Map(a);
+    for (const [group, needs] of b) {
+        const existing = merged.get(group);
+        merged.set(group, existing ? { hessian: existing.hessian || needs.hessian, inputSquares: existing.inputSquares || needs.inputSquares } : needs);
+    }
+    return merged;
+}
+//# sourceMappingURL=compress-model.js.map

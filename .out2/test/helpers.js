@@ -1,0 +1,154 @@
+// Shared test utilities: a seeded generator, float64 references, tolerance checks that name the worst
+// element, and a loop over every CPU kernel variant this machine can run.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CLI_JSON_SCHEMAS, matchesSchema } from '../lib/cli/json-schemas.js';
+import { backendInfo, isAvailable, loadAttempts, setKernelVariant } from '../lib/index.js';
+/** mulberry32: small, seeded, good enough for test data. */
+export function rng(seed) {
+    let a = seed >>> 0;
+    return () => {
+        a = (a + 0x6d2b79f5) >>> 0;
+        let t = a;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+}
+export function randomNormal(n, random) {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; ++i) {
+        const u = Math.max(random(), 1e-12);
+        out[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+    }
+    return out;
+}
+export function randomF32(n, random) {
+    return Float32Array.from(randomNormal(n, random));
+}
+/** Fills a typed array with NaN (floats) or 0xAB bytes (integers) so an unwritten element shows. */
+export function poison(a) {
+    if (a instanceof Float32Array || a instanceof Float64Array)
+        a.fill(NaN);
+    else if (a instanceof Uint16Array)
+        a.fill(0x7e01);
+    else
+        a.fill(0xab);
+    return a;
+}
+/**
+ * Asserts |actual − expected| ≤ atol + rtol·|expected| elementwise; a failure names the first worst
+ * element and the largest difference.
+ */
+export function assertClose(actual, expected, tolerance, what) {
+    assert.equal(actual.length, expected.length, `${what}: length`);
+    let worst = -1;
+    let worstExcess = 0;
+    let maxDiff = 0;
+    for (let i = 0; i < expected.length; ++i) {
+        const diff = Math.abs(actual[i] - expected[i]);
+        if (!(diff <= maxDiff))
+            maxDiff = diff;
+        const allowed = tolerance.atol + tolerance.rtol * Math.abs(expected[i]);
+        const excess = Number.isNaN(diff) ? Infinity : diff - allowed;
+        if (excess > worstExcess) {
+            worstExcess = excess;
+            worst = i;
+        }
+    }
+    if (worst >= 0) {
+        assert.fail(`${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+            `(max |diff| ${maxDiff}, atol ${tolerance.atol}, rtol ${tolerance.rtol})`);
+    }
+}
+/** Row-major float64 reference: op(a)[m×k] · op(b)[k×n]. */
+export function matmulRef(a, aRows, aCols, transA, b, bRows, bCols, transB) {
+    const m = transA ? aCols : aRows;
+    const k = transA ? aRows : aCols;
+    const n = transB ? bRows : bCols;
+    const out = new Float64Array(m * n);
+    for (let i = 0; i < m; ++i) {
+        for (let j = 0; j < n; ++j) {
+            let s = 0;
+            for (let p = 0; p < k; ++p) {
+                const av = transA ? a[p * aCols + i] : a[i * aCols + p];
+                const bv = transB ? b[j * bCols + p] : b[p * bCols + j];
+                s += av * bv;
+            }
+            out[i * n + j] = s;
+        }
+    }
+    return out;
+}
+/** Runs `body` once per CPU kernel variant (scalar reference, avx2, avx512 where the CPU has them). */
+export function forEachKernelVariant(body) {
+    const { kernelVariants, kernelVariant } = backendInfo('cpu');
+    try {
+        for (const variant of kernelVariants) {
+            setKernelVariant(variant);
+            body(variant);
+        }
+    }
+    finally {
+        setKernelVariant(kernelVariant);
+    }
+}
+export const ODD_SIZES = [1, 7, 129, 1000];
+/**
+ * The shared fixtures and data folder: $SPARQ_SHARED_DIR, else ../shared beside the checkout (where CI
+ * puts it). Tests compile to .out/test, three levels below the checkout's parent.
+ */
+export function sharedDir() {
+    const dir = process.env.SPARQ_SHARED_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared');
+    assert.ok(existsSync(join(dir, 'fixtures')), `shared fixtures not found at ${dir} (set SPARQ_SHARED_DIR)`);
+    return dir;
+}
+/**
+ * The CLI as compiled with the tests (.out/lib/cli/main.js): `npm test` compiles lib/ and test/ together
+ * first, so the CLI under test is always built from the current sources — never a stale dist/.
+ */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli', 'main.js');
+export function fixturePath(name) {
+    return join(sharedDir(), 'fixtures', name);
+}
+/** Largest delay of a 5 ms interval timer while `work` runs. */
+export async function maxTimerLag(work) {
+    let last = performance.now();
+    let worst = 0;
+    const timer = setInterval(() => {
+        const now = performance.now();
+        worst = Math.max(worst, now - last - 5);
+        last = now;
+    }, 5);
+    try {
+        await work();
+    }
+    finally {
+        clearInterval(timer);
+    }
+    return worst;
+}
+/**
+ * Why the CUDA tests cannot run here, or undefined when they can. The addon not built (or SPARQ_CUDA=0)
+ * and a machine without a GPU are reasons to skip; an addon that is built but fails to load for any other
+ * reason — a missing shared library, an undefined symbol, a device that will not start — throws, so the
+ * test fails instead of skipping (CI builds the addon wherever cuBLAS is installed: .ci/run).
+ */
+export function cudaSkipReason() {
+    if (isAvailable('cuda'))
+        return undefined;
+    const failed = loadAttempts().filter((a) => a.backend === 'cuda' && !a.ok);
+    const reasons = failed.map((a) => a.error ?? '');
+    const benign = (error) => error === 'not built' || error.startsWith('disabled by SPARQ_CUDA=0') || error.startsWith('no usable CUDA device');
+    if (!reasons.every(benign)) {
+        assert.fail(`the CUDA addon is built but does not load:\n${failed.map((a) => `${a.path}: ${a.error}`).join('\n')}`);
+    }
+    return reasons.join('; ');
+}
+/** Asserts a command's --json output matches its documented schema (lib/cli/json-schemas.ts). */
+export function assertSchema(command, value) {
+    assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS[command], value), [], `${command} --json does not match its schema in lib/cli/json-schemas.ts`);
+}
+//# sourceMappingURL=helpers.js.map
