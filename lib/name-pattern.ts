@@ -29,6 +29,10 @@ export interface NamePattern {
   readonly source: string;
   /** True when the pattern matches the whole name. */
   test(name: string): boolean;
+  /** States of the compiled automaton: a match tests at most this many per character of the name. */
+  readonly states: number;
+  /** test(), also counting the character tests it made (the work bound tests check). */
+  testCounting(name: string): { matched: boolean; characterTests: number };
 }
 
 const isDigit: CharTest = (c) => c >= 48 && c <= 57;
@@ -298,8 +302,8 @@ function compileNfa(node: Node, where: string): Nfa {
   return { tests: builder.tests, next: builder.next, alternative: builder.alternative, start, accept };
 }
 
-/** Runs the NFA over the whole name, one character at a time. */
-function matches(nfa: Nfa, name: string): boolean {
+/** Runs the NFA over the whole name, one character at a time; `work.tests` counts the character tests. */
+function matches(nfa: Nfa, name: string, work = { tests: 0 }): boolean {
   const count = nfa.tests.length;
   let current = new Int32Array(count);
   let next = new Int32Array(count);
@@ -329,6 +333,7 @@ function matches(nfa: Nfa, name: string): boolean {
     for (let k = 0; k < currentSize; ++k) {
       const s = current[k];
       const test = nfa.tests[s];
+      if (test !== undefined) work.tests++;
       if (test !== undefined && test(code)) nextSize = add(next, nextSize, nfa.next[s], i + 1);
     }
     [current, next] = [next, current];
@@ -367,5 +372,14 @@ export function compilePattern(pattern: string, where: string): NamePattern {
   }
   const node = pattern.startsWith('re:') ? new Parser(pattern.slice(3), where).parse() : globToNode(pattern);
   const nfa = compileNfa(node, where);
-  return { source: pattern, test: (name) => matches(nfa, name) };
+  return {
+    source: pattern,
+    test: (name) => matches(nfa, name),
+    states: nfa.tests.length,
+    testCounting: (name) => {
+      const work = { tests: 0 };
+      const matched = matches(nfa, name, work);
+      return { matched, characterTests: work.tests };
+    },
+  };
 }

@@ -250,13 +250,11 @@ describe('reliability: models and numbers', function () {
     await assert.rejects(DecoderModel.open(dir), (e: Error) => e instanceof InvalidFileError && /model\.safetensors: is a folder; a safetensors file was expected/.test(e.message));
   });
 
-  it('matches a catastrophic recipe regex at once, so prune answers instead of hanging', async () => {
-    const started = performance.now();
+  it('matches a catastrophic recipe regex, so prune answers instead of hanging (the work bound is name-pattern.test.ts)', async () => {
     await assert.rejects(
       prune({ model: stories(), out: fresh('regex'), recipe: parseRecipe({ method: 'magnitude', sparsity: 0.5, targets: ['re:(.*)*X'] }) }),
       /targets: 're:\(\.\*\)\*X' matches no linear layer/,
     );
-    assert.ok(performance.now() - started < 5000);
   });
 });
 
