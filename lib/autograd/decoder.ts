@@ -11,6 +11,7 @@
 //   callback before loading the next. Memory ≈ one block + its activations + the boundary states.
 import { InvalidArgumentError } from '../errors.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
+import { blockConfig } from '../models/config.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
@@ -161,7 +162,7 @@ class TapeOps implements BlockOps<Variable> {
 
 /** One decoder block on the tape: models/block.ts, the same function the forward pass runs. */
 export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch): Promise<Variable> {
-  return decoderBlock(model.config, new TapeOps(tape, model, index, lookup, batch), h, h.value.shape[0]);
+  return decoderBlock(blockConfig(model.config, index), new TapeOps(tape, model, index, lookup, batch), h, h.value.shape[0]);
 }
 
 /** Final norm, output projection and mean cross-entropy against the batch's targets. */
