@@ -3,12 +3,15 @@ import { InvalidArgumentError } from '../errors.js';
 import { alps } from './alps.js';
 import { gptq } from './gptq.js';
 import { magnitude } from './magnitude.js';
+import { magnitudeSp } from './magnitude-sp.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
+import { structprune } from './structprune.js';
 import { wanda } from './wanda.js';
+import { wandaSp } from './wanda-sp.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, rtn, gptq, 'magnitude-sp': magnitudeSp, 'wanda-sp': wandaSp, structprune };
 
 export function getMethod(name: string, where = 'method'): CompressionMethod<any> {
   const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;

@@ -50,6 +50,8 @@ export interface CompressReport {
     /** Wall seconds by stage: block forwards, capture passes (forward + statistics), methods, error measurement, disk, evaluation. */
     stageSeconds: { propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
+  /** Group methods that spread the sparsity over the model: each structural group's share, and clamps. */
+  allocation?: { groups: { block: number; group: string; sparsity: number }[]; notes: string[] };
   perplexityBefore?: number;
   perplexityAfter?: number;
   eval?: { before: PerplexityResult; after: PerplexityResult };
