@@ -5,7 +5,8 @@ import { AbortError, InvalidArgumentError } from '../errors.js';
 import { StagingFolder } from '../export/staging.js';
 import type { OutputFormat } from '../export/writer.js';
 import { readTextFile } from '../io/text.js';
-import { compressModel } from '../pipeline/compress-model.js';
+import { compressModel, type CompressOptions } from '../pipeline/compress-model.js';
+import type { ShrinkSummary } from '../export/shrink.js';
 import { loadRecipe, parseRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { CompressReport } from '../pipeline/report.js';
 import { loadTokenizer } from '../io/tokenizer.js';
@@ -45,7 +46,7 @@ export async function recipeOf(command: string, values: RunValues, fromFlags: ((
   return parseRecipe({ ...fromFlags(), ...(values.sequential ? { sequential: values.sequential } : {}) }, `${command} options`);
 }
 
-function printReport(report: CompressReport): void {
+function printReport(report: CompressReport & { shrunk?: ShrinkSummary }): void {
   const out = process.stdout;
   const quantized = report.totals.quantizedLinears > 0;
   out.write(
@@ -66,20 +67,34 @@ function printReport(report: CompressReport): void {
       `in ${t.seconds.toFixed(1)} s, peak RSS ${(t.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,
   );
   if (report.perplexityBefore !== undefined) out.write(`perplexity ${report.perplexityBefore.toFixed(4)} → ${report.perplexityAfter!.toFixed(4)}\n`);
+  for (const note of report.allocation?.notes ?? []) out.write(`note: ${note}\n`);
+  if (report.shrunk) {
+    const s = report.shrunk;
+    out.write(
+      `shrunk: ${s.parametersBefore.toLocaleString('en-US')} → ${s.parametersAfter.toLocaleString('en-US')} parameters; ` +
+        `per layer (mlp/heads/kv): ${s.layers.map((l) => `${l.intermediateSize}/${l.heads}/${l.kvHeads}`).join(' ')}${s.perLayer ? ' (sparq_layer_widths in config.json)' : ''}\n`,
+    );
+  }
   out.write(`wrote ${report.out} (${report.format}; report.json inside)\n`);
 }
 
 /** Runs a compression from the command line and prints its report (or one JSON line). */
-export async function runCompression(command: string, values: RunValues, recipe: Recipe, format: OutputFormat): Promise<void> {
+export async function runCompression(
+  command: string,
+  values: RunValues,
+  recipe: Recipe,
+  format: OutputFormat,
+  runner: (options: CompressOptions) => Promise<CompressReport & { shrunk?: ShrinkSummary }> = compressModel,
+): Promise<void> {
   if (!values.model) throw new InvalidArgumentError(`${command}: --model DIR is required`);
   if (!values.out) throw new InvalidArgumentError(`${command}: --out DIR is required`);
   if (values['skip-error'] && values['measure-error']) throw new InvalidArgumentError(`${command}: give --skip-error or --measure-error, not both`);
   const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const bar = progressBar(command);
-  let report: CompressReport;
+  let report: CompressReport & { shrunk?: ShrinkSummary };
   try {
     report = await withInterrupt((signal) =>
-      compressModel({
+      runner({
         model: values.model!,
         out: values.out!,
         recipe,
@@ -117,6 +132,15 @@ export async function runCompression(command: string, values: RunValues, recipe:
         quantized_linears: report.totals.quantizedLinears,
         ...(report.perplexityBefore !== undefined ? { perplexity_before: report.perplexityBefore, perplexity_after: report.perplexityAfter } : {}),
         resumed_at_block: report.totals.resumedAtBlock,
+        ...(report.allocation ? { allocation_notes: report.allocation.notes } : {}),
+        ...(report.shrunk
+          ? {
+              parameters_before: report.shrunk.parametersBefore,
+              parameters_after: report.shrunk.parametersAfter,
+              per_layer_widths: report.shrunk.perLayer,
+              layer_widths: report.shrunk.layers.map((l) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.heads, num_key_value_heads: l.kvHeads })),
+            }
+          : {}),
       })}\n`,
     );
   } else {

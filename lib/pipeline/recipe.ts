@@ -6,7 +6,7 @@
 // name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
 // other than the default `*` names them.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq | magnitude-sp | wanda-sp | structprune
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
 //   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]

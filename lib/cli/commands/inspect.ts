@@ -9,7 +9,8 @@ export const inspectCommand: Command = {
   usage: `inspect DIR [--json]
                    architecture, parameter count, dtypes, bytes, and each linear layer's format
                    (dense, or compressed-tensors pack-quantized with bits, group size, symmetry) and
-                   sparsity`,
+                   sparsity; --json adds each layer's widths (layers: intermediateSize, heads,
+                   kvHeads), which differ per layer after structured pruning`,
   async run(args) {
     const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
     if (positionals.length !== 1) throw new InvalidArgumentError('inspect: give exactly one model folder');
@@ -24,6 +25,7 @@ export const inspectCommand: Command = {
       `${report.dir}: ${c.architecture}, ${c.layers} layers, hidden ${c.hiddenSize}, ${c.heads} heads / ${c.kvHeads} kv (head_dim ${c.headDim}), ` +
         `vocab ${c.vocabSize}\n${report.parameters.toLocaleString('en-US')} parameters, ${(report.bytes / 2 ** 20).toFixed(1)} MiB, dtypes ${JSON.stringify(report.dtypes)}\n`,
     );
+    if (c.layerWidths) process.stdout.write(`per-layer widths (mlp/heads/kv): ${report.layers.map((l) => `${l.intermediateSize}/${l.heads}/${l.kvHeads}`).join(' ')}\n`);
     for (const l of report.linears) {
       const grid = l.format === 'pack-quantized' ? `  W${l.bits} ${l.groupSize === null ? 'per channel' : `group ${l.groupSize}`}${l.symmetric ? '' : ' asymmetric'}${l.actOrder ? ` act-order ${l.actOrder}` : ''}` : '';
       process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%${grid}\n`);
