@@ -3,6 +3,7 @@
 // KV-cached generation, inspect), the allocation keeps the target and clamps, the methods order as the
 // papers say on a trained model, and bad input gets typed errors.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +162,26 @@ describe('structured pruning', function () {
     cpSync(fixturePath('tiny-llama'), dir, { recursive: true });
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...json, sparq_layer_widths: widths(2, 2) }));
     await assert.rejects(DecoderModel.open(dir), (e: unknown) => e instanceof InvalidFileError && /sparq_layer_widths\[0\]/.test(e.message));
+  });
+
+  it('`sparq prune --json` reports the shrunk widths, and `sparq inspect --json` reads them back; bad flags exit 1 with a named error', () => {
+    const out = outDir('cli');
+    const run = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
+    const pruned = run(['prune', '--model', fixturePath('tiny-llama'), '--method', 'magnitude-sp', '--sparsity', '0.3', '--structures', 'mlp', '--allocation', 'softmax', '--out', out, '--json']);
+    assert.equal(pruned.status, 0, pruned.stderr);
+    const result = JSON.parse(pruned.stdout.trim().split('\n').pop()!);
+    assert.ok(result.parameters_after < result.parameters_before);
+    const inspected = JSON.parse(run(['inspect', out, '--json']).stdout.trim().split('\n').pop()!);
+    assert.equal(inspected.parameters, result.parameters_after);
+    assert.deepEqual(
+      inspected.layers.map((l: { intermediateSize: number; heads: number; kvHeads: number }) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.heads, num_key_value_heads: l.kvHeads })),
+      result.layer_widths,
+    );
+    const bad = run(['prune', '--model', fixturePath('tiny-llama'), '--method', 'magnitude-sp', '--sparsity', '0.3', '--structures', 'mlp,ffn', '--out', outDir('bad')]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /unknown structure 'ffn'/);
+    const layout = run(['prune', '--model', fixturePath('tiny-llama'), '--method', 'magnitude-sp', '--sparsity', '0.3', '--layout', 'thin', '--out', outDir('bad')]);
+    assert.match(layout.stderr, /--layout must be shrunk or padded/);
   });
 
   // The papers' order at 30% of the decoder-linear parameters: the ADMM refit beats Wanda-sp's selection
