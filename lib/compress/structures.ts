@@ -254,10 +254,17 @@ export function allocateStructured(groups: AllocationGroup[], sparsity: number, 
     notes.push(`no group holds a selected structure (${options.structures.join(', ')}); nothing was pruned`);
     return { sparsities, notes };
   }
-  const mean = (sparsity * total) / selected;
-  for (const structure of options.structures) {
-    const members = units.map((u, i) => (u?.structure === structure ? i : -1)).filter((i) => i >= 0);
-    if (members.length === 0) continue;
+  // Coarse structures first (a kv group is many neurons' worth): what their rounding to whole units
+  // misses of their share, the finer ones after them make up.
+  const order = [...options.structures].sort((a, b) => (a === 'heads' ? -1 : b === 'heads' ? 1 : 0));
+  const kinds = order.map((structure) => ({ structure, members: units.map((u, i) => (u?.structure === structure ? i : -1)).filter((i) => i >= 0) })).filter((k) => k.members.length > 0);
+  let remaining = sparsity * total;
+  let remainingParameters = selected;
+  for (const { structure, members } of kinds) {
+    const parameters = members.map((i) => units[i]!.parameters);
+    const kindParameters = parameters.reduce((a, b) => a + b, 0);
+    const budget = (remaining * kindParameters) / remainingParameters;
+    const mean = budget / kindParameters;
     let weights = members.map(() => 1);
     if (options.allocation === 'softmax') {
       const energies = members.map((i) => removedEnergy(groups[i].scores, units[i]!, mean));
@@ -270,15 +277,15 @@ export function allocateStructured(groups: AllocationGroup[], sparsity: number, 
         weights = exp.map((e) => (e / sum) * members.length);
       }
     }
-    const parameters = members.map((i) => units[i]!.parameters);
     const limits = members.map((i) => maxSparsity(units[i]!));
-    const budget = mean * parameters.reduce((a, b) => a + b, 0);
-    const shares = waterFill(weights, parameters, limits, budget);
+    const shares = wholeUnits(waterFill(weights, parameters, limits, budget), members.map((i) => units[i]!), budget);
     members.forEach((i, k) => (sparsities[i] = shares[k]));
     const reached = shares.reduce((sum, s, k) => sum + s * parameters[k], 0);
-    if (reached < budget * (1 - 1e-9)) {
-      notes.push(`${structure}: the target needs ${(100 * mean).toFixed(1)}% of these parameters on average, but each layer must keep one unit; reached ${((100 * reached) / parameters.reduce((a, b) => a + b, 0)).toFixed(1)}%`);
+    if (reached < budget - 0.5 * Math.min(...members.map((i) => units[i]!.unitParameters)) && shares.some((s, k) => s >= limits[k] - 1e-12)) {
+      notes.push(`${structure}: the target needs ${(100 * mean).toFixed(1)}% of these parameters on average, but each layer must keep one unit; reached ${((100 * reached) / kindParameters).toFixed(1)}%`);
     }
+    remaining -= reached;
+    remainingParameters -= kindParameters;
   }
   return { sparsities, notes };
 }
@@ -292,6 +299,27 @@ function removedEnergy(scores: number[] | undefined, units: GroupUnits, s: numbe
   let removed = 0;
   choice.kept.forEach((k, i) => (removed += k ? 0 : scores[i]));
   return removed / total;
+}
+
+/**
+ * Shares rounded to whole removal steps (a unit, or one query head from every kv group) so that the
+ * removed parameters come as close to `budget` as whole steps allow: floors first, then one more step for
+ * the groups with the largest remainders while that brings the total closer (largest-remainder rounding).
+ */
+function wholeUnits(shares: number[], units: GroupUnits[], budget: number): number[] {
+  const step = units.map((u) => u.unitParameters * (u.balancedGroups ?? 1));
+  const maxSteps = units.map((u) => (u.balancedGroups ? u.units.length / u.balancedGroups - 1 : u.units.length - 1));
+  const wanted = shares.map((s, i) => (s * units[i].parameters) / step[i]);
+  const counts = wanted.map((w, i) => Math.min(Math.floor(w + 1e-9), maxSteps[i]));
+  let left = budget - counts.reduce((sum, c, i) => sum + c * step[i], 0);
+  const byRemainder = wanted.map((w, i) => i).sort((a, b) => wanted[b] - Math.floor(wanted[b] + 1e-9) - (wanted[a] - Math.floor(wanted[a] + 1e-9)) || a - b);
+  for (const i of byRemainder) {
+    if (counts[i] < maxSteps[i] && left >= step[i] / 2) {
+      counts[i] += 1;
+      left -= step[i];
+    }
+  }
+  return counts.map((c, i) => (c * step[i]) / units[i].parameters);
 }
 
 /** s_i = c·w_i with Σ s_i·p_i = budget, every s_i ≤ limit_i (clamped ones fixed, the rest rescaled). */
