@@ -5,7 +5,7 @@
 //            64 × 256-token calibration windows, eval on up to 16,384 held-out tokens in 256-token windows.
 //   speed    measured forward tokens/s of each shrunk model against its dense original on the same
 //            machine in the same process (blocks preloaded; 8 × 256-token batch; dense and pruned timed
-//            alternately, best of 5 each), plus a generated 41M-parameter Llama pruned data-free
+//            alternately, best of 5 each), plus a generated 33M-parameter Llama pruned data-free
 //            (magnitude-sp) where the linears dominate the time.
 // Writes bench/structured-results.json. Set SPARQ_BENCH_QUICK=1 for one sparsity (30%).
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -116,15 +116,15 @@ try {
       console.log(JSON.stringify(row));
     }
   }
-  // Where the linears dominate: a generated 41M-parameter Llama (hidden 512, MLP 1536, 8 layers, 8 heads /
+  // Where the linears dominate: a generated 33M-parameter Llama (hidden 512, MLP 1536, 8 layers, 8 heads /
   // 4 kv, vocab 8000), pruned data-free to 30% and 50% and timed against itself.
-  const big = join(scratch, 'llama-41m');
+  const big = join(scratch, 'llama-33m');
   await writeRandomLlama(big, { hiddenSize: 512, intermediateSize: 1536, layers: 8, heads: 8, kvHeads: 4, vocabSize: 8000, maxPositions: 512, seed: 1 });
   const bigParameters = (await inspectModel(big)).parameters;
   for (const sparsity of [0.3, 0.5]) {
-    const out = join(scratch, `llama-41m-${sparsity}`);
+    const out = join(scratch, `llama-33m-${sparsity}`);
     const report = await prune({ model: big, out, recipe: parseRecipe({ method: 'magnitude-sp', sparsity }) });
-    speeds.push({ model: 'generated Llama 41M', method: 'magnitude-sp', sparsity, denseParameters: bigParameters, prunedParameters: report.shrunk!.parametersAfter, ...(await speed(big, out, 8000)) });
+    speeds.push({ model: 'generated Llama 33M', method: 'magnitude-sp', sparsity, denseParameters: bigParameters, prunedParameters: report.shrunk!.parametersAfter, ...(await speed(big, out, 8000)) });
     console.log(JSON.stringify(speeds[speeds.length - 1]));
     rmSync(out, { recursive: true, force: true });
   }
