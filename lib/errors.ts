@@ -30,6 +30,11 @@ export class InvalidArgumentError extends SparqError {
     super('SPARQ_INVALID_ARGUMENT', message, options);
   }
 }
+/**
+ * A command line that does not parse: an unknown option, a value missing, a required option absent. The
+ * CLI exits 2 for it (1 for every other error), as shells and argument parsers conventionally do.
+ */
+export class UsageError extends InvalidArgumentError {}
 export class ShapeMismatchError extends SparqError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('SPARQ_SHAPE_MISMATCH', message, options);

@@ -22,7 +22,8 @@ export { MAX_HEADER_BYTES, SafetensorsFile, SafetensorsWriter, type PlannedTenso
 export type { AsyncOptions } from './tensor/call.js';
 export * from './tensor/nn.js';
 export * from './tensor/nn-backward.js';
-export { LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type RopeScaling } from './models/config.js';
+export { isMoeLayer, LLAMA_FAMILY, parseConfig, readConfig, SUPPORTED_ARCHITECTURES, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from './models/config.js';
+export { blockLinearRoles, structuralGroups, type StructuralGroup } from './models/layouts.js';
 export { DecoderBlock, DecoderModel, inputGroups, LAYOUTS, type Embeddings, type InputGroup, type InputObserver, type Head, type Layout, type Linear, type Norm } from './models/decoder.js';
 export { generate, type GenerateOptions, type GenerateResult, type StopReason } from './generate/generate.js';
 export { GenerationSession, type GenerationBlock } from './generate/session.js';
@@ -38,13 +39,16 @@ export { inspectModel, type LinearReport, type ModelReport } from './models/insp
 export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/random-model.js';
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
-export type { CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodScope, StatisticsNeeds } from './compress/method.js';
+export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodCheckpoint, MethodScope, ModelRequest, ModelResult, ScaleTuning, StatisticsNeeds } from './compress/method.js';
+export { checkGqsaLayer, selectGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
+export { elsa, ELSA_DEFAULTS, estimateElsaMemory, lambdaAt, type ElsaLogEntry, type ElsaOptions } from './compress/elsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { isStructured, prune, quantize, type LinearReportEntry, type PruneLayout, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
 export { shrinkModel, type ShrinkOptions, type ShrinkSummary } from './export/shrink.js';
 export { allocateStructured, STRUCTURES, type StructuredOptions } from './compress/structures.js';
 export { blockConfig, type LayerWidths } from './models/config.js';
-export { compressModel, type CompressOptions, type CompressProgress } from './pipeline/compress-model.js';
+export { compressModel, type CompressOptions, type CompressProgress, type RunPoint } from './pipeline/compress-model.js';
+export { compressTuneAndPack, tuneScales, type RunFormat, type TunedCompressOptions, type TunedCompressReport, type TuneScalesReport } from './pipeline/tune-scales.js';
 export type { CompressReport } from './pipeline/report.js';
 export { assignLinears, compilePattern, loadRecipe, parseRecipe, type Assignment, type NamePattern, type Recipe, type RecipeOverride, type RecipeStage } from './pipeline/recipe.js';
 export { CALIBRATION_DEFAULTS, loadCalibration, readCalibrationText, sampleWindows, seededRandom, type CalibrationOptions } from './pipeline/calibration.js';
@@ -60,10 +64,13 @@ export {
   makeBatch,
   streamGradients,
   type Batch,
+  type GradientOptions,
   type GradientResult,
+  type RouterRecord,
   type ModelPart,
   type StreamGradientsOptions,
 } from './autograd/decoder.js';
+export { RouterBalance, type RouterDecision } from './autograd/router-balance.js';
 export { clipGradients, Optimizer, OPTIMIZERS, type OptimizerKind, type OptimizerOptions } from './train/optimizer.js';
 export { initialParameters } from './train/init.js';
 export { checkParameters, parameterPlan, type PlannedParameter, type StoredTensor } from './models/parameters.js';

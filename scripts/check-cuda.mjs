@@ -1,24 +1,13 @@
 // Compile-checks every native/cuda/*.cu file for sm_90 with nvcc, so the CUDA kernels never rot on
 // machines without a GPU or cuBLAS. Exits 0 with a note when nvcc is absent, 1 if any file fails.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findNvcc } from './cuda-toolkit.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-function findNvcc() {
-  const candidates = [];
-  try {
-    candidates.push(execFileSync('which', ['nvcc'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-  } catch {
-    // not on PATH
-  }
-  if (process.env.CUDA_HOME) candidates.push(join(process.env.CUDA_HOME, 'bin', 'nvcc'));
-  candidates.push('/usr/local/cuda/bin/nvcc');
-  return candidates.find((c) => c && existsSync(c));
-}
 
 const nvcc = findNvcc();
 if (!nvcc) {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { CLI_JSON_SCHEMAS, matchesSchema } from '../lib/cli/json-schemas.js';
 import { DEMO_PROFILES, runDemo, type DemoReport } from '../lib/demo/demo.js';
 
 const run = promisify(execFile);
@@ -23,7 +24,7 @@ describe('sparq demo (quick profile)', function () {
     await rm(scratch, { recursive: true, force: true });
   });
 
-  it('trains and caches a model, prunes it with every method, and writes the report, chart and table; a second run reuses the model', async () => {
+  it('trains and caches a model, prunes and quantizes it with every method, and writes the report, charts and tables; a second run reuses the model', async () => {
     const profile = DEMO_PROFILES.quick;
     const cacheDir = join(scratch, 'cache');
     const out = join(scratch, 'report');
@@ -48,7 +49,17 @@ describe('sparq demo (quick profile)', function () {
       }
     }
 
-    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'perplexity.svg', 'report.json']);
+    // The quantization table: every row measured, bits per weight as stored (W4 g32 with f32 scales: 5;
+    // GWQ adds its 1% outliers' values and indices; FP8 per channel: 8 plus a scale per row).
+    assert.equal(report.quantization.length, profile.quantization.length);
+    for (const r of report.quantization) assert.ok(Number.isFinite(r.perplexity) && r.perplexity < 0.5 * profile.model.vocabSize, `${r.method} ${r.scheme}: ${r.perplexity}`);
+    const bitsOf = (method: string) => report.quantization.find((r) => r.method === method)!.bitsPerWeight;
+    assert.equal(bitsOf('rtn'), 5);
+    assert.equal(bitsOf('gptq'), 5);
+    assert.ok(bitsOf('gwq') > 5.4 && bitsOf('gwq') < 6.5, `gwq: ${bitsOf('gwq')} bits`);
+    assert.ok(bitsOf('hwpq') > 8 && bitsOf('hwpq') < 9, `hwpq: ${bitsOf('hwpq')} bits`);
+
+    assert.deepEqual((await readdir(out)).sort(), ['README.md', 'perplexity.svg', 'quantization.svg', 'report.json']);
     const saved = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as DemoReport;
     assert.deepEqual(saved.results, report.results);
     const svg = await readFile(join(out, 'perplexity.svg'), 'utf8');
@@ -56,6 +67,9 @@ describe('sparq demo (quick profile)', function () {
     for (const method of profile.methods) assert.ok(svg.includes(`>${method}<`), `legend names ${method}`);
     const table = await readFile(join(out, 'README.md'), 'utf8');
     assert.match(table, /\| method \| 50% \| 70% \| 2:4 \|/);
+    assert.match(table, /\| gwq \| W4 g32 \| \d+\.\d\d \| \d+\.\d\d \|/);
+    const quantSvg = await readFile(join(out, 'quantization.svg'), 'utf8');
+    for (const method of ['rtn', 'gptq', 'gwq', 'hwpq']) assert.ok(quantSvg.includes(`>${method}<`), `quantization legend names ${method}`);
 
     // The cached model lives under the cache folder with its tokenizer and training record.
     const cached = await readdir(report.model.dir);
@@ -63,7 +77,11 @@ describe('sparq demo (quick profile)', function () {
 
     // Second run, through the CLI: no training, the same model, the same dense perplexity.
     const { stdout } = await run(process.execPath, [cli, 'demo', '--quick', '--out', out, '--cache-dir', cacheDir, '--json'], { maxBuffer: 1 << 24 });
-    const again = JSON.parse(stdout.trim().split('\n').pop()!) as DemoReport;
+    const jsonLines = stdout.split('\n').filter((l) => l.trim() !== '');
+    assert.equal(jsonLines.length, 1, 'demo --json prints one line');
+    const again = JSON.parse(jsonLines[0]) as DemoReport;
+    // The documented schema (test/cli.test.ts checks the other commands; this one needs a trained model).
+    assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS.demo, again), []);
     assert.equal(again.model.cached, true);
     assert.equal(again.model.trainSeconds, null);
     assert.equal(again.model.dir, report.model.dir);

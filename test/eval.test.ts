@@ -43,7 +43,7 @@ describe('model configs', () => {
 
   it('names what is wrong: unknown model_type (listing the supported), bad fields, unsupported rope types', () => {
     const base = { model_type: 'llama', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 10 };
-    assert.throws(() => parseConfig({ ...base, model_type: 'gpt2' }), (e: unknown) => e instanceof UnsupportedFormatError && /llama, mistral, qwen2, qwen3, mixtral, opt/.test(e.message));
+    assert.throws(() => parseConfig({ ...base, model_type: 'gpt2' }), (e: unknown) => e instanceof UnsupportedFormatError && /llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, deepseek, opt/.test(e.message));
     assert.throws(() => parseConfig({ ...base, hidden_size: 7.5 }), (e: unknown) => e instanceof InvalidFileError && /'hidden_size' must be a positive integer/.test(e.message));
     assert.throws(() => parseConfig({ ...base, num_key_value_heads: 3, num_attention_heads: 4 }), /not a multiple/);
     assert.throws(() => parseConfig({ ...base, rope_scaling: { type: 'yarn', factor: 4 } }), (e: unknown) => e instanceof UnsupportedFormatError && /yarn/.test(e.message));
@@ -107,7 +107,7 @@ describe('perplexity', () => {
     ['stories260K', 'tinystories_val.txt'],
     ['sotu-llama', 'sotu_eval.txt'],
   ] as const) {
-    it(`${name} matches its golden perplexity within 0.1%, streaming block by block`, async function () {
+    it(`${name} matches its golden perplexity within 5e-7 relative, streaming block by block`, async function () {
       this.timeout(300_000);
       const dir = fixture(name);
       const tokens = (await loadTokenizer(dir)).encode(readFileSync(join(shared, 'data', text), 'utf8'));
@@ -128,7 +128,10 @@ describe('perplexity', () => {
       });
       await model.close();
       assert.equal(result.windows, expected.windows);
-      assert.ok(Math.abs(result.perplexity / expected.value - 1) < 1e-3, `perplexity ${result.perplexity}, golden ${expected.value}`);
+      // The logits match PyTorch's to f32 rounding; over 65,536 tokens the perplexity differs from the golden
+      // by 5e-8 (stories260K) and 2e-8 (sotu-llama) relative, with the avx512 and avx2 kernels alike: 10×
+      // the larger.
+      assert.ok(Math.abs(result.perplexity / expected.value - 1) < 5e-7, `perplexity ${result.perplexity}, golden ${expected.value}`);
       assert.equal(stages.filter((s) => s === 'embedding').length, 4);
     });
   }

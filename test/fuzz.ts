@@ -123,10 +123,12 @@ interface Target {
 
 /** The fuzz targets; each returns a description of its input (for findings) and throws what sparq threw. */
 function targets(sharedDir: string): Target[] {
-  const storiesConfig = JSON.parse(readFileSync(join(sharedDir, 'fixtures', 'stories260K', 'config.json'), 'utf8')) as Json;
+  // Configs to mutate: a dense Llama and the MoE families' (their layer selection and expert fields).
+  const configFixtures = ['stories260K', 'tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-deepseek-moe'];
+  const configs = configFixtures.map((f) => JSON.parse(readFileSync(join(sharedDir, 'fixtures', f, 'config.json'), 'utf8')) as Json);
+  const configTensors = new Map<string, StoredTensor[]>();
   const qwen3 = join(sharedDir, 'fixtures', 'tiny-qwen3');
   const qwen3Index = JSON.parse(readFileSync(join(qwen3, 'model.safetensors.index.json'), 'utf8')) as Json;
-  let storiesTensors: StoredTensor[] | undefined;
   const linears = Array.from({ length: 5 }, (_, b) =>
     ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'].map((l) => ({
       name: `model.layers.${b}.${l}`,
@@ -179,17 +181,21 @@ function targets(sharedDir: string): Target[] {
     {
       name: 'config.json',
       async run(random) {
-        const mutated = mutateJson(storiesConfig, random) as Record<string, Json>;
-        if (random() < 0.3) mutated.model_type = ['llama', 'mistral', 'qwen2', 'qwen3', 'mixtral', 'opt', 'gpt2', 'deepseek'][Math.floor(random() * 8)];
+        // Half the cases mutate stories260K's config, the others an MoE fixture's.
+        const which = random() < 0.5 ? 0 : 1 + Math.floor(random() * 3);
+        const fixture = configFixtures[which];
+        const mutated = mutateJson(configs[which], random) as Record<string, Json>;
+        const types = ['llama', 'mistral', 'qwen2', 'qwen3', 'mixtral', 'opt', 'gpt2', 'deepseek', 'qwen2_moe', 'qwen3_moe', 'deepseek_v3'];
+        if (random() < 0.3) mutated.model_type = types[Math.floor(random() * types.length)];
         const input = JSON.stringify(mutated);
         if (mutated === null || typeof mutated !== 'object' || Array.isArray(mutated)) return input;
         const config = parseConfig(mutated as Record<string, unknown>, 'config.json');
-        if (!storiesTensors) {
-          const checkpoint = await Checkpoint.open(join(sharedDir, 'fixtures', 'stories260K'));
-          storiesTensors = await Promise.all(checkpoint.names().map((n) => checkpoint.info(n)));
+        if (!configTensors.has(fixture)) {
+          const checkpoint = await Checkpoint.open(join(sharedDir, 'fixtures', fixture));
+          configTensors.set(fixture, await Promise.all(checkpoint.names().map((n) => checkpoint.info(n))));
           await checkpoint.close();
         }
-        checkParameters(config, storiesTensors, 'stories260K', 'config.json');
+        checkParameters(config, configTensors.get(fixture)!, fixture, 'config.json');
         return input;
       },
     },

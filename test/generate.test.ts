@@ -86,7 +86,7 @@ describe('generate', function () {
   this.timeout(120_000);
 
   describe('the KV cache reproduces the full forward', () => {
-    for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral']) {
+    for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral', 'tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-deepseek-moe']) {
       it(name, async () => checkAgainstFullForward(fixturePath(name), await goldenPrompt(name, 7), 24));
     }
 

@@ -1,4 +1,5 @@
-// The decoder (Llama, Llama-3 rope scaling, Qwen2 q/k/v bias, Qwen3 q/k norm and head_dim, OPT, Mixtral)
+// The decoder (Llama, Llama-3 rope scaling, Qwen2 q/k/v bias, Qwen3 q/k norm and head_dim, OPT, Mixtral,
+// Qwen2-MoE, Qwen3-MoE, DeepSeek-MoE)
 // run block by block must reproduce the independent PyTorch goldens in ../shared/fixtures.
 // Tolerance: f32 compute from the stored weights; logits within 5e-5 absolute + 1e-4 relative (the
 // largest difference seen is 1.4e-5, on sotu-llama); the loss within 1e-4 relative.
@@ -31,7 +32,7 @@ async function golden(dir: string) {
 }
 
 describe('the decoder matches the PyTorch goldens', () => {
-  for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral', 'stories260K', 'sotu-llama']) {
+  for (const name of ['tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-opt', 'tiny-mixtral', 'tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-deepseek-moe', 'stories260K', 'sotu-llama']) {
     it(name, async () => {
       const dir = join(fixtures, name);
       const g = await golden(dir);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backendInfo, setKernelVariant } from '../lib/index.js';
+import { CLI_JSON_SCHEMAS, matchesSchema, type CliJsonCommand } from '../lib/cli/json-schemas.js';
+import { backendInfo, isAvailable, loadAttempts, setKernelVariant } from '../lib/index.js';
 
 /** mulberry32: small, seeded, good enough for test data. */
 export function rng(seed: number): () => number {
@@ -125,6 +126,12 @@ export function sharedDir(): string {
   return dir;
 }
 
+/**
+ * The CLI as compiled with the tests (.out/lib/cli/main.js): `npm test` compiles lib/ and test/ together
+ * first, so the CLI under test is always built from the current sources — never a stale dist/.
+ */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli', 'main.js');
+
 export function fixturePath(name: string): string {
   return join(sharedDir(), 'fixtures', name);
 }
@@ -144,4 +151,26 @@ export async function maxTimerLag(work: () => Promise<unknown>): Promise<number>
     clearInterval(timer);
   }
   return worst;
+}
+
+/**
+ * Why the CUDA tests cannot run here, or undefined when they can. The addon not built (or SPARQ_CUDA=0)
+ * and a machine without a GPU are reasons to skip; an addon that is built but fails to load for any other
+ * reason — a missing shared library, an undefined symbol, a device that will not start — throws, so the
+ * test fails instead of skipping (CI builds the addon wherever cuBLAS is installed: .ci/run).
+ */
+export function cudaSkipReason(): string | undefined {
+  if (isAvailable('cuda')) return undefined;
+  const failed = loadAttempts().filter((a) => a.backend === 'cuda' && !a.ok);
+  const reasons = failed.map((a) => a.error ?? '');
+  const benign = (error: string) => error === 'not built' || error.startsWith('disabled by SPARQ_CUDA=0') || error.startsWith('no usable CUDA device');
+  if (!reasons.every(benign)) {
+    assert.fail(`the CUDA addon is built but does not load:\n${failed.map((a) => `${a.path}: ${a.error}`).join('\n')}`);
+  }
+  return reasons.join('; ');
+}
+
+/** Asserts a command's --json output matches its documented schema (lib/cli/json-schemas.ts). */
+export function assertSchema(command: CliJsonCommand, value: unknown): void {
+  assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS[command], value), [], `${command} --json does not match its schema in lib/cli/json-schemas.ts`);
 }

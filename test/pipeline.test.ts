@@ -22,7 +22,7 @@ import {
   SafetensorsFile,
   type PruneOptions,
 } from '../lib/index.js';
-import { fixturePath, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, sharedDir } from './helpers.js';
 
 const stories = () => fixturePath('stories260K');
 const calib = () => join(sharedDir(), 'data', 'tinystories_calib.txt');
@@ -162,7 +162,7 @@ describe('pruning pipeline', function () {
       ].join('\n'),
     );
     const out = outDir('recipe');
-    execFileSync(process.execPath, ['dist/cli/main.js', 'prune', '--model', stories(), '--recipe', recipeFile, '--calib', calib(), '--out', out, '--json'], { stdio: 'pipe' });
+    execFileSync(process.execPath, [CLI, 'prune', '--model', stories(), '--recipe', recipeFile, '--calib', calib(), '--out', out, '--json'], { stdio: 'pipe' });
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     const byName = new Map<string, { sparsity: number; method: string; pattern: string; details?: { damping: number } }>(report.linears.map((l: { name: string }) => [l.name, l]));
     assert.equal(byName.get('model.layers.0.mlp.down_proj')!.sparsity, 0.25);
@@ -217,7 +217,7 @@ describe('pruning pipeline', function () {
     await assert.rejects(prune({ ...base, calibrationFile: undefined }), /sparsegpt needs calibration data: pass --calib/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'sparsegpt', sparsity: '4:8' }) }), /model.layers.0.mlp.down_proj: 4:8 groups inputs by 8, but its input size 172/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'wanda', sparsity: 0.5, targets: ['*.attn.*'] }) }), /targets: '\*.attn.\*' matches no linear layer/);
-    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps, rtn, gptq, magnitude-sp, wanda-sp, structprune\)/);
+    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa, magnitude-sp, wanda-sp, structprune\)/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sparsityy: 1 }), /unknown key 'sparsityy'/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 1.2 }), /recipe.sparsity: sparsity must be a fraction/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sequential: 'layer' }), /sequential: expected 'block' or 'linear'/);
@@ -237,10 +237,11 @@ describe('pruning pipeline', function () {
     const out = outDir('cli');
     const stdout = execFileSync(
       process.execPath,
-      ['dist/cli/main.js', 'prune', '--model', stories(), '--method', 'wanda', '--sparsity', '2:4', '--calib', calib(), '--nsamples', '8', '--seq-len', '64', '--out', out, '--eval', join(sharedDir(), 'data', 'tinystories_val.txt'), '--eval-max-tokens', '4096', '--eval-seq-len', '256', '--skip-error', '--json'],
+      [CLI, 'prune', '--model', stories(), '--method', 'wanda', '--sparsity', '2:4', '--calib', calib(), '--nsamples', '8', '--seq-len', '64', '--out', out, '--eval', join(sharedDir(), 'data', 'tinystories_val.txt'), '--eval-max-tokens', '4096', '--eval-seq-len', '256', '--skip-error', '--json'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    assertSchema('prune', result); // with the optional perplexity fields --eval adds
     const saved = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     assert.ok(saved.linears.every((l: { relativeError: number | null }) => l.relativeError === null), '--skip-error leaves the errors unmeasured');
     assert.equal(result.out, out);

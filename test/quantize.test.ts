@@ -24,7 +24,7 @@ import {
   type CompressOptions,
   type PlannedTensor,
 } from '../lib/index.js';
-import { fixturePath, rng, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, rng, sharedDir } from './helpers.js';
 import { codeRef, packRef, paramsRef } from './quant-reference.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-quantize-'));
@@ -152,7 +152,7 @@ describe('quantize', function () {
     const counts = [0, 0];
     for (const g of gIdx) counts[g] += 1;
     assert.deepEqual(counts, [32, 32], 'every group of 32 in the sweep order holds 32 inputs');
-    const inspected = JSON.parse(execFileSync(process.execPath, ['dist/cli/main.js', 'inspect', options.out, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    const inspected = JSON.parse(execFileSync(process.execPath, [CLI, 'inspect', options.out, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
     const k = inspected.linears.find((l: { name: string }) => l.name === 'model.layers.1.self_attn.k_proj.weight');
     assert.deepEqual({ format: k.format, bits: k.bits, groupSize: k.groupSize, symmetric: k.symmetric, actOrder: k.actOrder }, { format: 'pack-quantized', bits: 8, groupSize: 32, symmetric: false, actOrder: 'group' });
     assert.equal(typeof k.sparsity, 'number');
@@ -263,10 +263,11 @@ describe('quantize', function () {
     const out = outDir('joint');
     const stdout = execFileSync(
       process.execPath,
-      ['dist/cli/main.js', 'quantize', '--model', stories(), '--method', 'gptq', '--bits', '4', '--group-size', '0', '--sparsity', '2:4', '--prune-method', 'sparsegpt', '--ignore', '*.down_proj', '--calib', calib(), '--nsamples', '16', '--seq-len', '128', '--out', out, '--json'],
+      [CLI, 'quantize', '--model', stories(), '--method', 'gptq', '--bits', '4', '--group-size', '0', '--sparsity', '2:4', '--prune-method', 'sparsegpt', '--ignore', '*.down_proj', '--calib', calib(), '--nsamples', '16', '--seq-len', '128', '--out', out, '--json'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!);
+    assertSchema('quantize', result);
     assert.equal(result.quantized_linears, 30);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     assert.ok(report.linears.every((l: { method: string; quantizer: string }) => l.method === 'sparsegpt' && l.quantizer === 'sparsegpt'));
@@ -276,7 +277,7 @@ describe('quantize', function () {
     }
     // Sequential (prune, then round to nearest) is the same recipe with rtn: the report says who quantized.
     const sequential = outDir('sequential');
-    execFileSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', stories(), '--method', 'rtn', '--bits', '4', '--group-size', '0', '--sparsity', '2:4', '--prune-method', 'sparsegpt', '--ignore', '*.down_proj', '--calib', calib(), '--nsamples', '16', '--seq-len', '128', '--out', sequential], { stdio: 'ignore' });
+    execFileSync(process.execPath, [CLI, 'quantize', '--model', stories(), '--method', 'rtn', '--bits', '4', '--group-size', '0', '--sparsity', '2:4', '--prune-method', 'sparsegpt', '--ignore', '*.down_proj', '--calib', calib(), '--nsamples', '16', '--seq-len', '128', '--out', sequential], { stdio: 'ignore' });
     const sequentialReport = JSON.parse(readFileSync(join(sequential, 'report.json'), 'utf8'));
     assert.ok(sequentialReport.linears.every((l: { quantizer: string }) => l.quantizer === 'rtn after sparsegpt'));
   });
@@ -296,16 +297,16 @@ describe('quantize', function () {
   });
 
   it('refuses bad inputs with errors that name the option, layer or file, and leaves nothing at --out', async () => {
-    const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', ...args], { encoding: 'utf8' });
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, 'quantize', ...args], { encoding: 'utf8' });
     const base = ['--model', stories(), '--calib', calib(), '--nsamples', '4', '--seq-len', '64'];
     const cases: [string[], RegExp][] = [
       [['--method', 'rtn', '--bits', '5'], /quantize options\.quantize\.bits: expected one of 2, 3, 4, 8, got number 5/],
       [['--method', 'rtn', '--bits', '4', '--group-size=-1'], /--group-size must be an integer >= 0, got '-1'/],
       [['--method', 'rtn', '--bits', '4', '--group-size', '32'], /model\.layers\.0\.mlp\.down_proj: its 172 inputs do not split into groups of 32, which vLLM requires; choose a --group-size that divides 172/],
       [['--method', 'rtn', '--bits', '3', '--group-size', '0', '--ignore', '*.down_proj'], /vLLM loads 4- and 8-bit pack-quantized weights only, not 3-bit; use --format dense/],
-      [['--method', 'rtn', '--bits', '4', '--format', 'gguf'], /--format must be one of dense, compressed-tensors, got 'gguf'/],
+      [['--method', 'rtn', '--bits', '4', '--format', 'gguf'], /--format must be one of dense, compressed-tensors, packed, bsr-int4, got 'gguf'/],
       [['--method', 'rtn', '--bits', '4', '--act-order'], /activation order needs a method that quantizes with the Hessian/],
-      [['--method', 'awq', '--bits', '4'], /--method must be rtn or gptq, got 'awq'/],
+      [['--method', 'awq', '--bits', '4'], /--method must be one of rtn, gptq, gwq, hwpq, gqsa, got 'awq'/],
       [['--method', 'gptq', '--bits', '4', '--sparsity', '0.5', '--prune-method', 'wanda'], /GPTQ prunes jointly only with sparsegpt/],
       [['--method', 'rtn', '--bits', '4', '--group-size', '0', '--ignore', '*.down_proj', '--ignore', 'model.layers.0.self_attn.q_proj'], /q_proj, model\.layers\.0\.self_attn\.k_proj, model\.layers\.0\.self_attn\.v_proj: vLLM runs these as one layer/],
     ];
@@ -316,7 +317,7 @@ describe('quantize', function () {
       assert.match(result.stderr, message, args.join(' '));
       assert.ok(!existsSync(out) && !existsSync(DenseFolder.stagingPath(out)), `${args.join(' ')}: nothing at --out`);
     }
-    const gptqWithoutData = spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', stories(), '--method', 'gptq', '--bits', '8', '--group-size', '0', '--out', outDir('nodata')], { encoding: 'utf8' });
+    const gptqWithoutData = spawnSync(process.execPath, [CLI, 'quantize', '--model', stories(), '--method', 'gptq', '--bits', '8', '--group-size', '0', '--out', outDir('nodata')], { encoding: 'utf8' });
     assert.match(gptqWithoutData.stderr, /gptq needs calibration data: pass --calib FILE/);
     // A quantized model is not quantized again.
     const first = storiesOptions('rtn', { bits: 8, groupSize: 0 });

@@ -23,7 +23,7 @@ import {
   train,
   WriteFailedError,
 } from '../lib/index.js';
-import { fixturePath, sharedDir } from './helpers.js';
+import { CLI, fixturePath, sharedDir } from './helpers.js';
 import { editModel, poisoned } from './model-edit.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-reliability-'));
@@ -32,7 +32,7 @@ let counter = 0;
 const fresh = (label: string) => join(work, `${label}-${++counter}`);
 const stories = () => fixturePath('stories260K');
 const calib = () => join(sharedDir(), 'data', 'tinystories_calib.txt');
-const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
+const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 
 /** Every file under `dir` (not following symlinks) with its type and content hash. */
 function tree(dir: string): Record<string, string> {
@@ -263,15 +263,9 @@ describe('reliability: models and numbers', function () {
 describe('reliability: the command line', function () {
   this.timeout(120_000);
 
-  it('prints each command\'s own usage for --help and -h', () => {
-    for (const command of ['prune', 'eval', 'inspect', 'train', 'demo', 'info']) {
-      for (const flag of ['--help', '-h']) {
-        const result = cli([command, flag]);
-        assert.equal(result.status, 0, `${command} ${flag}: ${result.stderr}`);
-        assert.match(result.stdout, new RegExp(`^Usage: sparq ${command}`));
-      }
-    }
+  it('names an unknown option and points at the command\'s --help (exit 2; test/cli.test.ts covers every command)', () => {
     const unknown = cli(['eval', '--bogus']);
+    assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /eval: Unknown option '--bogus' \(sparq eval --help lists its options\)/);
   });
 
@@ -279,7 +273,7 @@ describe('reliability: the command line', function () {
     const out = fresh('clip0');
     const stdout = execFileSync(
       process.execPath,
-      ['dist/cli/main.js', 'train', '--model', stories(), '--text', join(sharedDir(), 'data', 'tinystories_val.txt'), '--seq-len', '64', '--batch', '2', '--steps', '3', '--optimizer', 'sgd', '--lr', '0.05', '--grad-clip', '0', '--out', out, '--json'],
+      [CLI, 'train', '--model', stories(), '--text', join(sharedDir(), 'data', 'tinystories_val.txt'), '--seq-len', '64', '--batch', '2', '--steps', '3', '--optimizer', 'sgd', '--lr', '0.05', '--grad-clip', '0', '--out', out, '--json'],
       { encoding: 'utf8' },
     );
     const result = JSON.parse(stdout.trim());

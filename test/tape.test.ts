@@ -50,7 +50,7 @@ describe('the reverse-mode tape', () => {
     const gradOut = randomValues(T * D, random);
     const tape = new Tape();
     const logitsVariable = tape.parameter(f32(logits, [T, E]));
-    const routing = tape.route(logitsVariable, K);
+    const routing = tape.route(logitsVariable, { topK: K, normalizeTopK: true, normalizeEpsilon: 0 });
     const chosen = routing.tokens.map((t) => Array.from(t.data as Int32Array));
     // Each expert's output rows, one per routed token.
     const rows = chosen.map((tokens) => Float64Array.from(randomValues(tokens.length * D, random), Math.fround));

@@ -9,12 +9,18 @@
 //   forward pass keeps only the hidden states at block boundaries; the backward pass reloads each block,
 //   recomputes its forward on a tape, backpropagates, and hands the block's parameter gradients to a
 //   callback before loading the next. Memory ≈ one block + its activations + the boundary states.
+//
+// Mixture-of-experts models: both modes can add the router load-balancing loss (router-balance.ts) with
+// a coefficient; its value is reported whenever the model has MoE layers. It couples all layers' routers
+// (f counts over every layer), so it enters the backward pass as a gradient on each layer's router
+// logits, computed once the forward pass has seen every layer.
 import { InvalidArgumentError } from '../errors.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
-import { blockConfig } from '../models/config.js';
+import { blockConfig, type MoeConfig } from '../models/config.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
+import { RouterBalance, type RouterDecision } from './router-balance.js';
 import { Tape, type Variable } from './tape.js';
 
 /** A batch of windows as the model sees them: inputs, targets and positions, each [B·T]. */
@@ -64,7 +70,7 @@ function required(lookup: ParameterLookup, name: string): Variable {
 export function blockParameterNames(model: DecoderModel, index: number): string[] {
   const { layout, config } = model;
   const prefix = layout.block(index);
-  const bases = Object.values(model.linearRoles()).map((name) => prefix + name);
+  const bases = Object.values(model.linearRoles(index)).map((name) => prefix + name);
   bases.push(prefix + layout.attentionNorm, prefix + layout.mlpNorm);
   if (config.qkNorm && layout.qNorm && layout.kNorm) bases.push(prefix + layout.qNorm, prefix + layout.kNorm);
   return bases.flatMap((base) => [`${base}.weight`, `${base}.bias`]).filter((name) => model.checkpoint.has(name));
@@ -96,6 +102,12 @@ function normOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLookup, ba
   return tape.norm(model.config.norm, x, required(lookup, `${base}.weight`), lookup(`${base}.bias`), model.config.normEps);
 }
 
+/** A MoE layer's router logits on the tape and the decision made from them. */
+export interface RouterRecord {
+  logits: Variable;
+  decision: RouterDecision;
+}
+
 /** The block's ops recorded on a tape, with parameters looked up by checkpoint name. */
 class TapeOps implements BlockOps<Variable> {
   private readonly prefix: string;
@@ -107,9 +119,12 @@ class TapeOps implements BlockOps<Variable> {
     index: number,
     private readonly lookup: ParameterLookup,
     private readonly batch: Batch,
+    private readonly routers?: RouterRecord[],
+    /** Sees the input of each group of linears as it is recorded (see BlockOps.observe). */
+    private readonly observer?: (group: string, x: Variable) => void,
   ) {
     this.prefix = model.layout.block(index);
-    this.roles = model.linearRoles();
+    this.roles = model.linearRoles(index);
   }
 
   linear(role: string, x: Variable): Variable {
@@ -147,8 +162,14 @@ class TapeOps implements BlockOps<Variable> {
     return this.tape.add(residual, x);
   }
 
-  route(logits: Variable, topK: number): BlockRouting<Variable> {
-    return this.tape.route(logits, topK);
+  route(logits: Variable, moe: MoeConfig): BlockRouting<Variable> {
+    const routing = this.tape.route(logits, moe);
+    this.routers?.push({ logits, decision: { probabilities: routing.probabilities!, chosen: routing.chosen! } });
+    return routing;
+  }
+
+  sigmoidScale(x: Variable, gate: Variable): Variable {
+    return this.tape.sigmoidScale(x, gate);
   }
 
   gather(x: Variable, tokens: Tensor): Variable {
@@ -158,11 +179,43 @@ class TapeOps implements BlockOps<Variable> {
   combine(routing: BlockRouting<Variable>, outputs: (Variable | undefined)[], dim: number): Variable {
     return this.tape.combineExperts(routing, outputs, dim);
   }
+
+  observe(group: string, x: Variable): void {
+    this.observer?.(group, x);
+  }
 }
 
-/** One decoder block on the tape: models/block.ts, the same function the forward pass runs. */
-export function blockOnTape(tape: Tape, model: DecoderModel, index: number, lookup: ParameterLookup, h: Variable, batch: Batch): Promise<Variable> {
-  return decoderBlock(blockConfig(model.config, index), new TapeOps(tape, model, index, lookup, batch), h, h.value.shape[0]);
+/**
+ * One decoder block on the tape: models/block.ts, the same function the forward pass runs. A MoE block's
+ * router logits and decision are appended to `routers` when given; `observe` sees each group of linears'
+ * input as it is recorded.
+ */
+export function blockOnTape(
+  tape: Tape,
+  model: DecoderModel,
+  index: number,
+  lookup: ParameterLookup,
+  h: Variable,
+  batch: Batch,
+  routers?: RouterRecord[],
+  observe?: (group: string, x: Variable) => void,
+): Promise<Variable> {
+  return decoderBlock(blockConfig(model.config, index), new TapeOps(tape, model, index, lookup, batch, routers, observe), h, h.value.shape[0], index);
+}
+
+/** Options of the gradient passes. */
+export interface GradientOptions {
+  /**
+   * Adds routerAuxLossCoef · (load-balancing loss) to the objective whose gradients are returned (MoE
+   * models; 0 or absent: the language-model loss alone). The loss itself is reported either way.
+   */
+  routerAuxLossCoef?: number;
+}
+
+function checkCoefficient(options: GradientOptions): number {
+  const c = options.routerAuxLossCoef ?? 0;
+  if (!(c >= 0) || !Number.isFinite(c)) throw new InvalidArgumentError(`routerAuxLossCoef: expected a number ≥ 0, received ${String(options.routerAuxLossCoef)}`);
+  return c;
 }
 
 /** Final norm, output projection and mean cross-entropy against the batch's targets. */
@@ -174,13 +227,17 @@ export function lossOnTape(tape: Tape, model: DecoderModel, lookup: ParameterLoo
 export interface GradientResult {
   /** The batch's mean next-token NLL. */
   loss: number;
+  /** The router load-balancing loss (unscaled), for models with MoE layers. */
+  routerAuxLoss?: number;
   /** d loss / d parameter by checkpoint name (zeros for parameters the batch did not reach, e.g. an idle expert). */
   gradients: Map<string, Tensor>;
 }
 
 /** In-memory mode: `parameters` holds every parameter (f32) by checkpoint name; one tape over the model. */
-export async function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch): Promise<GradientResult> {
+export async function lossAndGradients(model: DecoderModel, parameters: ReadonlyMap<string, Tensor>, batch: Batch, options: GradientOptions = {}): Promise<GradientResult> {
   checkWindowFits(model, batch.sequenceLength);
+  const coefficient = checkCoefficient(options);
+  const routers: RouterRecord[] = [];
   const tape = new Tape();
   const variables = new Map<string, Variable>();
   const lookup: ParameterLookup = (name) => {
@@ -194,12 +251,15 @@ export async function lossAndGradients(model: DecoderModel, parameters: Readonly
     return v;
   };
   let h = embedOnTape(tape, model, lookup, batch);
-  for (let i = 0; i < model.config.layers; ++i) h = await blockOnTape(tape, model, i, lookup, h, batch);
+  for (let i = 0; i < model.config.layers; ++i) h = await blockOnTape(tape, model, i, lookup, h, batch, routers);
   const loss = lossOnTape(tape, model, lookup, h, batch);
-  tape.backward(loss);
+  const balance = model.config.moe ? new RouterBalance(model.config.moe.experts) : undefined;
+  for (const r of routers) balance!.add(r.decision);
+  const seeds = coefficient > 0 && balance ? routers.map((r) => [r.logits, balance.logitsGradient(r.decision, coefficient)] as const) : [];
+  tape.backward(loss, undefined, seeds);
   const gradients = new Map<string, Tensor>();
   for (const [name, value] of parameters) gradients.set(name, variables.get(name)?.grad ?? Tensor.zeros(value.shape));
-  return { loss: (loss.value.data as Float32Array)[0], gradients };
+  return { loss: (loss.value.data as Float32Array)[0], gradients, ...(balance ? { routerAuxLoss: balance.value() } : {}) };
 }
 
 /** Which part of the model a streamed set of gradients belongs to. */
@@ -212,14 +272,29 @@ export interface StreamGradientsOptions {
    * callback (or the promise it returns) is done, so copy (`clone()`) what you keep.
    */
   onGradients: (part: ModelPart, gradients: Map<string, Tensor>) => void | Promise<void>;
+  /**
+   * false: only gradients with respect to activations are computed (the blocks' parameters are constants,
+   * `onGradients` is never called): what `onInputGradient` needs, at about half the backward's cost.
+   */
+  parameterGradients?: boolean;
+  /**
+   * Receives, during each block's backward, the input of every group of linears (names as in
+   * inputGroups: attention.in, expert.3.out, …) with the loss's gradient with respect to it. Both are
+   * lent for the call only.
+   */
+  onInputGradient?: (block: number, group: string, input: Tensor, grad: Tensor) => void;
   /** Called after each block's forward (phase 'forward') and backward (phase 'backward'). */
   onProgress?: (phase: 'forward' | 'backward', block: number, blocks: number) => void;
+  /** Receives the router load-balancing loss (unscaled) once the forward pass is done (MoE models). */
+  onRouterAuxLoss?: (value: number) => void;
   signal?: AbortSignal;
 }
 
 /** Streaming mode: see the file comment. Returns the batch's loss. */
-export async function streamGradients(model: DecoderModel, batch: Batch, options: StreamGradientsOptions): Promise<number> {
+export async function streamGradients(model: DecoderModel, batch: Batch, options: StreamGradientsOptions & GradientOptions): Promise<number> {
   checkWindowFits(model, batch.sequenceLength);
+  const coefficient = checkCoefficient(options);
+  const balance = model.config.moe ? new RouterBalance(model.config.moe.experts) : undefined;
   // Each phase is its own function, so everything a phase loaded is unreachable when it returns.
   // Every block has the same shapes, so one arena serves them all: a block's activations and gradients
   // come from it and go back once the block is done (see TensorArena); what crosses blocks is cloned
@@ -229,17 +304,19 @@ export async function streamGradients(model: DecoderModel, batch: Batch, options
   const boundaries = [await embeddingsForward(model, batch)];
   for (let i = 0; i < layers; ++i) {
     options.signal?.throwIfAborted();
-    boundaries.push(await blockForward(model, i, boundaries[i], batch, arena));
+    boundaries.push(await blockForward(model, i, boundaries[i], batch, arena, balance));
     options.onProgress?.('forward', i + 1, layers);
   }
+  if (balance) options.onRouterAuxLoss?.(balance.value());
+  const routerSeed = coefficient > 0 && balance ? (decision: RouterDecision) => balance.logitsGradient(decision, coefficient) : undefined;
   const head = await headBackward(model, boundaries.pop()!, batch, options);
   let grad = head.grad;
   for (let i = layers - 1; i >= 0; --i) {
     options.signal?.throwIfAborted();
-    grad = await blockBackward(model, i, boundaries.pop()!, grad, batch, arena, options);
+    grad = await blockBackward(model, i, boundaries.pop()!, grad, batch, arena, options, routerSeed);
     options.onProgress?.('backward', layers - i, layers);
   }
-  await embeddingsBackward(model, grad, head.tiedGradient, batch, options);
+  if (options.parameterGradients !== false) await embeddingsBackward(model, grad, head.tiedGradient, batch, options);
   return head.loss;
 }
 
@@ -266,10 +343,13 @@ async function embeddingsForward(model: DecoderModel, batch: Batch): Promise<Ten
   return embedOnTape(tape, model, (name) => variables.get(name), batch).value;
 }
 
-async function blockForward(model: DecoderModel, index: number, input: Tensor, batch: Batch, arena: TensorArena): Promise<Tensor> {
+/** Block `index` forward (no gradients); its router decision, if any, goes into `balance`. */
+async function blockForward(model: DecoderModel, index: number, input: Tensor, batch: Batch, arena: TensorArena, balance: RouterBalance | undefined): Promise<Tensor> {
   const tape = new Tape();
   const variables = await loadVariables(model, tape, blockParameterNames(model, index), false);
-  const output = (await arena.run(() => blockOnTape(tape, model, index, (name) => variables.get(name), tape.constant(input), batch))).value.clone();
+  const routers: RouterRecord[] = [];
+  const output = (await arena.run(() => blockOnTape(tape, model, index, (name) => variables.get(name), tape.constant(input), batch, routers))).value.clone();
+  for (const r of routers) balance?.add(r.decision);
   arena.recycle();
   return output;
 }
@@ -280,12 +360,13 @@ async function headBackward(model: DecoderModel, last: Tensor, batch: Batch, opt
   const tied = headWeight === model.layout.embed;
   const names = outerParameterNames(model).head;
   const tape = new Tape();
-  const variables = await loadVariables(model, tape, tied ? [...names, headWeight] : names, true);
+  const parameters = options.parameterGradients !== false;
+  const variables = await loadVariables(model, tape, tied ? [...names, headWeight] : names, parameters);
   const h = tape.parameter(last);
   const loss = lossOnTape(tape, model, (name) => variables.get(name), h, batch);
   tape.backward(loss);
-  await options.onGradients({ kind: 'head' }, gradientsOf(variables, tied ? headWeight : undefined));
-  return { loss: (loss.value.data as Float32Array)[0], grad: h.grad!, tiedGradient: tied ? variables.get(headWeight)!.grad : undefined };
+  if (parameters) await options.onGradients({ kind: 'head' }, gradientsOf(variables, tied ? headWeight : undefined));
+  return { loss: (loss.value.data as Float32Array)[0], grad: h.grad!, tiedGradient: tied && parameters ? variables.get(headWeight)!.grad : undefined };
 }
 
 /** Recomputes block `index` on a tape from its input, backpropagates `seed`; returns the input's gradient. */
@@ -297,13 +378,21 @@ async function blockBackward(
   batch: Batch,
   arena: TensorArena,
   options: StreamGradientsOptions,
+  routerSeed: ((decision: RouterDecision) => Tensor) | undefined,
 ): Promise<Tensor> {
   const tape = new Tape();
-  const variables = await loadVariables(model, tape, blockParameterNames(model, index), true);
+  const parameters = options.parameterGradients !== false;
+  const variables = await loadVariables(model, tape, blockParameterNames(model, index), parameters);
   const h = tape.parameter(input);
-  await arena.run(async () => tape.backward(await blockOnTape(tape, model, index, (name) => variables.get(name), h, batch), seed));
+  const watch = options.onInputGradient;
+  const observe = watch ? (group: string, x: Variable) => tape.watch(x, (value, grad) => watch(index, group, value, grad)) : undefined;
+  await arena.run(async () => {
+    const routers: RouterRecord[] = [];
+    const output = await blockOnTape(tape, model, index, (name) => variables.get(name), h, batch, routers, observe);
+    tape.backward(output, seed, routerSeed ? routers.map((r) => [r.logits, routerSeed(r.decision)] as const) : []);
+  });
   const grad = h.grad!.clone();
-  await options.onGradients({ kind: 'block', index }, gradientsOf(variables));
+  if (parameters) await options.onGradients({ kind: 'block', index }, gradientsOf(variables));
   arena.recycle();
   return grad;
 }

@@ -16,7 +16,8 @@ import {
   scatterAddBackward,
   siluMulBackward,
 } from '../tensor/nn-backward.js';
-import { routeTokens } from '../models/decoder.js';
+import { allRows, routeTokens, sigmoid } from '../models/decoder.js';
+import type { MoeConfig } from '../models/config.js';
 import { axpy, copy, gelu, geluTanh, gemm, relu, silu } from '../tensor/ops.js';
 import { Tensor, type Shape } from '../tensor/tensor.js';
 
@@ -41,6 +42,9 @@ export interface Routing {
   weights: Variable;
   /** Token indices routed to each expert (i32), in token order; empty experts have length 0. */
   tokens: Tensor[];
+  /** Softmax of the router logits [T·E] (row-major) and which experts each token chose. */
+  probabilities?: Float32Array;
+  chosen?: Uint8Array;
 }
 
 export class Tape {
@@ -58,14 +62,30 @@ export class Tape {
 
   /**
    * Runs the recorded ops backward from `output`, seeded with `seed` (default 1 for a one-element
-   * output). Leaves' `grad` hold the results; the tape is emptied.
+   * output). Leaves' `grad` hold the results; the tape is emptied. `extraSeeds` add gradients straight
+   * onto other recorded values (a loss term computed outside the tape, such as the router's
+   * load-balancing loss, enters through the gradient with respect to the router logits).
    */
-  backward(output: Variable, seed?: Tensor): void {
+  backward(output: Variable, seed?: Tensor, extraSeeds: readonly (readonly [Variable, Tensor])[] = []): void {
     if (!output.requiresGrad) throw new InvalidArgumentError('backward: the output does not depend on any parameter');
     if (seed === undefined && output.value.numel !== 1) throw new InvalidArgumentError(`backward: a seed gradient is needed for an output of ${output.value.numel} elements`);
     accumulate(output, seed ?? Tensor.full(output.value.shape, 1), false);
+    for (const [variable, extra] of extraSeeds) accumulate(variable, extra, false);
     for (let i = this.steps.length - 1; i >= 0; --i) this.steps[i]();
     this.steps.length = 0;
+  }
+
+  /**
+   * Calls `onGradient(value, grad)` during backward with v's full gradient (summed over all its consumers),
+   * without changing the graph. A step recorded now runs after every later consumer of v has added its
+   * share and before the op that produced v consumes the sum. Nothing is called if no gradient reached v.
+   * The gradient is lent: copy what you keep.
+   */
+  watch(v: Variable, onGradient: (value: Tensor, grad: Tensor) => void): void {
+    if (!v.requiresGrad) return;
+    this.steps.push(() => {
+      if (v.grad) onGradient(v.value, v.grad);
+    });
   }
 
   /** Records `backward` for an output computed from `inputs`; nothing is recorded if none needs a gradient. */
@@ -200,19 +220,23 @@ export class Tape {
     });
   }
 
-  /** Mixtral routing of the router logits [T, E], as the forward pass routes (routeTokens). */
-  route(logits: Variable, topK: number): Routing {
+  /**
+   * Routing of the router logits [T, E], as the forward pass routes (routeTokens). `probabilities` is the
+   * softmax over all experts, for losses on the router itself (the load-balancing loss).
+   */
+  route(logits: Variable, moe: Pick<MoeConfig, 'topK' | 'normalizeTopK' | 'normalizeEpsilon'>): Routing {
     const [T, E] = logits.value.shape;
-    const { probabilities: p, chosen, totals, weights: w, tokensOf } = routeTokens(logits.value.data as Float32Array, T, E, topK);
+    const { probabilities: p, chosen, totals, weights: w, tokensOf } = routeTokens(logits.value.data as Float32Array, T, E, moe);
     const weights = this.record(Tensor.fromTypedArray(w, [T, E]), [logits], (gy) => {
-      // w_e = p_e / S over chosen e (S = Σ_chosen p): ∂L/∂p_e = (g_e − Σ_j g_j w_j) / S for chosen e, 0
-      // otherwise; then through the softmax: ∂L/∂z = p ∘ (∂L/∂p − Σ_e p_e ∂L/∂p_e).
+      // w_e = p_e / S over chosen e (S = Σ_chosen p + ε when renormalized, else S = 1 and the sum is not
+      // differentiated): ∂L/∂p_e = (g_e − [renormalized] Σ_j g_j p_j / S) / S for chosen e, 0 otherwise;
+      // then through the softmax: ∂L/∂z = p ∘ (∂L/∂p − Σ_e p_e ∂L/∂p_e).
       const g = gy.data as Float32Array;
       const gz = new Float32Array(T * E);
       const gp = new Float64Array(E);
       for (let t = 0; t < T; ++t) {
         let weighted = 0;
-        for (let e = 0; e < E; ++e) if (chosen[t * E + e]) weighted += g[t * E + e] * w[t * E + e];
+        if (moe.normalizeTopK) for (let e = 0; e < E; ++e) if (chosen[t * E + e]) weighted += (g[t * E + e] * p[t * E + e]) / totals[t];
         let dotP = 0;
         for (let e = 0; e < E; ++e) {
           gp[e] = chosen[t * E + e] ? (g[t * E + e] - weighted) / totals[t] : 0;
@@ -222,7 +246,24 @@ export class Tape {
       }
       accumulate(logits, Tensor.fromTypedArray(gz, [T, E]), true);
     });
-    return { weights, tokens: tokensOf.map((list) => Tensor.fromTypedArray(Int32Array.from(list))) };
+    return { weights, tokens: tokensOf.map((list) => Tensor.fromTypedArray(Int32Array.from(list))), probabilities: p, chosen };
+  }
+
+  /** σ(gate[t])·x[t] for each row: x [T, D], gate [T, 1]. */
+  sigmoidScale(x: Variable, gate: Variable): Variable {
+    const rows = x.value.shape[0];
+    const indices = allRows(rows);
+    const s = Tensor.fromTypedArray(sigmoid(gate.value.data as Float32Array));
+    const out = Tensor.zeros(x.value.shape);
+    scatterAdd(out, x.value, indices, s);
+    return this.record(out, [x, gate], (gy) => {
+      const g = scatterAddBackward(gy, x.value, indices, s);
+      if (x.requiresGrad) accumulate(x, g.rows, true);
+      // dσ/dz = σ(1 − σ).
+      const sv = s.data as Float32Array;
+      const gs = g.weights.data as Float32Array;
+      if (gate.requiresGrad) accumulate(gate, Tensor.fromTypedArray(Float32Array.from(sv, (v, t) => gs[t] * v * (1 - v)), gate.value.shape), true);
+    });
   }
 
   /**

@@ -1,6 +1,6 @@
 // What every CLI command shares: its usage text (printed by `sparq <command> --help`), argument parsing
 // that names the bad option, and the small parsers for numeric flags.
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, UsageError } from '../errors.js';
 
 export interface Command {
   name: string;
@@ -15,14 +15,14 @@ export function wantsHelp(args: readonly string[]): boolean {
 }
 
 /**
- * Runs a command's strict node:util parseArgs call; an unknown or malformed flag becomes an error naming
- * it and pointing at --help.
+ * Runs a command's strict node:util parseArgs call; an unknown or malformed flag becomes a UsageError
+ * (exit 2) naming it and pointing at --help.
  */
 export function parseFlags<T>(command: string, parse: () => T): T {
   try {
     return parse();
   } catch (error) {
-    throw new InvalidArgumentError(`${command}: ${(error as Error).message} (sparq ${command} --help lists its options)`);
+    throw new UsageError(`${command}: ${(error as Error).message} (sparq ${command} --help lists its options)`);
   }
 }
 

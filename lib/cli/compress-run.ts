@@ -1,14 +1,12 @@
 // What `sparq prune` and `sparq quantize` share: the flags of a compression run (model, output,
 // calibration, evaluation, resume), running it with a progress bar and Ctrl-C, and printing the report.
 import type { ParseArgsConfig } from 'node:util';
-import { AbortError, InvalidArgumentError } from '../errors.js';
+import { AbortError, UsageError } from '../errors.js';
 import { StagingFolder } from '../export/staging.js';
-import type { OutputFormat } from '../export/writer.js';
 import { readTextFile } from '../io/text.js';
-import { compressModel, type CompressOptions } from '../pipeline/compress-model.js';
+import { compressTuneAndPack, type RunFormat, type TunedCompressOptions, type TunedCompressReport } from '../pipeline/tune-scales.js';
 import type { ShrinkSummary } from '../export/shrink.js';
 import { loadRecipe, parseRecipe, type Recipe } from '../pipeline/recipe.js';
-import type { CompressReport } from '../pipeline/report.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { positiveInteger, withInterrupt } from './command.js';
 import { progressBar } from './progress.js';
@@ -38,15 +36,15 @@ type RunValues = { [K in keyof typeof RUN_FLAGS]?: (typeof RUN_FLAGS)[K]['type']
 /** The recipe from --recipe FILE (with --sequential applied), or the one the command's flags describe. */
 export async function recipeOf(command: string, values: RunValues, fromFlags: (() => Record<string, unknown>) | undefined): Promise<Recipe> {
   if (values.recipe) {
-    if (fromFlags) throw new InvalidArgumentError(`${command}: give either --recipe FILE or the method flags, not both`);
+    if (fromFlags) throw new UsageError(`${command}: give either --recipe FILE or the method flags, not both`);
     const recipe = await loadRecipe(values.recipe);
     return values.sequential ? parseRecipe({ ...recipe, sequential: values.sequential }, values.recipe) : recipe;
   }
-  if (!fromFlags) throw new InvalidArgumentError(`${command}: give the method flags or --recipe FILE (sparq ${command} --help)`);
+  if (!fromFlags) throw new UsageError(`${command}: give the method flags or --recipe FILE (sparq ${command} --help)`);
   return parseRecipe({ ...fromFlags(), ...(values.sequential ? { sequential: values.sequential } : {}) }, `${command} options`);
 }
 
-function printReport(report: CompressReport & { shrunk?: ShrinkSummary }): void {
+function printReport(report: TunedCompressReport & { shrunk?: ShrinkSummary }): void {
   const out = process.stdout;
   const quantized = report.totals.quantizedLinears > 0;
   out.write(
@@ -66,7 +64,16 @@ function printReport(report: CompressReport & { shrunk?: ShrinkSummary }): void 
       `${t.compressedParameters.toLocaleString('en-US')} weights)${t.bitsPerWeight !== null ? `, ${t.bitsPerWeight.toFixed(3)} bits per weight (${t.quantizedLinears} quantized)` : ''} ` +
       `in ${t.seconds.toFixed(1)} s, peak RSS ${(t.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`,
   );
+  if (report.training) {
+    const t = report.training as { steps: number; tokensSeen: number; seconds: number; finalLoss: number; finalViolation: number };
+    out.write(`trained ${t.steps} steps on ${t.tokensSeen.toLocaleString('en-US')} tokens in ${t.seconds.toFixed(1)} s; final loss ${t.finalLoss.toFixed(4)}, ‖x − z‖/‖x‖ ${t.finalViolation.toExponential(2)} before the last projection\n`);
+  }
   if (report.perplexityBefore !== undefined) out.write(`perplexity ${report.perplexityBefore.toFixed(4)} → ${report.perplexityAfter!.toFixed(4)}\n`);
+  if (report.scaleTuning) {
+    const st = report.scaleTuning;
+    out.write(`end-to-end scale tuning: ${st.steps} steps, calibration loss ${st.lossBefore.toFixed(4)} → ${st.lossAfter.toFixed(4)}${st.kept ? '' : ' (no gain: original scales kept)'}\n`);
+  }
+  if (report.packed) out.write(`packed as bsr-int4 (blocks of ${report.packed.blockSize}): safetensors ${(report.packed.fileBytesAfter / 2 ** 20).toFixed(2)} MiB\n`);
   for (const note of report.allocation?.notes ?? []) out.write(`note: ${note}\n`);
   if (report.shrunk) {
     const s = report.shrunk;
@@ -78,20 +85,26 @@ function printReport(report: CompressReport & { shrunk?: ShrinkSummary }): void 
   out.write(`wrote ${report.out} (${report.format}; report.json inside)\n`);
 }
 
+/** A model-scope method's run in the JSON line: its numbers, without the per-interval log (report.json has it). */
+function trainingSummary(training: Record<string, unknown>): Record<string, unknown> {
+  const { log: _log, ...rest } = training;
+  return rest;
+}
+
 /** Runs a compression from the command line and prints its report (or one JSON line). */
 export async function runCompression(
   command: string,
   values: RunValues,
   recipe: Recipe,
-  format: OutputFormat,
-  runner: (options: CompressOptions) => Promise<CompressReport & { shrunk?: ShrinkSummary }> = compressModel,
+  format: RunFormat,
+  runner: (options: TunedCompressOptions) => Promise<TunedCompressReport & { shrunk?: ShrinkSummary }> = compressTuneAndPack,
 ): Promise<void> {
-  if (!values.model) throw new InvalidArgumentError(`${command}: --model DIR is required`);
-  if (!values.out) throw new InvalidArgumentError(`${command}: --out DIR is required`);
-  if (values['skip-error'] && values['measure-error']) throw new InvalidArgumentError(`${command}: give --skip-error or --measure-error, not both`);
+  if (!values.model) throw new UsageError(`${command}: --model DIR is required`);
+  if (!values.out) throw new UsageError(`${command}: --out DIR is required`);
+  if (values['skip-error'] && values['measure-error']) throw new UsageError(`${command}: give --skip-error or --measure-error, not both`);
   const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const bar = progressBar(command);
-  let report: CompressReport & { shrunk?: ShrinkSummary };
+  let report: TunedCompressReport & { shrunk?: ShrinkSummary };
   try {
     report = await withInterrupt((signal) =>
       runner({
@@ -109,7 +122,11 @@ export async function runCompression(
         evalSeqLen: positiveInteger(command, 'eval-seq-len', values['eval-seq-len'], 2),
         evalMaxTokens: positiveInteger(command, 'eval-max-tokens', values['eval-max-tokens']),
         measureError: values['skip-error'] ? false : values['measure-error'] ? true : 'auto',
-        onProgress: ({ step, steps, block, blocks, stage }) => bar.update(step, steps, `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}`),
+        onProgress: ({ step, steps, block, blocks, stage, line }) => {
+          if (line !== undefined) process.stderr.write(`${line}\n`);
+          bar.update(step, steps, block >= 0 ? `block ${Math.min(block + 1, blocks)}/${blocks} ${stage}` : stage);
+        },
+        onTuneStep: (step, steps, loss) => bar.update(step, steps, `end-to-end scale tuning, loss ${loss.toFixed(4)}`),
         signal,
       }).catch((error: unknown) => {
         if (signal.aborted) throw new AbortError(`interrupted; the finished blocks are kept at ${StagingFolder.resumablePath(values.out!)} — rerun with --resume to continue`);
@@ -132,6 +149,9 @@ export async function runCompression(
         quantized_linears: report.totals.quantizedLinears,
         ...(report.perplexityBefore !== undefined ? { perplexity_before: report.perplexityBefore, perplexity_after: report.perplexityAfter } : {}),
         resumed_at_block: report.totals.resumedAtBlock,
+        ...(report.scaleTuning ? { scale_tuning: { steps: report.scaleTuning.steps, loss_before: report.scaleTuning.lossBefore, loss_after: report.scaleTuning.lossAfter, kept: report.scaleTuning.kept } } : {}),
+        ...(report.packed ? { packed_bytes: report.packed.fileBytesAfter, block_size: report.packed.blockSize } : {}),
+        ...(report.training ? { training: trainingSummary(report.training) } : {}),
         ...(report.allocation ? { allocation_notes: report.allocation.notes } : {}),
         ...(report.shrunk
           ? {

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The sparq command line: one module per command (lib/cli/commands), each with its own usage, printed
-// by `sparq <command> --help`. Errors print one line with their code; Ctrl-C exits 130.
-import { AbortError, SparqError } from '../errors.js';
+// by `sparq <command> --help`. Errors print one line with their code. Exit codes: 0 done, 1 a typed
+// error (bad file, model, option value …), 2 a command line that does not parse (UsageError, unknown
+// command), 130 interrupted (Ctrl-C).
+import { AbortError, SparqError, UsageError } from '../errors.js';
 import { sparqVersion } from '../version.js';
 import { wantsHelp, type Command } from './command.js';
 import { benchCommand } from './commands/bench.js';
@@ -31,10 +33,14 @@ Options:
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   try {
-    if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    if (name === undefined) {
+      process.stderr.write(`${USAGE}\n`);
+      return 2;
+    }
+    if (name === '-h' || name === '--help' || name === 'help') {
       const command = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
       process.stdout.write(`${command ? `Usage: sparq ${command.usage}` : USAGE}\n`);
-      return name === undefined ? 1 : 0;
+      return 0;
     }
     if (name === '-v' || name === '--version') {
       process.stdout.write(`${sparqVersion()}\n`);
@@ -55,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     const code = error instanceof SparqError ? ` [${error.code}]` : '';
     process.stderr.write(`sparq: ${(error as Error).message}${code}\n`);
     // 130 is the shell's convention for a run stopped by Ctrl-C.
-    return error instanceof AbortError ? 130 : 1;
+    return error instanceof AbortError ? 130 : error instanceof UsageError ? 2 : 1;
   }
 }
 

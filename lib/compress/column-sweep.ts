@@ -26,6 +26,8 @@ export interface SweepRequest {
   blockSize: number;
   pattern?: SparsityPattern;
   quantization?: { scheme: QuantizationScheme; storageDType: string; grids: GridFit };
+  /** u8 [out, in]: weights kept exactly (outliers stored apart): no error moves on, left out of the grids. */
+  keep?: Tensor;
   signal?: AbortSignal;
 }
 
@@ -45,8 +47,8 @@ function activationOrder(hessian: Tensor): Int32Array {
 async function permuteColumns(x: Tensor, order: Int32Array, direction: 'gather' | 'scatter'): Promise<Tensor> {
   const [rows, cols] = x.shape;
   const out = Tensor.zeros([rows, cols], x.dtype);
-  const src = x.data as Float32Array | Int8Array;
-  const dst = out.data as Float32Array | Int8Array;
+  const src = x.data as Float32Array | Int8Array | Uint8Array;
+  const dst = out.data as Float32Array | Int8Array | Uint8Array;
   for (let r = 0; r < rows; ++r) {
     const base = r * cols;
     if (direction === 'gather') for (let j = 0; j < cols; ++j) dst[base + j] = src[base + order[j]];
@@ -89,7 +91,15 @@ export async function sweepColumns(request: SweepRequest): Promise<CompressedLin
   let scales: Tensor | undefined;
   let zeros: Tensor | undefined;
   if (q && grid && q.grids === 'static') {
-    const source = scheme!.actOrder === 'group' ? await permuteColumns(weight, order!, 'gather') : weight;
+    let source = scheme!.actOrder === 'group' ? await permuteColumns(weight, order!, 'gather') : weight;
+    if (request.keep) {
+      // A grid's range always includes 0, so zeroing the kept weights leaves them out of the fit.
+      const keepOrdered = scheme!.actOrder === 'group' ? await permuteColumns(request.keep, order!, 'gather') : request.keep;
+      source = await source.cloneAsync({ signal });
+      const s = source.data as Float32Array;
+      const k = keepOrdered.data as Uint8Array;
+      for (let i = 0; i < k.length; ++i) if (k[i]) s[i] = 0;
+    }
     const rounded = await quantizeRtnAsync(source, grid, { signal });
     scales = rounded.scales;
     zeros = scheme!.symmetric ? undefined : rounded.zeros;
@@ -105,6 +115,7 @@ export async function sweepColumns(request: SweepRequest): Promise<CompressedLin
     pattern,
     blockSize: request.blockSize,
     quantization: grid ? { grid, scales, zeros, groupOf } : undefined,
+    ...(request.keep ? { keep: order ? await permuteColumns(request.keep, order, 'gather') : request.keep } : {}),
     signal,
   });
   const details = hessianDetails(report);

@@ -4,6 +4,8 @@
 // A method returns compressed linears: the dense f32 weight the next block runs on, plus whatever the
 // writers need to store it compactly (mask, integer codes and their grid, kept rows/columns).
 import { InvalidArgumentError } from '../errors.js';
+import type { BsrWeight } from '../tensor/packed.js';
+import type { DecoderModel } from '../models/decoder.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
 import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
@@ -14,6 +16,14 @@ export interface StatisticsNeeds {
   hessian?: boolean;
   /** Σ_t x_tj², [in] (Wanda's ‖X_j‖²): O(T·in) instead of the Hessian's O(T·in²). */
   inputSquares?: boolean;
+  /**
+   * ∂L/∂W of the language-model loss on the calibration windows (GWQ): the driver runs one streamed
+   * backward pass before the layer-wise loop and hands each linear's gradient to the method's
+   * `summarizeGradient`, keeping only the summary it returns (so memory stays bounded).
+   */
+  gradients?: boolean;
+  /** The calibration text itself as one token stream (model-scope methods that train on it). */
+  trainingText?: boolean;
 }
 
 /** Calibration statistics of one linear layer's inputs X [T, in]. */
@@ -23,16 +33,28 @@ export interface LinearStatistics {
   hessian?: Tensor;
   /** Σ_t x_tj², f64 values in an f32 tensor [in]; present when the method asked for it. */
   inputSquares?: Tensor;
+  /** What the method's `summarizeGradient` kept of this linear's ∂L/∂W; present when it asked for gradients. */
+  gradient?: Tensor;
   /** Calibration tokens T behind the statistics (0: no token reached this linear, e.g. an idle expert). */
   tokens: number;
+}
+
+/** One linear's loss gradient, handed to a method's `summarizeGradient` during the gradient pass. */
+export interface GradientRequest<Options> {
+  name: string;
+  /** f32 [out, in], ∂L/∂W of the mean next-token loss over the gradient windows (lent: copy what you keep). */
+  gradient: Tensor;
+  options: Options;
+  signal?: AbortSignal;
 }
 
 /**
  * What a method may be handed at once: `linear`, one weight; `group`, the linears of one structural
  * group of a block that share structure (attention: q/k/v/o; an MLP's gate/up/down or fc1/fc2; one
- * expert's gate/up/down), for methods that remove rows/columns across them.
+ * expert's gate/up/down), for methods that remove rows/columns across them; `model`, every parameter of
+ * the model in memory at once, for methods that optimise the model's own loss (Elsa).
  */
-export type MethodScope = 'linear' | 'group';
+export type MethodScope = 'linear' | 'group' | 'model';
 
 export interface CompressRequest<Options> {
   /** The weight's module name (e.g. model.layers.3.mlp.down_proj), for errors. */
@@ -60,8 +82,19 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
+  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values;
+   * scales f32 [out, 1] (per output channel), exactly representable in the storage dtype. */
+  floatQuantized?: { format: 'fp8-e4m3'; scales: Tensor };
+  /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
+   * (whose value at each outlier is 0). */
+  outliers?: BsrWeight;
   /** Structural change, for methods that remove whole rows (outputs) or columns (inputs). */
   structure?: { keptRows?: Int32Array; keptColumns?: Int32Array };
+  /**
+   * Bits per weight as the method's own storage format holds it, where that is not dense codes plus
+   * scales (GQSA: BSR blocks of codes with a scale and a column index each); the report uses it.
+   */
+  storedBitsPerWeight?: number;
   /** The method's own estimate of the reconstruction loss it added, where it has one. */
   predictedLoss?: number;
   /** Method-specific facts for the report (damping used, dead inputs, …). */
@@ -71,8 +104,16 @@ export interface CompressedLinear {
 export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly name: string;
   readonly summary: string;
-  /** Calibration statistics the method needs; none means it is data-free. */
+  /** Calibration statistics the method may need (the union over its options); none means it is data-free. */
   readonly needs: StatisticsNeeds;
+  /** What it needs with these options, where that is less than `needs` (e.g. no Hessian for an RTN base). */
+  needsFor?(options: Options): StatisticsNeeds;
+  /** The floating-point format it quantizes to with these options (results in `floatQuantized`), if any. */
+  floatFormat?(options: Options): string | undefined;
+  /** Whether its results carry outliers beside the codes (CompressedLinear.outliers) with these options. */
+  keepsOutliers?(options: Options): boolean;
+  /** Methods that need gradients: what to keep of one linear's ∂L/∂W (e.g. the positions of its largest entries). */
+  summarizeGradient?(request: GradientRequest<Options>): Promise<Tensor>;
   readonly scope: MethodScope;
   /** Whether the method prunes (a recipe stage with a sparsity needs one that does). */
   readonly prunes: boolean;
@@ -88,10 +129,29 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
   readonly fallback?: string;
   /** Validates a recipe's `options` object (unknown keys are errors); `where` names it in messages. */
   parseOptions(raw: Record<string, unknown>, where: string): Options;
+  /**
+   * Refuses, before any work is done, a linear the method cannot compress with this pattern and grid
+   * (a typed error naming `name`); optional.
+   */
+  checkLinear?(name: string, shape: readonly number[], pattern: SparsityPattern | undefined, quantization: QuantizationScheme | undefined): void;
   /** Scope 'linear': compresses one linear. */
   compress?(request: CompressRequest<Options>): Promise<CompressedLinear>;
   /** Scope 'group': compresses the linears of one structural group together (results by role). */
   compressGroup?(request: GroupRequest<Options>): Promise<Map<string, CompressedLinear>>;
+  /** Scope 'model': compresses the whole model in memory (see ModelRequest). */
+  compressModel?(request: ModelRequest<Options>): Promise<ModelResult>;
+  /**
+   * Whether, with these options, the method refines each decoder block as a whole once all of its
+   * linears are compressed (block-wise reconstruction); the pipeline then keeps the dense block's outputs
+   * and calls `refineBlock` before writing the block.
+   */
+  refinesBlocks?(options: Options): boolean;
+  refineBlock?(request: BlockRefineRequest<Options>): Promise<BlockRefineResult>;
+  /**
+   * Whether, with these options, the method's quantization scales are trained end to end on the
+   * language-model loss after the layer-wise pass (codes frozen; pipeline/tune-scales.ts), and how.
+   */
+  tunesScales?(options: Options): ScaleTuning | undefined;
   /**
    * Group-scope methods that spread the stage's sparsity over every group of the model (structured
    * pruning: a fraction of all decoder-linear parameters, split across layers) instead of applying it to
@@ -127,6 +187,85 @@ export interface AttentionGeometry {
   headDim: number;
 }
 
+/** End-to-end training of quantization scales: Adam steps on log-scales, lr, calibration windows per step. */
+export interface ScaleTuning {
+  steps: number;
+  lr: number;
+  batch: number;
+}
+
+/**
+ * A decoder block's reconstruction objective for block-wise refinement: the block run with the given
+ * weights for some of its linears (by role; the others as they are) on calibration batch `batch`, against
+ * the dense block's outputs Y on the same inputs: ‖block(X) − Y‖² / ‖Y‖².
+ */
+export interface BlockReconstruction {
+  /** Calibration windows. */
+  readonly windows: number;
+  /**
+   * The loss on one chunk of `windowsPerStep` calibration windows (step s takes the s-th chunk, cycling)
+   * and its gradient with respect to each given weight.
+   */
+  lossAndGradients(weights: ReadonlyMap<string, Tensor>, step: number, windowsPerStep: number): Promise<{ loss: number; gradients: Map<string, Tensor> }>;
+  /** The loss over every batch together (Σ‖·‖² / Σ‖Y‖²), forward only. */
+  loss(weights: ReadonlyMap<string, Tensor>): Promise<number>;
+}
+
+export interface BlockRefineRequest<Options> {
+  block: number;
+  /** The linears of the block this method compressed, by role, with the method's results. */
+  linears: Map<string, { name: string; result: CompressedLinear }>;
+  reconstruction: BlockReconstruction;
+  storageDType: 'f32' | 'f16' | 'bf16' | 'f64';
+  options: Options;
+  signal?: AbortSignal;
+}
+
+export interface BlockRefineResult {
+  /** The refined result of every linear of the request, by role. */
+  results: Map<string, CompressedLinear>;
+  /** Facts for the report (added to each linear's details). */
+  details?: Record<string, number | string | boolean>;
+}
+
+/** A method's resumable state: named tensors (any dtype) and a JSON-able record. */
+export interface MethodCheckpoint {
+  tensors: Map<string, Tensor>;
+  meta: Record<string, unknown>;
+}
+
+/** What a model-scope method is handed: the model, all its parameters, and which linears to constrain. */
+export interface ModelRequest<Options> {
+  model: DecoderModel;
+  /** Every parameter, f32, by checkpoint name; the method updates them in place. */
+  parameters: Map<string, Tensor>;
+  /** The linears to compress (their `<module>.weight` tensors) with their patterns. */
+  linears: { name: string; weight: string; pattern: SparsityPattern }[];
+  /** The calibration text as one token stream. */
+  tokens: Int32Array;
+  /** A window length the user asked for (--seq-len), already clamped to the model's context. */
+  seqLen?: number;
+  /** Calibration seed (--seed). */
+  seed: number;
+  options: Options;
+  /** The state an interrupted run saved last, when resuming. */
+  resume?: MethodCheckpoint;
+  /** Stores a resumable state durably (the pipeline keeps only the latest). */
+  saveCheckpoint(checkpoint: MethodCheckpoint): Promise<void>;
+  /** step/steps and a short status; `line` is a log line worth keeping (e.g. once per interval). */
+  onProgress?(progress: { step: number; steps: number; stage: string; line?: string }): void;
+  signal?: AbortSignal;
+}
+
+export interface ModelResult {
+  /** Names of the parameters the method changed (only these are written). */
+  changed: string[];
+  /** Per compressed linear (module name): facts for its report entry. */
+  linearDetails?: Map<string, Record<string, number | string | boolean>>;
+  /** The run as a whole (budget, losses, a per-interval log …), for the report. */
+  details: Record<string, unknown>;
+}
+
 /** One linear of a group request. */
 export interface GroupMember {
   /** Its role in the block (q, gate, expert.3.down, …). */
@@ -156,7 +295,12 @@ export interface GroupRequest<Options> {
 
 /** Whether a method needs calibration data at all. */
 export function needsCalibration(method: CompressionMethod<any>): boolean {
-  return Boolean(method.needs.hessian || method.needs.inputSquares);
+  return Boolean(method.needs.hessian || method.needs.inputSquares || method.needs.gradients || method.needs.trainingText);
+}
+
+/** What a method needs with these options. */
+export function needsWith<Options>(method: CompressionMethod<Options>, options: Options): StatisticsNeeds {
+  return method.needsFor?.(options) ?? method.needs;
 }
 
 /** Rejects option keys a method does not know, naming the recipe field. */

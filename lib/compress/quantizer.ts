@@ -70,6 +70,11 @@ export function bitsPerWeight(q: QuantizedWeight, storageDType: string): number 
   return rows * inputs === 0 ? 0 : bits / (rows * inputs);
 }
 
+/** Bits a matrix's CSR outliers take: each f16 value and i32 column index, plus i32 row pointers [rows + 1]. */
+export function outlierBits(count: number, rows: number): number {
+  return count === 0 ? 0 : count * (16 + 32) + 32 * (rows + 1);
+}
+
 /** "W4 g128 sym", "W8 channel asym act-order" … for reports. */
 export function describeScheme(scheme: QuantizationScheme): string {
   return `W${scheme.bits} ${scheme.groupSize === 0 ? 'channel' : `g${scheme.groupSize}`} ${scheme.symmetric ? 'sym' : 'asym'}${scheme.actOrder ? ` act-order ${scheme.actOrder}` : ''}`;

@@ -4,17 +4,19 @@
 //   3. a small Llama trained from scratch by sparq's trainer — cached under the user's cache folder, keyed
 //      by every setting that shapes it, so the next run starts at once;
 //   4. pruned by each method at several sparsities (and 2:4), each result's perplexity measured on the
-//      eval text; a table on stdout, report.json and an SVG chart of perplexity against sparsity.
+//      eval text; a table on stdout, report.json and an SVG chart of perplexity against sparsity;
+//   5. quantized by each quantization method (RTN, GPTQ, GWQ, HWPQ …) at a few grids: a table and an SVG
+//      chart of perplexity against bits per weight (scales, zero points and outliers counted).
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { evaluatePerplexity } from '../eval/perplexity.js';
-import { StagingFolder } from '../export/staging.js';
+import { checkOutputLocation, StagingFolder } from '../export/staging.js';
 import { DecoderModel } from '../models/decoder.js';
 import { inspectModel } from '../models/inspect.js';
 import { parseRecipe } from '../pipeline/recipe.js';
-import { prune } from '../pipeline/prune.js';
+import { prune, quantize } from '../pipeline/prune.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { train } from '../train/trainer.js';
 import { sparqVersion } from '../version.js';
@@ -46,6 +48,30 @@ export interface DemoProfile {
   patterns: string[];
   calibrationWindows: number;
   evalMaxTokens: number;
+  /** The quantization table's rows: each a recipe quantizing the whole model, written dense (fake-quantized). */
+  quantization: DemoQuantization[];
+}
+
+export interface DemoQuantization {
+  /** The row's method name in the table and chart (one series each). */
+  method: string;
+  /** The column: 'W4 g32', 'FP8 per channel', … */
+  scheme: string;
+  recipe: Record<string, unknown>;
+}
+
+/** RTN, GPTQ and GWQ (1% outliers by |∂L/∂W|, GPTQ base) at W4 and W3 in groups of 32, and HWPQ's FP8. */
+function quantizationRows(groupSize: number, bits: number[]): DemoQuantization[] {
+  const rows: DemoQuantization[] = [];
+  for (const b of bits) {
+    const quantize = { bits: b, groupSize };
+    const scheme = `W${b} g${groupSize}`;
+    rows.push({ method: 'rtn', scheme, recipe: { method: 'rtn', quantize } });
+    rows.push({ method: 'gptq', scheme, recipe: { method: 'gptq', quantize } });
+    rows.push({ method: 'gwq', scheme, recipe: { method: 'gwq', quantize, options: { base: 'gptq' } } });
+  }
+  rows.push({ method: 'hwpq', scheme: 'FP8 per channel', recipe: { method: 'hwpq', quantize: { bits: 8, groupSize: 0 }, options: { format: 'fp8' } } });
+  return rows;
 }
 
 /** The default: trains in about 6 minutes on 2 cores of a current x86 server, then about 3 minutes of pruning (see README). */
@@ -57,6 +83,7 @@ export const DEMO_PROFILES: Record<'default' | 'quick', DemoProfile> = {
     patterns: ['2:4'],
     calibrationWindows: 64,
     evalMaxTokens: 16384,
+    quantization: quantizationRows(32, [4, 3]),
   },
   // A seconds-long run of the same pipeline, for tests and a first look.
   quick: {
@@ -66,6 +93,7 @@ export const DEMO_PROFILES: Record<'default' | 'quick', DemoProfile> = {
     patterns: ['2:4'],
     calibrationWindows: 8,
     evalMaxTokens: 4096,
+    quantization: quantizationRows(32, [4]),
   },
 };
 
@@ -93,6 +121,15 @@ export interface DemoResult {
   seconds: number;
 }
 
+export interface DemoQuantizationResult {
+  method: string;
+  scheme: string;
+  /** Average over the linears, as stored: codes, scales, zero points, outliers' values and indices. */
+  bitsPerWeight: number;
+  perplexity: number;
+  seconds: number;
+}
+
 export interface DemoReport {
   sparqVersion: string;
   dataset: string;
@@ -100,6 +137,7 @@ export interface DemoReport {
   tokenizer: { vocabSize: number; calibrationTokens: number; evalTokens: number };
   eval: { seqLen: number; tokens: number };
   results: DemoResult[];
+  quantization: DemoQuantizationResult[];
   seconds: number;
 }
 
@@ -124,6 +162,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const log = options.log ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
   const m = profile.model;
+  // A bad --out is refused now, not after minutes of training.
+  await checkOutputLocation(options.out, []);
 
   const text = loadSotuText();
   log(`text: ${text.source}: ${(text.train.length / 1e6).toFixed(2)} MB to train on, ${(text.eval.length / 1e6).toFixed(2)} MB to evaluate on`);
@@ -197,6 +237,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const patterns = [...profile.sparsities.map(String), ...profile.patterns];
   const runs = profile.methods.length * patterns.length;
   const scratch = await mkdtemp(join(tmpdir(), 'sparq-demo-prune-'));
+  let quantizationResults: DemoQuantizationResult[] = [];
   try {
     let done = 0;
     for (const method of profile.methods) {
@@ -221,6 +262,29 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         progress(++done, runs, `pruning: ${method} ${pattern}`);
       }
     }
+    const quantization: DemoQuantizationResult[] = [];
+    for (const [i, row] of profile.quantization.entries()) {
+      progress(i, profile.quantization.length, `quantizing: ${row.method} ${row.scheme}`);
+      t = performance.now();
+      const out = join(scratch, `quantized-${i}`);
+      const report = await quantize({
+        model: modelDir,
+        out,
+        format: 'dense',
+        recipe: parseRecipe(row.recipe, 'demo'),
+        calibrationTokens,
+        nsamples: profile.calibrationWindows,
+        seqLen: m.seqLen,
+        seed: 0,
+        measureError: false,
+        signal: options.signal,
+      });
+      const perplexity = await perplexityOf(out);
+      await rm(out, { recursive: true, force: true });
+      quantization.push({ method: row.method, scheme: row.scheme, bitsPerWeight: report.totals.bitsPerWeight ?? 32, perplexity, seconds: (performance.now() - t) / 1000 });
+      progress(i + 1, profile.quantization.length, `quantizing: ${row.method} ${row.scheme}`);
+    }
+    quantizationResults = quantization;
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -239,6 +303,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     tokenizer: { vocabSize: m.vocabSize, calibrationTokens: calibrationTokens.length, evalTokens: evalTokens.length },
     eval: { seqLen: m.seqLen, tokens: Math.floor(Math.min(evalTokens.length, profile.evalMaxTokens) / m.seqLen) * m.seqLen },
     results,
+    quantization: quantizationResults,
     seconds: (performance.now() - started) / 1000,
   };
   const staged = await StagingFolder.open({ target: options.out, inputs: [modelDir], overwrite: true, resumable: false });
@@ -246,7 +311,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await staged.guard(staged.path, async () => {
       await writeFile(join(staged.path, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
       await writeFile(join(staged.path, 'perplexity.svg'), perplexityChart(report));
-      await writeFile(join(staged.path, 'README.md'), formatTable(report));
+      if (report.quantization.length > 0) await writeFile(join(staged.path, 'quantization.svg'), quantizationChart(report));
+      await writeFile(join(staged.path, 'README.md'), `${formatTable(report)}\n${formatQuantizationTable(report)}`);
     });
     await staged.commit();
   } catch (error) {
@@ -257,7 +323,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 }
 
 /** About the last `bytes` characters of `text`, starting at a paragraph. */
-function lastBytes(text: string, bytes: number): string {
+export function lastBytes(text: string, bytes: number): string {
   if (text.length <= bytes) return text;
   const start = text.indexOf('\n\n', text.length - bytes);
   return start < 0 ? text.slice(text.length - bytes) : text.slice(start + 2);
@@ -316,6 +382,36 @@ export function formatTable(report: DemoReport): string {
     `| method | ${patterns.map(label).join(' | ')} |`,
     `|---|${patterns.map(() => '---:').join('|')}|`,
     ...methods.map((method) => `| ${method} | ${patterns.map((p) => pruned.find((r) => r.method === method && r.pattern === p)!.perplexity.toFixed(2)).join(' | ')} |`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Perplexity (log scale) against bits per weight, one line per quantization method (the dense model's in the title). */
+export function quantizationChart(report: DemoReport): string {
+  const dense = report.results.find((r) => r.method === 'dense')!;
+  const methods = [...new Set(report.quantization.map((r) => r.method))];
+  return lineChart({
+    title: `Perplexity after one-shot quantization — ${report.model.parameters.toLocaleString('en-US')}-parameter Llama (dense f32: ${dense.perplexity.toFixed(2)})`,
+    xLabel: 'bits per weight (codes + scales + zero points + outliers, linear layers)',
+    yLabel: 'perplexity (eval text, log scale)',
+    logY: true,
+    series: methods.map((method) => ({
+      name: method,
+      points: report.quantization
+        .filter((r) => r.method === method)
+        .map((r) => [r.bitsPerWeight, r.perplexity] as [number, number])
+        .sort((a, b) => a[0] - b[0]),
+    })),
+  });
+}
+
+/** The quantization results as a Markdown table: one row per method and grid, bits per weight and perplexity. */
+export function formatQuantizationTable(report: DemoReport): string {
+  if (report.quantization.length === 0) return '';
+  const lines = [
+    '| method | grid | bits/weight | perplexity | seconds |',
+    '|---|---|---:|---:|---:|',
+    ...report.quantization.map((r) => `| ${r.method} | ${r.scheme} | ${r.bitsPerWeight.toFixed(2)} | ${r.perplexity.toFixed(2)} | ${r.seconds.toFixed(1)} |`),
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -11,7 +11,7 @@ import type { CompressedLinear } from '../compress/method.js';
 import { groupColumns, type QuantizationScheme } from '../compress/quantizer.js';
 import type { DType } from '../tensor/dtype.js';
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
-import { INDEX_FILE, planShards, type Checkpoint } from '../io/checkpoint.js';
+import { checkpointIndex, INDEX_FILE, indexJson, planShards, type Checkpoint, type PlannedShard } from '../io/checkpoint.js';
 import { ctQuantizationConfig, packZeroPoints, type CtGroup, type CtWeightScheme } from '../io/compressed-tensors.js';
 import { planLayout, tensorBytes, type PlannedTensor, type TensorInfo } from '../io/safetensors.js';
 import { readJsonObject } from '../io/text.js';
@@ -127,7 +127,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     const folder = new CompressedTensorsFolder<Entry>(staged, input, options.fingerprint, plan.quantized, placement);
     if (staged.resumed) return folder;
     try {
-      await folder.prepare(shards.map((s, i) => ({ file: s.file, layout: layouts[i] })), plan);
+      await folder.prepare(shards.map((s, i) => ({ ...s, layout: layouts[i] })), plan);
       await staged.saveProgress({ fingerprint: options.fingerprint, blocksDone: 0, entries: [], extra: {} });
     } catch (error) {
       await staged.discard();
@@ -141,7 +141,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
    * the quantization_config, the planned shards (their headers, space for every tensor) and index, and every
    * tensor that is not compressed copied as it is.
    */
-  private async prepare(shards: { file: string; layout: ReturnType<typeof planLayout> }[], plan: CompressedTensorsPlan): Promise<void> {
+  private async prepare(shards: (PlannedShard & { layout: ReturnType<typeof planLayout> })[], plan: CompressedTensorsPlan): Promise<void> {
     const input = resolve(this.input.dir);
     for (const name of await readdir(input)) {
       if (name.endsWith('.safetensors') || name === INDEX_FILE || name === 'config.json') continue;
@@ -169,17 +169,10 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
         { keptForResume: false },
       );
     }
-    if (shards.length > 1) {
-      const weightMap: Record<string, string> = {};
-      let total = 0;
-      for (const { file, layout } of shards) {
-        for (const [name, info] of layout.tensors) {
-          weightMap[name] = file;
-          total += info.byteLength;
-        }
-      }
+    const index = checkpointIndex(shards);
+    if (index) {
       const indexPath = this.staged.file(INDEX_FILE);
-      await this.staged.guard(indexPath, () => writeFile(indexPath, `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`), { keptForResume: false });
+      await this.staged.guard(indexPath, () => writeFile(indexPath, indexJson(index)), { keptForResume: false });
     }
     // Everything that is not a quantized linear keeps its bytes (a linear that is only pruned is written
     // again when its block is done); quantized linears' shapes are known now, so the staging folder reads as
@@ -218,6 +211,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     }
     const q = result.quantized;
     if (!q) throw new InvalidArgumentError(`${name}: planned as quantized, but the method returned no codes`);
+    if (result.outliers) throw new InvalidArgumentError(`${name}: its outliers cannot be stored in compressed-tensors (use --format packed or dense)`);
     await this.writeTensor(`${name}.weight_packed`, await packCodesAsync(q.codes, scheme.bits));
     await this.writeTensor(`${name}.weight_scale`, await q.scales.toAsync(dtype));
     if (!scheme.symmetric) await this.writeTensor(`${name}.weight_zero_point`, packZeroPoints(q.zeros!, scheme.bits));

@@ -13,7 +13,7 @@ import { tensorBytes, type TensorInfo } from '../io/safetensors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { insideFolder, StagingFolder } from './staging.js';
-import { ModelFolderWriter, openResumableStaging } from './writer.js';
+import { ModelFolderWriter, openResumableStaging, type ResumeState } from './writer.js';
 
 /** The tensor dtypes a compressed weight can be written back as. */
 const WRITABLE: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', F64: 'f64' };
@@ -35,8 +35,13 @@ export class DenseFolder<Entry> extends ModelFolderWriter<Entry> {
    * the same fingerprint exists, else a fresh copy of the input folder.
    */
   static async begin<Entry>(input: Checkpoint, target: string, options: { overwrite?: boolean; resume?: boolean; fingerprint: string }): Promise<DenseFolder<Entry>> {
+    return DenseFolder.beginAs<Entry, DenseFolder<Entry>>(input, target, options, (staged) => new DenseFolder<Entry>(staged, input, options.fingerprint));
+  }
+
+  /** `begin` for a writer built on the dense one (`make` constructs it on the staging folder). */
+  protected static async beginAs<Entry, W extends DenseFolder<Entry>>(input: Checkpoint, target: string, options: { overwrite?: boolean; resume?: boolean; fingerprint: string }, make: (staged: StagingFolder<ResumeState<Entry>>) => W): Promise<W> {
     const staged = await openResumableStaging<Entry>(input, target, options);
-    const folder = new DenseFolder<Entry>(staged, input, options.fingerprint);
+    const folder = make(staged);
     if (staged.resumed) return folder;
     try {
       await folder.copyInput();
@@ -75,9 +80,15 @@ export class DenseFolder<Entry> extends ModelFolderWriter<Entry> {
 
   /** Writes the weight over its bytes in the staged copy, converted to the stored dtype. */
   async writeLinear(name: string, _result: CompressedLinear, weight: Tensor): Promise<void> {
-    const info = await this.input.info(`${name}.weight`);
-    const bytes = tensorBytes(await weight.toAsync(writableDType(name, info)));
-    if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${name}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
-    await this.writeAt(this.staged.file(insideFolder(this.input.dir, this.input.shardPath(`${name}.weight`))), info.offset, bytes);
+    await this.writeTensor(`${name}.weight`, weight);
+  }
+
+  /** Writes any float tensor of the checkpoint over its bytes in the staged copy (a model-scope method
+   * may change norms and embeddings too), converted to the stored dtype. */
+  async writeTensor(tensorName: string, value: Tensor): Promise<void> {
+    const info = await this.input.info(tensorName);
+    const bytes = tensorBytes(await value.toAsync(writableDType(tensorName, info)));
+    if (bytes.byteLength !== info.byteLength) throw new InvalidArgumentError(`${tensorName}: ${bytes.byteLength} bytes to write over ${info.byteLength}`);
+    await this.writeAt(this.staged.file(insideFolder(this.input.dir, this.input.shardPath(tensorName))), info.offset, bytes);
   }
 }

@@ -165,10 +165,12 @@ export async function exportPacked(options: ExportOptions): Promise<ExportSummar
       throw new InvalidArgumentError(`${model.dir} is not quantized (config.json has no quantization_config); ${format} is made from a compressed-tensors W4 folder (sparq quantize --bits 4 …)`);
     }
     const { config, layout } = model;
-    // Routers stay dense: a handful of outputs, read by every token, never pruned.
-    const roles = Object.entries(model.linearRoles()).filter(([role]) => role !== 'router');
+    // Routers (and Qwen2-MoE's one-output shared-expert gate) stay dense: a handful of outputs, read by
+    // every token, never pruned.
     const blockLinears = new Set<string>();
-    for (let layer = 0; layer < config.layers; ++layer) for (const [, linear] of roles) blockLinears.add(layout.block(layer) + linear);
+    for (let layer = 0; layer < config.layers; ++layer) {
+      for (const [role, linear] of Object.entries(model.linearRoles(layer))) if (role !== 'router' && role !== 'shared_expert_gate') blockLinears.add(layout.block(layer) + linear);
+    }
     if (checkpoint instanceof CtCheckpoint) {
       for (const name of checkpoint.quantized.keys()) {
         if (!blockLinears.has(name)) throw new UnsupportedFormatError(`${model.dir}: '${name}' is quantized but is not a block linear; sparq export packs block linears only (quantize with --ignore '${name}')`);
@@ -198,9 +200,8 @@ export async function exportPacked(options: ExportOptions): Promise<ExportSummar
     let step = 0;
     for (let layer = 0; layer < config.layers; ++layer) {
       const tensors: [string, Tensor][] = [];
-      for (const [, linear] of roles) {
+      for (const name of [...blockLinears].filter((n) => n.startsWith(layout.block(layer)))) {
         if (signal?.aborted) throw new AbortError();
-        const name = layout.block(layer) + linear;
         const before = await sourceBytes(model, name);
         const quantizedSource = checkpoint instanceof CtCheckpoint && checkpoint.quantized.has(name);
         let stored: string;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError, UnsupportedFormatError } from '../errors.js';
 import { Checkpoint, CheckpointWriter, INDEX_FILE } from '../io/checkpoint.js';
 import { readJsonObject } from '../io/text.js';
-import { blockConfig, type LayerWidths } from '../models/config.js';
+import { blockConfig, isMoeLayer, type LayerWidths } from '../models/config.js';
 import { DecoderModel } from '../models/decoder.js';
 import type { DType } from '../tensor/dtype.js';
 import { shapeNumel, Tensor } from '../tensor/tensor.js';
@@ -62,7 +62,7 @@ function columnHasNonzero(weight: Tensor, start: number, length: number): boolea
 
 async function planLayer(model: DecoderModel, layer: number, notes: string[]): Promise<LayerPlan> {
   const config = blockConfig(model.config, layer);
-  const roles = model.linearRoles();
+  const roles = model.linearRoles(layer);
   const prefix = model.layout.block(layer);
   const { heads, kvHeads, headDim } = config;
   const perGroup = heads / kvHeads;
@@ -84,7 +84,7 @@ async function planLayer(model: DecoderModel, layer: number, notes: string[]): P
   }
   let keptNeurons: number[] | undefined;
   let intermediateSize = config.intermediateSize;
-  if (config.mlp !== 'moe') {
+  if (!isMoeLayer(model.config, layer)) {
     const down = await model.read(`${prefix}${roles.down ?? roles.fc2}.weight`);
     keptNeurons = Array.from({ length: down.shape[1] }, (_, j) => j).filter((j) => columnHasNonzero(down, j, 1));
     if (keptNeurons.length === 0) {
@@ -138,7 +138,7 @@ function cutShape(shape: readonly number[], cut: Cut): number[] {
 
 /** How a tensor of layer `plan` is cut, or undefined when it is kept whole. */
 function cutOf(model: DecoderModel, layer: number, plan: LayerPlan, name: string): Cut | undefined {
-  const roles = model.linearRoles();
+  const roles = model.linearRoles(layer);
   const prefix = model.layout.block(layer);
   const { headDim } = model.config;
   const qRows = expand(plan.keptHeads, headDim);

@@ -12,7 +12,7 @@ import type { Checkpoint } from '../io/checkpoint.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { StagingFolder } from './staging.js';
 
-export const OUTPUT_FORMATS = ['dense', 'compressed-tensors'] as const;
+export const OUTPUT_FORMATS = ['dense', 'compressed-tensors', 'packed'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface ResumeState<Entry> {
@@ -73,6 +73,12 @@ export abstract class ModelFolderWriter<Entry> {
    */
   abstract writeLinear(name: string, result: CompressedLinear, weight: Tensor): Promise<void>;
 
+  /**
+   * Test hook (CompressOptions.testHook 'write'): when set, each staged write stops half way and calls it,
+   * so a test can interrupt a run with a tensor half written.
+   */
+  midWrite: (() => void | Promise<void>) | undefined;
+
   /** Writes bytes at an offset of a staged file (handles stay open until the block is finished). */
   protected async writeAt(file: string, offset: number, bytes: Uint8Array): Promise<void> {
     await this.staged.guard(file, async () => {
@@ -81,10 +87,15 @@ export abstract class ModelFolderWriter<Entry> {
         handle = await open(file, 'r+');
         this.handles.set(file, handle);
       }
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, offset + done);
-        done += bytesWritten;
+      const opened = handle;
+      const writeRange = async (from: number, to: number) => {
+        for (let done = from; done < to; ) done += (await opened.write(bytes, done, to - done, offset + done)).bytesWritten;
+      };
+      const half = this.midWrite ? Math.floor(bytes.byteLength / 2) : bytes.byteLength;
+      await writeRange(0, half);
+      if (half < bytes.byteLength) {
+        await this.midWrite?.();
+        await writeRange(half, bytes.byteLength);
       }
     });
   }
@@ -100,6 +111,12 @@ export abstract class ModelFolderWriter<Entry> {
     this.handles.clear();
   }
 
+  /** Removes the staging folder: a run that failed in a way no --resume can fix (nothing is kept). */
+  async discard(): Promise<void> {
+    await this.closeFiles();
+    await this.staged.discard();
+  }
+
   /** Closes the files and gives up the staging folder's lock; an unfinished run stays resumable. */
   async close(): Promise<void> {
     await this.closeFiles();
@@ -107,11 +124,12 @@ export abstract class ModelFolderWriter<Entry> {
   }
 
   /** Adds the `sparq` key to config.json, writes report.json, and renames the folder into place. */
-  async commit(sparq: Record<string, unknown>, report: unknown): Promise<void> {
+  async commit(sparq: Record<string, unknown>, report: unknown, configKeys: Record<string, unknown> = {}): Promise<void> {
     await this.closeFiles();
     const configPath = this.staged.file('config.json');
     const config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
     config.sparq = sparq;
+    Object.assign(config, configKeys);
     await this.staged.guard(configPath, () => writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`));
     const reportPath = this.staged.file('report.json');
     await this.staged.guard(reportPath, () => writeFile(reportPath, `${JSON.stringify(report, null, 2)}\n`));

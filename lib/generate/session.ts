@@ -136,7 +136,7 @@ export class GenerationSession {
       const blocks: GenerationBlock[] = [];
       for (let layer = 0; layer < config.layers; ++layer) {
         const linears: Record<string, LinearWeight> = {};
-        for (const [role, name] of Object.entries(model.linearRoles())) {
+        for (const [role, name] of Object.entries(model.linearRoles(layer))) {
           if (options.signal?.aborted) throw new AbortError();
           linears[role] = await loadLinear(await readStoredLinear(model, layout.block(layer) + name), options.signal, weights);
         }
@@ -221,7 +221,7 @@ export class GenerationSession {
         for (let layer = 0; layer < this.blocks.length; ++layer) {
           const config = blockConfig(this.config, layer);
           const ops = new CachedBlockOps(config, this.blocks[layer], this.cache, layer, start, positions, this.model.invFreq, signal);
-          h = await decoderBlock(config, ops, h, rows);
+          h = await decoderBlock(config, ops, h, rows, layer);
         }
         this.cache.advance(rows);
         const last = await normOf(this.config, this.finalNorm, h.narrow(rows - 1, rows), signal);

@@ -195,11 +195,20 @@ export interface PlannedShard {
   tensors: PlannedTensor[];
 }
 
+/** model.safetensors.index.json: which shard holds each tensor, and the tensors' bytes in all. */
+export interface CheckpointIndex {
+  /** The sum of every tensor's data bytes (headers not counted), as Hugging Face writes it. */
+  metadata: { total_size: number };
+  weight_map: Record<string, string>;
+}
+
 /**
- * Splits tensors, in order, into shards of at most `limit` bytes each (a tensor larger than the limit gets
- * a shard of its own), named as Hugging Face names them.
+ * Splits tensors, in order, into shards of at most `limit` bytes of tensor data each (a shard may hold
+ * exactly `limit`; a tensor larger than the limit gets a shard of its own), named as Hugging Face names
+ * them. Pure: shapes in, plan out, no I/O.
  */
 export function planShards(tensors: readonly PlannedTensor[], limit: number): PlannedShard[] {
+  if (!(limit > 0)) throw new InvalidArgumentError(`maxShardBytes: expected a positive number, received ${limit}`);
   const groups: PlannedTensor[][] = [[]];
   let bytes = 0;
   for (const t of tensors) {
@@ -219,6 +228,23 @@ export function planShards(tensors: readonly PlannedTensor[], limit: number): Pl
   }));
 }
 
+/** The index of a sharded checkpoint (null for a single file, which has none). Pure. */
+export function checkpointIndex(shards: readonly PlannedShard[]): CheckpointIndex | null {
+  if (shards.length <= 1) return null;
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  for (const shard of shards) {
+    for (const t of shard.tensors) {
+      weightMap[t.name] = shard.file;
+      total += shapeNumel(t.shape) * dtypeSize(t.dtype);
+    }
+  }
+  return { metadata: { total_size: total }, weight_map: weightMap };
+}
+
+/** The index file's text. */
+export const indexJson = (index: CheckpointIndex) => `${JSON.stringify(index, null, 2)}\n`;
+
 /**
  * Writes tensors into a checkpoint folder, in plan order, sharded so that no shard exceeds
  * `maxShardBytes` (a single tensor larger than the limit gets a shard of its own). One shard is written
@@ -236,9 +262,7 @@ export class CheckpointWriter {
   ) {}
 
   static async create(dir: string, plan: readonly PlannedTensor[], options: { maxShardBytes?: number; metadata?: Record<string, string> } = {}): Promise<CheckpointWriter> {
-    const limit = options.maxShardBytes ?? Infinity;
-    if (!(limit > 0)) throw new InvalidArgumentError(`maxShardBytes: expected a positive number, received ${limit}`);
-    return new CheckpointWriter(dir, planShards(plan, limit), options.metadata ?? {});
+    return new CheckpointWriter(dir, planShards(plan, options.maxShardBytes ?? Infinity), options.metadata ?? {});
   }
 
   private fileName(i: number): string {
@@ -266,17 +290,8 @@ export class CheckpointWriter {
       await this.current?.abort();
       throw new InvalidArgumentError(`${this.dir}: closed before every planned tensor was written`);
     }
-    if (this.shards.length > 1) {
-      const weightMap: Record<string, string> = {};
-      let total = 0;
-      this.shards.forEach((shard, i) => {
-        for (const t of shard.tensors) {
-          weightMap[t.name] = this.fileName(i);
-          total += shapeNumel(t.shape) * dtypeSize(t.dtype);
-        }
-      });
-      await writeFile(join(this.dir, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
-    }
+    const index = checkpointIndex(this.shards);
+    if (index) await writeFile(join(this.dir, INDEX_FILE), indexJson(index));
   }
 
   async abort(): Promise<void> {

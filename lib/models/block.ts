@@ -2,10 +2,12 @@
 // tape (recorded variables) run this same function over their own `BlockOps`, so the two can never
 // describe different models. The families:
 //   pre-norm → q, k, v (+ bias) → [q/k RMSNorm] → [RoPE] → grouped-query causal attention → o → residual
-//   pre-norm → SwiGLU (gate, up, down) | fc1 → ReLU/GELU → fc2 | routed SwiGLU experts → residual
+//   pre-norm → SwiGLU (gate, up, down) | fc1 → ReLU/GELU → fc2
+//            | routed SwiGLU experts (+ a shared SwiGLU expert, optionally scaled by σ(x·w_sgᵀ)) → residual
+// Which blocks are mixture-of-experts blocks is the config's (config.moe.layers).
 // `observe` sees each group of linears' input (what the compression pipeline accumulates statistics from).
 import type { Tensor } from '../tensor/tensor.js';
-import type { ModelConfig } from './config.js';
+import { isMoeLayer, type ModelConfig, type MoeConfig } from './config.js';
 
 export type Awaitable<T> = T | Promise<T>;
 
@@ -34,7 +36,10 @@ export interface BlockOps<V> {
   activation(kind: 'relu' | 'gelu', x: V): Awaitable<V>;
   /** residual + x. The forward pass updates `residual` in place (the block never reads it again). */
   residual(residual: V, x: V): Awaitable<V>;
-  route(logits: V, topK: number): Awaitable<BlockRouting<V>>;
+  /** The router's decision from its logits [tokens, experts], as config.moe describes it. */
+  route(logits: V, moe: MoeConfig): Awaitable<BlockRouting<V>>;
+  /** σ(gate[t])·x[t] for each row t: x [T, D], gate [T, 1] (Qwen2-MoE's shared-expert gate). */
+  sigmoidScale(x: V, gate: V): Awaitable<V>;
   /** Rows of x for the given token indices. */
   gather(x: V, tokens: Tensor): Awaitable<V>;
   /** Σ over experts of each expert's output rows scattered back to its tokens, times their weights. */
@@ -43,8 +48,8 @@ export interface BlockOps<V> {
   observe?(group: string, x: V): Awaitable<void>;
 }
 
-/** Runs one decoder block on hidden states h [N, hidden]; returns the block's output. */
-export async function decoderBlock<V>(config: ModelConfig, ops: BlockOps<V>, h: V, rows: number): Promise<V> {
+/** Runs decoder block `layer` on hidden states h [N, hidden]; returns the block's output. */
+export async function decoderBlock<V>(config: ModelConfig, ops: BlockOps<V>, h: V, rows: number, layer: number): Promise<V> {
   const { heads, kvHeads, headDim } = config;
   const x = await ops.norm('attention', h);
   await ops.observe?.('attention.in', x);
@@ -65,9 +70,9 @@ export async function decoderBlock<V>(config: ModelConfig, ops: BlockOps<V>, h: 
 
   const y = await ops.norm('mlp', afterAttention);
   let mlp: V;
-  if (config.mlp === 'moe') {
+  if (config.moe && isMoeLayer(config, layer)) {
     await ops.observe?.('router', y);
-    const routing = await ops.route(await ops.linear('router', y), config.moe!.topK);
+    const routing = await ops.route(await ops.linear('router', y), config.moe);
     const outputs: (V | undefined)[] = [];
     for (let e = 0; e < routing.tokens.length; ++e) {
       if (routing.tokens[e].numel === 0) {
@@ -81,6 +86,13 @@ export async function decoderBlock<V>(config: ModelConfig, ops: BlockOps<V>, h: 
       outputs.push(await ops.linear(`expert.${e}.down`, activated));
     }
     mlp = await ops.combine(routing, outputs, config.hiddenSize);
+    if (config.moe.shared) {
+      const activated = await ops.siluMul(await ops.linear('shared.gate', y), await ops.linear('shared.up', y));
+      await ops.observe?.('shared.out', activated);
+      let shared = await ops.linear('shared.down', activated);
+      if (config.moe.shared.gated) shared = await ops.sigmoidScale(shared, await ops.linear('shared_expert_gate', y));
+      mlp = await ops.residual(mlp, shared);
+    }
   } else if (config.mlp === 'swiglu') {
     await ops.observe?.('mlp.in', y);
     const activated = await ops.siluMul(await ops.linear('gate', y), await ops.linear('up', y));

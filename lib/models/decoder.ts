@@ -24,10 +24,11 @@ import {
 import { axpy, axpyAsync, dotAsync, gemmAsync, topkMask, unaryAsync } from '../tensor/ops.js';
 import { NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
-import { blockConfig, parseConfig, type ModelConfig } from './config.js';
+import { blockConfig, parseConfig, type ModelConfig, type MoeConfig } from './config.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
-import { LAYOUTS, type Layout } from './layouts.js';
+import { blockLinearRoles, LAYOUTS, type Layout } from './layouts.js';
 import { checkParameters, parameterPlan } from './parameters.js';
+import { ExpertWidthView } from './expert-widths.js';
 
 export { inputGroups, LAYOUTS, type InputGroup, type Layout } from './layouts.js';
 
@@ -104,10 +105,17 @@ export abstract class TensorBlockOps implements BlockOps<Tensor> {
     return axpyAsync(1, x, residual, { signal: this.signal });
   }
 
-  route(logits: Tensor, topK: number): BlockRouting<Tensor> {
+  route(logits: Tensor, moe: MoeConfig): BlockRouting<Tensor> {
     const [T, E] = logits.shape;
-    const { weights, tokensOf } = routeTokens(logits.data as Float32Array, T, E, topK);
+    const { weights, tokensOf } = routeTokens(logits.data as Float32Array, T, E, moe);
     return { weights: Tensor.fromTypedArray(weights, [T, E]), tokens: tokensOf.map((list) => Tensor.fromTypedArray(Int32Array.from(list))) };
+  }
+
+  sigmoidScale(x: Tensor, gate: Tensor): Tensor {
+    const rows = x.shape[0];
+    const out = Tensor.zeros(x.shape);
+    scatterAdd(out, x, allRows(rows), Tensor.fromTypedArray(sigmoid(gate.data as Float32Array)));
+    return out;
   }
 
   gather(x: Tensor, tokens: Tensor): Promise<Tensor> {
@@ -125,6 +133,16 @@ export abstract class TensorBlockOps implements BlockOps<Tensor> {
     });
     return out;
   }
+}
+
+/** Row indices 0 … rows − 1 (i32). */
+export function allRows(rows: number): Tensor {
+  return Tensor.fromTypedArray(Int32Array.from({ length: rows }, (_, i) => i));
+}
+
+/** σ(x) elementwise, in float64 then rounded. */
+export function sigmoid(x: Float32Array): Float32Array {
+  return Float32Array.from(x, (v) => 1 / (1 + Math.exp(-v)));
 }
 
 /** Stored dense weights over windows of rows: N / sequenceLength sequences, attention within each. */
@@ -175,7 +193,7 @@ export class DecoderBlock {
   forward(h: Tensor, positions: Tensor, invFreq: Tensor | undefined, options: ForwardOptions = {}): Promise<Tensor> {
     const rows = h.shape[0];
     const ops = new EagerOps(this, positions, invFreq, options.sequenceLength ?? rows, options.signal, options.observe);
-    return decoderBlock(this.config, ops, h, rows);
+    return decoderBlock(this.config, ops, h, rows, this.index);
   }
 }
 
@@ -185,7 +203,7 @@ export interface TokenRouting {
   probabilities: Float32Array;
   /** 1 where a token chose an expert. */
   chosen: Uint8Array;
-  /** Per token, the sum of its chosen probabilities. */
+  /** Per token, what its chosen probabilities are divided by: their sum (+ ε) when renormalized, else 1. */
   totals: Float64Array;
   /** probability / total where chosen, else 0. */
   weights: Float32Array;
@@ -194,10 +212,12 @@ export interface TokenRouting {
 }
 
 /**
- * Mixtral routing: softmax over each token's router logits, its top-k experts (ties as topkMask breaks
- * them), their probabilities renormalized to sum to one.
+ * Routing as Hugging Face runs it (config.ts MoeConfig): softmax over each token's router logits, its top-k
+ * experts (ties as topkMask breaks them), their probabilities as weights — renormalized to sum to one
+ * (plus `normalizeEpsilon`) when `normalizeTopK`.
  */
-export function routeTokens(logits: Float32Array, T: number, E: number, topK: number): TokenRouting {
+export function routeTokens(logits: Float32Array, T: number, E: number, moe: Pick<MoeConfig, 'topK' | 'normalizeTopK' | 'normalizeEpsilon'>): TokenRouting {
+  const { topK } = moe;
   const probabilities = new Float32Array(T * E);
   for (let t = 0; t < T; ++t) {
     const row = logits.subarray(t * E, (t + 1) * E);
@@ -211,7 +231,10 @@ export function routeTokens(logits: Float32Array, T: number, E: number, topK: nu
   const weights = new Float32Array(T * E);
   const tokensOf: number[][] = Array.from({ length: E }, () => []);
   for (let t = 0; t < T; ++t) {
-    for (let e = 0; e < E; ++e) if (chosen[t * E + e]) totals[t] += probabilities[t * E + e];
+    if (moe.normalizeTopK) {
+      for (let e = 0; e < E; ++e) if (chosen[t * E + e]) totals[t] += probabilities[t * E + e];
+      totals[t] += moe.normalizeEpsilon;
+    } else totals[t] = 1;
     for (let e = 0; e < E; ++e) {
       if (!chosen[t * E + e]) continue;
       weights[t * E + e] = probabilities[t * E + e] / totals[t];
@@ -267,6 +290,7 @@ export class DecoderModel {
         const expected = new Map(parameterPlan(config).map((p) => [p.name, p]));
         checkpoint = await PackedCheckpoint.wrap(files, json.sparq_format, configFile, expected);
       } else if (json.quantization_config !== undefined) checkpoint = CtCheckpoint.wrap(files, json.quantization_config, configFile);
+      if (config.expertWidths?.format === 'shrunk') checkpoint = await ExpertWidthView.wrap(checkpoint, config.expertWidths, LAYOUTS[config.architecture], config.hiddenSize, configFile);
       const stored = await Promise.all(checkpoint.names().map((name) => checkpoint.info(name)));
       checkParameters(config, stored, dir, configFile);
     } catch (error) {
@@ -294,27 +318,19 @@ export class DecoderModel {
     return { weight: await this.read(`${name}.weight`), bias: this.checkpoint.has(`${name}.bias`) ? await this.read(`${name}.bias`) : undefined };
   }
 
-  /** A block's linear layers by role (experts as expert.<e>.gate/up/down), relative to the block. */
-  linearRoles(): Record<string, string> {
-    const roles: Record<string, string> = { ...this.layout.linears };
-    const moe = this.layout.experts;
-    if (moe && this.config.moe) {
-      roles.router = moe.router;
-      for (let e = 0; e < this.config.moe.experts; ++e) {
-        roles[`expert.${e}.gate`] = moe.expert(e) + moe.gate;
-        roles[`expert.${e}.up`] = moe.expert(e) + moe.up;
-        roles[`expert.${e}.down`] = moe.expert(e) + moe.down;
-      }
-    }
-    return roles;
+  /**
+   * Block `layer`'s linear layers by role, relative to the block (layouts.ts blockLinearRoles: experts as
+   * expert.<e>.gate/up/down, the shared expert as shared.gate/up/down and shared_expert_gate).
+   */
+  linearRoles(layer: number): Record<string, string> {
+    return blockLinearRoles(this.config, layer);
   }
 
   /** Names of every linear layer's weight, block by block. */
   linearNames(): string[] {
     const names: string[] = [];
-    const linears = Object.values(this.linearRoles());
     for (let layer = 0; layer < this.config.layers; ++layer) {
-      for (const linear of linears) names.push(`${this.layout.block(layer)}${linear}.weight`);
+      for (const linear of Object.values(this.linearRoles(layer))) names.push(`${this.layout.block(layer)}${linear}.weight`);
     }
     return names;
   }
@@ -340,7 +356,7 @@ export class DecoderModel {
   async loadBlock(index: number): Promise<DecoderBlock> {
     const prefix = this.layout.block(index);
     const linears: Record<string, Linear> = {};
-    for (const [role, name] of Object.entries(this.linearRoles())) {
+    for (const [role, name] of Object.entries(this.linearRoles(index))) {
       const bias = `${prefix}${name}.bias`;
       linears[role] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
     }

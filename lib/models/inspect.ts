@@ -32,6 +32,35 @@ export interface ModelReport {
   linears: LinearReport[];
   /** Each layer's widths (differ per layer after structured pruning: config.json's sparq_layer_widths). */
   layers: LayerWidths[];
+  /** Per MoE layer: the width its routed experts are stored at and each one's kept width (0: removed). */
+  experts?: ExpertLayerReport[];
+}
+
+export interface ExpertLayerReport {
+  layer: number;
+  stored: number;
+  kept: number[];
+}
+
+/** Each MoE layer's expert widths: from an expert-pruning record, else every expert at its stored width. */
+async function expertWidthsOf(model: DecoderModel): Promise<ExpertLayerReport[] | undefined> {
+  const { config, layout } = model;
+  const moe = layout.experts;
+  if (!config.moe || !moe) return undefined;
+  const layers: ExpertLayerReport[] = [];
+  for (let l = 0; l < config.layers; ++l) {
+    const recorded = config.expertWidths?.layers.get(l);
+    if (recorded) {
+      layers.push({ layer: l, stored: recorded.stored, kept: [...recorded.kept] });
+      continue;
+    }
+    const gate = (e: number) => `${layout.block(l)}${moe.expert(e)}${moe.gate}.weight`;
+    if (!model.checkpoint.has(gate(0))) continue;
+    const widths: number[] = [];
+    for (let e = 0; e < config.moe.experts; ++e) widths.push((await model.checkpoint.info(gate(e))).shape[0]);
+    layers.push({ layer: l, stored: Math.max(...widths), kept: widths });
+  }
+  return layers;
 }
 
 export async function inspectModel(dir: string, options: { onProgress?: (done: number, total: number) => void } = {}): Promise<ModelReport> {
@@ -66,7 +95,8 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
       const { intermediateSize, heads, kvHeads } = blockConfig(config, l);
       return { intermediateSize, heads, kvHeads };
     });
-    return { dir, config, parameters, bytes, dtypes, linears, layers };
+    const experts = await expertWidthsOf(model);
+    return { dir, config, parameters, bytes, dtypes, linears, layers, ...(experts ? { experts } : {}) };
   } finally {
     await files.close();
     await model.close();

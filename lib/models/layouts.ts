@@ -1,6 +1,6 @@
 // Architectures as data: where each parameter of a family lives, and which linear layers read the same
 // input (the groups that share calibration statistics).
-import type { Architecture, ModelConfig } from './config.js';
+import { isMoeLayer, type Architecture, type ModelConfig } from './config.js';
 
 export interface Layout {
   embed: string;
@@ -14,11 +14,17 @@ export interface Layout {
   mlpNorm: string;
   qNorm?: string;
   kNorm?: string;
-  /** Linear layers of a block by role, without the .weight / .bias suffix. */
+  /** Linear layers of a dense block by role (attention q/k/v/o, the MLP), without the .weight / .bias suffix. */
   linears: Record<string, string>;
-  /** Mixture of experts: the router and each expert's gate/up/down projections. */
-  experts?: { router: string; expert: (e: number) => string; gate: string; up: string; down: string };
+  /**
+   * A mixture-of-experts block's MLP: the router, each routed expert's gate/up/down projections, and the
+   * shared expert's folder (its projections named as the dense MLP's) with Qwen2-MoE's sigmoid gate.
+   */
+  experts?: { router: string; expert: (e: number) => string; gate: string; up: string; down: string; shared?: string; sharedGate?: string };
 }
+
+/** The attention roles every block has. */
+export const ATTENTION_ROLES = ['q', 'k', 'v', 'o'] as const;
 
 const LLAMA_LAYOUT: Layout = {
   embed: 'model.embed_tokens.weight',
@@ -66,14 +72,55 @@ const MIXTRAL_LAYOUT: Layout = {
   experts: { router: 'block_sparse_moe.gate', expert: (e) => `block_sparse_moe.experts.${e}.`, gate: 'w1', up: 'w3', down: 'w2' },
 };
 
+/** Qwen2-MoE / Qwen3-MoE: dense layers as Llama's, MoE layers under mlp. (with a gated shared expert in Qwen2-MoE). */
+const QWEN_MOE_LAYOUT: Layout = {
+  ...LLAMA_LAYOUT,
+  experts: { router: 'mlp.gate', expert: (e) => `mlp.experts.${e}.`, gate: 'gate_proj', up: 'up_proj', down: 'down_proj', shared: 'mlp.shared_expert.', sharedGate: 'mlp.shared_expert_gate' },
+};
+
+/** DeepSeek-MoE: as Qwen's, the shared experts as one MLP under mlp.shared_experts. */
+const DEEPSEEK_LAYOUT: Layout = {
+  ...LLAMA_LAYOUT,
+  experts: { router: 'mlp.gate', expert: (e) => `mlp.experts.${e}.`, gate: 'gate_proj', up: 'up_proj', down: 'down_proj', shared: 'mlp.shared_experts.' },
+};
+
 export const LAYOUTS: Record<Architecture, Layout> = {
   llama: LLAMA_LAYOUT,
   mixtral: MIXTRAL_LAYOUT,
   mistral: LLAMA_LAYOUT,
   qwen2: LLAMA_LAYOUT,
   qwen3: LLAMA_LAYOUT,
+  qwen2_moe: QWEN_MOE_LAYOUT,
+  qwen3_moe: QWEN_MOE_LAYOUT,
+  deepseek: DEEPSEEK_LAYOUT,
   opt: OPT_LAYOUT,
 };
+
+/**
+ * Block `layer`'s linear layers by role → name relative to the block. Roles: q, k, v, o; a dense MLP's
+ * gate/up/down (fc1/fc2); an MoE block's router, expert.<e>.gate/up/down, and its shared expert's
+ * shared.gate/up/down and shared_expert_gate (Qwen2-MoE's [1, hidden] sigmoid gate).
+ */
+export function blockLinearRoles(config: ModelConfig, layer: number): Record<string, string> {
+  const layout = LAYOUTS[config.architecture];
+  const moe = layout.experts;
+  if (!moe || !config.moe || !isMoeLayer(config, layer)) return { ...layout.linears };
+  const roles: Record<string, string> = {};
+  for (const role of ATTENTION_ROLES) roles[role] = layout.linears[role];
+  roles.router = moe.router;
+  for (let e = 0; e < config.moe.experts; ++e) {
+    roles[`expert.${e}.gate`] = moe.expert(e) + moe.gate;
+    roles[`expert.${e}.up`] = moe.expert(e) + moe.up;
+    roles[`expert.${e}.down`] = moe.expert(e) + moe.down;
+  }
+  if (config.moe.shared && moe.shared) {
+    roles['shared.gate'] = moe.shared + moe.gate;
+    roles['shared.up'] = moe.shared + moe.up;
+    roles['shared.down'] = moe.shared + moe.down;
+    if (config.moe.shared.gated && moe.sharedGate) roles.shared_expert_gate = moe.sharedGate;
+  }
+  return roles;
+}
 
 /** Linear layers that read the same input, in forward order; `stage` orders them for sequential pruning. */
 export interface InputGroup {
@@ -83,18 +130,24 @@ export interface InputGroup {
   stage: number;
 }
 
-/** A block's input groups for a config (experts as expert.<e>.in / expert.<e>.out). */
-export function inputGroups(config: ModelConfig): InputGroup[] {
+/**
+ * Block `layer`'s input groups, in forward order. An MoE block's 'router' group is the MoE layer's input,
+ * read by the router and the shared expert's gate/up (and Qwen2-MoE's shared_expert_gate); each expert
+ * has expert.<e>.in / expert.<e>.out, the shared expert shared.out.
+ */
+export function inputGroups(config: ModelConfig, layer: number): InputGroup[] {
   const groups: InputGroup[] = [
     { name: 'attention.in', roles: ['q', 'k', 'v'], stage: 0 },
     { name: 'attention.out', roles: ['o'], stage: 1 },
   ];
-  if (config.mlp === 'moe') {
-    groups.push({ name: 'router', roles: ['router'], stage: 2 });
-    for (let e = 0; e < config.moe!.experts; ++e) {
+  if (config.moe && isMoeLayer(config, layer)) {
+    const shared = config.moe.shared;
+    groups.push({ name: 'router', roles: ['router', ...(shared ? ['shared.gate', 'shared.up'] : []), ...(shared?.gated ? ['shared_expert_gate'] : [])], stage: 2 });
+    for (let e = 0; e < config.moe.experts; ++e) {
       groups.push({ name: `expert.${e}.in`, roles: [`expert.${e}.gate`, `expert.${e}.up`], stage: 2 });
       groups.push({ name: `expert.${e}.out`, roles: [`expert.${e}.down`], stage: 3 });
     }
+    if (shared) groups.push({ name: 'shared.out', roles: ['shared.down'], stage: 3 });
   } else if (config.mlp === 'swiglu') {
     groups.push({ name: 'mlp.in', roles: ['gate', 'up'], stage: 2 }, { name: 'mlp.out', roles: ['down'], stage: 3 });
   } else {
@@ -110,11 +163,12 @@ export interface StructuralGroup {
   roles: string[];
 }
 
-/** A block's structural groups: attention (q/k/v/o), the MLP (gate/up/down or fc1/fc2), each expert. */
-export function structuralGroups(config: ModelConfig): StructuralGroup[] {
+/** Block `layer`'s structural groups: attention (q/k/v/o), the MLP (gate/up/down or fc1/fc2), each expert, the shared expert. */
+export function structuralGroups(config: ModelConfig, layer: number): StructuralGroup[] {
   const groups: StructuralGroup[] = [{ name: 'attention', roles: ['q', 'k', 'v', 'o'] }];
-  if (config.mlp === 'moe') {
-    for (let e = 0; e < config.moe!.experts; ++e) groups.push({ name: `expert.${e}`, roles: [`expert.${e}.gate`, `expert.${e}.up`, `expert.${e}.down`] });
+  if (config.moe && isMoeLayer(config, layer)) {
+    for (let e = 0; e < config.moe.experts; ++e) groups.push({ name: `expert.${e}`, roles: [`expert.${e}.gate`, `expert.${e}.up`, `expert.${e}.down`] });
+    if (config.moe.shared) groups.push({ name: 'shared', roles: ['shared.gate', 'shared.up', 'shared.down'] });
   } else if (config.mlp === 'swiglu') {
     groups.push({ name: 'mlp', roles: ['gate', 'up', 'down'] });
   } else {

@@ -4,7 +4,8 @@
 // error naming the tensor and the config fields, never a silently different model.
 import { InvalidFileError } from '../errors.js';
 import { formatShape } from '../tensor/tensor.js';
-import { blockConfig, type ModelConfig } from './config.js';
+import { blockConfig, isMoeLayer, type ModelConfig } from './config.js';
+import { hasRemovedExperts, runExpertWidth } from './expert-widths.js';
 import { LAYOUTS } from './layouts.js';
 
 export interface PlannedParameter {
@@ -51,13 +52,24 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
       norm(p + layout.kNorm, headDim, 'head_dim');
     }
     norm(p + layout.mlpNorm, D, 'hidden_size');
-    if (config.mlp === 'moe') {
+    if (config.moe && isMoeLayer(config, l)) {
       const moe = layout.experts!;
-      linear(p + moe.router, [config.moe!.experts, 'num_local_experts'], hidden, false);
-      for (let e = 0; e < config.moe!.experts; ++e) {
-        linear(p + moe.expert(e) + moe.gate, inner, hidden, false);
-        linear(p + moe.expert(e) + moe.up, inner, hidden, false);
-        linear(p + moe.expert(e) + moe.down, hidden, inner, false);
+      const settings = config.moe;
+      const expertsField = config.architecture === 'mixtral' ? 'num_local_experts' : config.architecture === 'deepseek' ? 'n_routed_experts' : 'num_experts';
+      const expertInner: [number, string] = [settings.expertSize, config.architecture === 'mixtral' ? 'intermediate_size' : 'moe_intermediate_size'];
+      linear(p + moe.router, [settings.experts, expertsField], hidden, hasRemovedExperts(config.expertWidths, l));
+      for (let e = 0; e < settings.experts; ++e) {
+        const width = keptExpertInner(config, l, e, expertInner);
+        linear(p + moe.expert(e) + moe.gate, width, hidden, false);
+        linear(p + moe.expert(e) + moe.up, width, hidden, false);
+        linear(p + moe.expert(e) + moe.down, hidden, width, false);
+      }
+      if (settings.shared && moe.shared) {
+        const sharedInner: [number, string] = [settings.shared.size, config.architecture === 'deepseek' ? 'moe_intermediate_size × n_shared_experts' : 'shared_expert_intermediate_size'];
+        linear(p + moe.shared + moe.gate, sharedInner, hidden, false);
+        linear(p + moe.shared + moe.up, sharedInner, hidden, false);
+        linear(p + moe.shared + moe.down, hidden, sharedInner, false);
+        if (settings.shared.gated && moe.sharedGate) linear(p + moe.sharedGate, [1, 'one shared-expert gate'], hidden, false);
       }
     } else if (config.mlp === 'swiglu') {
       linear(p + layout.linears.gate, inner, hidden, config.bias.mlp);
@@ -71,6 +83,12 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
   norm(layout.finalNorm, D, 'hidden_size');
   if (!config.tiedEmbeddings) add(layout.lmHead, [config.vocabSize, D], ['vocab_size', 'hidden_size']);
   return plan;
+}
+
+/** An expert's width as sparq runs it: the config's, or its kept width from an expert-pruning record. */
+function keptExpertInner(config: ModelConfig, layer: number, expert: number, inner: [number, string]): [number, string] {
+  if (!config.expertWidths?.layers.has(layer)) return inner;
+  return [runExpertWidth(config.expertWidths, layer, expert, inner[0]), `sparq_experts.layers.${layer} (expert ${expert})`];
 }
 
 /**

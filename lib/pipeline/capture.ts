@@ -62,7 +62,7 @@ export async function captureStatistics(
   const accumulators = new Map<string, GroupAccumulator>();
   // The last wanted group in forward order: the pass ends once it has been seen (an expert no token of the
   // batch reached never shows up, and then the pass runs to the end of the block).
-  const order = inputGroups(model.config).map((g) => g.name);
+  const order = inputGroups(model.config, block.index).map((g) => g.name);
   const last = order.filter((g) => needs.has(g)).pop();
   for (const batch of batches) {
     signal?.throwIfAborted();

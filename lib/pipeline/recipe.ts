@@ -3,10 +3,12 @@
 // first stage whose `targets` match its name and whose `ignore` does not, with that stage's last
 // matching override applied. Names are module names such as model.layers.3.mlp.down_proj; patterns are
 // globs (`*` any characters, `?` one) or regular expressions written `re:...`, both matching the whole
-// name. Embeddings and the LM head are never linears here; MoE routers stay dense unless a target
-// other than the default `*` names them.
+// name. Embeddings and the LM head are never linears here; MoE routers (and Qwen2-MoE's
+// shared_expert_gate) stay dense unless a target names them: a pattern other than `*` that matches the
+// router and spells its own last name part (`gate`, `shared_expert_gate`), e.g. `*.mlp.gate`, so that
+// `*.mlp.*` means the MLP's linears without the router.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | rtn | gptq | magnitude-sp | wanda-sp | structprune
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | elsa | rtn | gptq | gwq | hwpq | gqsa | magnitude-sp | wanda-sp | structprune
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
 //   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]
@@ -15,7 +17,7 @@
 //   options: { damp: 0.01 }
 //   fallback: magnitude          # for linears no calibration token reached (default: the method's own)
 //   sequential: block            # or linear
-//   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }
+//   calibration: { nsamples: 128, seqLen: 2048, seed: 0 }   # + gradientWindows: 16 (methods that need gradients)
 // A stage with `quantize` whose method does not quantize rounds the method's result to the grid (RTN).
 import { parse as parseYaml } from 'yaml';
 import { getMethod, METHODS } from '../compress/index.js';
@@ -50,7 +52,7 @@ export interface RecipeStage {
 export interface Recipe {
   stages: RecipeStage[];
   sequential?: 'block' | 'linear';
-  calibration?: { nsamples?: number; seqLen?: number; seed?: number };
+  calibration?: { nsamples?: number; seqLen?: number; seed?: number; gradientWindows?: number };
 }
 
 /** What one linear layer gets. */
@@ -102,7 +104,7 @@ function checkWork(method: CompressionMethod<any>, options: unknown, sparsity: u
   if (sparsity === undefined && quantize === undefined) {
     throw new InvalidArgumentError(`${where}: give a sparsity (e.g. 0.5, "50%" or "2:4"), a quantize block (e.g. { bits: 4 }), or both`);
   }
-  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq)`);
+  if (sparsity !== undefined && !method.prunes) throw new InvalidArgumentError(`${where}.sparsity: ${method.name} does not prune; pair the quantization with a pruning method (magnitude, wanda, sparsegpt, alps, gptq; elsa prunes only)`);
   if (sparsity === undefined && method.requiresSparsity) throw new InvalidArgumentError(`${where}.sparsity: required by ${method.name} (e.g. 0.5, "50%" or "2:4")`);
   if (quantize !== undefined) {
     const scheme = parseQuantization(quantize, `${where}.quantize`);
@@ -182,12 +184,13 @@ export function parseRecipe(raw: unknown, source = 'recipe'): Recipe {
   let calibration: Recipe['calibration'];
   if (raw.calibration !== undefined) {
     if (!isObject(raw.calibration)) throw new InvalidArgumentError(`${source}.calibration: expected an object, got ${describe(raw.calibration)}`);
-    checkKeys(raw.calibration, ['nsamples', 'seqLen', 'seed'], `${source}.calibration`);
+    checkKeys(raw.calibration, ['nsamples', 'seqLen', 'seed', 'gradientWindows'], `${source}.calibration`);
     const c = raw.calibration;
     calibration = {
       nsamples: c.nsamples === undefined ? undefined : checkInteger(`${source}.calibration.nsamples`, c.nsamples, 1),
       seqLen: c.seqLen === undefined ? undefined : checkInteger(`${source}.calibration.seqLen`, c.seqLen, 2),
       seed: c.seed === undefined ? undefined : checkInteger(`${source}.calibration.seed`, c.seed, 0, 2 ** 32 - 1),
+      ...(c.gradientWindows === undefined ? {} : { gradientWindows: checkInteger(`${source}.calibration.gradientWindows`, c.gradientWindows, 1) }),
     };
   }
   return { stages, sequential, calibration };
@@ -211,6 +214,15 @@ export interface LinearEntry {
   role: string;
 }
 
+/** Roles that route tokens rather than transform them: dense unless named (see the file comment). */
+function isGate(role: string): boolean {
+  return role === 'router' || role === 'shared_expert_gate';
+}
+
+function namesGate(pattern: string, name: string): boolean {
+  return pattern !== '*' && pattern.includes(name.slice(name.lastIndexOf('.') + 1));
+}
+
 /**
  * Decides each linear layer's method and pattern. Every target, ignore and override pattern must match
  * at least one linear of the model (a typo is an error, not a silently dense layer).
@@ -225,7 +237,7 @@ export function assignLinears(recipe: Recipe, linears: readonly LinearEntry[], s
     const overrides = (stage.overrides ?? []).map((o, i) => ({ ...o, re: compilePattern(o.match, `${where}.overrides[${i}].match`) }));
     const used = new Set<string>();
     for (const { name, role } of linears) {
-      const target = targets.find((t) => t.re.test(name) && !(role === 'router' && t.text === '*'));
+      const target = targets.find((t) => t.re.test(name) && (!isGate(role) || namesGate(t.text, name)));
       const ignored = ignore.find((p) => p.re.test(name));
       if (target) used.add(`t:${target.text}`);
       if (ignored) used.add(`i:${ignored.text}`);

@@ -19,6 +19,10 @@ export interface LinearReportEntry {
   actOrder?: string;
   /** Bits per weight as stored: codes + scales + zero points (+ group index); the storage dtype's bits when dense. */
   bitsPerWeight: number;
+  /** A floating-point format the weights were quantized to instead of integer codes (fp8-e4m3). */
+  floatFormat?: string;
+  /** Weights kept beside the codes (16-bit outliers), where the method keeps any; counted in bitsPerWeight. */
+  outliers?: number;
   /** Who quantized: the method itself, or round to nearest after it. */
   quantizer?: string;
   /** ‖WX − ŴX‖² / ‖WX‖² on the calibration inputs the method saw (null where not measured). */
@@ -48,10 +52,12 @@ export interface CompressReport {
     peakRssBytes: number;
     resumedAtBlock: number | null;
     /** Wall seconds by stage: block forwards, capture passes (forward + statistics), methods, error measurement, disk, evaluation. */
-    stageSeconds: { propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
+    stageSeconds: { gradients: number; propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
   /** Group methods that spread the sparsity over the model: each structural group's share, and clamps. */
   allocation?: { groups: { block: number; group: string; sparsity: number }[]; notes: string[] };
+  /** A model-scope method's run (Elsa): steps, tokens seen, seconds, its per-interval log. */
+  training?: Record<string, unknown>;
   perplexityBefore?: number;
   perplexityAfter?: number;
   eval?: { before: PerplexityResult; after: PerplexityResult };

@@ -575,6 +575,12 @@ export interface ColumnSweepOptions {
     /** i32 [cols]: the group of each swept column (a sweep in activation order); default contiguous groups. */
     groupOf?: Tensor;
   };
+  /**
+   * u8 [rows, cols]: 1 = keep the weight exactly as the sweep reaches it (outliers stored apart, as GWQ
+   * does): no error moves on from it, its code is the zero point (decodes to 0), and grids fitted during
+   * the sweep leave it out. Not combined with a pattern.
+   */
+  keep?: Tensor;
 }
 
 export interface ColumnSweepResult {
@@ -621,6 +627,11 @@ function columnSweepCall(w: Tensor, hinvUpper: Tensor, options: ColumnSweepOptio
   let scales = Tensor.zeros([0, 0]);
   let zeros = EMPTY_I8();
   let codes = EMPTY_I8();
+  const keep = options.keep ? options.keep.contiguous() : Tensor.zeros([0], 'u8');
+  if (options.keep) {
+    if (keep.dtype !== 'u8' || keep.shape.length !== 2 || keep.shape[0] !== rows || keep.shape[1] !== cols) invalid('keep', `u8 [${rows}, ${cols}]`, `${keep.dtype} [${keep.shape.join(', ')}]`);
+    if (p) throw new InvalidArgumentError('columnSweep: weights kept exactly (keep) cannot be combined with pruning');
+  }
   if (q) {
     gridArguments = gridArgs(q.grid);
     groupOf = q.groupOf ? q.groupOf.contiguous() : EMPTY_I32();
@@ -646,6 +657,7 @@ function columnSweepCall(w: Tensor, hinvUpper: Tensor, options: ColumnSweepOptio
       ...scales.nativeArgs('scales'),
       ...zeros.nativeArgs('zeros'),
       ...codes.nativeArgs('codes'),
+      ...keep.nativeArgs('keep'),
     ],
     result: () => (q ? { weight: w, codes, scales, zeros: q.grid.symmetric ? undefined : zeros } : { weight: w }),
   };

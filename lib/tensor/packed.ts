@@ -250,9 +250,21 @@ function unpackBsrCall(parts: BsrParts, blockSize: number, n: number, k: number)
 
 /**
  * The dense weight a packed one stands for, exactly: the stored values for 2:4 and BSR (in their dtype),
- * and the decoded f32 (code − zero)·scale for the int4 formats.
+ * and the decoded f32 (code − zero)·scale for the int4 formats; plus its outliers where it has any (then f32).
  */
 export async function unpackWeight(w: PackedWeight, options: AsyncOptions = {}): Promise<Tensor> {
+  const base = await unpackBase(w, options);
+  if (!w.outliers) return base;
+  // The outliers are added to the base format (their positions decode to 0 there): the sum in f32.
+  const sum = base.dtype === 'f32' ? base.clone() : base.to('f32');
+  const outliers = (await runAsync(unpackBsrCall(w.outliers, 1, w.outFeatures, w.inFeatures), options)).to('f32');
+  const s = sum.data as Float32Array;
+  const o = outliers.data as Float32Array;
+  for (let i = 0; i < s.length; ++i) s[i] += o[i];
+  return sum;
+}
+
+async function unpackBase(w: PackedWeight, options: AsyncOptions): Promise<Tensor> {
   const n = w.outFeatures, k = w.inFeatures;
   switch (w.format) {
     case 'dense':

@@ -6,7 +6,10 @@
 // batch's windows of each window's mean next-token NLL.
 //
 // Each step: forward + backward over one tape (lib/autograd), optional global-norm clipping, one
-// optimizer update. The output folder is staged beside `out` and renamed into place at the end, so an
+// optimizer update. Mixture-of-experts models can add the router load-balancing loss to the objective
+// (lib/autograd/router-balance.ts), as Hugging Face does with output_router_logits: its coefficient is
+// routerAuxLossCoef, by default the config's router_aux_loss_coef (DeepSeek: aux_loss_alpha) when the
+// config sets output_router_logits, else 0. `losses` stay the language-model loss alone. The output folder is staged beside `out` and renamed into place at the end, so an
 // interrupted run leaves nothing half-written there.
 import { copyFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -49,6 +52,8 @@ export interface TrainOptions {
   /** Clip the global gradient norm to this value (0 or absent: no clipping). */
   gradClip?: number;
   saveDtype?: SaveDtype;
+  /** MoE models: weight of the router load-balancing loss (see the file comment for the default; 0: off). */
+  routerAuxLossCoef?: number;
   out: string;
   overwrite?: boolean;
   shuffle?: boolean;
@@ -68,6 +73,9 @@ export interface TrainReport {
   windows: number;
   epochs: number;
   losses: number[];
+  /** MoE models: the router load-balancing loss (unscaled) of each step, and its coefficient. */
+  routerAuxLosses?: number[];
+  routerAuxLossCoef?: number;
   seconds: number;
   /** Predicted tokens per second over the optimisation steps (excluding loading and saving). */
   tokensPerSecond: number;
@@ -135,6 +143,13 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
       model = await DecoderModel.open(staged.path);
     }
     const { config } = model;
+    if (options.routerAuxLossCoef !== undefined && !config.moe) {
+      throw new InvalidArgumentError(`train: routerAuxLossCoef applies to mixture-of-experts models; ${config.architecture} has no router`);
+    }
+    const auxCoefficient = config.moe
+      ? checkNumber('routerAuxLossCoef', options.routerAuxLossCoef ?? (configJson.output_router_logits === true ? config.moe.routerAuxLossCoef : 0), { min: 0 })
+      : undefined;
+    const auxLosses: number[] = [];
     // A window of seqLen tokens feeds seqLen − 1 positions.
     checkWindowFits(model, seqLen - 1);
     for (let i = 0; i < windows * seqLen; ++i) {
@@ -156,7 +171,8 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
         }),
       );
       // The step's activations and gradients come from the arena and go back to it once applied.
-      const { loss, gradients } = await arena.run(() => lossAndGradients(model!, parameters, batch));
+      const { loss, gradients, routerAuxLoss } = await arena.run(() => lossAndGradients(model!, parameters, batch, { routerAuxLossCoef: auxCoefficient }));
+      if (routerAuxLoss !== undefined) auxLosses.push(routerAuxLoss);
       if (!Number.isFinite(loss)) throw new InvalidArgumentError(`train: the loss became ${loss} at step ${step}; lower --lr or set --grad-clip`);
       if (gradClip !== undefined) clipGradients(gradients, gradClip);
       optimizer.step(parameters, gradients);
@@ -179,6 +195,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
       windows,
       epochs: (steps * batchSize) / windows,
       losses,
+      ...(auxCoefficient !== undefined ? { routerAuxLosses: auxLosses, routerAuxLossCoef: auxCoefficient } : {}),
       seconds,
       tokensPerSecond: (steps * tokensPerStep) / seconds,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
@@ -193,6 +210,7 @@ export async function train(options: TrainOptions): Promise<TrainReport> {
         lr: optimizer.lr,
         weight_decay: optimizer.weightDecay,
         grad_clip: gradClip ?? null,
+        ...(auxCoefficient !== undefined ? { router_aux_loss_coef: auxCoefficient } : {}),
         steps,
         batch: batchSize,
         seq_len: seqLen,

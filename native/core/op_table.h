@@ -184,7 +184,8 @@ struct ColumnSweepOp {
   template <class V> void visit(V&& v) {
     v("w", w), v("hinvUpper", hinvUpper), v("sparsity", options.sparsity), v("n", options.n), v("m", options.m),
         v("blockSize", options.blockSize), v("grid", options.grid), v("fitAtGroupStart", options.fitAtGroupStart),
-        v("groupOf", options.groupOf), v("scales", options.scales), v("zeros", options.zeros), v("codes", options.codes);
+        v("groupOf", options.groupOf), v("scales", options.scales), v("zeros", options.zeros), v("codes", options.codes),
+        v("keep", options.keep);
   }
   void check() const { checkColumnSweep(w, hinvUpper, options); }
 };

@@ -52,6 +52,11 @@ struct SweepOptions {
   QuantGrid grid;
   bool fitAtGroupStart = false;
   TensorView groupOf, scales, zeros, codes;
+  // keep u8 [rows, cols] (may be empty): 1 = the weight is kept exactly as the sweep reaches it (the
+  // outliers of GWQ/SpQR, stored apart): q_j = w_j, no error moves on, its code is the grid's zero point
+  // (it decodes to 0, so a base format plus the outlier's value is the weight), and fitted grids ignore it.
+  // Not combined with pruning.
+  TensorView keep;
 };
 
 // Conjugate gradient on a fixed support (ALPS's refinement); see cpu/alps.cpp.

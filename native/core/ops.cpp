@@ -273,6 +273,14 @@ void checkColumnSweep(const TensorView& w, const TensorView& hinvUpper, const Sw
                 "columnSweep: the row length " + std::to_string(w.shape[1]) + " is not a multiple of m = " +
                     std::to_string(options.m));
   }
+  if (options.keep.numel() > 0) {
+    requireDType(options.keep, "keep", DType::U8);
+    SPARQ_CHECK(options.keep.ndim == 2 && options.keep.shape[0] == w.shape[0] && options.keep.shape[1] == w.shape[1],
+                ErrorCode::ShapeMismatch, "columnSweep: keep must have the shape of w " + w.shapeString() + ", got " +
+                                              options.keep.shapeString());
+    SPARQ_CHECK(options.m == 0 && options.sparsity == 0, ErrorCode::InvalidArgument,
+                "columnSweep: weights kept exactly (keep) cannot be combined with pruning");
+  }
   if (options.grid.bits == 0) return;
   checkQuantGrid(options.grid, "columnSweep");
   checkGroups(options.groupOf, w.shape[0], w.shape[1], options.grid, options.scales, options.zeros, options.grid.symmetric,

@@ -36,6 +36,7 @@ struct RowGrid {
   int64_t groupSize = 1;
   int64_t column0 = 0;  // the block's first column
   int8_t* codes = nullptr;  // the block's codes of this row
+  const uint8_t* keep = nullptr;  // the block's kept-exactly flags of this row (null: none)
   float qmin = 0, qmax = 0;
 };
 
@@ -58,6 +59,16 @@ SPARQ_INLINE void sweepRowBody(float* w, float* err, const float* u, int64_t uSt
       }
     }
     const float* uRow = u + j * uStride;
+    if (grid.keep && grid.keep[j]) {
+      // Kept exactly: no error to move on; its code decodes to 0 (the value is stored apart).
+      if (grid.scales) {
+        const int64_t column = grid.column0 + j;
+        const int64_t g = grid.groupOf ? grid.groupOf[column] : column / grid.groupSize;
+        grid.codes[j] = static_cast<int8_t>(grid.zeros ? grid.zeros[g] : 0);
+      }
+      err[j] = 0.0f;
+      continue;
+    }
     float q = prune[j] ? 0.0f : w[j];
     if (grid.scales) {
       const int64_t column = grid.column0 + j;
@@ -102,13 +113,18 @@ void fitGroupsStartingIn(const float* weights, int64_t rows, int64_t cols, int64
   if (first >= last) return;
   float* scales = options.scales.as<float>();
   int8_t* zeros = grid.symmetric ? nullptr : options.zeros.as<int8_t>();
+  const uint8_t* keep = options.keep.numel() > 0 ? options.keep.as<const uint8_t>() : nullptr;
   ThreadPool::instance().parallelFor(rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       for (int64_t g = first; g < last; ++g) {
         const float* w = weights + r * cols + g * grid.groupSize;
+        const uint8_t* kept = keep ? keep + r * cols + g * grid.groupSize : nullptr;
         const int64_t count = std::min(grid.groupSize, cols - g * grid.groupSize);
-        float lo = w[0], hi = w[0];
-        for (int64_t c = 1; c < count; ++c) {
+        // The range always includes 0 (groupParams), so starting from 0 changes nothing, and weights kept
+        // exactly are left out of it.
+        float lo = 0.0f, hi = 0.0f;
+        for (int64_t c = 0; c < count; ++c) {
+          if (kept && kept[c]) continue;
           lo = std::fmin(lo, w[c]);
           hi = std::fmax(hi, w[c]);
         }
@@ -186,6 +202,7 @@ void columnSweep(TensorView& w, const TensorView& hinvUpper, const SweepOptions&
           grid.qmin = static_cast<float>(quantMin(options.grid.bits));
           grid.qmax = static_cast<float>(quantMax(options.grid.bits));
         }
+        if (options.keep.numel() > 0) grid.keep = options.keep.as<const uint8_t>() + r * cols + start;
         sweepRow(weights + r * cols + start, errors.data() + r * width, uBlock, cols, prune.data() + r * width, width,
                  options.n, options.m, grid);
       }

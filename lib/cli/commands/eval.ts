@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { evaluatePerplexity } from '../../eval/perplexity.js';
 import { readConfig } from '../../models/config.js';
 import { DecoderModel } from '../../models/decoder.js';
@@ -29,8 +29,8 @@ export const evalCommand: Command = {
         },
       }),
     );
-    if (!values.model) throw new InvalidArgumentError('eval: --model DIR is required');
-    if (!values.text === !values.tokens) throw new InvalidArgumentError('eval: give exactly one of --text FILE or --tokens FILE.json');
+    if (!values.model) throw new UsageError('eval: --model DIR is required');
+    if (!values.text === !values.tokens) throw new UsageError('eval: give exactly one of --text FILE or --tokens FILE.json');
     const tokens = await readTokens(values.tokens, values.text, values.model, (await readConfig(values.model)).vocabSize);
     const model = await DecoderModel.open(values.model);
     try {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, UsageError } from '../../errors.js';
 import { exportPacked, type ExportSummary } from '../../export/packed-folder.js';
 import { PACKED_FORMATS, type PackedFormat } from '../../tensor/packed.js';
 import { parseFlags, positiveInteger, withInterrupt, type Command } from '../command.js';
@@ -43,8 +43,8 @@ export const exportCommand: Command = {
         },
       }),
     );
-    if (!values.model) throw new InvalidArgumentError('export: --model DIR is required');
-    if (!values.out) throw new InvalidArgumentError('export: --out DIR is required');
+    if (!values.model) throw new UsageError('export: --model DIR is required');
+    if (!values.out) throw new UsageError('export: --out DIR is required');
     if (!values.format || !(PACKED_FORMATS as readonly string[]).includes(values.format)) {
       throw new InvalidArgumentError(`export: --format must be one of ${PACKED_FORMATS.join(', ')}, got ${values.format === undefined ? 'nothing' : `'${values.format}'`}`);
     }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, UsageError } from '../../errors.js';
 import { generate } from '../../generate/generate.js';
 import { GenerationSession } from '../../generate/session.js';
 import { WEIGHTS_MODES, type WeightsMode } from '../../generate/linear.js';
@@ -41,8 +41,8 @@ export const generateCommand: Command = {
         },
       }),
     );
-    if (!values.model) throw new InvalidArgumentError('generate: --model DIR is required');
-    if (values.prompt === undefined || values.prompt.length === 0) throw new InvalidArgumentError('generate: --prompt TEXT is required and must not be empty');
+    if (!values.model) throw new UsageError('generate: --model DIR is required');
+    if (values.prompt === undefined || values.prompt.length === 0) throw new UsageError('generate: --prompt TEXT is required and must not be empty');
     const maxNewTokens = positiveInteger('generate', 'max-new-tokens', values['max-new-tokens']);
     const temperature = positiveNumber('generate', 'temperature', values.temperature);
     const topP = positiveNumber('generate', 'top-p', values['top-p']);

@@ -1,0 +1,160 @@
+// GWQ, gradient-aware weight quantization (Shao et al., 2024): the loss gradient locates the weights that
+// matter; those stay in 16-bit, the rest go to a low-bit grid.
+//   gradient   G = ∂L/∂W of the mean next-token loss over the calibration windows, from one streamed
+//              backward pass the driver runs before the layer-wise loop (needs.gradients)
+//   outliers   O = the top ⌈F·m·n⌉ entries of |G| over the whole matrix (per linear; F = 1% by default);
+//              only their positions are kept from the gradient pass (summarizeGradient)
+//   base       the rest quantized per group, with the outliers left out of each group's scale fit (the
+//              grid's range always includes 0, so fitting on W with O zeroed is exactly that), by
+//                'rtn'   q = round(w/s + z) — the paper's setting
+//                'gptq'  GPTQ's column sweep; an outlier is kept exactly as the sweep reaches it, so its
+//                        error is 0 and nothing moves on from it (SpQR's rule); its code is the zero point
+//   result     Ŵ = dequant(codes) + O, the outliers' values rounded to f16 (stored as CSR: 16 bits of value
+//              + 32 of column index each, + 32 per row of row pointers)
+// Choices the paper leaves open, each an option: the outlier selection is per linear (not per row or
+// global over the model) [std]; the gradient is the signed mean over the gradient windows' tokens, then its
+// magnitude (the paper uses a handful of calibration samples; the driver's gradientWindows, default 16);
+// the base quantizer (rtn, as the paper; gptq as an option); `select: 'magnitude'` picks the outliers by
+// |W| instead of |G| — the ablation that shows whether the gradients matter (it needs no backward pass).
+import { InvalidArgumentError } from '../errors.js';
+import { packBsr, type BsrWeight } from '../tensor/packed.js';
+import { quantizeRtnAsync } from '../tensor/quant.js';
+import { topkMaskAsync, unaryAsync } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
+import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
+import { sweepColumns } from './column-sweep.js';
+import { rejectUnknownOptions, type CompressedLinear, type CompressionMethod, type StatisticsNeeds } from './method.js';
+import { gridOf } from './quantizer.js';
+
+export interface GwqOptions {
+  /** Fraction of each linear's weights kept in 16-bit (default 0.01), in [0, 0.5]. */
+  outliers: number;
+  /** How the other weights are quantized (default 'rtn', the paper's). */
+  base: 'rtn' | 'gptq';
+  /** What picks the outliers: |∂L/∂W| (default) or |W| (the ablation). */
+  select: 'gradient' | 'magnitude';
+  /** GPTQ base: λ relative to mean(diag H) (default 0.01) and columns per lazy block (default 128). */
+  damp: number;
+  blockSize: number;
+}
+
+/** Checks an outlier fraction: a number in [0, 0.5]. */
+export function checkOutlierFraction(where: string, value: unknown): number {
+  const fraction = checkNumber(where, value, { min: 0 });
+  if (fraction > 0.5) throw new InvalidArgumentError(`${where}: the outlier fraction must be in [0, 0.5], got ${fraction}`);
+  return fraction;
+}
+
+/** Flat positions (ascending) of the `count` largest |x| of a matrix. */
+async function topPositions(x: Tensor, count: number, signal?: AbortSignal): Promise<Int32Array> {
+  const scores = await unaryAsync('abs', x.reshape([1, x.numel]), { signal });
+  const mask = (await topkMaskAsync(scores, count, { signal })).data as Uint8Array;
+  const positions = new Int32Array(count);
+  let next = 0;
+  // The scan in chunks, so the event loop keeps running on big layers.
+  for (let start = 0; start < mask.length; start += 1 << 22) {
+    const end = Math.min(mask.length, start + (1 << 22));
+    for (let i = start; i < end; ++i) if (mask[i]) positions[next++] = i;
+    if (end < mask.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return positions;
+}
+
+function outlierCount(fraction: number, rows: number, cols: number): number {
+  return Math.min(rows * cols, Math.ceil(fraction * rows * cols));
+}
+
+export const gwq: CompressionMethod<GwqOptions> = {
+  name: 'gwq',
+  summary: 'keep the weights with the largest loss gradients in 16-bit (a sparse side matrix), quantize the rest per group (RTN or GPTQ)',
+  needs: { gradients: true, hessian: true },
+  needsFor(options): StatisticsNeeds {
+    return { gradients: options.select === 'gradient' && options.outliers > 0, hessian: options.base === 'gptq' };
+  },
+  keepsOutliers: (options) => options.outliers > 0,
+  scope: 'linear',
+  prunes: false,
+  requiresSparsity: false,
+  quantizes: () => true,
+  fallback: 'rtn',
+  parseOptions(raw, where) {
+    rejectUnknownOptions(raw, ['outliers', 'base', 'select', 'damp', 'blockSize'], where, 'gwq');
+    return {
+      outliers: checkOutlierFraction(`${where}.outliers`, raw.outliers ?? 0.01),
+      base: checkOneOf(`${where}.base`, raw.base ?? 'rtn', ['rtn', 'gptq'] as const),
+      select: checkOneOf(`${where}.select`, raw.select ?? 'gradient', ['gradient', 'magnitude'] as const),
+      damp: checkNumber(`${where}.damp`, raw.damp ?? 0.01, { min: 0 }),
+      blockSize: checkInteger(`${where}.blockSize`, raw.blockSize ?? 128, 1, 65536),
+    };
+  },
+  async summarizeGradient({ gradient, options, signal }) {
+    const [rows, cols] = gradient.shape;
+    return Tensor.fromTypedArray(await topPositions(gradient, outlierCount(options.outliers, rows, cols), signal));
+  },
+  async compress({ name, weight, quantization, storageDType, stats, options, signal }): Promise<CompressedLinear> {
+    if (!quantization) throw new InvalidArgumentError(`${name}: gwq needs a quantization scheme (bits, group size)`);
+    if (quantization.actOrder && options.base === 'rtn') throw new InvalidArgumentError(`${name}: activation order is a GPTQ setting; gwq with base 'rtn' takes none`);
+    const [rows, cols] = weight.shape;
+    const count = outlierCount(options.outliers, rows, cols);
+    let positions: Int32Array;
+    if (options.select === 'magnitude' || count === 0) positions = await topPositions(weight, count, signal);
+    else {
+      const summary = stats?.gradient;
+      if (!summary) throw new InvalidArgumentError(`${name}: gwq needs the loss gradients (calibration data)`);
+      positions = summary.data as Int32Array;
+      if (positions.length !== count) throw new InvalidArgumentError(`${name}: the gradient pass kept ${positions.length} positions, ${count} expected`);
+    }
+    const keep = Tensor.zeros([rows, cols], 'u8');
+    const keepData = keep.data as Uint8Array;
+    for (const p of positions) keepData[p] = 1;
+    const storage = storageDType ?? 'f32';
+
+    let decoded: Tensor;
+    let codes: Tensor;
+    let scales: Tensor;
+    let zeros: Tensor | undefined;
+    let kept: Float32Array;
+    let details: Record<string, number | string | boolean> = {};
+    if (options.base === 'rtn') {
+      kept = Float32Array.from(positions, (p) => (weight.data as Float32Array)[p]);
+      const inliers = weight;
+      for (const p of positions) (inliers.data as Float32Array)[p] = 0;
+      const rounded = await quantizeRtnAsync(inliers, gridOf(quantization, cols, storage), { signal });
+      decoded = rounded.weight;
+      codes = rounded.codes;
+      scales = rounded.scales;
+      zeros = quantization.symmetric ? undefined : rounded.zeros;
+    } else {
+      const hessian = stats?.hessian;
+      if (!hessian) throw new InvalidArgumentError(`${name}: gwq with base 'gptq' needs calibration data (the input Hessian)`);
+      const swept = await sweepColumns({ name, weight, hessian, damp: options.damp, blockSize: options.blockSize, quantization: { scheme: quantization, storageDType: storage, grids: 'static' }, keep, signal });
+      const w = swept.weight.data as Float32Array;
+      kept = Float32Array.from(positions, (p) => w[p]);
+      // The sweep leaves each outlier at its (updated) value and its code at the zero point: decode the codes.
+      for (const p of positions) w[p] = 0;
+      decoded = swept.weight;
+      codes = swept.quantized!.codes;
+      scales = swept.quantized!.scales;
+      zeros = swept.quantized!.zeros;
+      details = { ...swept.details };
+    }
+    // The outliers in f16, added to the decoded base (whose value at an outlier is exactly 0).
+    const outlierMatrix = Tensor.zeros([rows, cols]);
+    const o = outlierMatrix.data as Float32Array;
+    const d = decoded.data as Float32Array;
+    const values = Tensor.fromTypedArray(kept, [kept.length]);
+    const values16 = await (await values.toAsync('f16', { signal })).toAsync('f32', { signal });
+    const v16 = values16.data as Float32Array;
+    positions.forEach((p, i) => {
+      o[p] = v16[i];
+      d[p] = v16[i];
+    });
+    const outliers: BsrWeight | undefined = count > 0 ? await packBsr(await outlierMatrix.toAsync('f16', { signal }), 1, { signal }) : undefined;
+    return {
+      weight: decoded,
+      quantized: { scheme: quantization, codes, scales, ...(zeros ? { zeros } : {}) },
+      ...(outliers ? { outliers } : {}),
+      details: { ...details, outliers: count, outlierFraction: count / (rows * cols), selectedBy: options.select, base: options.base },
+    };
+  },
+};
