@@ -22,7 +22,7 @@ import {
   Tensor,
   type PruneOptions,
 } from '../lib/index.js';
-import { assertClose, fixturePath, sharedDir } from './helpers.js';
+import { assertClose, assertSchema, fixturePath, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-structured-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -170,8 +170,10 @@ describe('structured pruning', function () {
     const pruned = run(['prune', '--model', fixturePath('tiny-llama'), '--method', 'magnitude-sp', '--sparsity', '0.3', '--structures', 'mlp', '--allocation', 'softmax', '--out', out, '--json']);
     assert.equal(pruned.status, 0, pruned.stderr);
     const result = JSON.parse(pruned.stdout.trim().split('\n').pop()!);
+    assertSchema('prune', result);
     assert.ok(result.parameters_after < result.parameters_before);
     const inspected = JSON.parse(run(['inspect', out, '--json']).stdout.trim().split('\n').pop()!);
+    assertSchema('inspect', inspected);
     assert.equal(inspected.parameters, result.parameters_after);
     assert.deepEqual(
       inspected.layers.map((l: { intermediateSize: number; heads: number; kvHeads: number }) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.heads, num_key_value_heads: l.kvHeads })),
