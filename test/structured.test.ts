@@ -74,6 +74,8 @@ describe('structured pruning', function () {
     ['tiny-qwen3', 'magnitude-sp', { heads: 'queries' }], // q/k norms, head_dim apart from hidden/heads, query heads only
     ['tiny-qwen2', 'structprune', {}], // q/k/v biases, refit
     ['tiny-opt', 'wanda-sp', {}], // biases everywhere, ReLU MLP, learned positions, no GQA
+    ['tiny-qwen2-moe', 'wanda-sp', {}], // MoE layers: heads pruned, routed and shared experts kept
+    ['tiny-deepseek-moe', 'structprune', { allocation: 'softmax' }], // a dense first layer among MoE layers
   ];
   for (const [fixture, method, options] of families) {
     it(`${fixture}: the shrunk model's logits equal the zero-padded model's (${method} ${JSON.stringify(options)})`, async () => {
