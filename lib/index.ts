@@ -43,7 +43,10 @@ export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, Compre
 export { checkGqsaLayer, selectGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
 export { elsa, ELSA_DEFAULTS, estimateElsaMemory, lambdaAt, type ElsaLogEntry, type ElsaOptions } from './compress/elsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
-export { prune, quantize, type LinearReportEntry, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
+export { isStructured, prune, quantize, type LinearReportEntry, type PruneLayout, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';
+export { shrinkModel, type ShrinkOptions, type ShrinkSummary } from './export/shrink.js';
+export { allocateStructured, STRUCTURES, type StructuredOptions } from './compress/structures.js';
+export { blockConfig, type LayerWidths } from './models/config.js';
 export { compressModel, type CompressOptions, type CompressProgress, type RunPoint } from './pipeline/compress-model.js';
 export { compressTuneAndPack, tuneScales, type RunFormat, type TunedCompressOptions, type TunedCompressReport, type TuneScalesReport } from './pipeline/tune-scales.js';
 export type { CompressReport } from './pipeline/report.js';

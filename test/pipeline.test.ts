@@ -217,7 +217,7 @@ describe('pruning pipeline', function () {
     await assert.rejects(prune({ ...base, calibrationFile: undefined }), /sparsegpt needs calibration data: pass --calib/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'sparsegpt', sparsity: '4:8' }) }), /model.layers.0.mlp.down_proj: 4:8 groups inputs by 8, but its input size 172/);
     await assert.rejects(prune({ ...base, recipe: parseRecipe({ method: 'wanda', sparsity: 0.5, targets: ['*.attn.*'] }) }), /targets: '\*.attn.\*' matches no linear layer/);
-    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa\)/);
+    assert.throws(() => parseRecipe({ method: 'sparsgpt', sparsity: 0.5 }), /unknown method 'sparsgpt' \(available: magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa, magnitude-sp, wanda-sp, structprune\)/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sparsityy: 1 }), /unknown key 'sparsityy'/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 1.2 }), /recipe.sparsity: sparsity must be a fraction/);
     assert.throws(() => parseRecipe({ method: 'wanda', sparsity: 0.5, sequential: 'layer' }), /sequential: expected 'block' or 'linear'/);

@@ -16,7 +16,7 @@
 // logits, computed once the forward pass has seen every layer.
 import { InvalidArgumentError } from '../errors.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from '../models/block.js';
-import type { MoeConfig } from '../models/config.js';
+import { blockConfig, type MoeConfig } from '../models/config.js';
 import type { DecoderModel } from '../models/decoder.js';
 import { axpy } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
@@ -200,7 +200,7 @@ export function blockOnTape(
   routers?: RouterRecord[],
   observe?: (group: string, x: Variable) => void,
 ): Promise<Variable> {
-  return decoderBlock(model.config, new TapeOps(tape, model, index, lookup, batch, routers, observe), h, h.value.shape[0], index);
+  return decoderBlock(blockConfig(model.config, index), new TapeOps(tape, model, index, lookup, batch, routers, observe), h, h.value.shape[0], index);
 }
 
 /** Options of the gradient passes. */

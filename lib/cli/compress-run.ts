@@ -4,7 +4,8 @@ import type { ParseArgsConfig } from 'node:util';
 import { AbortError, UsageError } from '../errors.js';
 import { StagingFolder } from '../export/staging.js';
 import { readTextFile } from '../io/text.js';
-import { compressTuneAndPack, type RunFormat, type TunedCompressReport } from '../pipeline/tune-scales.js';
+import { compressTuneAndPack, type RunFormat, type TunedCompressOptions, type TunedCompressReport } from '../pipeline/tune-scales.js';
+import type { ShrinkSummary } from '../export/shrink.js';
 import { loadRecipe, parseRecipe, type Recipe } from '../pipeline/recipe.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { positiveInteger, withInterrupt } from './command.js';
@@ -43,7 +44,7 @@ export async function recipeOf(command: string, values: RunValues, fromFlags: ((
   return parseRecipe({ ...fromFlags(), ...(values.sequential ? { sequential: values.sequential } : {}) }, `${command} options`);
 }
 
-function printReport(report: TunedCompressReport): void {
+function printReport(report: TunedCompressReport & { shrunk?: ShrinkSummary }): void {
   const out = process.stdout;
   const quantized = report.totals.quantizedLinears > 0;
   out.write(
@@ -73,6 +74,14 @@ function printReport(report: TunedCompressReport): void {
     out.write(`end-to-end scale tuning: ${st.steps} steps, calibration loss ${st.lossBefore.toFixed(4)} → ${st.lossAfter.toFixed(4)}${st.kept ? '' : ' (no gain: original scales kept)'}\n`);
   }
   if (report.packed) out.write(`packed as bsr-int4 (blocks of ${report.packed.blockSize}): safetensors ${(report.packed.fileBytesAfter / 2 ** 20).toFixed(2)} MiB\n`);
+  for (const note of report.allocation?.notes ?? []) out.write(`note: ${note}\n`);
+  if (report.shrunk) {
+    const s = report.shrunk;
+    out.write(
+      `shrunk: ${s.parametersBefore.toLocaleString('en-US')} → ${s.parametersAfter.toLocaleString('en-US')} parameters; ` +
+        `per layer (mlp/heads/kv): ${s.layers.map((l) => `${l.intermediateSize}/${l.heads}/${l.kvHeads}`).join(' ')}${s.perLayer ? ' (sparq_layer_widths in config.json)' : ''}\n`,
+    );
+  }
   out.write(`wrote ${report.out} (${report.format}; report.json inside)\n`);
 }
 
@@ -83,16 +92,22 @@ function trainingSummary(training: Record<string, unknown>): Record<string, unkn
 }
 
 /** Runs a compression from the command line and prints its report (or one JSON line). */
-export async function runCompression(command: string, values: RunValues, recipe: Recipe, format: RunFormat): Promise<void> {
+export async function runCompression(
+  command: string,
+  values: RunValues,
+  recipe: Recipe,
+  format: RunFormat,
+  runner: (options: TunedCompressOptions) => Promise<TunedCompressReport & { shrunk?: ShrinkSummary }> = compressTuneAndPack,
+): Promise<void> {
   if (!values.model) throw new UsageError(`${command}: --model DIR is required`);
   if (!values.out) throw new UsageError(`${command}: --out DIR is required`);
   if (values['skip-error'] && values['measure-error']) throw new UsageError(`${command}: give --skip-error or --measure-error, not both`);
   const evalTokens = values.eval ? (await loadTokenizer(values.model)).encode(await readTextFile(values.eval)) : undefined;
   const bar = progressBar(command);
-  let report: TunedCompressReport;
+  let report: TunedCompressReport & { shrunk?: ShrinkSummary };
   try {
     report = await withInterrupt((signal) =>
-      compressTuneAndPack({
+      runner({
         model: values.model!,
         out: values.out!,
         recipe,
@@ -137,6 +152,15 @@ export async function runCompression(command: string, values: RunValues, recipe:
         ...(report.scaleTuning ? { scale_tuning: { steps: report.scaleTuning.steps, loss_before: report.scaleTuning.lossBefore, loss_after: report.scaleTuning.lossAfter, kept: report.scaleTuning.kept } } : {}),
         ...(report.packed ? { packed_bytes: report.packed.fileBytesAfter, block_size: report.packed.blockSize } : {}),
         ...(report.training ? { training: trainingSummary(report.training) } : {}),
+        ...(report.allocation ? { allocation_notes: report.allocation.notes } : {}),
+        ...(report.shrunk
+          ? {
+              parameters_before: report.shrunk.parametersBefore,
+              parameters_after: report.shrunk.parametersAfter,
+              per_layer_widths: report.shrunk.perLayer,
+              layer_widths: report.shrunk.layers.map((l) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.heads, num_key_value_heads: l.kvHeads })),
+            }
+          : {}),
       })}\n`,
     );
   } else {

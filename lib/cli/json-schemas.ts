@@ -45,8 +45,14 @@ const compressRun = object(
     perplexity_before: number(1),
     perplexity_after: number(1),
     resumed_at_block: nullable(integer(1)),
+    // Structured pruning (magnitude-sp, wanda-sp, structprune): allocation clamps and, when shrunk, the sizes.
+    allocation_notes: { type: 'array', items: string },
+    parameters_before: integer(),
+    parameters_after: integer(),
+    per_layer_widths: boolean,
+    layer_widths: { type: 'array', items: object({ intermediate_size: integer(1), num_attention_heads: integer(1), num_key_value_heads: integer(1) }) },
   },
-  ['perplexity_before', 'perplexity_after'],
+  ['perplexity_before', 'perplexity_after', 'allocation_notes', 'parameters_before', 'parameters_after', 'per_layer_widths', 'layer_widths'],
 );
 
 export const CLI_JSON_SCHEMAS = {
@@ -78,7 +84,11 @@ export const CLI_JSON_SCHEMAS = {
         ['bits', 'groupSize', 'symmetric', 'actOrder'],
       ),
     },
-  }),
+    /** Each layer's widths (they differ per layer after structured pruning: sparq_layer_widths). */
+    layers: { type: 'array', items: object({ intermediateSize: integer(1), heads: integer(1), kvHeads: integer(1) }) },
+    /** Mixture-of-experts models: each MoE layer's stored and kept expert widths. */
+    experts: { type: 'array', items: object({ layer: integer(), stored: integer(), kept: { type: 'array', items: integer() } }) },
+  }, ['experts']),
   eval: object({ model: string, perplexity: number(1), meanNll: number(0), windows: integer(1), tokens: integer(1), seqLen: integer(2), seconds: number(0) }),
   prune: compressRun,
   quantize: compressRun,

@@ -11,12 +11,15 @@ import { gqsa } from './gqsa.js';
 import { gwq } from './gwq.js';
 import { hwpq } from './hwpq.js';
 import { magnitude } from './magnitude.js';
+import { magnitudeSp } from './magnitude-sp.js';
 import { rtn } from './rtn.js';
 import type { CompressionMethod } from './method.js';
 import { sparsegpt } from './sparsegpt.js';
+import { structprune } from './structprune.js';
 import { wanda } from './wanda.js';
+import { wandaSp } from './wanda-sp.js';
 
-export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa };
+export const METHODS: Record<string, CompressionMethod<any>> = { magnitude, wanda, sparsegpt, alps, elsa, rtn, gptq, gwq, hwpq, gqsa, 'magnitude-sp': magnitudeSp, 'wanda-sp': wandaSp, structprune };
 
 /** Methods that prune routed experts as one model-level decision (expert-pruning.ts). */
 export const EXPERT_METHODS: Record<string, ExpertPruningMethod<any>> = { heapr, 'expert-drop': expertDrop, 'activation-atoms': activationAtoms };

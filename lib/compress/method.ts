@@ -152,6 +152,39 @@ export interface CompressionMethod<Options = Record<string, unknown>> {
    * language-model loss after the layer-wise pass (codes frozen; pipeline/tune-scales.ts), and how.
    */
   tunesScales?(options: Options): ScaleTuning | undefined;
+  /**
+   * Group-scope methods that spread the stage's sparsity over every group of the model (structured
+   * pruning: a fraction of all decoder-linear parameters, split across layers) instead of applying it to
+   * each group alike. The pipeline calls `allocate` once before compressing; where `needsScores` says so,
+   * it first runs a scoring pass over the dense model (each block's groups handed to `score` with their
+   * statistics, then the block's dense outputs propagated), so a global decision costs one extra forward
+   * pass and memory stays one block. Each group is then compressed with its allocated sparsity.
+   */
+  readonly allocation?: {
+    needsScores(options: Options): boolean;
+    /** Per-unit importance scores of one group of the dense model (what `allocate` reads back). */
+    score(request: GroupRequest<Options>): Promise<number[]>;
+    /** Each group's sparsity (fraction of its parameters to remove), in the order given; `report` notes clamps. */
+    allocate(groups: AllocationGroup[], sparsity: number, options: Options): { sparsities: number[]; notes: string[] };
+  };
+}
+
+/** One structural group of one block, as the allocation sees it before compressing. */
+export interface AllocationGroup {
+  block: number;
+  group: string;
+  /** Its linears' weight shapes by role. */
+  shapes: Record<string, readonly number[]>;
+  attention?: AttentionGeometry;
+  /** From the scoring pass, where the method asked for one. */
+  scores?: number[];
+}
+
+/** The head layout of an attention group (a structurally pruned layer may have fewer heads than config.json's top level). */
+export interface AttentionGeometry {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
 }
 
 /** End-to-end training of quantization scales: Adam steps on log-scales, lr, calibration windows per step. */
@@ -248,6 +281,11 @@ export interface GroupRequest<Options> {
   group: string;
   /** Every linear of the group, in the group's order (models/layouts.ts structuralGroups). */
   linears: GroupMember[];
+  /** The attention group's head layout (attention groups only). */
+  attention?: AttentionGeometry;
+  /** The block's index (for messages). */
+  block?: number;
+  /** The sparsity to reach; for methods with `allocation`, this group's allocated share. */
   pattern?: SparsityPattern;
   quantization?: QuantizationScheme;
   storageDType?: 'f32' | 'f16' | 'bf16' | 'f64';

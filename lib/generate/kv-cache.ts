@@ -15,17 +15,24 @@ export class KvCache {
   /** Tokens whose keys and values are stored (the position the next token takes). */
   length = 0;
 
+  /** Key/value heads of each layer (a structurally pruned model's layers may differ). */
+  readonly kvHeadsOf: readonly number[];
+
   constructor(
     readonly layers: number,
-    readonly kvHeads: number,
+    /** Key/value heads: one count for every layer, or one per layer. */
+    kvHeads: number | readonly number[],
     readonly headDim: number,
     /** The most tokens the cache may ever hold (the model's context). */
     readonly maxTokens: number,
-  ) {}
+  ) {
+    this.kvHeadsOf = typeof kvHeads === 'number' ? Array.from({ length: layers }, () => kvHeads) : [...kvHeads];
+    if (this.kvHeadsOf.length !== layers) throw new InvalidArgumentError(`KV cache: expected ${layers} per-layer head counts, received ${this.kvHeadsOf.length}`);
+  }
 
   /** Bytes held for keys and values. */
   get bytes(): number {
-    return 2 * this.layers * this.capacity * this.kvHeads * this.headDim * 4;
+    return 2 * this.capacity * this.kvHeadsOf.reduce((sum, h) => sum + h, 0) * this.headDim * 4;
   }
 
   /** Makes room for `tokens` tokens in all, growing by whole chunks (capped at maxTokens). */
@@ -33,16 +40,15 @@ export class KvCache {
     if (tokens > this.maxTokens) throw new InvalidArgumentError(`the KV cache holds at most ${this.maxTokens} tokens (the model's context), ${tokens} were asked for`);
     if (tokens <= this.capacity) return;
     const capacity = Math.min(this.maxTokens, Math.ceil(tokens / KV_CACHE_CHUNK) * KV_CACHE_CHUNK);
-    const row = this.kvHeads * this.headDim;
     // The cache outlives any arena the step allocating it runs in.
-    const grow = (old: Tensor | undefined) =>
+    const grow = (old: Tensor | undefined, l: number) =>
       TensorArena.outside(() => {
-        const next = Tensor.zeros([capacity, this.kvHeads, this.headDim]);
-        if (old && this.length > 0) (next.data as Float32Array).set((old.data as Float32Array).subarray(0, this.length * row));
+        const next = Tensor.zeros([capacity, this.kvHeadsOf[l], this.headDim]);
+        if (old && this.length > 0) (next.data as Float32Array).set((old.data as Float32Array).subarray(0, this.length * this.kvHeadsOf[l] * this.headDim));
         return next;
       });
-    this.keys = Array.from({ length: this.layers }, (_, l) => grow(this.keys[l]));
-    this.values = Array.from({ length: this.layers }, (_, l) => grow(this.values[l]));
+    this.keys = Array.from({ length: this.layers }, (_, l) => grow(this.keys[l], l));
+    this.values = Array.from({ length: this.layers }, (_, l) => grow(this.values[l], l));
     this.capacity = capacity;
   }
 
@@ -55,7 +61,7 @@ export class KvCache {
     const end = start + k.shape[0];
     if (start !== this.length) throw new InvalidArgumentError(`KV cache: tokens must be appended at position ${this.length}, received ${start}`);
     this.reserve(end);
-    const row = this.kvHeads * this.headDim;
+    const row = this.kvHeadsOf[layer] * this.headDim;
     (this.keys[layer].data as Float32Array).set(k.contiguous().data as Float32Array, start * row);
     (this.values[layer].data as Float32Array).set(v.contiguous().data as Float32Array, start * row);
     return { keys: this.keys[layer].narrow(0, end), values: this.values[layer].narrow(0, end) };

@@ -11,7 +11,7 @@ import { AbortError, InvalidArgumentError, InvalidFileError, NonFiniteError } fr
 import { readJsonObject } from '../io/text.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { decoderBlock, type BlockNorm } from '../models/block.js';
-import type { ModelConfig } from '../models/config.js';
+import { blockConfig, type ModelConfig } from '../models/config.js';
 import { DecoderModel, normAsync, TensorBlockOps, type Embeddings, type Norm } from '../models/decoder.js';
 import { attention, attentionAsync, embedding, layerNorm, rmsNorm, rope, siluMul } from '../tensor/nn.js';
 import { axpy, gelu, relu } from '../tensor/ops.js';
@@ -116,7 +116,7 @@ export class GenerationSession {
     readonly bosTokenId: number | undefined,
   ) {
     const c = model.config;
-    this.cache = new KvCache(c.layers, c.kvHeads, c.headDim, this.contextLength);
+    this.cache = new KvCache(c.layers, Array.from({ length: c.layers }, (_, l) => blockConfig(c, l).kvHeads), c.headDim, this.contextLength);
   }
 
   /**
@@ -219,8 +219,9 @@ export class GenerationSession {
         let h = this.model.embed(this.embeddings, Int32Array.from(ids), rows, start);
         const positions = Tensor.fromTypedArray(Int32Array.from({ length: rows }, (_, i) => start + i));
         for (let layer = 0; layer < this.blocks.length; ++layer) {
-          const ops = new CachedBlockOps(this.config, this.blocks[layer], this.cache, layer, start, positions, this.model.invFreq, signal);
-          h = await decoderBlock(this.config, ops, h, rows, layer);
+          const config = blockConfig(this.config, layer);
+          const ops = new CachedBlockOps(config, this.blocks[layer], this.cache, layer, start, positions, this.model.invFreq, signal);
+          h = await decoderBlock(config, ops, h, rows, layer);
         }
         this.cache.advance(rows);
         const last = await normOf(this.config, this.finalNorm, h.narrow(rows - 1, rows), signal);

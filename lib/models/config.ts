@@ -46,6 +46,9 @@ export interface ModelConfig {
   qkNorm: boolean;
   /** Mistral-style sliding-window attention span, if the config sets one. */
   slidingWindow?: number;
+  /** Per-layer widths of a structurally pruned model (config.json's `sparq_layer_widths`); absent when
+   * every layer has the top-level widths. Read a layer's widths through blockConfig. */
+  layerWidths?: LayerWidths[];
   /** Routed experts pruned to different widths (config.json's sparq_experts; models/expert-widths.ts). */
   expertWidths?: ExpertWidths;
 }
@@ -75,6 +78,13 @@ export interface MoeConfig {
 /** Whether layer `layer` of a model is a mixture-of-experts layer. */
 export function isMoeLayer(config: ModelConfig, layer: number): boolean {
   return config.moe?.layers.includes(layer) ?? false;
+}
+
+/** One decoder layer's widths: MLP neurons, query heads and key/value heads (head_dim is shared). */
+export interface LayerWidths {
+  intermediateSize: number;
+  heads: number;
+  kvHeads: number;
 }
 
 type Json = Record<string, unknown>;
@@ -302,10 +312,50 @@ function parseFamilyConfig(json: Json, source: string): ModelConfig {
 export function parseConfig(json: Json, source = 'config.json'): ModelConfig {
   const config = parseFamilyConfig(json, source);
   const expertWidths = parseExpertWidths(json, source, config.layers, config.moe?.experts);
-  return expertWidths ? { ...config, expertWidths } : config;
+  const layerWidths = parseLayerWidths(json, source, config);
+  return { ...config, ...(expertWidths ? { expertWidths } : {}), ...(layerWidths ? { layerWidths } : {}) };
 }
 
 export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, 'config.json');
   return parseConfig(await readJsonObject(path), path);
+}
+
+// ---- Per-layer widths of structurally pruned models (sparq prune --method structprune|wanda-sp|magnitude-sp).
+// config.json's `sparq_layer_widths` is a list with one entry per layer:
+//   { "intermediate_size": 512, "num_attention_heads": 6, "num_key_value_heads": 3 }
+// (OPT: intermediate_size is the layer's ffn_dim). head_dim stays the top-level one; the top-level widths
+// keep the unpruned model's values. Only sparq reads this list (see README, "Structured pruning").
+
+/** The `sparq_layer_widths` list, validated against the rest of the config (undefined when absent). */
+function parseLayerWidths(json: Json, source: string, config: ModelConfig): LayerWidths[] | undefined {
+  const raw = json.sparq_layer_widths;
+  if (raw === undefined) return undefined;
+  if (!Array.isArray(raw) || raw.length !== config.layers) {
+    throw new InvalidFileError(`${source}: 'sparq_layer_widths' must be a list of ${config.layers} entries (one per layer, num_hidden_layers), found ${Array.isArray(raw) ? `${raw.length} entries` : JSON.stringify(raw)}`);
+  }
+  return raw.map((entry: unknown, layer) => {
+    const where = `${source}: sparq_layer_widths[${layer}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new InvalidFileError(`${where} must be an object`);
+    const e = entry as Json;
+    for (const key of Object.keys(e)) {
+      if (!['intermediate_size', 'num_attention_heads', 'num_key_value_heads'].includes(key)) throw new InvalidFileError(`${where}: unknown key '${key}' (intermediate_size, num_attention_heads, num_key_value_heads)`);
+    }
+    const widths: LayerWidths = {
+      intermediateSize: field(where, e, 'intermediate_size', 'int') as number,
+      heads: field(where, e, 'num_attention_heads', 'int') as number,
+      kvHeads: field(where, e, 'num_key_value_heads', 'int', e.num_attention_heads as number) as number,
+    };
+    if (widths.heads % widths.kvHeads !== 0) {
+      throw new InvalidFileError(`${where}: num_attention_heads (${widths.heads}) is not a multiple of num_key_value_heads (${widths.kvHeads}), which grouped-query attention needs`);
+    }
+    if (config.architecture === 'opt' && widths.heads !== widths.kvHeads) throw new InvalidFileError(`${where}: OPT has no grouped-query attention; num_key_value_heads must equal num_attention_heads`);
+    return widths;
+  });
+}
+
+/** Layer `index`'s config: the model's, with that layer's widths where the config lists per-layer widths. */
+export function blockConfig(config: ModelConfig, index: number): ModelConfig {
+  const widths = config.layerWidths?.[index];
+  return widths ? { ...config, ...widths } : config;
 }

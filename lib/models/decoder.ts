@@ -24,7 +24,7 @@ import {
 import { axpy, axpyAsync, dotAsync, gemmAsync, topkMask, unaryAsync } from '../tensor/ops.js';
 import { NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
-import { parseConfig, type ModelConfig, type MoeConfig } from './config.js';
+import { blockConfig, parseConfig, type ModelConfig, type MoeConfig } from './config.js';
 import { decoderBlock, type BlockNorm, type BlockOps, type BlockRouting } from './block.js';
 import { blockLinearRoles, LAYOUTS, type Layout } from './layouts.js';
 import { checkParameters, parameterPlan } from './parameters.js';
@@ -360,7 +360,7 @@ export class DecoderModel {
       const bias = `${prefix}${name}.bias`;
       linears[role] = { weight: await this.read(`${prefix}${name}.weight`), bias: this.checkpoint.has(bias) ? await this.read(bias) : undefined };
     }
-    return new DecoderBlock(index, this.config, linears, await this.loadBlockNorms(index));
+    return new DecoderBlock(index, blockConfig(this.config, index), linears, await this.loadBlockNorms(index));
   }
 
   /** A block's norms: before attention, before the MLP, and Qwen3's q/k norms. */

@@ -5,7 +5,7 @@ import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
 import { countZerosAsync } from '../compress/pattern.js';
 import { shapeNumel } from '../tensor/tensor.js';
-import type { ModelConfig } from './config.js';
+import { blockConfig, type LayerWidths, type ModelConfig } from './config.js';
 import { DecoderModel } from './decoder.js';
 
 export interface LinearReport {
@@ -30,6 +30,8 @@ export interface ModelReport {
   /** Stored elements by dtype (packed codes count as I32 words). */
   dtypes: Partial<Record<SafetensorsDType, number>>;
   linears: LinearReport[];
+  /** Each layer's widths (differ per layer after structured pruning: config.json's sparq_layer_widths). */
+  layers: LayerWidths[];
   /** Per MoE layer: the width its routed experts are stored at and each one's kept width (0: removed). */
   experts?: ExpertLayerReport[];
 }
@@ -89,8 +91,12 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
       });
       options.onProgress?.(linears.length, linearNames.length);
     }
+    const layers = Array.from({ length: config.layers }, (_, l) => {
+      const { intermediateSize, heads, kvHeads } = blockConfig(config, l);
+      return { intermediateSize, heads, kvHeads };
+    });
     const experts = await expertWidthsOf(model);
-    return { dir, config, parameters, bytes, dtypes, linears, ...(experts ? { experts } : {}) };
+    return { dir, config, parameters, bytes, dtypes, linears, layers, ...(experts ? { experts } : {}) };
   } finally {
     await files.close();
     await model.close();

@@ -4,7 +4,7 @@
 // error naming the tensor and the config fields, never a silently different model.
 import { InvalidFileError } from '../errors.js';
 import { formatShape } from '../tensor/tensor.js';
-import { isMoeLayer, type ModelConfig } from './config.js';
+import { blockConfig, isMoeLayer, type ModelConfig } from './config.js';
 import { hasRemovedExperts, runExpertWidth } from './expert-widths.js';
 import { LAYOUTS } from './layouts.js';
 
@@ -21,7 +21,7 @@ export interface PlannedParameter {
 /** Names and shapes of every parameter of a model with this config, in checkpoint order (f32). */
 export function parameterPlan(config: ModelConfig): PlannedParameter[] {
   const layout = LAYOUTS[config.architecture];
-  const { hiddenSize: D, intermediateSize: I, heads, kvHeads, headDim } = config;
+  const { hiddenSize: D } = config;
   const plan: PlannedParameter[] = [];
   const add = (name: string, shape: number[], dimensions: string[], isNorm = false) => plan.push({ name, dtype: 'f32', shape, dimensions, isNorm });
   const norm = (base: string, dim: number, what: string) => {
@@ -33,13 +33,15 @@ export function parameterPlan(config: ModelConfig): PlannedParameter[] {
     if (bias) add(`${base}.bias`, [out[0]], [out[1]]);
   };
   const hidden: [number, string] = [D, 'hidden_size'];
-  const inner: [number, string] = [I, config.architecture === 'opt' ? 'ffn_dim' : 'intermediate_size'];
-  const queries: [number, string] = [heads * headDim, 'num_attention_heads × head_dim'];
-  const keys: [number, string] = [kvHeads * headDim, 'num_key_value_heads × head_dim'];
   add(layout.embed, [config.vocabSize, D], ['vocab_size', 'hidden_size']);
   if (layout.positions) add(layout.positions, [config.maxPositions + (config.learnedPositionOffset ?? 0), D], ['max_position_embeddings + 2', 'hidden_size']);
   for (let l = 0; l < config.layers; ++l) {
     const p = layout.block(l);
+    const { intermediateSize: I, heads, kvHeads, headDim } = blockConfig(config, l);
+    const perLayer = config.layerWidths ? ` (sparq_layer_widths[${l}])` : '';
+    const inner: [number, string] = [I, `${config.architecture === 'opt' ? 'ffn_dim' : 'intermediate_size'}${perLayer}`];
+    const queries: [number, string] = [heads * headDim, `num_attention_heads × head_dim${perLayer}`];
+    const keys: [number, string] = [kvHeads * headDim, `num_key_value_heads × head_dim${perLayer}`];
     norm(p + layout.attentionNorm, D, 'hidden_size');
     linear(p + layout.linears.q, queries, hidden, config.bias.qkv);
     linear(p + layout.linears.k, keys, hidden, config.bias.qkv);

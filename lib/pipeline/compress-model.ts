@@ -20,7 +20,7 @@
 // Every forward runs on native async ops, with temporaries from an arena recycled per batch: the event
 // loop keeps running. Peak memory ≈ one block + the calibration hidden states + the block's statistics.
 import { makeBatch, streamGradients } from '../autograd/decoder.js';
-import { needsCalibration, needsWith, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
+import { needsCalibration, needsWith, type AllocationGroup, type AttentionGeometry, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
 import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
@@ -31,6 +31,7 @@ import { checkPackable, PackedOutputFolder } from '../export/packed-output-folde
 import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../export/writer.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { DecoderModel, inputGroups, type DecoderBlock, type InputGroup } from '../models/decoder.js';
+import { blockConfig } from '../models/config.js';
 import { structuralGroups, type StructuralGroup } from '../models/layouts.js';
 import { axpyAsync, dotAsync, gemmAsync } from '../tensor/ops.js';
 import { Tensor, TensorArena } from '../tensor/tensor.js';
@@ -332,6 +333,9 @@ class CompressionRun {
   private pending: PendingLinear[] | undefined;
   private readonly arena = new TensorArena();
   private readonly signal: AbortSignal | undefined;
+  /** Allocated sparsity of each structural group (`block:group`), for group methods that allocate. */
+  private readonly groupSparsity = new Map<string, number>();
+  private readonly allocationNotes: string[] = [];
 
   constructor(
     private readonly options: CompressOptions,
@@ -346,6 +350,7 @@ class CompressionRun {
     this.startBlock = writer.resumed?.blocksDone ?? 0;
     const passesPerBlock = plan.windows.length > 0 ? (this.sequentialByLinear ? 4 : 1) + 1 : 0;
     let steps = (options.evalTokens ? 2 : 0) + (this.wantsGradients().size > 0 && plan.windows.length > 0 ? 1 : 0);
+    if ([...plan.assignments.values()].some((a) => a.method.allocation?.needsScores(a.options))) steps += model.config.layers;
     for (let b = 0; b < model.config.layers; ++b) {
       steps += b < this.startBlock ? 1 : passesPerBlock + plan.linears.filter((l) => l.block === b && plan.assignments.has(l.name)).length;
     }
@@ -357,6 +362,7 @@ class CompressionRun {
     const before = options.evalTokens ? ((writer.resumed?.extra.evalBefore as PerplexityResult | undefined) ?? (await this.evaluate(options.model, 'eval before'))) : undefined;
     if (before && writer.resumed) this.progress(0, 'eval before (from the interrupted run)');
     await this.gatherGradients();
+    await this.allocateGroups();
     await this.embedCalibration();
     await this.replayFinishedBlocks();
     for (let b = this.startBlock; b < model.config.layers; ++b) {
@@ -414,6 +420,76 @@ class CompressionRun {
       this.stageSeconds.eval += (performance.now() - t) / 1000;
       await evalModel.close();
     }
+  }
+
+  /**
+   * For group methods that spread one target over the model (method.allocation): every structural group
+   * they were assigned, scored in one pass over the dense model where the method asks for scores (block by
+   * block: capture, score, propagate), then allocated once per recipe stage.
+   */
+  private async allocateGroups(): Promise<void> {
+    const { model, plan } = this;
+    const stages = new Map<number, { assignment: Assignment; groups: AllocationGroup[] }>();
+    const jobs: { block: number; group: StructuralGroup; assignment: Assignment; entry: AllocationGroup }[] = [];
+    for (let b = 0; b < model.config.layers; ++b) {
+      const prefix = model.layout.block(b);
+      const roles = model.linearRoles(b);
+      for (const group of structuralGroups(model.config, b)) {
+        const assignment = plan.assignments.get(`${prefix}${roles[group.roles[0]]}`);
+        if (!assignment?.method.allocation || assignment.method.scope !== 'group') continue;
+        if (assignment.pattern?.kind !== 'unstructured') throw new InvalidArgumentError(`${prefix}${group.name}: ${assignment.method.name} needs a sparsity fraction (N:M is not structured pruning)`);
+        const stage = stages.get(assignment.stage) ?? { assignment, groups: [] };
+        if (stage.assignment.pattern?.kind === 'unstructured' && stage.assignment.pattern.sparsity !== assignment.pattern.sparsity) {
+          throw new InvalidArgumentError(`${prefix}${group.name}: ${assignment.method.name} spreads one sparsity over the whole model; per-layer sparsity overrides do not apply to it (use its allocation option instead)`);
+        }
+        const shapes: Record<string, readonly number[]> = {};
+        for (const role of group.roles) shapes[role] = (await model.checkpoint.info(`${prefix}${roles[role]}.weight`)).shape;
+        const entry: AllocationGroup = { block: b, group: group.name, shapes, attention: group.name === 'attention' ? attentionGeometry(blockConfig(model.config, b)) : undefined };
+        stage.groups.push(entry);
+        stages.set(assignment.stage, stage);
+        jobs.push({ block: b, group, assignment, entry });
+      }
+    }
+    if (jobs.length === 0) return;
+    if (jobs.some((j) => j.assignment.method.allocation!.needsScores(j.assignment.options))) await this.scoreGroups(jobs);
+    for (const { assignment, groups } of stages.values()) {
+      const target = (assignment.pattern as { sparsity: number }).sparsity;
+      const { sparsities, notes } = assignment.method.allocation!.allocate(groups, target, assignment.options);
+      groups.forEach((g, i) => this.groupSparsity.set(`${g.block}:${g.group}`, sparsities[i]));
+      this.allocationNotes.push(...notes);
+    }
+  }
+
+  /** The scoring pass over the dense model: each block's statistics, its groups' scores, then its dense outputs. */
+  private async scoreGroups(jobs: { block: number; group: StructuralGroup; assignment: Assignment; entry: AllocationGroup }[]): Promise<void> {
+    const { model } = this;
+    await this.embedCalibration();
+    for (let b = 0; b < model.config.layers; ++b) {
+      this.check();
+      const wanted = jobs.filter((j) => j.block === b && j.assignment.method.allocation!.needsScores(j.assignment.options));
+      if (wanted.length === 0 && this.batches.length === 0) continue;
+      const block = await model.loadBlock(b);
+      const roles = model.linearRoles(b);
+      const groups = inputGroups(model.config, b);
+      const assigned: Assigned = new Map();
+      for (const j of wanted) for (const role of j.group.roles) assigned.set(role, { name: `${model.layout.block(b)}${roles[role]}`, assignment: j.assignment });
+      const statistics = await this.capture(block, this.needsOf(assigned, groups));
+      const groupOfInput = new Map(groups.flatMap((g) => g.roles.map((r) => [r, g.name] as const)));
+      for (const j of wanted) {
+        j.entry.scores = await j.assignment.method.allocation!.score({
+          group: j.group.name,
+          linears: j.group.roles.map((role) => ({ role, name: assigned.get(role)!.name, weight: block.linears[role].weight, stats: statistics.get(groupOfInput.get(role)!) })),
+          attention: j.entry.attention,
+          block: b,
+          pattern: j.assignment.pattern,
+          options: j.assignment.options,
+          signal: this.signal,
+        });
+      }
+      if (this.batches.length > 0) await this.timed('propagate', () => this.propagate(block));
+      this.progress(b, 'scoring for the allocation');
+    }
+    this.batches = [];
   }
 
   /** The linears whose method needs gradients with its options, in blocks not finished yet. */
@@ -663,7 +739,9 @@ class CompressionRun {
       assignment.method.compressGroup!({
         group: group.name,
         linears: await Promise.all(members.map(async (m) => ({ role: m.role, name: m.name, weight: await originals.get(m.role)!.cloneAsync({ signal }), stats: statsOf(m.role) }))),
-        pattern: assignment.pattern,
+        attention: group.name === 'attention' ? attentionGeometry(block.config) : undefined,
+        block: block.index,
+        pattern: this.groupSparsity.has(`${block.index}:${group.name}`) ? { kind: 'unstructured', sparsity: this.groupSparsity.get(`${block.index}:${group.name}`)! } : assignment.pattern,
         quantization: assignment.method.quantizes(assignment.options) ? assignment.quantization : undefined,
         storageDType: storageDType as 'f32',
         options: assignment.options,
@@ -746,8 +824,22 @@ class CompressionRun {
         stageSeconds: Object.fromEntries(Object.entries(this.stageSeconds).map(([k, v]) => [k, Number(v.toFixed(3))])) as CompressReport['totals']['stageSeconds'],
       },
       ...(before && after ? { perplexityBefore: before.perplexity, perplexityAfter: after.perplexity, eval: { before, after } } : {}),
+      ...(this.groupSparsity.size > 0
+        ? {
+            allocation: {
+              groups: [...this.groupSparsity].map(([key, sparsity]) => ({ block: Number(key.split(':')[0]), group: key.slice(key.indexOf(':') + 1), sparsity })),
+              // A group's clamp is in each of its linears' details: once per group here.
+              notes: [...this.allocationNotes, ...new Set(this.entries.flatMap((e) => (typeof e.details?.clamped === 'string' ? [e.details.clamped] : [])))],
+            },
+          }
+        : {}),
     };
   }
+}
+
+/** A block's head layout, as group methods see it. */
+function attentionGeometry(config: { heads: number; kvHeads: number; headDim: number }): AttentionGeometry {
+  return { heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim };
 }
 
 /** A kernel's error (a Hessian that is not positive definite, …) with the linear it happened on in front. */

@@ -8,7 +8,7 @@
 // router and spells its own last name part (`gate`, `shared_expert_gate`), e.g. `*.mlp.gate`, so that
 // `*.mlp.*` means the MLP's linears without the router.
 //
-//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | elsa | rtn | gptq | gwq | hwpq | gqsa
+//   method: sparsegpt            # magnitude | wanda | sparsegpt | alps | elsa | rtn | gptq | gwq | hwpq | gqsa | magnitude-sp | wanda-sp | structprune
 //   sparsity: 0.5                # or "50%", or "2:4" (keep 2 of every 4 inputs); pruning methods need one
 //   quantize: { bits: 4, groupSize: 128, symmetric: true, actOrder: static }   # optional
 //   targets: ["*"]

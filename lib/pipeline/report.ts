@@ -54,6 +54,8 @@ export interface CompressReport {
     /** Wall seconds by stage: block forwards, capture passes (forward + statistics), methods, error measurement, disk, evaluation. */
     stageSeconds: { gradients: number; propagate: number; capture: number; compress: number; error: number; io: number; eval: number };
   };
+  /** Group methods that spread the sparsity over the model: each structural group's share, and clamps. */
+  allocation?: { groups: { block: number; group: string; sparsity: number }[]; notes: string[] };
   /** A model-scope method's run (Elsa): steps, tokens seen, seconds, its per-interval log. */
   training?: Record<string, unknown>;
   perplexityBefore?: number;

@@ -10,7 +10,9 @@ export const inspectCommand: Command = {
                    architecture, parameter count, dtypes, bytes, and each linear layer's format
                    (dense, or compressed-tensors pack-quantized with bits, group size, symmetry) and
                    sparsity; for mixture-of-experts models each routed expert's width (its kept
-                   width after expert pruning, 0 for a removed expert)`,
+                   width after expert pruning, 0 for a removed expert); --json adds each layer's
+                   widths (layers: intermediateSize, heads, kvHeads), which differ per layer after
+                   structured pruning`,
   async run(args) {
     const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
     if (positionals.length !== 1) throw new UsageError('inspect: give exactly one model folder');
@@ -26,6 +28,7 @@ export const inspectCommand: Command = {
       `${report.dir}: ${c.architecture}, ${c.layers} layers, hidden ${c.hiddenSize}, ${c.heads} heads / ${c.kvHeads} kv (head_dim ${c.headDim}), ` +
         `vocab ${c.vocabSize}\n${report.parameters.toLocaleString('en-US')} parameters, ${(report.bytes / 2 ** 20).toFixed(1)} MiB, dtypes ${JSON.stringify(report.dtypes)}\n`,
     );
+    if (c.layerWidths) process.stdout.write(`per-layer widths (mlp/heads/kv): ${report.layers.map((l) => `${l.intermediateSize}/${l.heads}/${l.kvHeads}`).join(' ')}\n`);
     if (c.moe) {
       const m = c.moe;
       const shared = m.shared ? `, a shared expert of ${m.shared.size}${m.shared.gated ? ' (sigmoid-gated)' : ''}` : '';

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../../errors.js';
 import { parseFlags, type Command } from '../command.js';
+import { LAYOUTS, prune, type PruneLayout } from '../../pipeline/prune.js';
 import { recipeOf, RUN_FLAGS, runCompression } from '../compress-run.js';
 import { EXPERT_FLAGS, isExpertMethod, rejectExpertFlags, runExpertPruning } from '../expert-run.js';
 
@@ -14,12 +15,40 @@ const TRAINING_FLAGS = {
 } as const;
 const TRAINING_OPTION_NAMES: Record<keyof typeof TRAINING_FLAGS, string> = { steps: 'steps', batch: 'batch', lr: 'lr', lambda: 'lambda', interval: 'interval' };
 
+/** Flags that become the structured methods' options (magnitude-sp, wanda-sp, structprune). */
+const STRUCTURED_FLAGS = { structures: 'structures', heads: 'heads', allocation: 'allocation', temperature: 'temperature' } as const;
+
 async function run(args: string[]): Promise<void> {
   const { values } = parseFlags('prune', () =>
-    parseArgs({ args, strict: true, options: { ...RUN_FLAGS, ...EXPERT_FLAGS, method: { type: 'string' }, sparsity: { type: 'string' }, ...TRAINING_FLAGS } }),
+    parseArgs({
+      args,
+      strict: true,
+      options: {
+        ...RUN_FLAGS,
+        ...EXPERT_FLAGS,
+        method: { type: 'string' },
+        sparsity: { type: 'string' },
+        layout: { type: 'string' },
+        structures: { type: 'string' },
+        heads: { type: 'string' },
+        allocation: { type: 'string' },
+        temperature: { type: 'string' },
+        ...TRAINING_FLAGS,
+      },
+    }),
   );
-  if (isExpertMethod(values.method)) return runExpertPruning(values);
+  if (isExpertMethod(values.method)) {
+    const structured = ['layout', ...Object.keys(STRUCTURED_FLAGS)].find((flag) => values[flag as keyof typeof values] !== undefined);
+    if (structured) throw new InvalidArgumentError(`prune: --${structured} applies to the structured methods (magnitude-sp, wanda-sp, structprune), not ${values.method}`);
+    return runExpertPruning(values);
+  }
   rejectExpertFlags(values, values.method);
+  const structuredOptions: Record<string, unknown> = {};
+  for (const [flag, option] of Object.entries(STRUCTURED_FLAGS)) {
+    const value = values[flag as keyof typeof STRUCTURED_FLAGS];
+    if (value !== undefined) structuredOptions[option] = flag === 'temperature' ? Number(value) : value;
+  }
+  if (Object.keys(structuredOptions).length > 0 && values.recipe) throw new InvalidArgumentError('prune: --structures, --heads, --allocation and --temperature go with --method; in a recipe, put them in the stage\'s options');
   // A model-scope method's budget (--steps, --batch, --lr, --lambda, --interval) becomes the stage's
   // options; the method validates them, and one that takes none names the flag it does not know.
   const trainingOptions: Record<string, unknown> = {};
@@ -31,17 +60,21 @@ async function run(args: string[]): Promise<void> {
     trainingOptions[option] = n;
   }
   if (Object.keys(trainingOptions).length > 0 && values.recipe) throw new InvalidArgumentError('prune: put the training options in the recipe (options: {steps, batch, lr, lambda, interval}) when giving --recipe');
+  const options = { ...structuredOptions, ...trainingOptions };
   const fromFlags =
     values.method || values.sparsity
-      ? () => ({ method: values.method, sparsity: values.sparsity, ...(Object.keys(trainingOptions).length > 0 ? { options: trainingOptions } : {}) })
+      ? () => ({ method: values.method, sparsity: values.sparsity, ...(Object.keys(options).length > 0 ? { options } : {}) })
       : undefined;
   const recipe = await recipeOf('prune', values, fromFlags);
-  await runCompression('prune', values, recipe, 'dense');
+  if (values.layout !== undefined && !(LAYOUTS as readonly string[]).includes(values.layout)) throw new InvalidArgumentError(`prune: --layout must be shrunk or padded, got '${values.layout}'`);
+  await runCompression('prune', values, recipe, 'dense', (options) => prune({ ...options, layout: values.layout as PruneLayout | undefined }));
 }
 
 export const pruneCommand: Command = {
   name: 'prune',
   usage: `prune --model DIR (--method NAME --sparsity S | --recipe FILE) [--calib FILE] --out DIR
+        [--structures mlp,heads] [--heads groups|queries] [--allocation uniform|softmax]
+        [--temperature T] [--layout shrunk|padded]
         [--nsamples N] [--seq-len L] [--seed S] [--sequential block|linear]
         [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume]
         [--skip-error | --measure-error] [--json]
@@ -53,6 +86,11 @@ export const pruneCommand: Command = {
                    steps), prints the loss and ‖x − z‖/‖x‖ per interval, and --resume continues
                    from its last interval checkpoint;
                    S is a fraction of zeros (0.5, 50%) or N:M (2:4 keeps 2 of every 4 inputs);
+                   structured methods magnitude-sp, wanda-sp, structprune remove whole MLP neurons
+                   and attention heads (--heads groups: whole kv groups; queries: query heads only),
+                   S = the fraction of all decoder-linear parameters removed, split across layers
+                   uniformly or by --allocation softmax (temperature T, default 1); they write a
+                   smaller dense model (--layout shrunk, default) or zeros in place (padded);
                    --calib is a .txt or .jsonl (text field) file, cut into --nsamples random
                    windows of --seq-len tokens (defaults 128 × 2048, clamped to the context);
                    writes a Hugging Face folder with report.json; --eval reports perplexity
