@@ -20,7 +20,7 @@ import { DecoderModel } from '../lib/models/decoder.js';
 import { prune, type PruneOptions } from '../lib/pipeline/prune.js';
 import { parseRecipe } from '../lib/pipeline/recipe.js';
 import { Tensor } from '../lib/tensor/tensor.js';
-import { fixturePath, rng, sharedDir } from './helpers.js';
+import { assertSchema, fixturePath, rng, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-elsa-'));
 let counter = 0;
@@ -303,6 +303,7 @@ describe('elsa', () => {
     const run = spawnSync(process.execPath, [cli, ...base, '--steps', '2', '--batch', '2', '--lr', '1e-3', '--lambda', '0.5', '--interval', '1', '--json'], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr);
     const json = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    assertSchema('prune', json);
     assert.equal(json.training.steps, 2);
     assert.equal(json.training.tokensSeen, 2 * 2 * 32);
     assert.ok(json.training.finalViolation > 0);

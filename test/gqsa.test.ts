@@ -21,7 +21,7 @@ import {
   tuneScales,
   type QuantizationScheme,
 } from '../lib/index.js';
-import { fixturePath, randomF32, rng, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, randomF32, rng, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-gqsa-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -215,11 +215,12 @@ describe('gqsa', () => {
       // A short calibration text: tokenizing the whole shared file would take most of the test's time.
       const calib = join(work, 'calib.txt');
       writeFileSync(calib, readFileSync(join(sharedDir(), 'data', 'tinystories_calib.txt'), 'utf8').slice(0, 20000));
-      const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', fixturePath('stories260K'), '--method', 'gqsa', '--bits', '4', '--sparsity', '0.5', '--calib', calib, '--nsamples', '4', '--seq-len', '64', ...args], { encoding: 'utf8' });
+      const cli = (args: string[]) => spawnSync(process.execPath, [CLI, 'quantize', '--model', fixturePath('stories260K'), '--method', 'gqsa', '--bits', '4', '--sparsity', '0.5', '--calib', calib, '--nsamples', '4', '--seq-len', '64', ...args], { encoding: 'utf8' });
       const out = outDir('cli');
       const ok = cli(['--ignore', '*.down_proj', '--e2e-steps', '1', '--out', out, '--json']);
       assert.equal(ok.status, 0, ok.stderr);
       const line = JSON.parse(ok.stdout);
+      assertSchema('quantize', line);
       assert.equal(line.format, 'bsr-int4');
       assert.equal(line.block_size, 16);
       assert.ok(line.scale_tuning.loss_after <= line.scale_tuning.loss_before);
@@ -229,7 +230,7 @@ describe('gqsa', () => {
       assert.equal(refused.status, 1);
       assert.match(refused.stderr, /model\.layers\.0\.mlp\.down_proj: its 172 inputs do not split into GQSA groups of 16/);
       assert.ok(!existsSync(bad) && !existsSync(`${bad}.sparq-intermediate`));
-      const usage = spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', fixturePath('stories260K'), '--method', 'rtn', '--bits', '4', '--block-steps', '3', '--out', outDir('x')], { encoding: 'utf8' });
+      const usage = spawnSync(process.execPath, [CLI, 'quantize', '--model', fixturePath('stories260K'), '--method', 'rtn', '--bits', '4', '--block-steps', '3', '--out', outDir('x')], { encoding: 'utf8' });
       assert.match(usage.stderr, /--block-steps is a gqsa option/);
     });
 

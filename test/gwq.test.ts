@@ -23,7 +23,7 @@ import {
   Tensor,
   type QuantGrid,
 } from '../lib/index.js';
-import { fixturePath, randomF32, randomNormal, rng } from './helpers.js';
+import { CLI, fixturePath, randomF32, randomNormal, rng } from './helpers.js';
 import { codeRef, paramsRef, rtnRef } from './quant-reference.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-gwq-'));
@@ -227,7 +227,7 @@ describe('gwq on a whole model', function () {
   });
 
   it('sparq quantize refuses bad GWQ/HWPQ flags with exit 1 and a message naming the flag (dist/ build)', () => {
-    const cli = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', 'quantize', '--model', model(), '--out', join(work, 'cli'), ...args], { encoding: 'utf8' });
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, 'quantize', '--model', model(), '--out', join(work, 'cli'), ...args], { encoding: 'utf8' });
     for (const [args, message] of [
       [['--method', 'gwq', '--bits', '4', '--outliers', '0.7'], /--outliers: the outlier fraction must be in \[0, 0\.5\], got 0\.7/],
       [['--method', 'gwq', '--bits', '4', '--outliers=-1'], /--outliers: .*-1/],

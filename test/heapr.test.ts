@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { blockOnTape, embedOnTape, lossOnTape, makeBatch, type ParameterLookup } from '../lib/autograd/decoder.js';
 import { Tape, type Variable } from '../lib/autograd/tape.js';
 import { activationAtoms } from '../lib/compress/activation-atoms.js';
@@ -26,7 +25,7 @@ import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from '../lib/demo/bpe.
 import { MOE_DEMO_PROFILES, moeDemoConfig, runMoeDemo } from '../lib/demo/moe-demo.js';
 import { loadTokenizer } from '../lib/io/tokenizer.js';
 import { train } from '../lib/train/trainer.js';
-import { fixturePath, sharedDir } from './helpers.js';
+import { assertSchema, CLI, fixturePath, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-heapr-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -329,8 +328,7 @@ describe('expert-pruned model folders', () => {
 
 describe('sparq prune --method heapr|expert-drop|activation-atoms (CLI)', function () {
   this.timeout(120_000);
-  const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
-  const sparq = (args: string[]) => execFileSync(process.execPath, [cli, ...args], { stdio: 'pipe', encoding: 'utf8' });
+  const sparq = (args: string[]) => execFileSync(process.execPath, [CLI, ...args], { stdio: 'pipe', encoding: 'utf8' });
   let model: string;
   let calib: string;
 
@@ -351,6 +349,7 @@ describe('sparq prune --method heapr|expert-drop|activation-atoms (CLI)', functi
   it('prunes with each method, prints one JSON line, and inspect --json reports the kept widths sparq generate runs', () => {
     const out = join(work, 'cli-heapr');
     const line = JSON.parse(sparq(['prune', '--model', model, '--method', 'heapr', '--sparsity', '25%', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--expert-format', 'shrunk', '--out', out, '--json']).trim());
+    assertSchema('prune (expert methods)', line);
     assert.equal(line.method, 'heapr');
     assert.equal(line.ranking, 'global');
     assert.equal(line.format, 'shrunk');
@@ -362,10 +361,13 @@ describe('sparq prune --method heapr|expert-drop|activation-atoms (CLI)', functi
     assert.ok(Math.abs(kept / total - 0.75) < 0.01, `kept ${kept} of ${total} atoms`);
     assert.match(sparq(['generate', '--model', out, '--prompt', 'The Union', '--max-new-tokens', '4']), /\S/);
     const perLayer = JSON.parse(sparq(['prune', '--model', model, '--method', 'heapr', '--per-layer', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-heapr-l'), '--json']).trim());
+    assertSchema('prune (expert methods)', perLayer);
     assert.equal(perLayer.ranking, 'per-layer');
     const drop = JSON.parse(sparq(['prune', '--model', model, '--method', 'expert-drop', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-drop'), '--json']).trim());
+    assertSchema('prune (expert methods)', drop);
     assert.equal(drop.removed_experts.length, 2 * 2, 'two of eight experts in each of the two layers');
     const atoms = JSON.parse(sparq(['prune', '--model', model, '--method', 'activation-atoms', '--sparsity', '0.25', '--calib', calib, '--nsamples', '4', '--seq-len', '64', '--out', join(work, 'cli-atoms'), '--json']).trim());
+    assertSchema('prune (expert methods)', atoms);
     assert.equal(atoms.ranking, 'per-layer');
   });
 

@@ -22,7 +22,7 @@ import {
   Tensor,
   type PruneOptions,
 } from '../lib/index.js';
-import { assertClose, assertSchema, fixturePath, sharedDir } from './helpers.js';
+import { assertClose, assertSchema, CLI, fixturePath, sharedDir } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-structured-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -168,7 +168,7 @@ describe('structured pruning', function () {
 
   it('`sparq prune --json` reports the shrunk widths, and `sparq inspect --json` reads them back; bad flags exit 1 with a named error', () => {
     const out = outDir('cli');
-    const run = (args: string[]) => spawnSync(process.execPath, ['dist/cli/main.js', ...args], { encoding: 'utf8' });
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     const pruned = run(['prune', '--model', fixturePath('tiny-llama'), '--method', 'magnitude-sp', '--sparsity', '0.3', '--structures', 'mlp', '--allocation', 'softmax', '--out', out, '--json']);
     assert.equal(pruned.status, 0, pruned.stderr);
     const result = JSON.parse(pruned.stdout.trim().split('\n').pop()!);

@@ -35,7 +35,7 @@ const backend = object({ backend: string, description: string, kernelVariant: st
 const compressRun = object(
   {
     out: string,
-    format: { enum: ['dense', 'compressed-tensors'] },
+    format: { enum: ['dense', 'compressed-tensors', 'packed', 'bsr-int4'] },
     sparsity: number(0),
     bits_per_weight: nullable(number(0)),
     seconds: number(0),
@@ -51,8 +51,37 @@ const compressRun = object(
     parameters_after: integer(),
     per_layer_widths: boolean,
     layer_widths: { type: 'array', items: object({ intermediate_size: integer(1), num_attention_heads: integer(1), num_key_value_heads: integer(1) }) },
+    // Methods that tune quantization scales end to end (gqsa --e2e-steps): the calibration loss before and after.
+    scale_tuning: object({ steps: integer(), loss_before: number(0), loss_after: number(0), kept: boolean }),
+    // A bsr-int4 output (gqsa): the safetensors bytes and the block size.
+    packed_bytes: integer(),
+    block_size: integer(1),
+    // Model-scope methods that train (elsa): the budget and the run's end state (report.json has the per-interval log).
+    training: object({ steps: integer(1), tokensSeen: integer(1), seconds: number(0), finalLoss: number(0), finalViolation: number(0) }, [], true),
   },
-  ['perplexity_before', 'perplexity_after', 'allocation_notes', 'parameters_before', 'parameters_after', 'per_layer_widths', 'layer_widths'],
+  ['perplexity_before', 'perplexity_after', 'allocation_notes', 'parameters_before', 'parameters_after', 'per_layer_widths', 'layer_widths', 'scale_tuning', 'packed_bytes', 'block_size', 'training'],
+);
+
+/** `sparq prune --json` with an expert-pruning method (heapr, expert-drop, activation-atoms). */
+const expertPruneRun = object(
+  {
+    out: string,
+    method: { enum: ['heapr', 'expert-drop', 'activation-atoms'] },
+    ranking: { enum: ['global', 'per-layer'] },
+    format: { enum: ['padded', 'shrunk'] },
+    sparsity: number(0),
+    routed_parameters: integer(),
+    removed_parameters: integer(),
+    routed_parameters_stored: integer(),
+    expert_flops_per_token: object({ before: number(0), run: number(0), stored: number(0) }),
+    removed_experts: { type: 'array', items: object({ layer: integer(), expert: integer() }) },
+    starved_experts: { type: 'array', items: object({ layer: integer(), expert: integer(), tokens: integer() }) },
+    warnings: { type: 'array', items: string },
+    seconds: number(0),
+    perplexity_before: number(1),
+    perplexity_after: number(1),
+  },
+  ['perplexity_before', 'perplexity_after'],
 );
 
 export const CLI_JSON_SCHEMAS = {
@@ -91,6 +120,7 @@ export const CLI_JSON_SCHEMAS = {
   }, ['experts']),
   eval: object({ model: string, perplexity: number(1), meanNll: number(0), windows: integer(1), tokens: integer(1), seqLen: integer(2), seconds: number(0) }),
   prune: compressRun,
+  'prune (expert methods)': expertPruneRun,
   quantize: compressRun,
   train: object({ out: string, steps: integer(1), first_loss: number(0), final_loss: number(0), tokens_per_second: number(0), seconds: number(0), epochs: number(0), peak_rss_bytes: integer() }),
   export: object(
