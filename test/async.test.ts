@@ -17,7 +17,7 @@ import {
   topkMaskAsync,
 } from '../lib/index.js';
 import { callAsync } from '../lib/tensor/native.js';
-import { randomF32, rng } from './helpers.js';
+import { countLoopTurns, randomF32, rng } from './helpers.js';
 
 function randomMatrix(rows: number, cols: number, seed: number): Tensor {
   return Tensor.fromTypedArray(randomF32(rows * cols, rng(seed)), [rows, cols]);
@@ -104,18 +104,9 @@ describe('async ops', () => {
     // Structural, not timed: count event-loop turns (setImmediate callbacks) while four products are in
     // flight. An op that ran on the JavaScript thread would hand back settled promises, and awaiting them
     // never yields to the loop: zero turns. Off-thread, the loop turns many times per product.
-    let turns = 0;
-    let inFlight = true;
-    const turn = () => {
-      turns++;
-      if (inFlight) setImmediate(turn);
-    };
-    setImmediate(turn);
-    try {
+    const { turns } = await countLoopTurns(async () => {
       for (let i = 0; i < 4; ++i) await gemmAsync(a, b);
-    } finally {
-      inFlight = false;
-    }
+    });
     assert.ok(turns >= 8, `the event loop turned only ${turns} times during four async 1536² products`);
   });
   // Transferring an ArrayBuffer detaches it and hands its memory to the receiver; when that copy is

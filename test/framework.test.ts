@@ -22,7 +22,7 @@ import {
   type GroupRequest,
 } from '../lib/index.js';
 import { captureStatistics } from '../lib/pipeline/capture.js';
-import { fixturePath, sharedDir } from './helpers.js';
+import { countLoopTurns, fixturePath, sharedDir } from './helpers.js';
 import { observeSyncCalls } from '../lib/tensor/native.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sparq-framework-'));
@@ -244,18 +244,11 @@ describe('the compression framework', function () {
         const largest = Math.max(0, ...args.map(elements));
         if (superlinear.test(name) && largest > 65536) onThread.push(`${name} (${largest} elements)`);
       });
-      let turns = 0;
-      let inFlight = true;
-      const turn = () => {
-        turns++;
-        if (inFlight) setImmediate(turn);
-      };
-      setImmediate(turn);
       const started = performance.now();
+      let turns: number;
       try {
-        await run();
+        ({ turns } = await countLoopTurns(run));
       } finally {
-        inFlight = false;
         observeSyncCalls(previous);
       }
       console.log(`      ${((performance.now() - started) / 1000).toFixed(1)} s, ${turns} event-loop turns, ${syncCalls} synchronous native calls`);

@@ -26,7 +26,7 @@ import {
   Tensor,
   uniformRandom,
 } from '../lib/index.js';
-import { assertClose, fixturePath, sharedDir } from './helpers.js';
+import { assertClose, countLoopTurns, fixturePath, sharedDir } from './helpers.js';
 
 const run = promisify(execFile);
 const CLI = join(process.cwd(), '.out', 'lib', 'cli', 'main.js');
@@ -183,15 +183,7 @@ describe('generate', function () {
     const session = await GenerationSession.load(fixturePath('sotu-llama'));
     // Structural, not timed: small models run each step inline, so generation must hand the loop a turn
     // (a setImmediate callback) between steps — at least one per generated token.
-    let turns = 0;
-    let inFlight = true;
-    const turn = () => {
-      turns++;
-      if (inFlight) setImmediate(turn);
-    };
-    setImmediate(turn);
-    const result = await generate(session, 'The Congress', { maxNewTokens: 40 });
-    inFlight = false;
+    const { result, turns } = await countLoopTurns(() => generate(session, 'The Congress', { maxNewTokens: 40 }));
     assert.ok(turns >= result.tokens.length - 1, `the event loop turned ${turns} times while ${result.tokens.length} tokens were generated`);
     const controller = new AbortController();
     await assert.rejects(

@@ -136,22 +136,27 @@ export function fixturePath(name: string): string {
   return join(sharedDir(), 'fixtures', name);
 }
 
-/** Largest delay of a 5 ms interval timer while `work` runs. */
-export async function maxTimerLag(work: () => Promise<unknown>): Promise<number> {
-  let last = performance.now();
-  let worst = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last - 5);
-    last = now;
-  }, 5);
+
+/**
+ * Runs `work` and counts the event loop's turns meanwhile (a setImmediate callback that re-arms itself):
+ * structural evidence that the loop kept running, whatever the machine's load. Work that blocks the
+ * JavaScript thread, or awaits only settled promises, gives few or no turns.
+ */
+export async function countLoopTurns<T>(work: () => Promise<T>): Promise<{ result: T; turns: number }> {
+  let turns = 0;
+  let inFlight = true;
+  const turn = () => {
+    turns++;
+    if (inFlight) setImmediate(turn);
+  };
+  setImmediate(turn);
   try {
-    await work();
+    return { result: await work(), turns };
   } finally {
-    clearInterval(timer);
+    inFlight = false;
   }
-  return worst;
 }
+
 
 /**
  * Why the CUDA tests cannot run here, or undefined when they can. The addon not built (or SPARQ_CUDA=0)

@@ -188,6 +188,8 @@ export const CLI_JSON_SCHEMAS = {
     tokenizer: object({ vocabSize: integer(1), calibrationTokens: integer(), evalTokens: integer() }),
     eval: object({ seqLen: integer(2), tokens: integer(1) }),
     results: { type: 'array', items: object({ method: string, pattern: string, sparsity: number(0), perplexity: number(1), seconds: number(0) }) },
+    /** The quantization table: bits per weight as stored against perplexity, one row per method and scheme. */
+    quantization: { type: 'array', items: object({ method: string, scheme: string, bitsPerWeight: number(0), perplexity: number(1), seconds: number(0) }) },
     seconds: number(0),
   }),
 } satisfies Record<string, JsonSchema>;

@@ -20,7 +20,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkNumber, describe } from '../validate.js';
-import type { AllocationGroup, AttentionGeometry, CompressedLinear, GroupMember } from './method.js';
+import { rejectUnknownOptions, type AllocationGroup, type AttentionGeometry, type CompressedLinear, type CompressionMethod, type GroupMember, type GroupRequest } from './method.js';
 
 export const STRUCTURES = ['mlp', 'heads'] as const;
 export type Structure = (typeof STRUCTURES)[number];
@@ -351,3 +351,43 @@ export function inputNorms(member: GroupMember): Float64Array | undefined {
   return squares ? Float64Array.from(squares, (s) => Math.sqrt(Math.max(0, s))) : undefined;
 }
 
+
+/**
+ * A structured method that removes the lowest-scoring units and updates no weight (magnitude-sp, wanda-sp):
+ * the method is its score; choosing, clamping, removing and the model-wide allocation are shared.
+ */
+export function scoreRankedMethod(
+  method: Pick<CompressionMethod<StructuredOptions>, 'name' | 'summary' | 'needs' | 'fallback'>,
+  scoresOf: (request: GroupRequest<StructuredOptions>, units: GroupUnits) => number[],
+): CompressionMethod<StructuredOptions> {
+  return {
+    ...method,
+    scope: 'group',
+    prunes: true,
+    requiresSparsity: true,
+    quantizes: () => false,
+    parseOptions(raw, where) {
+      rejectUnknownOptions(raw, STRUCTURED_OPTION_NAMES, where, method.name);
+      return parseStructuredOptions(raw, where);
+    },
+    async compressGroup(request) {
+      const { pattern, options } = request;
+      if (pattern?.kind !== 'unstructured') throw new InvalidArgumentError(`${request.group}: ${method.name} needs a sparsity fraction (N:M is not structured pruning)`);
+      const units = groupUnits(request.group, shapesOf(request.linears), request.attention, options);
+      if (!units) return unchanged(request.linears);
+      const choice = chooseUnits(units, scoresOf(request, units), pattern.sparsity, `layer ${request.block} ${request.group}`);
+      const results = applyRemoval(units, choice.kept, request.linears);
+      const details = { unitsKept: units.units.length - choice.removed, units: units.units.length, ...(choice.clamp ? { clamped: choice.clamp } : {}) };
+      for (const r of results.values()) r.details = details;
+      return results;
+    },
+    allocation: {
+      needsScores: (options) => options.allocation === 'softmax',
+      async score(request) {
+        const units = groupUnits(request.group, shapesOf(request.linears), request.attention, request.options);
+        return units ? scoresOf(request, units) : [];
+      },
+      allocate: allocateStructured,
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, UsageError } from '../../errors.js';
 import { checkOutlierFraction } from '../../compress/gwq.js';
 import { OUTPUT_FORMATS } from '../../export/writer.js';
 import type { RunFormat } from '../../pipeline/tune-scales.js';
@@ -57,7 +57,7 @@ async function run(rawArgs: string[]): Promise<void> {
   const fromFlags = flagsGiven
     ? () => {
         if (!values.method || !METHODS.includes(values.method)) throw new InvalidArgumentError(`quantize: --method must be one of ${METHODS.join(', ')}, got ${values.method === undefined ? 'nothing' : `'${values.method}'`}`);
-        if (values.bits === undefined) throw new InvalidArgumentError(`quantize: --bits is required (2, 3, 4 or 8${values.method === 'hwpq' ? ', or fp8' : ''})`);
+        if (values.bits === undefined) throw new UsageError(`quantize: --bits is required (2, 3, 4 or 8${values.method === 'hwpq' ? ', or fp8' : ''})`);
         const fp8 = values.bits === 'fp8';
         if (fp8 && values.method !== 'hwpq') throw new InvalidArgumentError(`quantize: --bits fp8 is HWPQ's FP8 E4M3 (--method hwpq); ${values.method} quantizes to integer grids`);
         if (fp8 && values['group-size'] !== undefined && values['group-size'] !== '0') throw new InvalidArgumentError('quantize: --bits fp8 has one scale per output channel; drop --group-size');
