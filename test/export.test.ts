@@ -177,6 +177,15 @@ describe('export: sparq packed folders', function () {
     for (const [source, out, format, , layers] of CASES) {
       assert.equal(summaries[out].byFormat[format].linears, layers, `${out}: packed linears`);
       assert.equal(await assertRoundTrip(dir(source), dir(out)), layers, `${out}: sparq_format layers`);
+      // The index's total_size is the tensors' bytes, as Hugging Face counts them (headers excluded).
+      const index = JSON.parse(readFileSync(join(dir(out), 'model.safetensors.index.json'), 'utf8'));
+      let tensorBytes = 0;
+      for (const file of new Set(Object.values(index.weight_map) as string[])) {
+        const shard = await SafetensorsFile.open(join(dir(out), file));
+        for (const name of shard.names()) tensorBytes += shard.info(name).byteLength;
+        await shard.close();
+      }
+      assert.equal(index.metadata.total_size, tensorBytes, `${out}: total_size`);
     }
     const sizes = Object.fromEntries(Object.entries(summaries).map(([out, s]) => [out, s.fileBytesAfter]));
     // 2:4 halves the values and adds 2 bits per kept value; the f16 qwen2 values stay f16.

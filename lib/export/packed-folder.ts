@@ -180,8 +180,13 @@ export async function exportPacked(options: ExportOptions): Promise<ExportSummar
     const shards = config.layers + 1;
     const shardName = (i: number) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
     const weightMap: Record<string, string> = {};
+    // total_size counts tensor bytes, as Hugging Face's index does (not the files' headers).
+    let tensorBytes = 0;
     const record = (file: string, tensors: [string, Tensor][]) => {
-      for (const [name] of tensors) weightMap[name] = file;
+      for (const [name, t] of tensors) {
+        weightMap[name] = file;
+        tensorBytes += t.byteLength;
+      }
     };
 
     // Shard 1: every tensor that is not a block linear's weight, as stored.
@@ -233,10 +238,8 @@ export async function exportPacked(options: ExportOptions): Promise<ExportSummar
     }
 
     // The index, config.json with sparq_format, and the input's other files (tokenizer, generation config …).
-    let total = 0;
-    for (const file of new Set(Object.values(weightMap))) total += (await stat(staged.file(file))).size;
     const indexPath = staged.file(INDEX_FILE);
-    await staged.guard(indexPath, () => writeFile(indexPath, `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`));
+    await staged.guard(indexPath, () => writeFile(indexPath, `${JSON.stringify({ metadata: { total_size: tensorBytes }, weight_map: weightMap }, null, 2)}\n`));
     const input = resolve(model.dir);
     for (const name of await readdir(input)) {
       if (name.endsWith('.safetensors') || name === INDEX_FILE || name === 'config.json') continue;
