@@ -37,9 +37,10 @@ try {
     console.log(JSON.stringify(row));
     rows.push(row);
     rmSync(join(scratch, `out-${method}`), { recursive: true, force: true });
+    // Written after every method: a long run stopped part way keeps what it measured.
+    const result = { date: new Date().toISOString(), cpu: cpus()[0]?.model, threads: backendInfo('cpu').threads, model: { ...shape, diskBytes, blockBytesF32 }, calibration: '8×256 synthetic', rows };
+    writeFileSync(join(repo, 'bench', 'structured-memory-results.json'), `${JSON.stringify(result, null, 2)}\n`);
   }
-  const result = { date: new Date().toISOString(), cpu: cpus()[0]?.model, threads: backendInfo('cpu').threads, model: { ...shape, diskBytes, blockBytesF32 }, calibration: '8×256 synthetic', rows };
-  writeFileSync(join(repo, 'bench', 'structured-memory-results.json'), `${JSON.stringify(result, null, 2)}\n`);
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
