@@ -244,51 +244,43 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const patterns = [...profile.sparsities.map(String), ...profile.patterns];
   const runs = profile.methods.length * patterns.length;
   const scratch = await mkdtemp(join(tmpdir(), 'sparq-demo-prune-'));
+  // One run of the tables: compress the cached model with a recipe on the shared calibration windows into
+  // the scratch folder (dense output), measure its perplexity, delete it.
+  const compressAndMeasure = async (compress: typeof prune | typeof quantize, recipe: Record<string, unknown>, name: string) => {
+    const started = performance.now();
+    const out = join(scratch, name);
+    const report = await compress({
+      model: modelDir,
+      out,
+      format: 'dense',
+      recipe: parseRecipe(recipe, 'demo'),
+      calibrationTokens,
+      nsamples: profile.calibrationWindows,
+      seqLen: m.seqLen,
+      seed: 0,
+      measureError: false,
+      signal: options.signal,
+    });
+    const perplexity = await perplexityOf(out);
+    await rm(out, { recursive: true, force: true });
+    return { report, perplexity, seconds: (performance.now() - started) / 1000 };
+  };
   let quantizationResults: DemoQuantizationResult[] = [];
   try {
     let done = 0;
     for (const method of profile.methods) {
       for (const pattern of patterns) {
         progress(done, runs, `pruning: ${method} ${pattern}`);
-        t = performance.now();
-        const out = join(scratch, `${method}-${pattern.replace(':', 'of')}`);
-        const report = await prune({
-          model: modelDir,
-          out,
-          recipe: parseRecipe({ method, sparsity: pattern }, 'demo'),
-          calibrationTokens,
-          nsamples: profile.calibrationWindows,
-          seqLen: m.seqLen,
-          seed: 0,
-          measureError: false,
-          signal: options.signal,
-        });
-        const perplexity = await perplexityOf(out);
-        await rm(out, { recursive: true, force: true });
-        results.push({ method, pattern, sparsity: report.totals.sparsity, perplexity, seconds: (performance.now() - t) / 1000 });
+        const { report, perplexity, seconds } = await compressAndMeasure(prune, { method, sparsity: pattern }, `${method}-${pattern.replace(':', 'of')}`);
+        results.push({ method, pattern, sparsity: report.totals.sparsity, perplexity, seconds });
         progress(++done, runs, `pruning: ${method} ${pattern}`);
       }
     }
     const quantization: DemoQuantizationResult[] = [];
     for (const [i, row] of profile.quantization.entries()) {
       progress(i, profile.quantization.length, `quantizing: ${row.method} ${row.scheme}`);
-      t = performance.now();
-      const out = join(scratch, `quantized-${i}`);
-      const report = await quantize({
-        model: modelDir,
-        out,
-        format: 'dense',
-        recipe: parseRecipe(row.recipe, 'demo'),
-        calibrationTokens,
-        nsamples: profile.calibrationWindows,
-        seqLen: m.seqLen,
-        seed: 0,
-        measureError: false,
-        signal: options.signal,
-      });
-      const perplexity = await perplexityOf(out);
-      await rm(out, { recursive: true, force: true });
-      quantization.push({ method: row.method, scheme: row.scheme, bitsPerWeight: report.totals.bitsPerWeight ?? 32, perplexity, seconds: (performance.now() - t) / 1000 });
+      const { report, perplexity, seconds } = await compressAndMeasure(quantize, row.recipe, `quantized-${i}`);
+      quantization.push({ method: row.method, scheme: row.scheme, bitsPerWeight: report.totals.bitsPerWeight ?? 32, perplexity, seconds });
       progress(i + 1, profile.quantization.length, `quantizing: ${row.method} ${row.scheme}`);
     }
     quantizationResults = quantization;
