@@ -215,17 +215,28 @@ interface BlockState {
   logScales: Tensor;
 }
 
-/** Ŵ = s·clamp(round(V/s)) (pruned groups 0), with the codes; scales rounded to the storage dtype when `final`. */
-function decode(state: BlockState, storageDType: string, final: boolean): { weight: Tensor; codes: Int8Array; scales: Float32Array } {
+/** A block state's grid: group size and count, the code range, and its log-scales and latent weights as arrays. */
+function gridOf(state: BlockState) {
   const { rows, inputs, scheme, kept } = state;
   const g = scheme.groupSize;
-  const groups = inputs / g;
-  const qmin = -(2 ** (scheme.bits - 1));
-  const qmax = 2 ** (scheme.bits - 1) - 1;
-  const theta = state.logScales.data as Float32Array;
+  return {
+    rows,
+    inputs,
+    kept,
+    g,
+    groups: inputs / g,
+    qmin: -(2 ** (scheme.bits - 1)),
+    qmax: 2 ** (scheme.bits - 1) - 1,
+    theta: state.logScales.data as Float32Array,
+    v: state.latent.data as Float32Array,
+  };
+}
+
+/** Ŵ = s·clamp(round(V/s)) (pruned groups 0), with the codes; scales rounded to the storage dtype when `final`. */
+function decode(state: BlockState, storageDType: string, final: boolean): { weight: Tensor; codes: Int8Array; scales: Float32Array } {
+  const { rows, inputs, kept, g, groups, qmin, qmax, theta, v } = gridOf(state);
   let scales: Float32Array = Float32Array.from(theta, (t, i) => (kept[i] ? Math.exp(t) : 0));
   if (final) scales = roundToStorage(scales, storageDType);
-  const v = state.latent.data as Float32Array;
   const codes = new Int8Array(rows * inputs);
   const w = new Float32Array(rows * inputs);
   for (let r = 0; r < rows; ++r) {
@@ -244,13 +255,7 @@ function decode(state: BlockState, storageDType: string, final: boolean): { weig
 
 /** ∂L/∂V and ∂L/∂θ from ∂L/∂Ŵ (straight-through round, LSQ scale gradient; see the header). */
 function chainGradients(state: BlockState, gradW: Tensor): { latent: Tensor; logScales: Tensor } {
-  const { rows, inputs, scheme, kept } = state;
-  const g = scheme.groupSize;
-  const groups = inputs / g;
-  const qmin = -(2 ** (scheme.bits - 1));
-  const qmax = 2 ** (scheme.bits - 1) - 1;
-  const theta = state.logScales.data as Float32Array;
-  const v = state.latent.data as Float32Array;
+  const { rows, inputs, kept, g, groups, qmin, qmax, theta, v } = gridOf(state);
   const gw = gradW.data as Float32Array;
   const gv = new Float32Array(rows * inputs);
   const gt = new Float32Array(rows * groups);
