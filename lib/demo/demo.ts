@@ -21,7 +21,7 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { train } from '../train/trainer.js';
 import { sparqVersion } from '../version.js';
 import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from './bpe.js';
-import { loadSotuText } from './dataset.js';
+import { loadSotuText, type SotuText } from './dataset.js';
 import { lineChart } from './svg-chart.js';
 
 /** Everything that shapes the trained model; a change gives a new cache entry. */
@@ -183,41 +183,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   if (cached) {
     log(`model: cached at ${modelDir}`);
   } else {
-    log(`tokenizer: byte-level BPE with ${m.vocabSize} tokens`);
-    const scratch = await mkdtemp(join(tmpdir(), 'sparq-demo-'));
-    try {
-      await writeFile(join(scratch, 'tokenizer.json'), JSON.stringify(trainByteLevelBpe(text.train, m.vocabSize, { onProgress: (done, total) => progress(done, total, 'tokenizer: merges') })));
-      await writeFile(join(scratch, 'tokenizer_config.json'), JSON.stringify(byteLevelBpeTokenizerConfig()));
-      const tokenizer = await loadTokenizer(scratch);
-      // The run sees steps × batch windows; encode about that much of the most recent text (BPE on this
-      // text averages about 3 bytes a token) rather than all of it.
-      const tokens = tokenizer.encode(lastBytes(text.train, m.steps * m.batch * m.seqLen * 3.5));
-      log(`model: training a ${m.layers}-layer Llama (hidden ${m.hiddenSize}) for ${m.steps} steps of ${m.batch} × ${m.seqLen} tokens on ${tokens.length.toLocaleString('en-US')} tokens`);
-      await mkdir(join(modelDir, '..'), { recursive: true });
-      const report = await train({
-        init: demoConfig(m),
-        initSeed: m.seed,
-        tokenizer: scratch,
-        tokens,
-        seqLen: m.seqLen,
-        batch: m.batch,
-        steps: m.steps,
-        optimizer: 'adamw',
-        lr: m.lr,
-        weightDecay: m.weightDecay,
-        gradClip: 1,
-        shuffle: true,
-        seed: m.seed,
-        out: modelDir,
-        overwrite: true,
-        onProgress: ({ step, steps, loss, tokensPerSecond }) => progress(step, steps, `training: loss ${loss.toFixed(3)}, ${tokensPerSecond.toFixed(0)} tokens/s`),
-        signal: options.signal,
-      });
-      trainSeconds = report.seconds;
-      log(`model: loss ${report.losses[0].toFixed(3)} → ${report.losses[report.losses.length - 1].toFixed(3)} in ${report.seconds.toFixed(0)} s (${report.tokensPerSecond.toFixed(0)} tokens/s); cached at ${modelDir}`);
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
-    }
+    trainSeconds = await trainDemoModel({ text, modelDir, init: demoConfig(m), settings: m, what: `${m.layers}-layer Llama (hidden ${m.hiddenSize})`, log, progress, signal: options.signal });
   }
   const training = JSON.parse(await readFile(join(modelDir, 'training.json'), 'utf8')) as { losses: number[] };
 
@@ -413,4 +379,70 @@ export function formatQuantizationTable(report: DemoReport): string {
     ...report.quantization.map((r) => `| ${r.method} | ${r.scheme} | ${r.bitsPerWeight.toFixed(2)} | ${r.perplexity.toFixed(2)} | ${r.seconds.toFixed(1)} |`),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** What a cached demo model is trained with (both demo profiles' model settings have these). */
+export interface DemoTrainingSettings {
+  vocabSize: number;
+  seqLen: number;
+  batch: number;
+  steps: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+}
+
+/**
+ * Trains a demo model into `modelDir` (the cache): a byte-level BPE tokenizer on the training text, then
+ * `init` trained from scratch by sparq's trainer with AdamW on the most recent text. Returns the seconds.
+ */
+export async function trainDemoModel(args: {
+  text: SotuText;
+  modelDir: string;
+  init: Record<string, unknown>;
+  settings: DemoTrainingSettings;
+  /** The model, for the log line ("4-layer Llama (hidden 256)"). */
+  what: string;
+  routerAuxLossCoef?: number;
+  log: (line: string) => void;
+  progress: (step: number, steps: number, stage: string) => void;
+  signal?: AbortSignal;
+}): Promise<number> {
+  const { text, modelDir, settings: m, log, progress } = args;
+  log(`tokenizer: byte-level BPE with ${m.vocabSize} tokens`);
+  const scratch = await mkdtemp(join(tmpdir(), 'sparq-demo-'));
+  try {
+    await writeFile(join(scratch, 'tokenizer.json'), JSON.stringify(trainByteLevelBpe(text.train, m.vocabSize, { onProgress: (done, total) => progress(done, total, 'tokenizer: merges') })));
+    await writeFile(join(scratch, 'tokenizer_config.json'), JSON.stringify(byteLevelBpeTokenizerConfig()));
+    const tokenizer = await loadTokenizer(scratch);
+    // The run sees steps × batch windows; encode about that much of the most recent text (BPE on this
+    // text averages about 3 bytes a token) rather than all of it.
+    const tokens = tokenizer.encode(lastBytes(text.train, m.steps * m.batch * m.seqLen * 3.5));
+    log(`model: training a ${args.what} for ${m.steps} steps of ${m.batch} × ${m.seqLen} tokens on ${tokens.length.toLocaleString('en-US')} tokens`);
+    await mkdir(join(modelDir, '..'), { recursive: true });
+    const report = await train({
+      init: args.init,
+      initSeed: m.seed,
+      tokenizer: scratch,
+      tokens,
+      seqLen: m.seqLen,
+      batch: m.batch,
+      steps: m.steps,
+      optimizer: 'adamw',
+      lr: m.lr,
+      weightDecay: m.weightDecay,
+      gradClip: 1,
+      ...(args.routerAuxLossCoef !== undefined ? { routerAuxLossCoef: args.routerAuxLossCoef } : {}),
+      shuffle: true,
+      seed: m.seed,
+      out: modelDir,
+      overwrite: true,
+      onProgress: ({ step, steps, loss, tokensPerSecond }) => progress(step, steps, `training: loss ${loss.toFixed(3)}, ${tokensPerSecond.toFixed(0)} tokens/s`),
+      signal: args.signal,
+    });
+    log(`model: loss ${report.losses[0].toFixed(3)} → ${report.losses[report.losses.length - 1].toFixed(3)} in ${report.seconds.toFixed(0)} s (${report.tokensPerSecond.toFixed(0)} tokens/s); cached at ${modelDir}`);
+    return report.seconds;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }

@@ -8,7 +8,7 @@
 //      backward) over the calibration windows serves every method and fraction;
 //   4. each result's perplexity on the eval text: a table, report.json and an SVG chart.
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExpertRanking, ExpertStatistics } from '../compress/expert-pruning.js';
@@ -20,11 +20,9 @@ import { inspectModel } from '../models/inspect.js';
 import { sampleWindows } from '../pipeline/calibration.js';
 import { pruneExperts } from '../pipeline/expert-prune.js';
 import { gatherExpertStatistics, moeLayers } from '../pipeline/expert-statistics.js';
-import { train } from '../train/trainer.js';
 import { sparqVersion } from '../version.js';
-import { byteLevelBpeTokenizerConfig, trainByteLevelBpe } from './bpe.js';
 import { loadSotuText } from './dataset.js';
-import { defaultCacheDir, lastBytes, type DemoOptions } from './demo.js';
+import { defaultCacheDir, lastBytes, trainDemoModel, type DemoOptions } from './demo.js';
 import { lineChart } from './svg-chart.js';
 
 /** Everything that shapes the trained MoE; a change gives a new cache entry. */
@@ -164,40 +162,18 @@ async function trainedMoe(profile: MoeDemoProfile, options: DemoOptions, text: R
     log(`model: cached at ${modelDir}`);
     return { modelDir, cached, trainSeconds: null };
   }
-  log(`tokenizer: byte-level BPE with ${m.vocabSize} tokens`);
-  const scratch = await mkdtemp(join(tmpdir(), 'sparq-moe-demo-'));
-  try {
-    await writeFile(join(scratch, 'tokenizer.json'), JSON.stringify(trainByteLevelBpe(text.train, m.vocabSize, { onProgress: (done, total) => progress(done, total, 'tokenizer: merges') })));
-    await writeFile(join(scratch, 'tokenizer_config.json'), JSON.stringify(byteLevelBpeTokenizerConfig()));
-    const tokenizer = await loadTokenizer(scratch);
-    const tokens = tokenizer.encode(lastBytes(text.train, m.steps * m.batch * m.seqLen * 3.5));
-    log(`model: training a ${m.layers}-layer Qwen3-MoE (hidden ${m.hiddenSize}, ${m.experts} experts of ${m.expertSize}, top-${m.topK}, load-balancing loss × ${m.routerAuxLossCoef}) for ${m.steps} steps of ${m.batch} × ${m.seqLen} tokens`);
-    await mkdir(join(modelDir, '..'), { recursive: true });
-    const report = await train({
-      init: moeDemoConfig(m),
-      initSeed: m.seed,
-      tokenizer: scratch,
-      tokens,
-      seqLen: m.seqLen,
-      batch: m.batch,
-      steps: m.steps,
-      optimizer: 'adamw',
-      lr: m.lr,
-      weightDecay: m.weightDecay,
-      gradClip: 1,
-      routerAuxLossCoef: m.routerAuxLossCoef,
-      shuffle: true,
-      seed: m.seed,
-      out: modelDir,
-      overwrite: true,
-      onProgress: ({ step, steps, loss, tokensPerSecond }) => progress(step, steps, `training: loss ${loss.toFixed(3)}, ${tokensPerSecond.toFixed(0)} tokens/s`),
-      signal: options.signal,
-    });
-    log(`model: loss ${report.losses[0].toFixed(3)} → ${report.losses[report.losses.length - 1].toFixed(3)} in ${report.seconds.toFixed(0)} s (${report.tokensPerSecond.toFixed(0)} tokens/s); cached at ${modelDir}`);
-    return { modelDir, cached, trainSeconds: report.seconds };
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+  const trainSeconds = await trainDemoModel({
+    text,
+    modelDir,
+    init: moeDemoConfig(m),
+    settings: m,
+    what: `${m.layers}-layer Qwen3-MoE (hidden ${m.hiddenSize}, ${m.experts} experts of ${m.expertSize}, top-${m.topK}, load-balancing loss × ${m.routerAuxLossCoef})`,
+    routerAuxLossCoef: m.routerAuxLossCoef,
+    log,
+    progress,
+    signal: options.signal,
+  });
+  return { modelDir, cached, trainSeconds };
 }
 
 export async function runMoeDemo(options: DemoOptions & { moeProfile?: MoeDemoProfile }): Promise<MoeDemoReport> {
