@@ -25,19 +25,12 @@ import { loadSotuText, type SotuText } from './dataset.js';
 import { lineChart } from './svg-chart.js';
 
 /** Everything that shapes the trained model; a change gives a new cache entry. */
-export interface DemoModelProfile {
-  vocabSize: number;
+export interface DemoModelProfile extends DemoTrainingSettings {
   hiddenSize: number;
   intermediateSize: number;
   layers: number;
   heads: number;
   kvHeads: number;
-  seqLen: number;
-  batch: number;
-  steps: number;
-  lr: number;
-  weightDecay: number;
-  seed: number;
 }
 
 export interface DemoProfile {

@@ -22,12 +22,11 @@ import { pruneExperts } from '../pipeline/expert-prune.js';
 import { gatherExpertStatistics, moeLayers } from '../pipeline/expert-statistics.js';
 import { sparqVersion } from '../version.js';
 import { loadSotuText } from './dataset.js';
-import { defaultCacheDir, lastBytes, trainDemoModel, type DemoOptions } from './demo.js';
+import { defaultCacheDir, lastBytes, trainDemoModel, type DemoOptions, type DemoTrainingSettings } from './demo.js';
 import { lineChart } from './svg-chart.js';
 
 /** Everything that shapes the trained MoE; a change gives a new cache entry. */
-export interface MoeDemoModelProfile {
-  vocabSize: number;
+export interface MoeDemoModelProfile extends DemoTrainingSettings {
   hiddenSize: number;
   /** Each routed expert's width (moe_intermediate_size). */
   expertSize: number;
@@ -36,14 +35,8 @@ export interface MoeDemoModelProfile {
   layers: number;
   heads: number;
   kvHeads: number;
-  seqLen: number;
-  batch: number;
-  steps: number;
-  lr: number;
-  weightDecay: number;
   /** The load-balancing loss's coefficient (router_aux_loss_coef). */
   routerAuxLossCoef: number;
-  seed: number;
 }
 
 /** One line of the chart: an expert-pruning method with a ranking. */
