@@ -30,11 +30,11 @@ import { checkInteger, checkNumber } from '../validate.js';
 import { addDamping, fixDeadInputs } from './hessian.js';
 import { rejectUnknownOptions, type CompressionMethod, type GroupMember, type GroupRequest } from './method.js';
 import {
-  allocateStructured,
   applyRemoval,
   chooseUnits,
   groupUnits,
   parseStructuredOptions,
+  scoreAllocation,
   shapesOf,
   STRUCTURED_OPTION_NAMES,
   unchanged,
@@ -226,12 +226,5 @@ export const structprune: CompressionMethod<StructPruneOptions> = {
     for (const r of results.values()) r.details = details;
     return results;
   },
-  allocation: {
-    needsScores: (options) => options.allocation === 'softmax',
-    async score(request) {
-      const units = groupUnits(request.group, shapesOf(request.linears), request.attention, request.options);
-      return units ? energyScores(outputMember(request, units), units) : [];
-    },
-    allocate: allocateStructured,
-  },
+  allocation: scoreAllocation((request, units) => energyScores(outputMember(request, units), units)),
 };

@@ -381,13 +381,20 @@ export function scoreRankedMethod(
       for (const r of results.values()) r.details = details;
       return results;
     },
-    allocation: {
-      needsScores: (options) => options.allocation === 'softmax',
-      async score(request) {
-        const units = groupUnits(request.group, shapesOf(request.linears), request.attention, request.options);
-        return units ? scoresOf(request, units) : [];
-      },
-      allocate: allocateStructured,
+    allocation: scoreAllocation(scoresOf),
+  };
+}
+
+/** The model-wide allocation of a structured method whose per-unit scores are `scoresOf` (softmax reads them). */
+export function scoreAllocation<Options extends StructuredOptions>(
+  scoresOf: (request: GroupRequest<Options>, units: GroupUnits) => number[],
+): NonNullable<CompressionMethod<Options>['allocation']> {
+  return {
+    needsScores: (options) => options.allocation === 'softmax',
+    async score(request) {
+      const units = groupUnits(request.group, shapesOf(request.linears), request.attention, request.options);
+      return units ? scoresOf(request, units) : [];
     },
+    allocate: allocateStructured,
   };
 }
