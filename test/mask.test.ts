@@ -382,3 +382,18 @@ describe('thresholdMask and applyMask', () => {
     assert.throws(() => thresholdMask(Tensor.fromTypedArray(new Float32Array([0, NaN]), [1, 2]), 0), /column 1/);
   });
 });
+
+describe('mask ops writing into a given tensor (out)', () => {
+  it('topkMask and nmMask overwrite every element of a poisoned out and give the fresh result, then refuse a wrong out', () => {
+    const random = rng(77);
+    const scores = Tensor.fromTypedArray(trickyScores(5 * 48, random), [5, 48]);
+    const out = Tensor.fromTypedArray(poison(new Uint8Array(5 * 48)), [5, 48]);
+    assert.equal(topkMask(scores, 17, { out }), out, 'returns the given tensor');
+    assert.deepEqual(out.data, topkMask(scores, 17).data);
+    poison(out.data as Uint8Array);
+    assert.equal(nmMask(scores, 2, 4, { out }), out);
+    assert.deepEqual(out.data, nmMask(scores, 2, 4).data);
+    assert.throws(() => topkMask(scores, 3, { out: Tensor.zeros([5, 47], 'u8') }), (e: unknown) => e instanceof InvalidArgumentError && /out: expected a contiguous u8 tensor of shape \[5, 48\]/.test(e.message));
+    assert.throws(() => nmMask(scores, 2, 4, { out: Tensor.zeros([5, 48]) }), InvalidArgumentError);
+  });
+});

@@ -11,7 +11,7 @@
 //             value it stands for) the Adam ratio m/√v stays within 2× of the exact one: no entry whose
 //             v rounds to 0 while m does not can take an lr/eps-sized step.
 // Every store round-trips through `tensors()`/`restore()` bit for bit, so a resumed run continues exactly.
-import { InvalidFileError } from '../errors.js';
+import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { adamwStepAsync } from '../tensor/nn-backward.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -53,17 +53,20 @@ export interface StoredTensor {
   restore(get: (name: string) => Tensor, prefix: string): void;
 }
 
+/** A store holding `value`; f32 storage keeps the tensor itself (the caller hands it over), others encode it. */
 export function storedTensor(storage: SplitStorage, value: Tensor): StoredTensor {
   const shape = [...value.shape];
-  const store = storage === 'f32' ? new F32Store(shape) : storage === 'bf16' ? new Bf16Store(shape) : new Fp8Store(shape);
+  if (storage === 'f32') return new F32Store(value);
+  const store = storage === 'bf16' ? new Bf16Store(shape) : new Fp8Store(shape);
   store.write(value);
   return store;
 }
 
 class F32Store implements StoredTensor {
-  private value: Tensor;
-  constructor(readonly shape: number[]) {
-    this.value = Tensor.zeros(shape);
+  readonly shape: number[];
+  constructor(private value: Tensor) {
+    if (value.dtype !== 'f32' || !value.isContiguous) throw new InvalidArgumentError(`an f32 store needs a contiguous f32 tensor, got ${value.dtype}`);
+    this.shape = [...value.shape];
   }
   read(_role: string): Tensor {
     return this.value;
@@ -92,8 +95,15 @@ class Bf16Store implements StoredTensor {
     for (let i = 0; i < bits.length; ++i) words[i] = bits[i] << 16; // bf16 is the top half of an f32
     return out;
   }
+  /** Rounds to nearest, ties to even, into the existing codes (no new array per z-step). */
   write(value: Tensor): void {
-    this.bits = value.to('bf16');
+    const data = value.data as Float32Array;
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    const bits = this.bits.data as Uint16Array;
+    for (let i = 0; i < words.length; ++i) {
+      const w = words[i];
+      bits[i] = (w & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (w + 0x7fff + ((w >>> 16) & 1)) >>> 16;
+    }
   }
   tensors(prefix: string): [string, Tensor][] {
     return [[prefix, this.bits]];
@@ -231,6 +241,8 @@ class F32Moments implements Moments {
 }
 
 export const MOMENT_BLOCK = 256;
+/** Entries of 8-bit moments decoded at a time for an Adam step (a multiple of MOMENT_BLOCK). */
+const MOMENT_CHUNK = 1 << 20;
 
 /** Block-wise 8-bit moments (see the file comment). */
 class BlockwiseMoments implements Moments {
@@ -247,61 +259,74 @@ class BlockwiseMoments implements Moments {
     this.vScales = Tensor.zeros([blocks]);
   }
 
-  private decodeM(): Tensor {
-    const codes = this.mCodes.data as Int8Array;
-    const scales = this.mScales.data as Float32Array;
-    const result = scratchTensor('adam.m', this.shape);
-    const out = result.data as Float32Array;
-    for (let i = 0; i < codes.length; ++i) out[i] = (scales[(i / MOMENT_BLOCK) | 0] * codes[i]) / 127;
-    return result;
-  }
-
   /** Decoded into a shared buffer: valid until the next decode of any 8-bit second moment. */
   secondMoment(): Tensor {
-    const codes = this.vCodes.data as Uint8Array;
-    const scales = this.vScales.data as Float32Array;
     const result = scratchTensor('adam.v', this.shape);
-    const out = result.data as Float32Array;
-    for (let i = 0; i < codes.length; ++i) {
-      const q = codes[i] / 255;
-      out[i] = scales[(i / MOMENT_BLOCK) | 0] * q * q * q * q;
-    }
+    this.decode(result.data as Float32Array, undefined, 0, this.mCodes.numel);
     return result;
   }
 
-  private encode(m: Tensor, v: Tensor): void {
-    const md = m.data as Float32Array;
-    const vd = v.data as Float32Array;
+  /** Decodes entries [start, end) of v (and of m, if given) into the fronts of the given arrays. */
+  private decode(v: Float32Array, m: Float32Array | undefined, start: number, end: number): void {
     const mc = this.mCodes.data as Int8Array;
     const vc = this.vCodes.data as Uint8Array;
     const ms = this.mScales.data as Float32Array;
     const vs = this.vScales.data as Float32Array;
-    for (let b = 0; b < ms.length; ++b) {
-      const start = b * MOMENT_BLOCK;
-      const end = Math.min(md.length, start + MOMENT_BLOCK);
+    for (let i = start; i < end; ++i) {
+      const block = (i / MOMENT_BLOCK) | 0;
+      const q = vc[i] / 255;
+      v[i - start] = vs[block] * q * q * q * q;
+      if (m) m[i - start] = (ms[block] * mc[i]) / 127;
+    }
+  }
+
+  /** Encodes m and v, holding entries [start, end) at their fronts; start is a multiple of the block. */
+  private encode(m: Float32Array, v: Float32Array, start: number, end: number): void {
+    const mc = this.mCodes.data as Int8Array;
+    const vc = this.vCodes.data as Uint8Array;
+    const ms = this.mScales.data as Float32Array;
+    const vs = this.vScales.data as Float32Array;
+    for (let blockStart = start; blockStart < end; blockStart += MOMENT_BLOCK) {
+      const b = blockStart / MOMENT_BLOCK;
+      const blockEnd = Math.min(end, blockStart + MOMENT_BLOCK);
       let mMax = 0;
       let vMax = 0;
-      for (let i = start; i < end; ++i) {
-        mMax = Math.max(mMax, Math.abs(md[i]));
-        vMax = Math.max(vMax, vd[i]);
+      for (let i = blockStart; i < blockEnd; ++i) {
+        mMax = Math.max(mMax, Math.abs(m[i - start]));
+        vMax = Math.max(vMax, v[i - start]);
       }
       ms[b] = mMax;
       vs[b] = vMax;
       const mInverse = mMax > 0 ? 127 / ms[b] : 0;
       const vInverse = vMax > 0 ? 1 / vs[b] : 0;
-      for (let i = start; i < end; ++i) {
-        mc[i] = Math.max(-127, Math.min(127, Math.round(md[i] * mInverse)));
+      for (let i = blockStart; i < blockEnd; ++i) {
+        mc[i] = Math.max(-127, Math.min(127, Math.round(m[i - start] * mInverse)));
         // Round up on the fourth-root scale; the tiny slack keeps an exact code from rounding one past itself.
-        vc[i] = Math.min(255, Math.ceil(255 * Math.sqrt(Math.sqrt(vd[i] * vInverse)) - 1e-9));
+        vc[i] = Math.min(255, Math.ceil(255 * Math.sqrt(Math.sqrt(v[i - start] * vInverse)) - 1e-9));
       }
     }
   }
 
+  /**
+   * Adam on chunks of MOMENT_CHUNK entries: decode the chunk's m and v, step, encode. Decoding the whole
+   * tensor at once would hold f32 moments of the largest tensor (the embeddings: vocabulary × hidden × 8
+   * bytes) next to the 8-bit ones, a good part of what Elsa-L saves on a small model.
+   */
   async step(param: Tensor, grad: Tensor, step: number, s: AdamSettings, signal?: AbortSignal): Promise<void> {
-    const m = this.decodeM();
-    const v = this.secondMoment();
-    await adamwStepAsync(param, grad, m, v, { ...s, step, signal });
-    this.encode(m, v);
+    const numel = this.mCodes.numel;
+    const p = param.data as Float32Array;
+    const g = grad.contiguous().data as Float32Array;
+    const mBuffer = scratchTensor('adam.m', [Math.min(numel, MOMENT_CHUNK)]).data as Float32Array;
+    const vBuffer = scratchTensor('adam.v', [Math.min(numel, MOMENT_CHUNK)]).data as Float32Array;
+    for (let start = 0; start < numel; start += MOMENT_CHUNK) {
+      const end = Math.min(numel, start + MOMENT_CHUNK);
+      const n = end - start;
+      const m = Tensor.fromTypedArray(mBuffer.subarray(0, n), [n]);
+      const v = Tensor.fromTypedArray(vBuffer.subarray(0, n), [n]);
+      this.decode(v.data as Float32Array, m.data as Float32Array, start, end);
+      await adamwStepAsync(Tensor.fromTypedArray(p.subarray(start, end), [n]), Tensor.fromTypedArray(g.subarray(start, end), [n]), m, v, { ...s, step, signal });
+      this.encode(m.data as Float32Array, v.data as Float32Array, start, end);
+    }
   }
 
   tensors(prefix: string): [string, Tensor][] {

@@ -193,23 +193,33 @@ export function elsaWindows(tokens: Int32Array, batch: number, seqLen: number, s
   return sampleWindows(tokens, { nsamples: batch, seqLen, seed: (seed + Math.imul(step, 0x9e3779b9)) >>> 0 });
 }
 
-/** P_S(source): the projection of the file comment; returns the projected tensor. */
-async function project(source: Tensor, pattern: SparsityPattern, secondMoment: Tensor | undefined, signal?: AbortSignal): Promise<Tensor> {
-  let scores: Tensor;
+/**
+ * out ← P_S(source), the projection of the file comment (`out` may be `source`: projected in place). The
+ * scores and the mask go to scratch buffers of at least source.numel entries: a run projects every linear
+ * at every z-step, and fresh score, mask and result arrays each time would leave the garbage collector
+ * several bytes per weight to catch up on, which shows in the peak memory.
+ */
+async function project(source: Tensor, pattern: SparsityPattern, secondMoment: Tensor | undefined, scratch: ProjectionScratch, out: Tensor, signal?: AbortSignal): Promise<void> {
+  const s = source.data as Float32Array;
+  const score = Tensor.fromTypedArray(scratch.scores.subarray(0, source.numel), source.shape);
+  const mask = Tensor.fromTypedArray(scratch.mask.subarray(0, source.numel), source.shape);
+  const sc = score.data as Float32Array;
   if (secondMoment) {
-    const s = source.data as Float32Array;
     const v = secondMoment.data as Float32Array;
-    const out = new Float32Array(s.length);
-    for (let i = 0; i < s.length; ++i) out[i] = v[i] * s[i] * s[i];
-    scores = Tensor.fromTypedArray(out, source.shape);
+    for (let i = 0; i < s.length; ++i) sc[i] = v[i] * s[i] * s[i];
   } else {
-    scores = await unaryAsync('square', source, { signal }); // the same order as |x + u|
+    sc.set(s);
+    await unaryAsync('square', score, { inPlace: true, signal }); // the same order as |x + u|
   }
-  const keep =
-    pattern.kind === 'nm'
-      ? await nmMaskAsync(scores, pattern.n, pattern.m, { signal })
-      : (await topkMaskAsync(scores.reshape([1, -1]), keptCount(pattern, source.numel), { signal })).reshape(source.shape);
-  return applyMaskAsync(source, keep, { signal });
+  if (pattern.kind === 'nm') await nmMaskAsync(score, pattern.n, pattern.m, { out: mask, signal });
+  else await topkMaskAsync(score.reshape([1, -1]), keptCount(pattern, source.numel), { out: mask.reshape([1, -1]), signal });
+  if (out !== source) (out.data as Float32Array).set(s);
+  await applyMaskAsync(out, mask, { inPlace: true, signal });
+}
+
+interface ProjectionScratch {
+  scores: Float32Array;
+  mask: Uint8Array;
 }
 
 function formatMiB(bytes: number): string {
@@ -237,11 +247,18 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
   const constrained = new Set(request.linears.map((l) => l.weight));
   const trained = [...parameters.keys()].filter((name) => o.train === 'all' || constrained.has(name));
   const state = new Map<string, Moments>(trained.map((name) => [name, moments(o.momentBits, [...parameters.get(name)!.shape])]));
+  // One scratch buffer, as large as the largest linear: the difference x − z + u in the x-step, the
+  // projection's scores in the z-step.
+  const largest = Math.max(0, ...request.linears.map((l) => parameters.get(l.weight)!.numel));
+  const scratch = new Float32Array(largest);
+  const projection: ProjectionScratch = { scores: scratch, mask: new Uint8Array(largest) };
   const splits: Split[] = [];
   for (const l of request.linears) {
     const x = parameters.get(l.weight)!;
     // z = P_S(x), u = 0.
-    splits.push({ module: l.name, weight: l.weight, pattern: l.pattern, z: storedTensor(o.splitStorage, await project(x, l.pattern, undefined, signal)), u: storedTensor(o.splitStorage, Tensor.zeros(x.shape)) });
+    const z = Tensor.zeros(x.shape);
+    await project(x, l.pattern, undefined, projection, z, signal);
+    splits.push({ module: l.name, weight: l.weight, pattern: l.pattern, z: storedTensor(o.splitStorage, z), u: storedTensor(o.splitStorage, Tensor.zeros(x.shape)) });
   }
 
   let t = 0;
@@ -269,7 +286,6 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
     secondsBefore = meta.seconds;
   }
 
-  const scratch = new Float32Array(Math.max(0, ...splits.map((s) => parameters.get(s.weight)!.numel)));
   const tokensPerStep = o.batch * (seqLen - 1);
   const arena = new TensorArena();
   const started = performance.now();
@@ -309,7 +325,8 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
         const x = parameters.get(s.weight)!;
         const u = s.u.read('u');
         await axpyAsync(1, x, u, { signal }); // u ← x + u
-        const z = await project(u, s.pattern, o.projection === 'objective' ? state.get(s.weight)?.secondMoment() : undefined, signal);
+        const z = s.z.read('z'); // overwritten: z ← P_S(x + u)
+        await project(u, s.pattern, o.projection === 'objective' ? state.get(s.weight)?.secondMoment() : undefined, projection, z, signal);
         await axpyAsync(-1, z, u, { signal }); // u ← (u + x) − z
         const xx = await dotAsync(x, x, { signal });
         differenceSquares += xx - 2 * (await dotAsync(x, z, { signal })) + (await dotAsync(z, z, { signal }));
@@ -339,9 +356,8 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
   for (const s of splits) {
     const x = parameters.get(s.weight)!;
     const before = await dotAsync(x, x, { signal });
-    const projected = await project(x, s.pattern, o.projection === 'objective' ? state.get(s.weight)?.secondMoment() : undefined, signal);
-    const after = await dotAsync(projected, projected, { signal });
-    (x.data as Float32Array).set(projected.data as Float32Array);
+    await project(x, s.pattern, o.projection === 'objective' ? state.get(s.weight)?.secondMoment() : undefined, projection, x, signal);
+    const after = await dotAsync(x, x, { signal });
     linearDetails.set(s.module, { projectedAway: before > 0 ? Math.sqrt(Math.max(0, before - after) / before) : 0 });
   }
   const total = seconds();

@@ -302,10 +302,25 @@ function maskScores(scores: Tensor): Tensor {
   return scores.contiguous().reshape([-1, scores.shape[scores.ndim - 1]]);
 }
 
-function topkCall(scores: Tensor, k: number, options: { largest?: boolean }): Call<Tensor> {
+/** Options of the mask ops: `out` reuses a u8 tensor of the scores' shape (every element is written). */
+interface MaskOptions {
+  largest?: boolean;
+  out?: Tensor;
+}
+
+function maskOut(scores: Tensor, out: Tensor | undefined): Tensor {
+  if (!out) return Tensor.zeros(scores.shape, 'u8', scores.device);
+  checkTensor('out', out);
+  if (out.dtype !== 'u8' || !out.isContiguous || out.device !== scores.device || out.shape.length !== scores.shape.length || out.shape.some((d, i) => d !== scores.shape[i])) {
+    invalid('out', `a contiguous u8 tensor of shape [${scores.shape.join(', ')}] on ${scores.device}`, `${out.dtype} [${out.shape.join(', ')}] on ${out.device}`);
+  }
+  return out;
+}
+
+function topkCall(scores: Tensor, k: number, options: MaskOptions): Call<Tensor> {
   const matrix = maskScores(scores);
   checkInteger('k', k, 0, matrix.shape[1]);
-  const mask = Tensor.zeros(scores.shape, 'u8', scores.device);
+  const mask = maskOut(scores, options.out);
   return {
     device: scores.device,
     name: 'topkMask',
@@ -315,21 +330,21 @@ function topkCall(scores: Tensor, k: number, options: { largest?: boolean }): Ca
 }
 
 /** u8 mask selecting the k largest (or smallest) scores of each row (last dimension); ties to the lower index. */
-export function topkMask(scores: Tensor, k: number, options: { largest?: boolean } = {}): Tensor {
+export function topkMask(scores: Tensor, k: number, options: MaskOptions = {}): Tensor {
   return runSync(topkCall(scores, k, options));
 }
-export function topkMaskAsync(scores: Tensor, k: number, options: { largest?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+export function topkMaskAsync(scores: Tensor, k: number, options: MaskOptions & AsyncOptions = {}): Promise<Tensor> {
   return runAsync(topkCall(scores, k, options), options);
 }
 
-function nmCall(scores: Tensor, n: number, m: number, options: { largest?: boolean }): Call<Tensor> {
+function nmCall(scores: Tensor, n: number, m: number, options: MaskOptions): Call<Tensor> {
   const matrix = maskScores(scores);
   checkInteger('m', m, 1, 32);
   checkInteger('n', n, 0, m - 1);
   if (matrix.shape[1] % m !== 0) {
     throw new InvalidArgumentError(`nmMask: the row length ${matrix.shape[1]} is not a multiple of m = ${m}`);
   }
-  const mask = Tensor.zeros(scores.shape, 'u8', scores.device);
+  const mask = maskOut(scores, options.out);
   return {
     device: scores.device,
     name: 'nmMask',
@@ -339,10 +354,10 @@ function nmCall(scores: Tensor, n: number, m: number, options: { largest?: boole
 }
 
 /** u8 mask selecting the n largest (or smallest) of every m consecutive scores in a row (N:M sparsity keeps n of m). */
-export function nmMask(scores: Tensor, n: number, m: number, options: { largest?: boolean } = {}): Tensor {
+export function nmMask(scores: Tensor, n: number, m: number, options: MaskOptions = {}): Tensor {
   return runSync(nmCall(scores, n, m, options));
 }
-export function nmMaskAsync(scores: Tensor, n: number, m: number, options: { largest?: boolean } & AsyncOptions = {}): Promise<Tensor> {
+export function nmMaskAsync(scores: Tensor, n: number, m: number, options: MaskOptions & AsyncOptions = {}): Promise<Tensor> {
   return runAsync(nmCall(scores, n, m, options), options);
 }
 
