@@ -1,24 +1,32 @@
 // `npm run bench:elsa`: Elsa (lib/compress/elsa.ts), each run in its own process.
 //   grid    stories260K at 90%: a small grid over lr, interval and λ (400 steps of 8 × 256 tokens) — how the
-//           defaults were chosen; perplexity on the first 32,768 tokens of the shared eval text (windows of
-//           256, the protocol of bench:alps) and the last ‖x − z‖/‖x‖ before the hard projection
-//   table   Elsa at 50/70/80/90% and 2:4 on stories260K and sotu-llama with the defaults (sotu-llama with
-//           SPARQ_BENCH_ELSA_SOTU_STEPS steps, default 100: on a shared 2-core VM 400 steps of a 3.7M model
-//           at five sparsities take too long); the one-shot baselines come from bench/alps-results.json
-//           (64 × 256 calibration tokens, the same eval protocol)
+//           defaults were chosen; perplexity on the first 32,768 tokens of the eval text (windows of 256, the
+//           protocol of bench:alps) and the last ‖x − z‖/‖x‖ before the hard projection
+//   table   Elsa with its defaults (SPARQ_BENCH_ELSA_STEPS overrides the steps) at 50/70/80/90% and 2:4 on
+//           stories260K, sotu-llama and the demo's trained model (when cached), next to magnitude, Wanda,
+//           SparseGPT and ALPS measured in the same run on 64 × 256 calibration tokens (seed 0) of the same
+//           text Elsa trains on. The demo model uses its own split (the end of its training text to
+//           calibrate/train, addresses from 2001 on to evaluate), as bench:quant-methods does.
+//           SPARQ_BENCH_ELSA_MODELS=stories260K,sotu-llama,demo and SPARQ_BENCH_ELSA_SPARSITIES=0.9,2:4 pick
+//           cells; each finished cell is written at once and replaces the same cell of an earlier run
 //   speed   steps/s of one Elsa step (forward, backward, clip, proximal term, Adam; z/u every 4 steps) on
 //           sotu-llama, 8 × 256 tokens, against the same ADMM step in plain PyTorch (bench/torch_elsa.py),
 //           same windows and threads, 12 steps of which 2 are warm-up
-//   memory  peak RSS of Elsa and Elsa-L (fp8 z/u, 8-bit moments) on a generated 34M-parameter Llama
-//           (hidden 512, MLP 1408, 8 layers, vocab 4096), 2 steps of 1 × 64 tokens
+//   memory  peak RSS of Elsa and Elsa-L (fp8 z/u, 8-bit moments) on generated Llamas of 30M (hidden 512,
+//           MLP 1408, 8 layers, vocab 4096) and 119M parameters (hidden 1024, MLP 2816, 8 layers, vocab
+//           8192), 2 steps of 1 × 64 tokens with a z-step after each
 // SPARQ_BENCH_ELSA_PARTS=grid,table,speed,memory picks parts (default: all). Writes bench/elsa-results.json
 // (parts not run keep their previous results).
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, loadTokenizer, parseRecipe, prune, writeRandomLlama } from '../lib/index.js';
 import { DecoderModel } from '../lib/models/decoder.js';
+import { evaluatePerplexity } from '../lib/eval/perplexity.js';
+import { sampleWindows } from '../lib/pipeline/calibration.js';
+import { defaultCacheDir, lastBytes } from '../lib/demo/demo.js';
+import { loadSotuText } from '../lib/demo/dataset.js';
 import { ELSA_DEFAULTS, elsaWindows } from '../lib/compress/elsa.js';
 import { readTextFile } from '../lib/io/text.js';
 import { python, repo, runJson, writeCalibration } from './util.js';
@@ -65,6 +73,7 @@ if (process.argv[2] === 'child') {
 if (process.argv[2] === 'memory-child') {
   // memory-child MODEL OPTIONS_JSON OUT: a generated model has no tokenizer, so the text is token ids.
   const [, , , model, optionsJson, out] = process.argv;
+  const startRssBytes = process.memoryUsage().rss;
   const report = await prune({
     model,
     out,
@@ -73,20 +82,55 @@ if (process.argv[2] === 'memory-child') {
     calibrationTokens: Int32Array.from({ length: 4096 }, (_, i) => (i * 7919) % 4096),
   });
   const t = report.training as Record<string, unknown>;
-  process.stdout.write(`${JSON.stringify({ peakRssBytes: report.totals.peakRssBytes, estimatedPeakBytes: t.estimatedPeakBytes, seconds: t.seconds })}\n`);
+  process.stdout.write(`${JSON.stringify({ startRssBytes, peakRssBytes: report.totals.peakRssBytes, estimatedPeakBytes: t.estimatedPeakBytes, seconds: t.seconds })}\n`);
   process.exit(0);
 }
 
 const parts = new Set((process.env.SPARQ_BENCH_ELSA_PARTS ?? 'grid,table,speed,memory').split(','));
 const threads = backendInfo('cpu').threads;
 const scratch = mkdtempSync(join(tmpdir(), 'sparq-bench-elsa-'));
-const previous = existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : {};
-const results: Record<string, unknown> = { ...previous, date: new Date().toISOString(), cpu: cpus()[0]?.model, threads };
-const stories = { name: 'stories260K', dir: join(shared, 'fixtures', 'stories260K'), calib: join(shared, 'data', 'tinystories_calib.txt'), eval: join(shared, 'data', 'tinystories_val.txt') };
-const sotu = { name: 'sotu-llama', dir: join(shared, 'fixtures', 'sotu-llama'), calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') };
+const readResults = () => (existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : {});
+const results: Record<string, unknown> = readResults();
+/** Sets one part's results in the file, re-read first: two runs of different parts do not undo each other. */
+function saveResult(key: string, value: unknown): void {
+  results[key] = value;
+  writeFileSync(resultsFile, `${JSON.stringify({ ...readResults(), [key]: value, date: new Date().toISOString(), cpu: cpus()[0]?.model, threads }, null, 2)}\n`);
+}
+interface BenchModel {
+  name: string;
+  dir: string;
+  calib: string;
+  eval: string;
+}
+const stories: BenchModel = { name: 'stories260K', dir: join(shared, 'fixtures', 'stories260K'), calib: join(shared, 'data', 'tinystories_calib.txt'), eval: join(shared, 'data', 'tinystories_val.txt') };
+const sotu: BenchModel = { name: 'sotu-llama', dir: join(shared, 'fixtures', 'sotu-llama'), calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') };
 const self = fileURLToPath(import.meta.url);
 
-function elsaRun(model: typeof stories, sparsity: string, options: Record<string, unknown>, evalFile: string | undefined = model.eval) {
+/** The demo's cached Llama (3.7M) with its own split written to the scratch folder, or undefined if not cached. */
+function demoModel(): BenchModel | undefined {
+  const root = join(defaultCacheDir(), 'demo');
+  const found = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json'))) : [];
+  const dir = found.map((d) => join(root, d)).find((d) => JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')).hidden_size === 256);
+  if (!dir) return undefined;
+  const text = loadSotuText();
+  const calib = join(scratch, 'demo-calib.txt');
+  const evalFile = join(scratch, 'demo-eval.txt');
+  writeFileSync(calib, lastBytes(text.train, 400_000));
+  writeFileSync(evalFile, text.eval);
+  return { name: 'demo sotu-llama (3.7M)', dir, calib, eval: evalFile };
+}
+
+/** Perplexity under the protocol of bench:alps: the first 32,768 eval tokens in windows of 256. */
+async function perplexityOf(dir: string, evalTokens: Int32Array): Promise<number> {
+  const model = await DecoderModel.open(dir);
+  try {
+    return (await evaluatePerplexity(model, evalTokens, { seqLen: 256, maxTokens: EVAL_TOKENS })).perplexity;
+  } finally {
+    await model.close();
+  }
+}
+
+function elsaRun(model: BenchModel, sparsity: string, options: Record<string, unknown>, evalFile: string | undefined = model.eval) {
   return runJson(process.execPath, [self, 'child', model.dir, model.calib, evalFile ?? '-', sparsity, JSON.stringify(options), join(scratch, 'out')]);
 }
 
@@ -103,23 +147,40 @@ try {
       console.log(JSON.stringify(row));
       grid.push(row);
     }
-    results.grid = { model: 'stories260K', sparsity: 0.9, steps: 400, batch: 8, seqLen: 256, rows: grid };
+    saveResult('grid', { model: 'stories260K', sparsity: 0.9, steps: 400, batch: 8, seqLen: 256, rows: grid });
   }
 
   if (parts.has('table')) {
-    const sotuSteps = Number(process.env.SPARQ_BENCH_ELSA_SOTU_STEPS ?? 100);
-    const table: Record<string, unknown>[] = [];
-    for (const [model, options] of [
-      [stories, {}],
-      [sotu, { steps: sotuSteps }],
-    ] as const) {
-      for (const sparsity of ['0.5', '0.7', '0.8', '0.9', '2:4']) {
-        const row = { model: model.name, sparsity, ...elsaRun(model, sparsity, options) };
+    const steps = Number(process.env.SPARQ_BENCH_ELSA_STEPS ?? ELSA_DEFAULTS.steps);
+    const demo = demoModel();
+    const models = [stories, sotu, ...(demo ? [demo] : [])].filter((m) => !process.env.SPARQ_BENCH_ELSA_MODELS || process.env.SPARQ_BENCH_ELSA_MODELS.split(',').some((n) => m.name.startsWith(n)));
+    const sparsities = (process.env.SPARQ_BENCH_ELSA_SPARSITIES ?? '0.5,0.7,0.8,0.9,2:4').split(',');
+    const oneShot = ['magnitude', 'wanda', 'sparsegpt', 'alps'];
+    for (const m of models) {
+      const tokenizer = await loadTokenizer(m.dir);
+      const windows = sampleWindows(tokenizer.encode(await readTextFile(m.calib)), { nsamples: 64, seqLen: 256, seed: 0 });
+      const evalTokens = tokenizer.encode(await readTextFile(m.eval));
+      const dense = await perplexityOf(m.dir, evalTokens);
+      for (const sparsity of sparsities) {
+        const row: Record<string, unknown> = { model: m.name, sparsity, dense, oneShotTokens: 64 * 256 };
+        for (const method of oneShot) {
+          const out = join(scratch, 'one-shot');
+          const report = await prune({ model: m.dir, out, overwrite: true, recipe: parseRecipe({ method, sparsity }), calibrationWindows: windows });
+          row[method] = Number((await perplexityOf(out, evalTokens)).toFixed(3));
+          row[`${method} s`] = Number(report.totals.seconds.toFixed(1));
+        }
+        row.elsa = elsaRun(m, sparsity, { steps });
         console.log(JSON.stringify(row));
-        table.push(row);
+        // Re-read: another table run (other models or sparsities) may have added cells meanwhile. Rows of an
+        // earlier layout (Elsa's fields at the top) are dropped, not mixed in.
+        const saved = readResults().table;
+        const table = Array.isArray(saved) ? (saved as Record<string, unknown>[]).filter((r) => 'elsa' in r) : [];
+        const at = table.findIndex((r) => r.model === m.name && r.sparsity === sparsity);
+        if (at >= 0) table[at] = row;
+        else table.push(row);
+        saveResult('table', table);
       }
     }
-    results.table = table;
   }
 
   if (parts.has('speed')) {
@@ -132,32 +193,44 @@ try {
     const oursTimed = (ours.stepSeconds as number[]).slice(1); // stamps start after step 1: drop one more warm-up step
     const sparqStepsPerSecond = oursTimed.length / oursTimed.reduce((a, b) => a + b, 0);
     const torch = runJson(python, [join(repo, 'bench', 'torch_elsa.py'), sotu.dir, '--windows', windowsFile, '--sparsity', '0.9', '--steps', String(steps), '--warmup', '2', '--threads', String(threads), '--interval', '4', '--lr', String(ELSA_DEFAULTS.lr), '--lmda', String(ELSA_DEFAULTS.lambda), '--grad-clip', String(ELSA_DEFAULTS.gradClip)]);
-    results.speed = { model: 'sotu-llama', batch: 8, seqLen: 256, steps, warmup: 2, interval: 4, sparqStepsPerSecond, torch, speedup: sparqStepsPerSecond / torch.steps_per_second, sparqViolations: ours.violations, torchViolations: torch.violations };
+    saveResult('speed', { model: 'sotu-llama', batch: 8, seqLen: 256, steps, warmup: 2, interval: 4, sparqStepsPerSecond, torch, speedup: sparqStepsPerSecond / torch.steps_per_second, sparqViolations: ours.violations, torchViolations: torch.violations });
     console.log(`Elsa step on sotu-llama (8 × 256, ${threads} threads): sparq ${sparqStepsPerSecond.toFixed(3)} steps/s, torch ${torch.steps_per_second?.toFixed(3) ?? torch.error} → ${(sparqStepsPerSecond / torch.steps_per_second).toFixed(2)}×`);
     console.log(`violations per interval: sparq ${JSON.stringify(ours.violations)}, torch ${JSON.stringify(torch.violations?.map((v: number) => Number(v.toFixed(4))))}`);
   }
 
   if (parts.has('memory')) {
-    const dir = join(scratch, 'generated');
-    await writeRandomLlama(dir, { hiddenSize: 512, intermediateSize: 1408, layers: 8, heads: 8, vocabSize: 4096, maxPositions: 256, seed: 4 });
-    const opened = await DecoderModel.open(dir);
-    let parameters = 0;
-    for (const name of opened.checkpoint.names()) parameters += (await opened.checkpoint.info(name)).shape.reduce((a: number, b: number) => a * b, 1);
-    await opened.close();
-    const memory: Record<string, unknown> = { model: 'generated Llama', parameters, steps: 2, batch: 1, seqLen: 65 };
-    for (const [label, options] of [
-      ['elsa', {}],
-      ['elsa-l', { splitStorage: 'fp8', momentBits: 8 }],
-    ] as const) {
-      memory[label] = runJson(process.execPath, [self, 'memory-child', dir, JSON.stringify({ steps: 2, batch: 1, seqLen: 65, interval: 1, checkpointIntervals: 0, ...options }), join(scratch, 'mem-out')]);
+    // Two sizes: the state Elsa-L shrinks is 24 → 12 bytes per weight, while the process itself (node,
+    // the addon, OpenBLAS's buffers, the decode scratch) costs a fixed ~150 MiB, so the ratio of peak RSS
+    // falls towards 0.5 as the model grows.
+    const sizes = [
+      { label: 'generated Llama 30M', config: { hiddenSize: 512, intermediateSize: 1408, layers: 8, heads: 8, vocabSize: 4096, maxPositions: 256, seed: 4 } },
+      { label: 'generated Llama 119M', config: { hiddenSize: 1024, intermediateSize: 2816, layers: 8, heads: 16, vocabSize: 8192, maxPositions: 256, seed: 4 } },
+    ];
+    const memory: Record<string, unknown>[] = [];
+    for (const size of sizes) {
+      const dir = join(scratch, 'generated');
+      rmSync(dir, { recursive: true, force: true });
+      await writeRandomLlama(dir, size.config);
+      const opened = await DecoderModel.open(dir);
+      let parameters = 0;
+      for (const name of opened.checkpoint.names()) parameters += (await opened.checkpoint.info(name)).shape.reduce((a: number, b: number) => a * b, 1);
+      await opened.close();
+      const row: Record<string, unknown> = { model: size.label, parameters, steps: 2, batch: 1, seqLen: 65, interval: 1 };
+      for (const [label, options] of [
+        ['elsa', {}],
+        ['elsa-l', { splitStorage: 'fp8', momentBits: 8 }],
+      ] as const) {
+        row[label] = runJson(process.execPath, [self, 'memory-child', dir, JSON.stringify({ steps: 2, batch: 1, seqLen: 65, interval: 1, checkpointIntervals: 0, ...options }), join(scratch, 'mem-out')]);
+      }
+      const a = row.elsa as { peakRssBytes: number; estimatedPeakBytes: number };
+      const b = row['elsa-l'] as { peakRssBytes: number; estimatedPeakBytes: number };
+      row.ratio = b.peakRssBytes / a.peakRssBytes;
+      row.estimatedRatio = b.estimatedPeakBytes / a.estimatedPeakBytes;
+      memory.push(row);
+      console.log(`peak RSS on a ${(parameters / 1e6).toFixed(1)}M-parameter model: Elsa ${(a.peakRssBytes / 2 ** 20).toFixed(0)} MiB, Elsa-L ${(b.peakRssBytes / 2 ** 20).toFixed(0)} MiB (${(b.peakRssBytes / a.peakRssBytes).toFixed(2)}×; estimated state ${(b.estimatedPeakBytes / a.estimatedPeakBytes).toFixed(2)}×)`);
     }
-    const a = memory.elsa as { peakRssBytes: number };
-    const b = memory['elsa-l'] as { peakRssBytes: number };
-    memory.ratio = b.peakRssBytes / a.peakRssBytes;
-    results.memory = memory;
-    console.log(`peak RSS on a ${(parameters / 1e6).toFixed(1)}M-parameter model: Elsa ${(a.peakRssBytes / 2 ** 20).toFixed(0)} MiB, Elsa-L ${(b.peakRssBytes / 2 ** 20).toFixed(0)} MiB (${(b.peakRssBytes / a.peakRssBytes).toFixed(2)}×)`);
+    saveResult('memory', memory);
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
-writeFileSync(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
