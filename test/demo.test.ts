@@ -38,7 +38,7 @@ describe('sparq demo (quick profile)', function () {
     // Trained, not random: well below the vocabulary size a uniform guess would score.
     assert.ok(dense.perplexity < 0.5 * profile.model.vocabSize, `dense perplexity ${dense.perplexity}`);
     const patterns = [...profile.sparsities.map(String), ...profile.patterns];
-    assert.equal(report.results.length, 1 + profile.methods.length * patterns.length);
+    assert.equal(report.results.length, 1 + profile.methods.length * patterns.length + profile.elsa.patterns.length);
     for (const method of profile.methods) {
       for (const pattern of patterns) {
         const r = report.results.find((x) => x.method === method && x.pattern === pattern);
@@ -48,6 +48,15 @@ describe('sparq demo (quick profile)', function () {
         assert.ok(Math.abs(r.sparsity - target) <= 1 / 64, `${method} ${pattern}: sparsity ${r.sparsity}`);
       }
     }
+
+    // Elsa's row: exactly the pattern, and its training budget (steps × 8 windows × seqLen − 1 predictions).
+    for (const pattern of profile.elsa.patterns) {
+      const r = report.results.find((x) => x.method === 'elsa' && x.pattern === pattern)!;
+      assert.ok(Number.isFinite(r.perplexity) && r.perplexity < 0.5 * profile.model.vocabSize, `elsa ${pattern}: ${r.perplexity}`);
+      assert.ok(Math.abs(r.sparsity - Number(pattern)) < 1e-3, `elsa ${pattern}: sparsity ${r.sparsity}`);
+      assert.equal(r.trainingTokens, profile.elsa.steps * 8 * (profile.model.seqLen - 1));
+    }
+    assert.deepEqual(report.calibration, { windows: profile.calibrationWindows, seqLen: profile.model.seqLen });
 
     // The quantization table: every row measured, bits per weight as stored (W4 g32 with f32 scales: 5;
     // GWQ adds its 1% outliers' values and indices; FP8 per channel: 8 plus a scale per row).
@@ -67,6 +76,9 @@ describe('sparq demo (quick profile)', function () {
     for (const method of profile.methods) assert.ok(svg.includes(`>${method}<`), `legend names ${method}`);
     const table = await readFile(join(out, 'README.md'), 'utf8');
     assert.match(table, /\| method \| 50% \| 70% \| 2:4 \|/);
+    assert.match(table, /\| elsa \| — \| \d+\.\d\d \| — \|/, 'elsa has a cell at 70% only');
+    assert.match(table, /one-shot methods calibrate on 8 windows of 64 tokens \(512\); elsa trains on 8,064 tokens/);
+    assert.ok(svg.includes('>elsa<'), 'legend names elsa');
     assert.match(table, /\| gwq \| W4 g32 \| \d+\.\d\d \| \d+\.\d\d \|/);
     const quantSvg = await readFile(join(out, 'quantization.svg'), 'utf8');
     for (const method of ['rtn', 'gptq', 'gwq', 'hwpq']) assert.ok(quantSvg.includes(`>${method}<`), `quantization legend names ${method}`);

@@ -186,8 +186,10 @@ export const CLI_JSON_SCHEMAS = {
     dataset: string,
     model: object({ dir: string, cached: boolean, trainSeconds: nullable(number(0)), finalLoss: number(0), parameters: integer(1), profile: { type: 'object' } }),
     tokenizer: object({ vocabSize: integer(1), calibrationTokens: integer(), evalTokens: integer() }),
+    calibration: object({ windows: integer(1), seqLen: integer(2) }),
     eval: object({ seqLen: integer(2), tokens: integer(1) }),
-    results: { type: 'array', items: object({ method: string, pattern: string, sparsity: number(0), perplexity: number(1), seconds: number(0) }) },
+    /** The pruning table; a method that trains (Elsa) gives the tokens it trained on. */
+    results: { type: 'array', items: object({ method: string, pattern: string, sparsity: number(0), perplexity: number(1), seconds: number(0), trainingTokens: integer(1) }, ['trainingTokens']) },
     /** The quantization table: bits per weight as stored against perplexity, one row per method and scheme. */
     quantization: { type: 'array', items: object({ method: string, scheme: string, bitsPerWeight: number(0), perplexity: number(1), seconds: number(0) }) },
     seconds: number(0),

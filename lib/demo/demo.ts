@@ -43,6 +43,12 @@ export interface DemoProfile {
   evalMaxTokens: number;
   /** The quantization table's rows: each a recipe quantizing the whole model, written dense (fake-quantized). */
   quantization: DemoQuantization[];
+  /**
+   * Elsa's row of the pruning table: a short training run on the calibration text (`steps` of 8 windows of
+   * the model's sequence length) at each of `patterns`; the table gives its token budget next to the
+   * one-shot methods' calibration windows.
+   */
+  elsa: { patterns: string[]; steps: number };
 }
 
 export interface DemoQuantization {
@@ -84,6 +90,7 @@ export const DEMO_PROFILES: Record<'default' | 'quick', DemoProfile> = {
     calibrationWindows: 64,
     evalMaxTokens: 16384,
     quantization: quantizationRows(32, [4, 3], true),
+    elsa: { patterns: ['0.8', '0.9'], steps: 200 },
   },
   // A seconds-long run of the same pipeline, for tests and a first look.
   quick: {
@@ -94,6 +101,7 @@ export const DEMO_PROFILES: Record<'default' | 'quick', DemoProfile> = {
     calibrationWindows: 8,
     evalMaxTokens: 4096,
     quantization: quantizationRows(32, [4]),
+    elsa: { patterns: ['0.7'], steps: 16 },
   },
 };
 
@@ -119,6 +127,8 @@ export interface DemoResult {
   sparsity: number;
   perplexity: number;
   seconds: number;
+  /** Tokens the method trained on (Elsa); the one-shot methods see the calibration windows only. */
+  trainingTokens?: number;
 }
 
 export interface DemoQuantizationResult {
@@ -135,6 +145,8 @@ export interface DemoReport {
   dataset: string;
   model: { dir: string; cached: boolean; trainSeconds: number | null; finalLoss: number; parameters: number; profile: DemoModelProfile };
   tokenizer: { vocabSize: number; calibrationTokens: number; evalTokens: number };
+  /** The one-shot methods' calibration: windows of seqLen tokens from the end of the training text. */
+  calibration: { windows: number; seqLen: number };
   eval: { seqLen: number; tokens: number };
   results: DemoResult[];
   quantization: DemoQuantizationResult[];
@@ -201,7 +213,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   log(`dense perplexity ${dense.toFixed(2)} on ${Math.min(evalTokens.length, profile.evalMaxTokens).toLocaleString('en-US')} eval tokens`);
 
   const patterns = [...profile.sparsities.map(String), ...profile.patterns];
-  const runs = profile.methods.length * patterns.length;
+  const runs = profile.methods.length * patterns.length + profile.elsa.patterns.length;
   const scratch = await mkdtemp(join(tmpdir(), 'sparq-demo-prune-'));
   // One run of the tables: compress the cached model with a recipe on the shared calibration windows into
   // the scratch folder (dense output), measure its perplexity, delete it.
@@ -235,6 +247,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         progress(++done, runs, `pruning: ${method} ${pattern}`);
       }
     }
+    for (const pattern of profile.elsa.patterns) {
+      progress(done, runs, `pruning: elsa ${pattern} (${profile.elsa.steps} training steps)`);
+      const recipe = { method: 'elsa', sparsity: pattern, options: { steps: profile.elsa.steps } };
+      const { report, perplexity, seconds } = await compressAndMeasure(prune, recipe, `elsa-${pattern.replace(':', 'of')}`);
+      results.push({ method: 'elsa', pattern, sparsity: report.totals.sparsity, perplexity, seconds, trainingTokens: Number(report.training?.tokensSeen) });
+      progress(++done, runs, `pruning: elsa ${pattern}`);
+    }
     const quantization: DemoQuantizationResult[] = [];
     for (const [i, row] of profile.quantization.entries()) {
       progress(i, profile.quantization.length, `quantizing: ${row.method} ${row.scheme}`);
@@ -259,6 +278,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       profile: m,
     },
     tokenizer: { vocabSize: m.vocabSize, calibrationTokens: calibrationTokens.length, evalTokens: evalTokens.length },
+    calibration: { windows: profile.calibrationWindows, seqLen: m.seqLen },
     eval: { seqLen: m.seqLen, tokens: Math.floor(Math.min(evalTokens.length, profile.evalMaxTokens) / m.seqLen) * m.seqLen },
     results,
     quantization: quantizationResults,
@@ -339,8 +359,14 @@ export function formatTable(report: DemoReport): string {
     '',
     `| method | ${patterns.map(label).join(' | ')} |`,
     `|---|${patterns.map(() => '---:').join('|')}|`,
-    ...methods.map((method) => `| ${method} | ${patterns.map((p) => pruned.find((r) => r.method === method && r.pattern === p)!.perplexity.toFixed(2)).join(' | ')} |`),
+    ...methods.map((method) => `| ${method} | ${patterns.map((p) => pruned.find((r) => r.method === method && r.pattern === p)?.perplexity.toFixed(2) ?? '—').join(' | ')} |`),
   ];
+  // Methods that train (Elsa) saw far more text than the one-shot methods' calibration windows: say both.
+  const trained = pruned.find((r) => r.trainingTokens !== undefined);
+  if (trained) {
+    const { windows, seqLen } = report.calibration;
+    lines.push('', `Budgets: the one-shot methods calibrate on ${windows} windows of ${seqLen} tokens (${(windows * seqLen).toLocaleString('en-US')}); ${trained.method} trains on ${trained.trainingTokens!.toLocaleString('en-US')} tokens per sparsity (a short sparse training run).`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
