@@ -136,18 +136,28 @@ function elsaRun(model: BenchModel, sparsity: string, options: Record<string, un
 
 try {
   if (parts.has('grid')) {
-    const grid: Record<string, unknown>[] = [];
-    for (const [lr, interval, lambda] of [
-      [1e-3, 16, 0.5],
-      [1e-3, 64, 0.5],
-      [4e-3, 16, 0.5],
-      [1e-3, 16, 0.05],
-    ]) {
-      const row = { lr, interval, lambda, ...elsaRun(stories, '0.9', { lr, interval, lambda }) };
+    // Each row: the options that differ from the defaults' ancestors (lr, interval, λ) plus, for the last
+    // three, the projection and λ schedule at the chosen lr/interval/λ. Rows already in the results file
+    // are kept (SPARQ_BENCH_ELSA_FRESH=1 runs them again).
+    const rows: Record<string, unknown>[] = [
+      { lr: 1e-3, interval: 16, lambda: 0.5 },
+      { lr: 1e-3, interval: 64, lambda: 0.5 },
+      { lr: 4e-3, interval: 16, lambda: 0.5 },
+      { lr: 1e-3, interval: 16, lambda: 0.05 },
+      { lr: 4e-3, interval: 16, lambda: 0.5, projection: 'objective' },
+      { lr: 4e-3, interval: 16, lambda: 0.05, lambdaFinal: 2, lambdaSchedule: 'cosine' },
+      { lr: 1e-2, interval: 16, lambda: 0.5 },
+    ];
+    const key = (r: Record<string, unknown>) => JSON.stringify(['lr', 'interval', 'lambda', 'projection', 'lambdaFinal', 'lambdaSchedule'].map((k) => r[k] ?? null));
+    const saved = ((readResults().grid as { rows?: Record<string, unknown>[] } | undefined)?.rows ?? []).filter((r) => process.env.SPARQ_BENCH_ELSA_FRESH !== '1');
+    const grid = [...saved];
+    for (const options of rows) {
+      if (saved.some((r) => key(r) === key(options))) continue;
+      const row = { ...options, ...elsaRun(stories, '0.9', options) };
       console.log(JSON.stringify(row));
       grid.push(row);
+      saveResult('grid', { model: 'stories260K', sparsity: 0.9, steps: 400, batch: 8, seqLen: 256, rows: grid });
     }
-    saveResult('grid', { model: 'stories260K', sparsity: 0.9, steps: 400, batch: 8, seqLen: 256, rows: grid });
   }
 
   if (parts.has('table')) {
