@@ -149,14 +149,15 @@ describe('packed weight formats', function () {
     await assert.rejects(pack24(Tensor.fromTypedArray(dense, [4, 12])), (e: unknown) => e instanceof InvalidArgumentError && /row 2, inputs 4\.\.7/.test((e as Error).message));
   });
 
-  it('int4 (symmetric and with zero points, f32/f16 scales): linear matches the dequantized weight', async () => {
+  it('int4 (symmetric and with zero points, f32/f16/bf16 scales, groups of 2 to 128 inputs): linear matches the dequantized weight', async () => {
     const random = rng(4);
     for (const [n, k] of SHAPES) {
-      for (const groupSize of [32, 64, 128, k]) {
+      // Groups smaller than the fused kernel's 32-input span (2–16) take per-lane scales; 24 takes the decoded path.
+      for (const groupSize of [2, 8, 16, 24, 32, 64, 128, k]) {
         const groups = Math.ceil(k / groupSize);
         const codes = Tensor.fromTypedArray(randomCodes(n, k, random), [n, k]);
         const zeros = Tensor.fromTypedArray(Int8Array.from({ length: n * groups }, () => Math.floor(random() * 7) - 3), [n, groups]);
-        for (const [scaleType, withZeros] of [['f32', false], ['f16', true]] as const) {
+        for (const [scaleType, withZeros] of [['f32', false], ['f16', true], ['bf16', false]] as const) {
           const w = packInt4(codes, randomScales(n, groups, random).to(scaleType), groupSize, withZeros ? zeros : undefined);
           const dense = await unpackWeight(w);
           await checkEveryVariant(w, dense, groupSize + k, `int4 g${groupSize} ${scaleType}${withZeros ? ' zeros' : ''} [${n}, ${k}]`);
@@ -165,10 +166,11 @@ describe('packed weight formats', function () {
     }
   });
 
-  it('2:4+int4: codes of the kept half round-trip and the linear matches the dequantized weight', async () => {
+  it('2:4+int4: codes of the kept half round-trip and the linear matches the dequantized weight (groups of 4 to 128 inputs)', async () => {
     const random = rng(244);
     for (const [n, k] of SHAPES) {
-      for (const groupSize of [64, 128, 4 * Math.ceil(k / 4)]) {
+      // Groups smaller than the fused kernel's 64-input chunk (4–32) take per-lane scales; 12 takes the decoded path.
+      for (const groupSize of [4, 8, 12, 16, 32, 64, 128, 4 * Math.ceil(k / 4)]) {
         const pattern = sparse24Dense(n, k, random);
         const codes = Tensor.fromTypedArray(randomCodes(n, k, random, pattern), [n, k]);
         const scales = randomScales(n, Math.ceil(k / groupSize), random).to('f16');

@@ -364,6 +364,18 @@ SPARQ_TARGET_AVX512 inline float scaleAt(const void* scales, DType dtype, int64_
   }
 }
 
+// The `count` (≤ 16) consecutive scales from i in the low lanes, the others zero; masked loads never touch
+// memory past the last scale.
+SPARQ_TARGET_AVX512 inline __m512 scalesAt(const void* scales, DType dtype, int64_t i, __mmask16 lanes) {
+  switch (dtype) {
+    case DType::F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(scales) + i));
+    case DType::BF16:
+      return _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, static_cast<const uint16_t*>(scales) + i)), 16));
+    default: return _mm512_maskz_loadu_ps(lanes, static_cast<const float*>(scales) + i);
+  }
+}
+
 // R rows at a time: each span's inputs are loaded once for all R, and the R rows' FMA chains are
 // independent, so the loop is bound by the decoding, not by FMA latency.
 template <int R>
@@ -404,11 +416,61 @@ SPARQ_TARGET_AVX512 void int4Rows512(const Int4Rows& rows, const float* x, const
   for (int r = 0; r < R; ++r) store(y, n0 + r, sum512(acc[r]) + scalar[r], bias, false);
 }
 
+// Groups smaller than the 32-input span (2, 4, 8 or 16 inputs): lane L of a span's products covers inputs
+// 2L and 2L + 1 (the even/odd order), so each lane takes its group's scale from a vector built per span;
+// the zero points come back out per group at the end, and the inputs past the last span by the reference.
+template <int R>
+SPARQ_TARGET_AVX512 void int4SmallGroupRows512(const Int4Rows& rows, const float* x, const float* xp,
+                                               const float* groupSums, int64_t n0, float* y, const float* bias) {
+  const __m512 table = codeTable();
+  const int64_t k = rows.k, full = k / 32 * 32, groupsPerSpan = 32 / rows.groupSize;
+  alignas(64) int32_t laneGroupIndex[16];
+  for (int lane = 0; lane < 16; ++lane) laneGroupIndex[lane] = static_cast<int32_t>(2 * lane / rows.groupSize);
+  const __m512i laneGroup = _mm512_load_si512(laneGroupIndex);
+  const __mmask16 spanLanes = static_cast<__mmask16>((1u << groupsPerSpan) - 1);
+  const uint8_t* row[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = rows.packed + (n0 + r) * rows.rowBytes;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t c = 0; c < full; c += 32) {
+    const __m512 xLo = _mm512_loadu_ps(xp + c), xHi = _mm512_loadu_ps(xp + c + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row[r] + c / 2)));
+      const __m512 products = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xHi,
+                                              _mm512_mul_ps(_mm512_permutexvar_ps(b, table), xLo));
+      const __m512 spanScales = scalesAt(rows.scales, rows.scaleType, (n0 + r) * rows.groups + c / rows.groupSize, spanLanes);
+      acc[r] = _mm512_fmadd_ps(products, _mm512_permutexvar_ps(laneGroup, spanScales), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = n0 + r;
+    float scalar = 0;
+    for (int64_t c = full; c < k; ++c) {
+      scalar += static_cast<float>(nibble(row[r], c) - 8) * scaleAt(rows.scales, rows.scaleType, n * rows.groups + c / rows.groupSize) * x[c];
+    }
+    if (rows.zeros) {
+      for (int64_t g = 0; g < rows.groups; ++g) {
+        const int64_t gi = n * rows.groups + g;
+        scalar -= scaleAt(rows.scales, rows.scaleType, gi) * static_cast<float>(rows.zeros[gi]) * groupSums[g];
+      }
+    }
+    store(y, n, sum512(acc[r]) + scalar, bias, false);
+  }
+}
+
+template <bool SmallGroups>
 SPARQ_TARGET_AVX512 void int4Gemv512(const Int4Rows& rows, const float* x, const float* xp, const float* groupSums,
                                      int64_t begin, int64_t end, float* y, const float* bias) {
   int64_t n = begin;
-  for (; n + 4 <= end; n += 4) int4Rows512<4>(rows, x, xp, groupSums, n, y, bias);
-  for (; n < end; ++n) int4Rows512<1>(rows, x, xp, groupSums, n, y, bias);
+  if constexpr (SmallGroups) {
+    for (; n + 4 <= end; n += 4) int4SmallGroupRows512<4>(rows, x, xp, groupSums, n, y, bias);
+    for (; n < end; ++n) int4SmallGroupRows512<1>(rows, x, xp, groupSums, n, y, bias);
+  } else {
+    for (; n + 4 <= end; n += 4) int4Rows512<4>(rows, x, xp, groupSums, n, y, bias);
+    for (; n < end; ++n) int4Rows512<1>(rows, x, xp, groupSums, n, y, bias);
+  }
 }
 
 // Lane indices 4·(lane/2) + position of 16 kept values from their meta word.
@@ -467,10 +529,18 @@ SPARQ_TARGET_AVX512 void sparse24Gemv512(const Sparse24Rows& rows, const float* 
   for (; n < end; ++n) sparse24Rows512<V, 1>(rows, x, n, y, bias);
 }
 
-template <int R>
+// LaneScales: groups smaller than the 64-input chunk (4, 8, 16 or 32 inputs). Lane L of a chunk's products
+// covers inputs 4L..4L+3 (its 2:4 group), so each lane takes its scale group's scale from a vector built
+// per chunk, instead of one scale per run of whole chunks.
+template <int R, bool LaneScales>
 SPARQ_TARGET_AVX512 void sparse24Int4Rows512(const Sparse24Int4Rows& rows, const float* x, int64_t n0, float* y,
                                              const float* bias) {
   const __m512 table = codeTable();
+  const int64_t groupsPerChunk = LaneScales ? 64 / rows.groupSize : 1;
+  alignas(64) int32_t laneGroupIndex[16];
+  for (int lane = 0; lane < 16; ++lane) laneGroupIndex[lane] = static_cast<int32_t>(4 * lane / rows.groupSize);
+  const __m512i laneGroup = _mm512_load_si512(laneGroupIndex);
+  const __mmask16 chunkLanes = static_cast<__mmask16>((1u << groupsPerChunk) - 1);
   const __m512i pickWord = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i firstShift = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
   const __m512i secondShift = _mm512_add_epi32(firstShift, _mm512_set1_epi32(2));
@@ -488,7 +558,7 @@ SPARQ_TARGET_AVX512 void sparse24Int4Rows512(const Sparse24Int4Rows& rows, const
   int64_t group = 0;
   for (int64_t ch = 0; ch < fullChunks; ++ch) {
     const int64_t c0 = 64 * ch;
-    if (c0 / rows.groupSize != group) {
+    if (!LaneScales && c0 / rows.groupSize != group) {
       for (int r = 0; r < R; ++r) {
         acc[r] = _mm512_fmadd_ps(partial[r], _mm512_set1_ps(scaleAt(rows.scales, rows.scaleType, (n0 + r) * rows.groups + group)), acc[r]);
         partial[r] = _mm512_setzero_ps();
@@ -508,13 +578,20 @@ SPARQ_TARGET_AVX512 void sparse24Int4Rows512(const Sparse24Int4Rows& rows, const
           _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(x0, first, x1), _mm512_permutex2var_ps(x2, first, x3));
       const __m512 xSecond =
           _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(x0, second, x1), _mm512_permutex2var_ps(x2, second, x3));
-      partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), xFirst, partial[r]);
-      partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xSecond, partial[r]);
+      if constexpr (LaneScales) {
+        const __m512 products = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xSecond,
+                                                _mm512_mul_ps(_mm512_permutexvar_ps(b, table), xFirst));
+        const __m512 chunkScales = scalesAt(rows.scales, rows.scaleType, (n0 + r) * rows.groups + c0 / rows.groupSize, chunkLanes);
+        acc[r] = _mm512_fmadd_ps(products, _mm512_permutexvar_ps(laneGroup, chunkScales), acc[r]);
+      } else {
+        partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(b, table), xFirst, partial[r]);
+        partial[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table), xSecond, partial[r]);
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
     const int64_t n = n0 + r;
-    if (fullChunks > 0) {
+    if (!LaneScales && fullChunks > 0) {
       acc[r] = _mm512_fmadd_ps(partial[r], _mm512_set1_ps(scaleAt(rows.scales, rows.scaleType, n * rows.groups + group)), acc[r]);
     }
     float tail = 0;
@@ -528,11 +605,12 @@ SPARQ_TARGET_AVX512 void sparse24Int4Rows512(const Sparse24Int4Rows& rows, const
   }
 }
 
+template <bool LaneScales>
 SPARQ_TARGET_AVX512 void sparse24Int4Gemv512(const Sparse24Int4Rows& rows, const float* x, int64_t begin, int64_t end,
                                              float* y, const float* bias) {
   int64_t n = begin;
-  for (; n + 2 <= end; n += 2) sparse24Int4Rows512<2>(rows, x, n, y, bias);
-  for (; n < end; ++n) sparse24Int4Rows512<1>(rows, x, n, y, bias);
+  for (; n + 2 <= end; n += 2) sparse24Int4Rows512<2, LaneScales>(rows, x, n, y, bias);
+  for (; n < end; ++n) sparse24Int4Rows512<1, LaneScales>(rows, x, n, y, bias);
 }
 
 // The blocks of row n: each checked (in range, after the previous one) and given to `full` when it lies
@@ -928,7 +1006,9 @@ void int4Linear(const TensorView& x, const TensorView& packed, const TensorView&
   Int4Rows rows{packed.as<uint8_t>(), packed.shape[1] * 4, scales.data, scales.dtype,
                 zeros.numel() > 0 ? zeros.as<int8_t>() : nullptr, groupSize, scales.shape[1], k};
 #if SPARQ_X86
-  if (fusedBatchOne(x) && (groupSize % 32 == 0 || groupSize >= k)) {
+  const bool wholeSpans = groupSize % 32 == 0 || groupSize >= k;
+  const bool smallGroups = !wholeSpans && groupSize % 2 == 0 && 32 % groupSize == 0;
+  if (fusedBatchOne(x) && (wholeSpans || smallGroups)) {
     const float* xs = x.as<float>();
     std::vector<float> xp(static_cast<size_t>(k)), groupSums(static_cast<size_t>(rows.groups), 0.0f);
     permuteEvenOdd(xs, k, 32, xp.data());
@@ -938,7 +1018,8 @@ void int4Linear(const TensorView& x, const TensorView& packed, const TensorView&
     const float* biasData = bias.numel() > 0 ? bias.as<float>() : nullptr;
     parallelFor(y.shape[1], kGemvGrain, [&](int64_t begin, int64_t end) {
       throwIfCancelled();
-      int4Gemv512(rows, xs, xp.data(), groupSums.data(), begin, end, y.as<float>(), biasData);
+      if (smallGroups) int4Gemv512<true>(rows, xs, xp.data(), groupSums.data(), begin, end, y.as<float>(), biasData);
+      else int4Gemv512<false>(rows, xs, xp.data(), groupSums.data(), begin, end, y.as<float>(), biasData);
     });
     return;
   }
@@ -972,11 +1053,14 @@ void sparse24Int4Linear(const TensorView& x, const TensorView& packed, const Ten
   Sparse24Int4Rows rows{packed.as<uint8_t>(), packed.shape[1] * 4, meta.as<int32_t>(), scales.data, scales.dtype,
                         sparse24Kept(k), meta.shape[1], groupSize, scales.shape[1], k};
 #if SPARQ_X86
-  if (fusedBatchOne(x) && (groupSize % 64 == 0 || groupSize >= k)) {
+  const bool wholeChunks = groupSize % 64 == 0 || groupSize >= k;
+  const bool laneScales = !wholeChunks && groupSize % 4 == 0 && 64 % groupSize == 0;
+  if (fusedBatchOne(x) && (wholeChunks || laneScales)) {
     const float* biasData = bias.numel() > 0 ? bias.as<float>() : nullptr;
     parallelFor(y.shape[1], kGemvGrain, [&](int64_t begin, int64_t end) {
       throwIfCancelled();
-      sparse24Int4Gemv512(rows, x.as<float>(), begin, end, y.as<float>(), biasData);
+      if (laneScales) sparse24Int4Gemv512<true>(rows, x.as<float>(), begin, end, y.as<float>(), biasData);
+      else sparse24Int4Gemv512<false>(rows, x.as<float>(), begin, end, y.as<float>(), biasData);
     });
     return;
   }
