@@ -82,9 +82,10 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
-  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values;
-   * scales f32 [out, 1] (per output channel), exactly representable in the storage dtype. */
-  floatQuantized?: { format: 'fp8-e4m3'; scales: Tensor };
+  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values
+   * codes·scale; codes u8 [out, in] (E4M3 bit patterns, lib/tensor/fp8.ts); scales f32 [out, 1] (per output
+   * channel), exactly representable in the storage dtype. */
+  floatQuantized?: { format: 'fp8-e4m3'; codes: Tensor; scales: Tensor };
   /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
    * (whose value at each outlier is 0). */
   outliers?: BsrWeight;
