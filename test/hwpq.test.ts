@@ -4,10 +4,11 @@
 // is one), and the refusals. The E4M3 codec itself is tested in fp8.test.ts.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Checkpoint, DecoderModel, evaluatePerplexity, getMethod, InvalidArgumentError, parseRecipe, quantize, SafetensorsFile, Tensor } from '../lib/index.js';
+import { Checkpoint, DecoderModel, evaluatePerplexity, getMethod, InvalidArgumentError, InvalidFileError, parseRecipe, quantize, SafetensorsFile, Tensor, UnsupportedFormatError } from '../lib/index.js';
+import { decodeCtFloatLinear } from '../lib/io/compressed-tensors.js';
 import { normalQuantile } from '../lib/compress/hwpq.js';
 import { decodeE4M3 } from '../lib/tensor/fp8.js';
 import { assertSchema, CLI, fixturePath, float8Python, randomF32, rng, sharedDir } from './helpers.js';
@@ -37,6 +38,16 @@ function fp8Ref(x: number): number {
     if (d < 0 || (d === 0 && code % 2 === 0)) best = code;
   }
   return x < 0 ? -values[best] : values[best];
+}
+
+/** One weight of a model folder as the model reads it (f32). */
+async function ct0(dir: string, name: string): Promise<Tensor> {
+  const model = await DecoderModel.open(dir);
+  try {
+    return await model.read(name);
+  } finally {
+    await model.close();
+  }
 }
 
 /** Per row, the positions of the k lowest scores (ties to the lower index), by a sort. */
@@ -196,6 +207,41 @@ describe('hwpq', () => {
     const inspected = JSON.parse(execFileSync(process.execPath, [CLI, 'inspect', ctDir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
     assertSchema('inspect', inspected);
     assert.ok(inspected.linears.filter((l: { format: string }) => l.format === 'float-quantized').length === 14 && inspected.dtypes.F8_E4M3 > 0);
+
+    // The same files under compressed-tensors' other name for them read alike; a config that disagrees with them is refused.
+    const edited = join(work, 'fp8-edited');
+    cpSync(ctDir, edited, { recursive: true });
+    const full = JSON.parse(readFileSync(join(ctDir, 'config.json'), 'utf8'));
+    const withConfig = (edit: (q: Record<string, any>) => void) => {
+      const copy = structuredClone(full);
+      edit(copy.quantization_config);
+      writeFileSync(join(edited, 'config.json'), JSON.stringify(copy));
+    };
+    withConfig((q) => {
+      q.format = 'naive-quantized';
+      q.config_groups.group_0.format = 'naive-quantized';
+    });
+    const naive = await DecoderModel.open(edited);
+    try {
+      assert.deepEqual(Buffer.from((await naive.read(fp8Weights[0])).data.buffer as ArrayBuffer), Buffer.from((await ct0(ctDir, fp8Weights[0])).data.buffer as ArrayBuffer));
+    } finally {
+      await naive.close();
+    }
+    withConfig((q) => {
+      q.config_groups.group_0.weights.type = 'int';
+      q.config_groups.group_0.format = 'pack-quantized';
+      q.format = 'pack-quantized';
+    });
+    await assert.rejects(DecoderModel.open(edited), (e: Error) => e instanceof InvalidFileError && /weight_scale \(float-quantized\), but its group group_0 quantizes to int/.test(e.message));
+    withConfig((q) => {
+      q.config_groups.group_0.weights.num_bits = 4;
+    });
+    await assert.rejects(DecoderModel.open(edited), (e: Error) => e instanceof UnsupportedFormatError && /group_0\.weights: float weights are read as FP8 E4M3 with one scale per output channel/.test(e.message));
+    withConfig((q) => {
+      q.config_groups.group_0.weights.type = 'int';
+    });
+    await assert.rejects(DecoderModel.open(edited), (e: Error) => e instanceof UnsupportedFormatError && /weights.type "int" stored as "float-quantized"/.test(e.message));
+    assert.throws(() => decodeCtFloatLinear(Tensor.zeros([4, 8]), Tensor.zeros([4, 2]), 'F32', 'm: l'), (e: Error) => e instanceof InvalidFileError && /m: l\.weight_scale is F32 \[4, 2\]; .* need F32\/F16\/BF16 \[4, 1\]/.test(e.message));
 
     // Python's view of the file: its own header parse, and torch's float8_e4m3fn decoding where there is one.
     const python = float8Python() ?? ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'pass']).status === 0);
