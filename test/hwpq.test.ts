@@ -121,13 +121,21 @@ describe('hwpq', () => {
     }
   });
 
-  it('refuses bad options, FP8 with an integer grid, and FP8 where the format stores int codes (packed, bsr-int4)', async () => {
+  it('writes FP8 to the CLI\'s default compressed-tensors; refuses bad options, FP8 with an integer grid, and FP8 where the format stores int codes (packed, bsr-int4)', async () => {
     assert.throws(() => hwpq.parseOptions({ beta: 1 }, 'stage 1 options'), (e: Error) => e instanceof InvalidArgumentError && /stage 1 options\.beta/.test(e.message));
     assert.throws(() => hwpq.parseOptions({ format: 'fp4' }, 'o'), InvalidArgumentError);
     await assert.rejects(hwpq.compress!({ name: 'layer.x', weight: Tensor.zeros([2, 8]), quantization: { bits: 4, groupSize: 8, symmetric: true }, options: hwpq.parseOptions({ format: 'fp8' }, 'o') }), (e: Error) => e instanceof InvalidArgumentError && /layer\.x/.test(e.message));
     const recipe = parseRecipe({ method: 'hwpq', quantize: { bits: 8, groupSize: 0 }, options: { format: 'fp8' } });
     const windows = [Int32Array.from({ length: 16 }, (_, i) => i)];
     await assert.rejects(quantize({ model: fixturePath('tiny-llama'), out: join(work, 'packed'), recipe, format: 'packed', calibrationWindows: windows }), (e: Error) => e instanceof InvalidArgumentError && /fp8-e4m3.*--format packed stores int4 codes/.test(e.message));
+    // The CLI's default format for hwpq is compressed-tensors, as for the other quantizers: FP8 goes there.
+    const cliOut = join(work, 'cli-default');
+    const ok = spawnSync(process.execPath, [CLI, 'quantize', '--model', fixturePath('stories260K'), '--method', 'hwpq', '--bits', 'fp8', '--calib', join(sharedDir(), 'data', 'tinystories_calib.txt'), '--nsamples', '4', '--seq-len', '32', '--out', cliOut, '--json'], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stderr);
+    const line = JSON.parse(ok.stdout.trim().split('\n').pop()!);
+    assertSchema('quantize', line);
+    assert.equal(line.format, 'compressed-tensors');
+    assert.equal(JSON.parse(readFileSync(join(cliOut, 'config.json'), 'utf8')).quantization_config.format, 'float-quantized');
     for (const format of ['packed', 'bsr-int4']) {
       const run = spawnSync(process.execPath, [CLI, 'quantize', '--model', fixturePath('stories260K'), '--method', 'hwpq', '--bits', 'fp8', '--calib', join(sharedDir(), 'data', 'tinystories_calib.txt'), '--nsamples', '4', '--seq-len', '32', '--format', format, '--out', join(work, `cli-${format}`)], { encoding: 'utf8' });
       assert.equal(run.status, 1, run.stderr);
