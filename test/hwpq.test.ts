@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Checkpoint, DecoderModel, evaluatePerplexity, getMethod, InvalidArgumentError, InvalidFileError, parseRecipe, quantize, SafetensorsFile, Tensor, UnsupportedFormatError } from '../lib/index.js';
+import { AbortError, Checkpoint, DecoderModel, evaluatePerplexity, getMethod, InvalidArgumentError, InvalidFileError, parseRecipe, quantize, SafetensorsFile, Tensor, UnsupportedFormatError } from '../lib/index.js';
 import { decodeCtFloatLinear } from '../lib/io/compressed-tensors.js';
 import { normalQuantile } from '../lib/compress/hwpq.js';
 import { decodeE4M3 } from '../lib/tensor/fp8.js';
@@ -152,6 +152,13 @@ describe('hwpq', () => {
     const ctReport = await quantize({ model: fixturePath('tiny-llama'), out: ctDir, recipe, format: 'compressed-tensors', calibrationWindows: windows });
     await quantize({ model: fixturePath('tiny-llama'), out: denseDir, recipe, format: 'dense', calibrationWindows: windows });
     assert.ok(ctReport.linears.every((l) => l.floatFormat === 'fp8-e4m3'));
+    // Interrupted after the first block and resumed: the same bytes (the FP8 slots are planned up front like the others).
+    const resumedDir = join(work, 'fp8-resumed');
+    const controller = new AbortController();
+    const options = { model: fixturePath('tiny-llama'), out: resumedDir, recipe, format: 'compressed-tensors' as const, calibrationWindows: windows };
+    await assert.rejects(quantize({ ...options, signal: controller.signal, onProgress: (p) => (p.block === 1 && p.stage === 'calibrating' ? controller.abort() : undefined) }), AbortError);
+    assert.equal((await quantize({ ...options, resume: true })).totals.resumedAtBlock, 1);
+    assert.deepEqual(readFileSync(join(resumedDir, 'model.safetensors')), readFileSync(join(ctDir, 'model.safetensors')));
 
     const config = JSON.parse(readFileSync(join(ctDir, 'config.json'), 'utf8')).quantization_config;
     assert.equal(config.quant_method, 'compressed-tensors');
