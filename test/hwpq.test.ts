@@ -143,6 +143,26 @@ describe('hwpq', () => {
     }
   });
 
+  it('rounds an idle expert (compressed by the fallback) to the stage\'s FP8 too, in both formats alike', async () => {
+    // With these two tokens, no token of tiny-mixtral's layer 0 is routed to expert 0 (as in framework.test.ts).
+    const recipe = parseRecipe({ method: 'hwpq', sparsity: 0.5, quantize: { bits: 8, groupSize: 0 }, options: { format: 'fp8' }, targets: ['*.experts.*'] });
+    const run = (format: 'dense' | 'compressed-tensors') => quantize({ model: fixturePath('tiny-mixtral'), out: join(work, `moe-${format}`), recipe, format, calibrationWindows: [Int32Array.of(1, 2)] });
+    const report = await run('compressed-tensors');
+    await run('dense');
+    const idle = report.linears.filter((l) => l.details?.fallback);
+    assert.ok(idle.length >= 3, 'expert 0 of layer 0 is idle');
+    assert.ok(idle.every((l) => l.quantizer === 'fp8 after magnitude' && l.floatFormat === 'fp8-e4m3'), JSON.stringify(idle.map((l) => l.quantizer)));
+    const ct = await DecoderModel.open(join(work, 'moe-compressed-tensors'));
+    const dense = await DecoderModel.open(join(work, 'moe-dense'));
+    try {
+      assert.equal(ct.quantized!.size, report.linears.length);
+      for (const l of report.linears) assert.deepEqual(Buffer.from((await ct.read(l.name + '.weight')).data.buffer as ArrayBuffer), Buffer.from((await dense.read(l.name + '.weight')).data.buffer as ArrayBuffer), l.name);
+    } finally {
+      await ct.close();
+      await dense.close();
+    }
+  });
+
   it('writes FP8 as compressed-tensors float-quantized: F8_E4M3 codes and [out, 1] scales that decode to the dense output bit for bit', async () => {
     const recipe = parseRecipe({ method: 'hwpq', sparsity: 0.5, quantize: { bits: 8, groupSize: 0 }, options: { format: 'fp8' } });
     const random = rng(54);

@@ -19,12 +19,11 @@
 // summaries describe; the codes are written as compressed-tensors' float-quantized format (F8_E4M3
 // weights, one scale per output channel: vLLM's W8A16 FP8 scheme) or as their decoded weights (dense).
 import { InvalidArgumentError } from '../errors.js';
-import { decodeE4M3, E4M3_MAX, encodeE4M3 } from '../tensor/fp8.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkNumber, checkOneOf } from '../validate.js';
 import { rejectUnknownOptions, requireStatistic, type CompressedLinear, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
-import { roundToNearest } from './quantizer.js';
+import { roundToFp8E4m3, roundToNearest } from './quantizer.js';
 
 export interface HwpqOptions {
   /** EWMA factor per score (default 0.99). */
@@ -157,37 +156,6 @@ function pruneExactly(scores: Float32Array, begin: number, end: number, count: n
   return miss;
 }
 
-/**
- * Per output channel FP8 E4M3: the codes (u8 [out, in], lib/tensor/fp8.ts), the decoded weight s·fp8(w/s)
- * and the scales [out, 1]. Pruned weights (exact zeros) get code 0, and so does anything that rounds to
- * ±0: the code of +0, so the stored codes and the decoded weight agree bit for bit.
- */
-async function quantizeFp8(weight: Tensor, storageDType: string, signal?: AbortSignal): Promise<{ weight: Tensor; codes: Tensor; scales: Tensor }> {
-  const [rows, cols] = weight.shape;
-  const w = weight.data as Float32Array;
-  const scales = new Float32Array(rows);
-  for (let r = 0; r < rows; ++r) {
-    let max = 0;
-    for (let c = 0; c < cols; ++c) max = Math.max(max, Math.abs(w[r * cols + c]));
-    scales[r] = max === 0 ? 1 : max / E4M3_MAX;
-  }
-  // Scales exactly representable in the storage dtype, as every grid's are.
-  const stored = storageDType === 'f16' || storageDType === 'bf16' ? (Tensor.fromTypedArray(scales).to(storageDType).to('f32').data as Float32Array) : scales;
-  const codes = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; ++r) {
-    const s = stored[r];
-    for (let c = 0; c < cols; ++c) {
-      let code = encodeE4M3(w[r * cols + c] / s);
-      if (code === 0x80) code = 0;
-      codes[r * cols + c] = code;
-      // f32 as compressed-tensors decodes, fp8.to(s.dtype)·s (exact for f16/bf16 scales: 4 + 11 bits fit).
-      w[r * cols + c] = Math.fround(decodeE4M3(code) * s);
-    }
-    if (r % 64 === 63) await breathe(signal);
-  }
-  return { weight, codes: Tensor.fromTypedArray(codes, [rows, cols]), scales: Tensor.fromTypedArray(stored, [rows, 1]) };
-}
-
 export const hwpq: CompressionMethod<HwpqOptions> = {
   name: 'hwpq',
   summary: 'prune by a Hessian-free contribution score (½·w²·H_jj) with an EWMA threshold instead of a sort, then quantize the survivors (INT or FP8)',
@@ -264,8 +232,8 @@ export const hwpq: CompressionMethod<HwpqOptions> = {
       mask = Tensor.fromTypedArray(keep, [rows, cols]);
     }
     if (options.format === 'fp8') {
-      const fp8 = await quantizeFp8(weight, storageDType ?? 'f32', signal);
-      return { weight: fp8.weight, ...(mask ? { mask } : {}), floatQuantized: { format: 'fp8-e4m3', codes: fp8.codes, scales: fp8.scales }, details: { ...details, format: 'fp8-e4m3 per channel' } };
+      const fp8 = await roundToFp8E4m3(weight, storageDType ?? 'f32', signal);
+      return { weight: fp8.weight, ...(mask ? { mask } : {}), floatQuantized: fp8.floatQuantized, details: { ...details, format: 'fp8-e4m3 per channel' } };
     }
     if (!quantization) return { weight, ...(mask ? { mask } : {}), details };
     const rounded = await roundToNearest(weight, quantization, storageDType ?? 'f32', signal);

@@ -8,7 +8,7 @@ import type { BsrWeight } from '../tensor/packed.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
-import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
+import type { FloatQuantizedWeight, QuantizationScheme, QuantizedWeight } from './quantizer.js';
 
 /** Statistics of a linear's calibration inputs X [T, in] that a method can ask for. */
 export interface StatisticsNeeds {
@@ -85,7 +85,7 @@ export interface CompressedLinear {
   /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values
    * codes·scale; codes u8 [out, in] (E4M3 bit patterns, lib/tensor/fp8.ts); scales f32 [out, 1] (per output
    * channel), exactly representable in the storage dtype. */
-  floatQuantized?: { format: 'fp8-e4m3'; codes: Tensor; scales: Tensor };
+  floatQuantized?: FloatQuantizedWeight;
   /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
    * (whose value at each outlier is 0). */
   outliers?: BsrWeight;

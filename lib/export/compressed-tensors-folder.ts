@@ -226,7 +226,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     }
     if (scheme.float) {
       const f = result.floatQuantized;
-      if (!f) throw new InvalidArgumentError(`${name}: planned as FP8 (float-quantized), but no FP8 codes came for it (a fallback method ran where no calibration token reached it?); use --format dense`);
+      if (!f) throw new InvalidArgumentError(`${name}: planned as FP8 (float-quantized), but its result holds no FP8 codes; use --format dense`);
       await this.writeTensor(`${name}.weight`, f.codes);
       await this.writeTensor(`${name}.weight_scale`, await f.scales.toAsync(dtype));
       return;

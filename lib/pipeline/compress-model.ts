@@ -22,7 +22,7 @@
 import { makeBatch, streamGradients } from '../autograd/decoder.js';
 import { needsCalibration, needsWith, type AllocationGroup, type AttentionGeometry, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
-import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
+import { bitsPerWeight, dtypeBits, outlierBits, roundToFp8E4m3, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { checkVllmLoadable, CompressedTensorsFolder, type CtPlannedScheme } from '../export/compressed-tensors-folder.js';
@@ -774,9 +774,16 @@ class CompressionRun {
     let result = run.result;
     let quantizer: string | undefined = assignment.quantization && (result.quantized || result.floatQuantized) ? run.method.name : undefined;
     if (assignment.quantization && !result.quantized && !result.floatQuantized) {
-      const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
-      result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
-      quantizer = `rtn after ${run.method.name}`;
+      // The stage's number format, where its method did not quantize (a fallback ran, or the method only prunes).
+      if (assignment.method.floatFormat?.(assignment.options) === 'fp8-e4m3') {
+        const rounded = await roundToFp8E4m3(await result.weight.cloneAsync({ signal }), storageDType, signal);
+        result = { ...result, weight: rounded.weight, floatQuantized: rounded.floatQuantized };
+        quantizer = `fp8 after ${run.method.name}`;
+      } else {
+        const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
+        result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
+        quantizer = `rtn after ${run.method.name}`;
+      }
     }
     // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
     const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType as 'f16', { signal })).toAsync('f32', { signal });
