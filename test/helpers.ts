@@ -1,6 +1,7 @@
 // Shared test utilities: a seeded generator, float64 references, tolerance checks that name the worst
 // element, and a loop over every CPU kernel variant this machine can run.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -179,3 +180,25 @@ export function cudaSkipReason(): string | undefined {
 export function assertSchema(command: CliJsonCommand, value: unknown): void {
   assert.deepEqual(matchesSchema(CLI_JSON_SCHEMAS[command], value), [], `${command} --json does not match its schema in lib/cli/json-schemas.ts`);
 }
+
+/**
+ * A Python whose torch has float8_e4m3fn (torch ≥ 2.1), to check sparq's FP8 bytes against: SPARQ_PYTHON,
+ * /usr/bin/python3 or python3 on PATH, the first that has it; undefined when none does (tests skip).
+ */
+export function float8Python(): string | undefined {
+  if (cachedFloat8Python !== null) return cachedFloat8Python;
+  cachedFloat8Python = undefined;
+  for (const candidate of [process.env.SPARQ_PYTHON, '/usr/bin/python3', 'python3']) {
+    if (!candidate) continue;
+    // The installed version first (importing torch takes seconds), then the dtype itself.
+    const version = "import importlib.metadata as m, sys; v = m.version('torch').split('.'); sys.exit(0 if (int(v[0]), int(v[1])) >= (2, 1) else 1)";
+    if (spawnSync(candidate, ['-c', version], { timeout: 60_000 }).status !== 0) continue;
+    const probe = spawnSync(candidate, ['-c', 'import torch; torch.float8_e4m3fn'], { encoding: 'utf8', timeout: 60_000 });
+    if (probe.status === 0) {
+      cachedFloat8Python = candidate;
+      break;
+    }
+  }
+  return cachedFloat8Python;
+}
+let cachedFloat8Python: string | undefined | null = null;

@@ -17,6 +17,7 @@ import {
   Tensor,
   UnsupportedFormatError,
 } from '../lib/index.js';
+import { decodeE4M3 } from '../lib/tensor/fp8.js';
 import { sharedDir } from './helpers.js';
 
 const fixtures = join(sharedDir(), 'fixtures');
@@ -91,6 +92,7 @@ describe('safetensors', () => {
     ['a shape with a fraction', () => rawFile({ w: { dtype: 'F32', shape: [1.5], data_offsets: [0, 4] } }, 4), /tensor 'w': shape/],
     ['offsets past the data (truncated file)', () => rawFile({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 8), /past the end of the data/],
     ['a byte length that does not match the shape', () => rawFile({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8), /needs 12 bytes, data_offsets cover 8/],
+    ['an F8_E4M3 byte length that does not match the shape', () => rawFile({ w: { dtype: 'F8_E4M3', shape: [2, 3], data_offsets: [0, 12] } }, 12), /F8_E4M3\[2, 3\] needs 6 bytes, data_offsets cover 12/],
     ['overlapping tensors', () => rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12), /overlaps/],
     ['a hole between tensors', () => rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, 12), /hole/],
     ['bytes after the last tensor', () => rawFile({ a: { dtype: 'U8', shape: [2], data_offsets: [0, 2] } }, 5), /3 bytes after the last tensor/],
@@ -153,6 +155,37 @@ describe('safetensors', () => {
     assert.deepEqual([...((await back.read('b', { dtype: 'f32' })).data as Float32Array)], [0.5, -1, 3]);
     await back.close();
     assert.deepEqual(await readdir(dir), ['w.safetensors']);
+  });
+
+  it('writes F8_E4M3 tensors from u8 codes and reads them back as their f32 values, header and bytes intact', async () => {
+    const path = join(dir, 'fp8.safetensors');
+    const codes = Uint8Array.from({ length: 256 }, (_, i) => (i * 37) % 256); // every code once, NaN codes too
+    const plan = [
+      { name: 'w', dtype: 'u8' as const, storedAs: 'F8_E4M3' as const, shape: [16, 16] },
+      { name: 's', dtype: 'f32' as const, shape: [16, 1] },
+    ];
+    const writer = await SafetensorsWriter.create(path, plan);
+    await writer.write('w', Tensor.fromTypedArray(codes, [16, 16]));
+    await writer.write('s', Tensor.fromTypedArray(new Float32Array(16).fill(0.5), [16, 1]));
+    await writer.close();
+    const bytes = await readFile(path);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+    assert.deepEqual(header.w, { dtype: 'F8_E4M3', shape: [16, 16], data_offsets: [0, 256] });
+    assert.deepEqual(new Uint8Array(bytes.subarray(8 + headerLength, 8 + headerLength + 256)), codes, 'the codes are the bytes');
+    const back = await SafetensorsFile.open(path);
+    try {
+      assert.deepEqual(back.info('w'), { name: 'w', dtype: 'F8_E4M3', shape: [16, 16], offset: 8 + headerLength, byteLength: 256 });
+      const values = await back.read('w');
+      assert.equal(values.dtype, 'f32');
+      assert.deepEqual(values.shape, [16, 16]);
+      const data = values.data as Float32Array;
+      for (let i = 0; i < 256; ++i) assert.ok(Object.is(data[i], decodeE4M3(codes[i])), `element ${i} (code 0x${codes[i].toString(16)})`);
+      assert.deepEqual([...((await back.read('w', { dtype: 'bf16' })).to('f32').data as Float32Array)].slice(0, 4), [...data.slice(0, 4)], 'converts on to other dtypes (E4M3 values are exact in bf16)');
+    } finally {
+      await back.close();
+    }
+    await assert.rejects(SafetensorsWriter.create(join(dir, 'x.safetensors'), [{ name: 'w', dtype: 'f32', storedAs: 'F8_E4M3', shape: [2] }]), (e: unknown) => e instanceof InvalidArgumentError && /tensor 'w'.*needs dtype u8/.test(e.message));
   });
 
   it('stages a folder and renames it into place; refuses an existing target without overwrite', async () => {

@@ -104,7 +104,7 @@ export const CLI_JSON_SCHEMAS = {
           name: string,
           shape: { type: 'array', items: integer() },
           sparsity: number(0),
-          format: { enum: ['dense', 'pack-quantized'] },
+          format: { enum: ['dense', 'pack-quantized', 'float-quantized'] },
           bits: integer(1),
           groupSize: nullable(integer(1)),
           symmetric: boolean,

@@ -2,8 +2,8 @@
 // Adam's moments m and v of every trained tensor. Elsa keeps all of them in f32 (with x and the gradient:
 // about 6 copies of the weights). Elsa-L stores them smaller and decodes one tensor at a time per update:
 //   z, u   'bf16': bfloat16 (round to nearest even)
-//          'fp8' : FP8 E4M3 codes (±448, 3 mantissa bits, subnormals, no infinities) times one f32 scale per
-//                  tensor, scale = max|t|/448, rounded to the nearest code (ties to the even code)
+//          'fp8' : FP8 E4M3 codes (lib/tensor/fp8.ts: ±448, 3 mantissa bits, subnormals, no infinities)
+//                  times one f32 scale per tensor, scale = max|t|/448, rounded to the nearest code (ties to even)
 //   m, v   8 bits, block-wise (blocks of 256 consecutive entries, one f32 scale each), as 8-bit Adam does:
 //          m: signed linear codes, m ≈ max|m|_block · q/127, rounded to nearest;
 //          v: unsigned codes on a fourth-root scale, v ≈ max(v)_block · (q/255)⁴, rounded UP, so a decoded
@@ -13,6 +13,7 @@
 // Every store round-trips through `tensors()`/`restore()` bit for bit, so a resumed run continues exactly.
 import { InvalidArgumentError, InvalidFileError } from '../errors.js';
 import { adamwStepAsync } from '../tensor/nn-backward.js';
+import { decodeE4M3, E4M3_MAX, encodeE4M3 } from '../tensor/fp8.js';
 import { Tensor } from '../tensor/tensor.js';
 
 export const SPLIT_STORAGE = ['f32', 'bf16', 'fp8'] as const;
@@ -111,47 +112,6 @@ class Bf16Store implements StoredTensor {
   restore(get: (name: string) => Tensor, prefix: string): void {
     this.bits = checked(get(prefix), prefix, 'bf16', this.bits.numel);
   }
-}
-
-// ---- FP8 E4M3 (the OCP "E4M3FN" variant: bias 7, no infinities, 0x7f/0xff are NaN, max 448) ----------
-
-/** The 128 non-negative E4M3 values by code (code 127 is NaN and never produced). */
-const E4M3: Float64Array = (() => {
-  const values = new Float64Array(128);
-  for (let code = 0; code < 128; ++code) {
-    const exponent = code >> 3;
-    const mantissa = code & 7;
-    values[code] = exponent === 0 ? (mantissa / 8) * 2 ** -6 : (1 + mantissa / 8) * 2 ** (exponent - 7);
-  }
-  values[127] = NaN;
-  return values;
-})();
-export const E4M3_MAX = 448;
-
-/** The E4M3 code nearest to a finite a (|a| ≤ 448 after scaling), ties to the even code. */
-export function encodeE4M3(a: number): number {
-  const sign = a < 0 || Object.is(a, -0) ? 0x80 : 0;
-  const x = Math.min(Math.abs(a), E4M3_MAX);
-  // Binary search over the 127 finite magnitudes (increasing with the code).
-  let lo = 0;
-  let hi = 126;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (E4M3[mid] <= x) lo = mid;
-    else hi = mid - 1;
-  }
-  let code = lo;
-  if (code < 126) {
-    const below = x - E4M3[code];
-    const above = E4M3[code + 1] - x;
-    if (above < below || (above === below && (code & 1) === 1)) code += 1;
-  }
-  return sign | code;
-}
-
-export function decodeE4M3(code: number): number {
-  const magnitude = E4M3[code & 0x7f];
-  return code & 0x80 ? -magnitude : magnitude;
 }
 
 class Fp8Store implements StoredTensor {

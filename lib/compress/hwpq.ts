@@ -16,14 +16,14 @@
 // Choices the paper leaves open, each an option: the score (its Eq. as published is ambiguous; the
 // diagonal-Hessian loss above), β (default 0.99), the normal model of the log-scores, comparing within a
 // row (default, as Wanda) or over the matrix, and FP8 per channel. The paper's FP8 is what the public
-// summaries describe; compressed-tensors' float-quantized format carries it, but this build cannot write
-// F8_E4M3 tensors, so FP8 results are written as their decoded weights (--format dense) only.
+// summaries describe; the codes are written as compressed-tensors' float-quantized format (F8_E4M3
+// weights, one scale per output channel: vLLM's W8A16 FP8 scheme) or as their decoded weights (dense).
 import { InvalidArgumentError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkNumber, checkOneOf } from '../validate.js';
 import { rejectUnknownOptions, requireStatistic, type CompressedLinear, type CompressionMethod } from './method.js';
 import { keptCount } from './pattern.js';
-import { roundToNearest } from './quantizer.js';
+import { roundToFp8E4m3, roundToNearest } from './quantizer.js';
 
 export interface HwpqOptions {
   /** EWMA factor per score (default 0.99). */
@@ -32,22 +32,6 @@ export interface HwpqOptions {
   compare: 'row' | 'matrix';
   /** Number format of the survivors: the stage's integer grid (default), or FP8 E4M3 per channel. */
   format: 'int' | 'fp8';
-}
-
-export const FP8_E4M3_MAX = 448;
-
-/** x rounded to the nearest FP8 E4M3 (the 'fn' variant: no infinities, ±448 largest), ties to even. */
-export function roundFp8E4m3(x: number): number {
-  if (x === 0 || Number.isNaN(x)) return x === 0 ? 0 : NaN;
-  const a = Math.min(Math.abs(x), FP8_E4M3_MAX);
-  // 3 mantissa bits; exponents from −6 (subnormals below 2⁻⁶ share the step 2⁻⁹).
-  const exponent = Math.max(Math.floor(Math.log2(a)), -6);
-  const step = 2 ** (exponent - 3);
-  const ratio = a / step;
-  let q = Math.round(ratio);
-  if (Math.abs(ratio - Math.trunc(ratio)) === 0.5 && q % 2 !== 0) q -= 1;
-  const value = Math.min(q * step, FP8_E4M3_MAX);
-  return x < 0 ? -value : value;
 }
 
 /** The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
@@ -172,26 +156,6 @@ function pruneExactly(scores: Float32Array, begin: number, end: number, count: n
   return miss;
 }
 
-/** Per output channel FP8 E4M3: the decoded weight (pruned zeros stay 0) and the scales [out, 1]. */
-async function quantizeFp8(weight: Tensor, storageDType: string, signal?: AbortSignal): Promise<{ weight: Tensor; scales: Tensor }> {
-  const [rows, cols] = weight.shape;
-  const w = weight.data as Float32Array;
-  const scales = new Float32Array(rows);
-  for (let r = 0; r < rows; ++r) {
-    let max = 0;
-    for (let c = 0; c < cols; ++c) max = Math.max(max, Math.abs(w[r * cols + c]));
-    scales[r] = max === 0 ? 1 : max / FP8_E4M3_MAX;
-  }
-  // Scales exactly representable in the storage dtype, as every grid's are.
-  const stored = storageDType === 'f16' || storageDType === 'bf16' ? (Tensor.fromTypedArray(scales).to(storageDType).to('f32').data as Float32Array) : scales;
-  for (let r = 0; r < rows; ++r) {
-    const s = stored[r];
-    for (let c = 0; c < cols; ++c) w[r * cols + c] = Math.fround(roundFp8E4m3(w[r * cols + c] / s) * s) + 0;
-    if (r % 64 === 63) await breathe(signal);
-  }
-  return { weight, scales: Tensor.fromTypedArray(stored, [rows, 1]) };
-}
-
 export const hwpq: CompressionMethod<HwpqOptions> = {
   name: 'hwpq',
   summary: 'prune by a Hessian-free contribution score (½·w²·H_jj) with an EWMA threshold instead of a sort, then quantize the survivors (INT or FP8)',
@@ -268,8 +232,8 @@ export const hwpq: CompressionMethod<HwpqOptions> = {
       mask = Tensor.fromTypedArray(keep, [rows, cols]);
     }
     if (options.format === 'fp8') {
-      const fp8 = await quantizeFp8(weight, storageDType ?? 'f32', signal);
-      return { weight: fp8.weight, ...(mask ? { mask } : {}), floatQuantized: { format: 'fp8-e4m3', scales: fp8.scales }, details: { ...details, format: 'fp8-e4m3 per channel' } };
+      const fp8 = await roundToFp8E4m3(weight, storageDType ?? 'f32', signal);
+      return { weight: fp8.weight, ...(mask ? { mask } : {}), floatQuantized: fp8.floatQuantized, details: { ...details, format: 'fp8-e4m3 per channel' } };
     }
     if (!quantization) return { weight, ...(mask ? { mask } : {}), details };
     const rounded = await roundToNearest(weight, quantization, storageDType ?? 'f32', signal);

@@ -8,7 +8,7 @@ import type { BsrWeight } from '../tensor/packed.js';
 import type { DecoderModel } from '../models/decoder.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SparsityPattern } from './pattern.js';
-import type { QuantizationScheme, QuantizedWeight } from './quantizer.js';
+import type { FloatQuantizedWeight, QuantizationScheme, QuantizedWeight } from './quantizer.js';
 
 /** Statistics of a linear's calibration inputs X [T, in] that a method can ask for. */
 export interface StatisticsNeeds {
@@ -82,9 +82,10 @@ export interface CompressedLinear {
   mask?: Tensor;
   /** The integer codes and their grid, where the method quantized. */
   quantized?: QuantizedWeight;
-  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values;
-   * scales f32 [out, 1] (per output channel), exactly representable in the storage dtype. */
-  floatQuantized?: { format: 'fp8-e4m3'; scales: Tensor };
+  /** Floating-point quantization instead of integer codes (HWPQ's FP8): `weight` holds the decoded values
+   * codes·scale; codes u8 [out, in] (E4M3 bit patterns, lib/tensor/fp8.ts); scales f32 [out, 1] (per output
+   * channel), exactly representable in the storage dtype. */
+  floatQuantized?: FloatQuantizedWeight;
   /** Weights kept apart from the codes (GWQ's 16-bit outliers): CSR, f16 values, added to the decoded codes
    * (whose value at each outlier is 0). */
   outliers?: BsrWeight;

@@ -4,12 +4,14 @@
 //            "per channel"); symmetric (zero point 0) or asymmetric; the range of a group always includes 0
 //            (the grid of compressed-tensors 0.18, native/core/quant.h)
 //   RTN      each group's scale and zero point from its weights' range, then q = round(w/s + z)
+//   FP8      E4M3 (lib/tensor/fp8.ts) with one scale per output channel, s = max|w|/448, w ≈ s·fp8(w/s)
 // Codes are kept in input-column order; with activation order 'group', groups are not consecutive inputs
 // and `groupIndex` names each input column's group (compressed-tensors' weight_g_idx).
 import { InvalidArgumentError } from '../errors.js';
 import type { QuantGrid } from '../tensor/ops.js';
 import { quantizeRtnAsync } from '../tensor/quant.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { decodeE4M3, E4M3_MAX, encodeE4M3 } from '../tensor/fp8.js';
+import { Tensor } from '../tensor/tensor.js';
 import { checkBoolean, checkInteger, checkOneOf, describe } from '../validate.js';
 
 export const QUANTIZATION_BITS = [2, 3, 4, 8] as const;
@@ -115,4 +117,48 @@ export async function roundToNearest(weight: Tensor, scheme: QuantizationScheme,
     weight: rounded.weight,
     quantized: { scheme, codes: rounded.codes, scales: rounded.scales, ...(scheme.symmetric ? {} : { zeros: rounded.zeros }) },
   };
+}
+
+/** FP8 codes and their per-channel scales (CompressedLinear.floatQuantized). */
+export interface FloatQuantizedWeight {
+  format: 'fp8-e4m3';
+  /** u8 [out, in]: E4M3 bit patterns. */
+  codes: Tensor;
+  /** f32 [out, 1], each exactly representable in the storage dtype. */
+  scales: Tensor;
+}
+
+/**
+ * Per output channel FP8 E4M3 (HWPQ's --bits fp8, and the pipeline's rounding after a method that did not
+ * quantize in such a stage): the codes (u8 [out, in]), the decoded weight s·fp8(w/s), written over `weight`,
+ * and the scales [out, 1]. Pruned weights (exact zeros) get code 0, and so does anything that rounds to
+ * ±0: the code of +0, so the stored codes and the decoded weight agree bit for bit.
+ */
+export async function roundToFp8E4m3(weight: Tensor, storageDType: string, signal?: AbortSignal): Promise<{ weight: Tensor; floatQuantized: FloatQuantizedWeight }> {
+  const [rows, cols] = weight.shape;
+  const w = weight.data as Float32Array;
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; ++r) {
+    let max = 0;
+    for (let c = 0; c < cols; ++c) max = Math.max(max, Math.abs(w[r * cols + c]));
+    scales[r] = max === 0 ? 1 : max / E4M3_MAX;
+  }
+  // Scales exactly representable in the storage dtype, as every grid's are.
+  const stored = storageDType === 'f16' || storageDType === 'bf16' ? (Tensor.fromTypedArray(scales).to(storageDType).to('f32').data as Float32Array) : scales;
+  const codes = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; ++r) {
+    const s = stored[r];
+    for (let c = 0; c < cols; ++c) {
+      let code = encodeE4M3(w[r * cols + c] / s);
+      if (code === 0x80) code = 0;
+      codes[r * cols + c] = code;
+      // f32 as compressed-tensors decodes, fp8.to(s.dtype)·s (exact for f16/bf16 scales: 4 + 11 bits fit).
+      w[r * cols + c] = Math.fround(decodeE4M3(code) * s);
+    }
+    if (r % 64 === 63) {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return { weight, floatQuantized: { format: 'fp8-e4m3', codes: Tensor.fromTypedArray(codes, [rows, cols]), scales: Tensor.fromTypedArray(stored, [rows, 1]) } };
 }

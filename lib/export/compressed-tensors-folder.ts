@@ -1,7 +1,9 @@
-// The `compressed-tensors` output: the model folder vLLM and Hugging Face load as pack-quantized
-// (lib/io/compressed-tensors.ts describes the format). Quantized linears are stored as weight_packed /
-// weight_scale (/ weight_zero_point, weight_g_idx) / weight_shape; every other tensor as in the input
-// (pruned-only linears with their zeros in place). The shards are planned up front — names, dtypes,
+// The `compressed-tensors` output: the model folder vLLM and Hugging Face load as pack-quantized, or as
+// float-quantized for FP8 weights (lib/io/compressed-tensors.ts describes both). Quantized linears are
+// stored as weight_packed / weight_scale (/ weight_zero_point, weight_g_idx) / weight_shape; FP8 linears
+// (HWPQ --bits fp8) as weight, F8_E4M3 [out, in] codes, and weight_scale [out, 1] in the model dtype — the
+// layout of vLLM's CompressedTensorsW8A16Fp8 (weight-only FP8, per channel); every other tensor as in the
+// input (pruned-only linears with their zeros in place). The shards are planned up front — names, dtypes,
 // shapes and offsets are known before any weight is compressed — so each finished tensor is written at
 // its offset, an interrupted run resumes in the same files, and the staging folder is a loadable model
 // throughout (config.json carries the quantization_config from the start).
@@ -26,9 +28,13 @@ export const CT_FORMAT_VERSION = '0.18.0';
 /** Shards are split at this size (as Hugging Face's save_pretrained does by default). */
 export const DEFAULT_MAX_SHARD_BYTES = 5 * 10 ** 9;
 
+/** A quantized linear's scheme as the writer plans it: an integer grid, or FP8 E4M3 codes (`float`). */
+export type CtPlannedScheme = QuantizationScheme & { float?: 'fp8-e4m3' };
+
 /** compressed-tensors' description of a scheme. */
-export function ctScheme(scheme: QuantizationScheme): CtWeightScheme {
+export function ctScheme(scheme: CtPlannedScheme): CtWeightScheme {
   return {
+    type: scheme.float ? 'float' : 'int',
     bits: scheme.bits,
     symmetric: scheme.symmetric,
     strategy: scheme.groupSize === 0 ? 'channel' : 'group',
@@ -37,7 +43,7 @@ export function ctScheme(scheme: QuantizationScheme): CtWeightScheme {
   };
 }
 
-const SCHEME_KEY = (s: QuantizationScheme) => JSON.stringify([s.bits, s.groupSize, s.symmetric, s.actOrder ?? null]);
+const SCHEME_KEY = (s: CtPlannedScheme) => JSON.stringify([s.float ?? 'int', s.bits, s.groupSize, s.symmetric, s.actOrder ?? null]);
 
 /** vLLM's pack-quantized (WNA16) loader: 4- and 8-bit codes, these group sizes (0 = per channel). */
 export const VLLM_BITS = [4, 8];
@@ -65,8 +71,14 @@ export function checkVllmLoadable(name: string, shape: readonly number[], scheme
 }
 
 /** The tensors that stand for a quantized linear, in the order compressed-tensors writes them. */
-function quantizedPlan(name: string, shape: readonly number[], scheme: QuantizationScheme, scaleDType: DType): PlannedTensor[] {
+function quantizedPlan(name: string, shape: readonly number[], scheme: CtPlannedScheme, scaleDType: DType): PlannedTensor[] {
   const [rows, inputs] = shape;
+  if (scheme.float) {
+    return [
+      { name: `${name}.weight`, dtype: 'u8', storedAs: 'F8_E4M3', shape: [rows, inputs] },
+      { name: `${name}.weight_scale`, dtype: scaleDType, shape: [rows, 1] },
+    ];
+  }
   const groups = scheme.groupSize === 0 ? 1 : Math.ceil(inputs / scheme.groupSize);
   const plan: PlannedTensor[] = [
     { name: `${name}.weight_packed`, dtype: 'i32', shape: [rows, packedWords(inputs, scheme.bits)] },
@@ -82,7 +94,7 @@ const SAFETENSORS_DTYPES: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16
 
 export interface CompressedTensorsPlan {
   /** Linear module name → its scheme, for the quantized ones. */
-  quantized: Map<string, QuantizationScheme>;
+  quantized: Map<string, CtPlannedScheme>;
   /** Every linear module name of the model (to list the dense ones in `ignore`), plus lm_head. */
   linears: string[];
   maxShardBytes?: number;
@@ -93,7 +105,7 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
     staged: StagingFolder<ResumeState<Entry>>,
     input: Checkpoint,
     runFingerprint: string,
-    private readonly quantized: Map<string, QuantizationScheme>,
+    private readonly quantized: Map<string, CtPlannedScheme>,
     /** Tensor name → its shard file (in the staging folder) and place in it. */
     private readonly placement: Map<string, { file: string; info: TensorInfo }>,
   ) {
@@ -175,12 +187,15 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
       await this.staged.guard(indexPath, () => writeFile(indexPath, indexJson(index)), { keptForResume: false });
     }
     // Everything that is not a quantized linear keeps its bytes (a linear that is only pruned is written
-    // again when its block is done); quantized linears' shapes are known now, so the staging folder reads as
-    // a model whose unfinished linears decode to zeros.
+    // again when its block is done; an FP8 linear's weight slot holds codes, zero until then); quantized
+    // linears' shapes are known now, so the staging folder reads as a model whose unfinished linears decode
+    // to zeros.
+    const fp8Weights = new Set([...this.quantized].filter(([, s]) => s.float).map(([name]) => `${name}.weight`));
     for (const name of this.input.names()) {
-      if (this.placement.has(name)) await this.writeTensor(name, await this.input.read(name));
+      if (this.placement.has(name) && !fp8Weights.has(name)) await this.writeTensor(name, await this.input.read(name));
     }
-    for (const name of this.quantized.keys()) {
+    for (const [name, scheme] of this.quantized) {
+      if (scheme.float) continue;
       const shape = (await this.input.info(`${name}.weight`)).shape;
       await this.writeTensor(`${name}.weight_shape`, Tensor.fromTypedArray(BigInt64Array.from(shape, BigInt), [2]));
     }
@@ -209,6 +224,13 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
       await this.writeTensor(`${name}.weight`, await weight.toAsync(dtype));
       return;
     }
+    if (scheme.float) {
+      const f = result.floatQuantized;
+      if (!f) throw new InvalidArgumentError(`${name}: planned as FP8 (float-quantized), but its result holds no FP8 codes; use --format dense`);
+      await this.writeTensor(`${name}.weight`, f.codes);
+      await this.writeTensor(`${name}.weight_scale`, await f.scales.toAsync(dtype));
+      return;
+    }
     const q = result.quantized;
     if (!q) throw new InvalidArgumentError(`${name}: planned as quantized, but the method returned no codes`);
     if (result.outliers) throw new InvalidArgumentError(`${name}: its outliers cannot be stored in compressed-tensors (use --format packed or dense)`);
@@ -220,8 +242,8 @@ export class CompressedTensorsFolder<Entry> extends ModelFolderWriter<Entry> {
 }
 
 /** One config group per distinct scheme: all linears ("Linear") when there is one, else by exact name. */
-function configGroups(quantized: Map<string, QuantizationScheme>): CtGroup[] {
-  const byScheme = new Map<string, { scheme: QuantizationScheme; names: string[] }>();
+function configGroups(quantized: Map<string, CtPlannedScheme>): CtGroup[] {
+  const byScheme = new Map<string, { scheme: CtPlannedScheme; names: string[] }>();
   for (const [name, scheme] of quantized) {
     const key = SCHEME_KEY(scheme);
     const entry = byScheme.get(key) ?? { scheme, names: [] };

@@ -95,7 +95,10 @@ async function packLinear(source: DecoderModel, name: string, format: PackedForm
   const where = `${source.dir}: ${name}`;
   const isQuantized = checkpoint instanceof CtCheckpoint && checkpoint.quantized.has(name);
   if (NEEDS_QUANTIZED.includes(format)) {
-    if (!isQuantized) throw new InvalidArgumentError(`${where}.weight is not quantized; ${format} is made from a compressed-tensors W4 folder (sparq quantize --bits 4 …)`);
+    if (!isQuantized) {
+      const fp8 = checkpoint instanceof CtCheckpoint && checkpoint.floatQuantized.has(name);
+      throw new InvalidArgumentError(`${where}.weight is ${fp8 ? 'FP8 (float-quantized), not int4 codes' : 'not quantized'}; ${format} is made from a compressed-tensors W4 folder (sparq quantize --bits 4 …)`);
+    }
     const stored = await (checkpoint as CtCheckpoint).readQuantized(name);
     checkInt4Source(stored, format, blockSize, where);
     const shape = ctShape(stored.tensors.shape, where);

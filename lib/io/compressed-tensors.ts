@@ -14,6 +14,16 @@
 //              <name>.weight_shape    int64 [2] = [out, in]
 //              <name>.weight_g_idx    int32 [in], actorder "group" only: each input's group
 //              decoded w = (q − z)·s
+//
+// and its `float-quantized` format for FP8 weights (the same compressed-tensors releases; compressed-tensors'
+// float-quantized and naive-quantized compressors are one class: the weight cast to the scheme's torch dtype):
+// group        weights {num_bits 8, type "float", strategy "channel", symmetric true, dynamic false,
+//              group_size null, …}, format "float-quantized", input_activations null (weight-only: vLLM's
+//              CompressedTensorsW8A16Fp8 — its selection needs the group's format to be float-, naive- or
+//              int-quantized, which sends it past the pack-quantized WNA16 branch to the FP8 weight check)
+// per linear   <name>.weight          F8_E4M3 [out, in]: the E4M3 codes (lib/tensor/fp8.ts)
+//              <name>.weight_scale    model dtype [out, 1] (vLLM loads it into an f32 parameter)
+//              decoded w = fp8.to(s.dtype)·s, in the scales' dtype
 import { InvalidArgumentError, InvalidFileError, UnsupportedFormatError } from '../errors.js';
 import { compilePattern } from '../name-pattern.js';
 import { dequantizePackedAsync, packCodes, packedWords, unpackCodes } from '../tensor/quant.js';
@@ -26,6 +36,8 @@ export const CT_SUFFIXES = ['weight_packed', 'weight_scale', 'weight_zero_point'
 
 /** One config group's weight scheme, as sparq reads and writes it. */
 export interface CtWeightScheme {
+  /** 'int': pack-quantized codes; 'float': FP8 E4M3 (bits 8, channel, symmetric), float-quantized. */
+  type: 'int' | 'float';
   bits: number;
   symmetric: boolean;
   /** 'group' with groupSize, or 'channel' (one scale per output row). */
@@ -64,20 +76,27 @@ export function ctWeightsJson(scheme: CtWeightScheme): Json {
     scale_dtype: null,
     strategy: scheme.strategy,
     symmetric: scheme.symmetric,
-    type: 'int',
+    type: scheme.type,
     zp_dtype: scheme.symmetric ? null : 'torch.int8',
   };
+}
+
+/** The compressed-tensors format that stores a scheme's weights. */
+export function ctFormatOf(scheme: CtWeightScheme): 'pack-quantized' | 'float-quantized' {
+  return scheme.type === 'float' ? 'float-quantized' : 'pack-quantized';
 }
 
 /** config.json's quantization_config for these groups (keys sorted, as compressed-tensors writes them). */
 export function ctQuantizationConfig(groups: CtGroup[], ignore: string[], version: string): Json {
   const configGroups: Json = {};
   for (const g of groups) {
-    configGroups[g.name] = { format: 'pack-quantized', input_activations: null, output_activations: null, targets: g.targets, weights: ctWeightsJson(g.scheme) };
+    configGroups[g.name] = { format: ctFormatOf(g.scheme), input_activations: null, output_activations: null, targets: g.targets, weights: ctWeightsJson(g.scheme) };
   }
+  // One format for the whole model when the groups share one, as compressed-tensors summarizes them.
+  const formats = new Set(groups.map((g) => ctFormatOf(g.scheme)));
   return {
     config_groups: configGroups,
-    format: 'pack-quantized',
+    format: formats.size === 1 ? [...formats][0] : 'mixed-precision',
     global_compression_ratio: null,
     ignore,
     kv_cache_scheme: null,
@@ -112,14 +131,20 @@ export function parseCtConfig(raw: unknown, source: string): CtConfig {
     const at = `${where}.config_groups.${name}`;
     if (!isObject(value)) throw new InvalidFileError(`${at} is not an object`);
     const format = value.format ?? topFormat;
-    if (format !== 'pack-quantized') throw new UnsupportedFormatError(`${at}: format ${JSON.stringify(format)} is not supported (sparq reads pack-quantized)`);
+    if (format !== 'pack-quantized' && format !== 'float-quantized' && format !== 'naive-quantized') {
+      throw new UnsupportedFormatError(`${at}: format ${JSON.stringify(format)} is not supported (sparq reads pack-quantized, and float-quantized FP8)`);
+    }
     if (!Array.isArray(value.targets) || !value.targets.every((t) => typeof t === 'string')) throw new InvalidFileError(`${at}.targets is not a list of strings`);
     if (value.input_activations !== undefined && value.input_activations !== null) {
       throw new UnsupportedFormatError(`${at}.input_activations is set; sparq reads weight-only quantization`);
     }
     const w = value.weights;
     if (!isObject(w)) throw new InvalidFileError(`${at}.weights is missing`);
-    if ((w.type ?? 'int') !== 'int') throw new UnsupportedFormatError(`${at}.weights.type ${JSON.stringify(w.type)} is not supported (int)`);
+    const type = w.type ?? 'int';
+    if (type !== 'int' && type !== 'float') throw new UnsupportedFormatError(`${at}.weights.type ${JSON.stringify(w.type)} is not supported (int, float)`);
+    if ((type === 'int') !== (format === 'pack-quantized')) {
+      throw new UnsupportedFormatError(`${at}: weights.type ${JSON.stringify(type)} stored as ${JSON.stringify(format)} is not supported (int weights as pack-quantized, float weights as float-quantized)`);
+    }
     const bits = w.num_bits ?? 8;
     if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 8) throw new InvalidFileError(`${at}.weights.num_bits ${describe(bits)} is not in 1..8`);
     const groupSize = w.group_size ?? null;
@@ -130,10 +155,13 @@ export function parseCtConfig(raw: unknown, source: string): CtConfig {
     if (actorder !== null && actorder !== 'static' && actorder !== 'group') throw new UnsupportedFormatError(`${at}.weights.actorder ${JSON.stringify(w.actorder)} is not supported`);
     if (w.dynamic !== undefined && w.dynamic !== false) throw new UnsupportedFormatError(`${at}.weights.dynamic must be false for stored weights`);
     if (w.block_structure !== undefined && w.block_structure !== null) throw new UnsupportedFormatError(`${at}.weights.block_structure is not supported`);
+    if (type === 'float' && (bits !== 8 || strategy !== 'channel' || w.symmetric === false)) {
+      throw new UnsupportedFormatError(`${at}.weights: float weights are read as FP8 E4M3 with one scale per output channel (num_bits 8, strategy channel, symmetric), not num_bits ${describe(bits)}, strategy ${JSON.stringify(strategy)}`);
+    }
     groups.push({
       name,
       targets: value.targets as string[],
-      scheme: { bits: bits as number, symmetric: w.symmetric !== false, strategy, groupSize: strategy === 'group' ? (groupSize as number) : null, actorder },
+      scheme: { type, bits: bits as number, symmetric: w.symmetric !== false, strategy, groupSize: strategy === 'group' ? (groupSize as number) : null, actorder },
     });
   }
   const ignore = raw.ignore ?? [];
@@ -221,6 +249,30 @@ export function packZeroPoints(zeros: Tensor, bits: number): Tensor {
 }
 
 /**
+ * The dense f32 weight [out, in] of a float-quantized (FP8) linear: `values` its F8_E4M3 codes as read
+ * (the reader gives their exact f32 values), `scale` [out, 1] as stored in `scaleDType`. Decoded as
+ * compressed-tensors does, fp8.to(s.dtype)·s: in f32 the product is exact for f16/bf16 scales (4 + 11
+ * significant bits), so rounding it once to the scales' dtype matches a product computed in that dtype.
+ */
+export function decodeCtFloatLinear(values: Tensor, scale: Tensor, scaleDType: string, where: string): Tensor {
+  const [rows, cols] = values.shape.length === 2 ? values.shape : [-1, -1];
+  if (rows < 0) throw new InvalidFileError(`${where}.weight has shape [${values.shape.join(', ')}]; a float-quantized weight is [out, in]`);
+  if (!['F32', 'F16', 'BF16'].includes(scaleDType) || scale.shape.length !== 2 || scale.shape[0] !== rows || scale.shape[1] !== 1) {
+    throw new InvalidFileError(`${where}.weight_scale is ${scaleDType} [${scale.shape.join(', ')}]; FP8 weights [${rows}, ${cols}] with one scale per output channel need F32/F16/BF16 [${rows}, 1]`);
+  }
+  const v = values.to('f32').data as Float32Array;
+  const s = scale.to('f32').data as Float32Array;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; ++r) {
+    for (let c = 0; c < cols; ++c) out[r * cols + c] = Math.fround(v[r * cols + c] * s[r]);
+  }
+  const decoded = Tensor.fromTypedArray(out, [rows, cols]);
+  if (scaleDType === 'BF16') return decoded.to('bf16').to('f32');
+  if (scaleDType === 'F16') return decoded.to('f16').to('f32');
+  return decoded;
+}
+
+/**
  * Whether a config group's targets select a linear, as vLLM matches them: the exact module name, a
  * `re:` pattern matched at the start of the name, or a class name ("Linear" selects every linear layer).
  */
@@ -240,15 +292,18 @@ function ctPatternMatches(pattern: string, name: string): boolean {
 
 /**
  * A compressed-tensors checkpoint seen as a dense one: each quantized linear's tensors (weight_packed,
- * weight_scale, …) stand as one `<name>.weight` of the scale's dtype, decoded when read. Everything else
- * passes through. Opening checks that every quantized linear has exactly the tensors its scheme needs.
+ * weight_scale, …, or a float-quantized F8_E4M3 weight and its weight_scale) stand as one `<name>.weight`
+ * of the scale's dtype, decoded when read. Everything else passes through. Opening checks that every
+ * quantized linear has exactly the tensors its scheme needs.
  */
 export class CtCheckpoint extends DecodedWeightsCheckpoint {
   private constructor(
     inner: Checkpoint,
     readonly config: CtConfig,
-    /** Quantized linears (module names) and their schemes. */
+    /** Pack-quantized linears (module names) and their schemes: their codes can be read (readQuantized). */
     readonly quantized: ReadonlyMap<string, CtWeightScheme>,
+    /** Float-quantized (FP8) linears and their schemes: read decoded only. */
+    readonly floatQuantized: ReadonlyMap<string, CtWeightScheme>,
     visibleNames: string[],
   ) {
     super(inner, visibleNames);
@@ -260,35 +315,66 @@ export class CtCheckpoint extends DecodedWeightsCheckpoint {
     const names = new Set(inner.names());
     const virtual: string[] = [];
     const quantized = new Map<string, CtWeightScheme>();
+    const floatQuantized = new Map<string, CtWeightScheme>();
+    const groupOf = (base: string) => {
+      if (ctIgnored(config.ignore, base)) throw new InvalidFileError(`${inner.dir}: '${base}' is listed in quantization_config.ignore but is stored quantized`);
+      const group = config.groups.find((g) => ctTargets(g.targets, base));
+      if (!group) throw new InvalidFileError(`${inner.dir}: '${base}' is stored quantized, but no quantization_config group targets it`);
+      return group;
+    };
     for (const name of names) {
       const suffix = CT_SUFFIXES.find((s) => name.endsWith(`.${s}`));
       if (!suffix) {
+        // A float-quantized weight keeps its name (<base>.weight): visible as itself, decoded when read.
         virtual.push(name);
         continue;
       }
       const base = name.slice(0, -suffix.length - 1);
+      if (suffix === 'weight_scale' && !names.has(`${base}.weight_packed`) && names.has(`${base}.weight`)) {
+        const group = groupOf(base);
+        if (group.scheme.type !== 'float') throw new InvalidFileError(`${inner.dir}: '${base}' is stored as a weight with a weight_scale (float-quantized), but its group ${group.name} quantizes to int (pack-quantized: weight_packed)`);
+        floatQuantized.set(base, group.scheme);
+        continue;
+      }
       if (suffix !== 'weight_packed') {
         if (!names.has(`${base}.weight_packed`)) throw new InvalidFileError(`${inner.dir}: tensor '${name}' has no '${base}.weight_packed' beside it`);
         continue;
       }
       if (names.has(`${base}.weight`)) throw new InvalidFileError(`${inner.dir}: '${base}' has both a dense weight and weight_packed`);
-      if (ctIgnored(config.ignore, base)) throw new InvalidFileError(`${inner.dir}: '${base}' is listed in quantization_config.ignore but is stored quantized`);
-      const group = config.groups.find((g) => ctTargets(g.targets, base));
-      if (!group) throw new InvalidFileError(`${inner.dir}: '${base}' is stored quantized, but no quantization_config group targets it`);
+      const group = groupOf(base);
+      if (group.scheme.type !== 'int') throw new InvalidFileError(`${inner.dir}: '${base}' is stored pack-quantized (weight_packed), but its group ${group.name} quantizes to float (float-quantized)`);
       for (const required of ['weight_scale', 'weight_shape', ...(group.scheme.symmetric ? [] : ['weight_zero_point']), ...(group.scheme.actorder === 'group' ? ['weight_g_idx'] : [])]) {
         if (!names.has(`${base}.${required}`)) throw new InvalidFileError(`${inner.dir}: '${base}.${required}' is missing (group ${group.name}: W${group.scheme.bits}${group.scheme.symmetric ? '' : ' asymmetric'}${group.scheme.actorder === 'group' ? ', actorder group' : ''})`);
       }
       quantized.set(base, group.scheme);
       virtual.push(`${base}.weight`);
     }
-    return new CtCheckpoint(inner, config, quantized, virtual);
+    return new CtCheckpoint(inner, config, quantized, floatQuantized, virtual);
   }
 
   private quantizedBase(name: string): string | undefined {
     return this.storedModule(name, this.quantized);
   }
 
+  /** Every quantized linear (pack- and float-quantized) and its scheme. */
+  get schemes(): ReadonlyMap<string, CtWeightScheme> {
+    return new Map([...this.quantized, ...this.floatQuantized]);
+  }
+
+  /** A float-quantized linear decoded to f32 [out, in], its stored dtypes and shapes checked first. */
+  private async readFloatQuantized(base: string): Promise<Tensor> {
+    const where = `${this.dir}: ${base}`;
+    const info = await this.inner.info(`${base}.weight`);
+    if (info.dtype !== 'F8_E4M3' || info.shape.length !== 2) {
+      throw new InvalidFileError(`${where}.weight is ${info.dtype} [${info.shape.join(', ')}]; a float-quantized weight is F8_E4M3 [out, in]`);
+    }
+    const scaleDType = (await this.inner.info(`${base}.weight_scale`)).dtype;
+    return decodeCtFloatLinear(await this.inner.read(`${base}.weight`), await this.inner.read(`${base}.weight_scale`), scaleDType, where);
+  }
+
   async info(name: string): Promise<{ name: string; dtype: string; shape: number[] }> {
+    const floatBase = this.storedModule(name, this.floatQuantized);
+    if (floatBase) return { name, dtype: (await this.inner.info(`${floatBase}.weight_scale`)).dtype, shape: (await this.inner.info(name)).shape };
     const base = this.quantizedBase(name);
     if (!base) return this.inner.info(name);
     const scale = await this.inner.info(`${base}.weight_scale`);
@@ -297,9 +383,10 @@ export class CtCheckpoint extends DecodedWeightsCheckpoint {
   }
 
   async read(name: string, options: { dtype?: DType } = {}): Promise<Tensor> {
+    const floatBase = this.storedModule(name, this.floatQuantized);
     const base = this.quantizedBase(name);
-    if (!base) return this.inner.read(name, options);
-    const weight = await decodeCtStoredLinear(await this.readQuantized(base));
+    if (!base && !floatBase) return this.inner.read(name, options);
+    const weight = floatBase ? await this.readFloatQuantized(floatBase) : await decodeCtStoredLinear(await this.readQuantized(base!));
     return options.dtype && options.dtype !== 'f32' ? weight.to(options.dtype) : weight;
   }
 

@@ -1,22 +1,25 @@
 // safetensors files: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
 // shape and byte range, then the data. The reader validates the header before trusting any of it and
 // reads tensors lazily by offset (never the whole file); the writer streams tensors one by one into a
-// temporary file that is renamed into place only when complete.
+// temporary file that is renamed into place only when complete. F8_E4M3 (FP8, lib/tensor/fp8.ts) has no
+// sparq dtype: it is read as its f32 values and written from u8 codes planned with `storedAs`.
 import { constants } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { arrayTypeFor, dtypeSize, type DType, type TypedArray } from '../tensor/dtype.js';
+import { decodeE4M3Array } from '../tensor/fp8.js';
 import { InvalidArgumentError, InvalidFileError, writeFailure } from '../errors.js';
 import { formatShape, shapeNumel, Tensor } from '../tensor/tensor.js';
 
 /** Element types a safetensors header may name. */
-export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
-const STORAGE: Record<SafetensorsDType, { size: number; dtype: DType | 'i16' }> = {
+const STORAGE: Record<SafetensorsDType, { size: number; dtype: DType | 'i16' | 'f8_e4m3' }> = {
   F64: { size: 8, dtype: 'f64' },
   F32: { size: 4, dtype: 'f32' },
   F16: { size: 2, dtype: 'f16' },
   BF16: { size: 2, dtype: 'bf16' },
+  F8_E4M3: { size: 1, dtype: 'f8_e4m3' },
   I64: { size: 8, dtype: 'i64' },
   I32: { size: 4, dtype: 'i32' },
   I16: { size: 2, dtype: 'i16' },
@@ -153,8 +156,8 @@ export class SafetensorsFile {
   }
 
   /**
-   * Reads one tensor (only its bytes) and converts it to `dtype` if given. I16 arrives as i32 and BOOL as
-   * u8, the nearest types sparq computes with.
+   * Reads one tensor (only its bytes) and converts it to `dtype` if given. I16 arrives as i32, BOOL as u8
+   * and F8_E4M3 as f32 (its exact values), the nearest types sparq computes with.
    */
   async read(name: string, options: { dtype?: DType } = {}): Promise<Tensor> {
     const info = this.info(name);
@@ -170,6 +173,8 @@ export class SafetensorsFile {
     if (storage.dtype === 'i16') {
       const wide = Int32Array.from(new Int16Array(bytes.buffer, 0, bytes.length / 2));
       tensor = Tensor.fromTypedArray(wide, info.shape);
+    } else if (storage.dtype === 'f8_e4m3') {
+      tensor = Tensor.fromTypedArray(decodeE4M3Array(bytes), info.shape);
     } else {
       const ArrayType = arrayTypeFor(storage.dtype);
       tensor = Tensor.fromTypedArray(new ArrayType(bytes.buffer, 0, bytes.length / storage.size), info.shape, storage.dtype);
@@ -186,6 +191,15 @@ export interface PlannedTensor {
   name: string;
   dtype: DType;
   shape: readonly number[];
+  /** 'F8_E4M3': the tensor given to the writer holds u8 E4M3 codes (dtype 'u8'); the header names them F8_E4M3. */
+  storedAs?: 'F8_E4M3';
+}
+
+/** The dtype a planned tensor's header entry names. */
+function plannedDType(t: PlannedTensor): SafetensorsDType {
+  if (t.storedAs === undefined) return TO_SAFETENSORS[t.dtype];
+  if (t.storedAs !== 'F8_E4M3' || t.dtype !== 'u8') throw new InvalidArgumentError(`tensor '${t.name}': storedAs ${JSON.stringify(t.storedAs)} needs dtype u8 codes and is F8_E4M3 only, got ${t.dtype}`);
+  return t.storedAs;
 }
 
 /** The header a writer will emit for these tensors, in this order, and the data size. */
@@ -199,7 +213,7 @@ export function planHeader(tensors: readonly PlannedTensor[], metadata: Record<s
     if (t.name === '__metadata__') throw new InvalidArgumentError("'__metadata__' cannot name a tensor");
     seen.add(t.name);
     const bytes = shapeNumel(t.shape) * dtypeSize(t.dtype);
-    header[t.name] = { dtype: TO_SAFETENSORS[t.dtype], shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    header[t.name] = { dtype: plannedDType(t), shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   // Pad the JSON with spaces to a multiple of 8 so the data starts aligned.
@@ -226,7 +240,7 @@ export function planLayout(tensors: readonly PlannedTensor[], metadata: Record<s
   let offset = dataStart;
   for (const t of tensors) {
     const byteLength = shapeNumel(t.shape) * dtypeSize(t.dtype);
-    infos.set(t.name, { name: t.name, dtype: TO_SAFETENSORS[t.dtype], shape: [...t.shape], offset, byteLength });
+    infos.set(t.name, { name: t.name, dtype: plannedDType(t), shape: [...t.shape], offset, byteLength });
     offset += byteLength;
   }
   return { head: Buffer.concat([prefix, headerBytes]), tensors: infos, fileSize: dataStart + dataBytes };

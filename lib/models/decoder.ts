@@ -300,9 +300,9 @@ export class DecoderModel {
     return new DecoderModel(dir, config, checkpoint);
   }
 
-  /** The quantized linears and their schemes, for a compressed-tensors checkpoint. */
+  /** The quantized linears (pack- and float-quantized) and their schemes, for a compressed-tensors checkpoint. */
   get quantized(): ReadonlyMap<string, CtWeightScheme> | undefined {
-    return this.checkpoint instanceof CtCheckpoint ? this.checkpoint.quantized : undefined;
+    return this.checkpoint instanceof CtCheckpoint ? this.checkpoint.schemes : undefined;
   }
 
   /** A parameter as f32; NaN or infinite values are refused by name (they would poison every output). */

@@ -1,6 +1,6 @@
 // What `sparq inspect` reports about a model folder: architecture, parameter count, dtypes and bytes as
 // stored, and for every linear layer its storage format (dense, or compressed-tensors pack-quantized with
-// its bits, group size and symmetry) and sparsity (the fraction of exact zeros of its decoded weight).
+// its bits, group size and symmetry, or float-quantized FP8) and sparsity (the fraction of exact zeros of its decoded weight).
 import { Checkpoint } from '../io/checkpoint.js';
 import type { SafetensorsDType } from '../io/safetensors.js';
 import { countZerosAsync } from '../compress/pattern.js';
@@ -12,7 +12,7 @@ export interface LinearReport {
   name: string;
   shape: number[];
   sparsity: number;
-  format: 'dense' | 'pack-quantized';
+  format: 'dense' | 'pack-quantized' | 'float-quantized';
   /** Quantized linears: code bits, inputs per group (null: one scale per output channel), symmetric grid. */
   bits?: number;
   groupSize?: number | null;
@@ -86,7 +86,7 @@ export async function inspectModel(dir: string, options: { onProgress?: (done: n
         name,
         shape: [...weight.shape],
         sparsity: weight.numel === 0 ? 0 : (await countZerosAsync(weight)) / weight.numel,
-        format: scheme ? 'pack-quantized' : 'dense',
+        format: scheme ? (scheme.type === 'float' ? 'float-quantized' : 'pack-quantized') : 'dense',
         ...(scheme ? { bits: scheme.bits, groupSize: scheme.groupSize, symmetric: scheme.symmetric, actOrder: scheme.actorder } : {}),
       });
       options.onProgress?.(linears.length, linearNames.length);

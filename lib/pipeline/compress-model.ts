@@ -22,10 +22,10 @@
 import { makeBatch, streamGradients } from '../autograd/decoder.js';
 import { needsCalibration, needsWith, type AllocationGroup, type AttentionGeometry, type CompressedLinear, type CompressionMethod, type LinearStatistics, type StatisticsNeeds } from '../compress/method.js';
 import { checkPatternFits, countZerosAsync, formatPattern } from '../compress/pattern.js';
-import { bitsPerWeight, dtypeBits, outlierBits, roundToNearest } from '../compress/quantizer.js';
+import { bitsPerWeight, dtypeBits, outlierBits, roundToFp8E4m3, roundToNearest } from '../compress/quantizer.js';
 import { AbortError, InvalidArgumentError, NonFiniteError, SparqError, UnsupportedFormatError } from '../errors.js';
 import { evaluatePerplexity, type PerplexityResult } from '../eval/perplexity.js';
-import { checkVllmLoadable, CompressedTensorsFolder } from '../export/compressed-tensors-folder.js';
+import { checkVllmLoadable, CompressedTensorsFolder, type CtPlannedScheme } from '../export/compressed-tensors-folder.js';
 import { DenseFolder } from '../export/dense-folder.js';
 import { checkPackable, PackedOutputFolder } from '../export/packed-output-folder.js';
 import { fingerprint, type ModelFolderWriter, type OutputFormat } from '../export/writer.js';
@@ -162,8 +162,8 @@ async function calibrationWindows(options: CompressOptions, model: DecoderModel,
 async function checkFormat(format: OutputFormat, model: DecoderModel, assignments: Map<string, Assignment>, vllmLoadable: boolean): Promise<void> {
   for (const [name, a] of assignments) {
     const float = a.method.floatFormat?.(a.options);
-    if (float && format !== 'dense') {
-      throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float}, and this build cannot write F8_E4M3 tensors (compressed-tensors' float-quantized format); use --format dense for the decoded weights`);
+    if (float && format === 'packed') {
+      throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float} (options.format; the CLI's --bits fp8), and --format packed stores int4 codes; use --format compressed-tensors (float-quantized, for vLLM) or --format dense`);
     }
   }
   if (format === 'packed') {
@@ -182,7 +182,9 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
   }
   if (!vllmLoadable) return;
   for (const [name, a] of assignments) {
-    if (a.quantization) checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
+    // FP8 (float-quantized) has no codes packed in words and no groups; the tile sizes of vLLM's FP8 kernels
+    // (Marlin where the GPU lacks FP8 units) are theirs to check at load time.
+    if (a.quantization && !a.method.floatFormat?.(a.options)) checkVllmLoadable(name, (await model.checkpoint.info(`${name}.weight`)).shape, a.quantization);
   }
   // vLLM runs q/k/v and gate/up (of the MLP, of the shared expert) as one layer each, and all routed
   // experts of a layer as one fused MoE layer: each set must be quantized alike. It builds Qwen2-MoE's and
@@ -199,7 +201,10 @@ async function checkFormat(format: OutputFormat, model: DecoderModel, assignment
     const fused = [['q', 'k', 'v'], ['gate', 'up'], ['shared.gate', 'shared.up'], experts];
     for (const set of fused) {
       const names = set.filter((r) => roles[r]).map((r) => `${model.layout.block(b)}${roles[r]}`);
-      const keys = names.map((n) => JSON.stringify(assignments.get(n)?.quantization ?? null));
+      const keys = names.map((n) => {
+        const a = assignments.get(n);
+        return JSON.stringify([a?.quantization ?? null, (a?.quantization && a.method.floatFormat?.(a.options)) ?? null]);
+      });
       if (new Set(keys).size > 1) {
         throw new InvalidArgumentError(`${names.join(', ')}: vLLM runs these as one layer, so they must all be quantized with the same scheme or all left unquantized; adjust the recipe's targets or overrides`);
       }
@@ -214,7 +219,13 @@ async function openWriter(format: OutputFormat, input: Checkpoint, options: Comp
     const blocks = Array.from({ length: Math.max(0, ...linears.map((l) => l.block + 1)) }, (_, b) => linears.filter((l) => l.block === b).map((l) => l.name));
     return PackedOutputFolder.beginPacked<LinearReportEntry>(input, options.out, blocks, common);
   }
-  const quantized = new Map([...assignments].filter(([, a]) => a.quantization).map(([name, a]) => [name, a.quantization!]));
+  const quantized = new Map<string, CtPlannedScheme>();
+  for (const [name, a] of assignments) {
+    if (!a.quantization) continue;
+    const float = a.method.floatFormat?.(a.options);
+    if (float !== undefined && float !== 'fp8-e4m3') throw new InvalidArgumentError(`${name}: ${a.method.name} quantizes to ${float}, which compressed-tensors output does not store; use --format dense`);
+    quantized.set(name, float ? { ...a.quantization, float } : a.quantization);
+  }
   return CompressedTensorsFolder.begin<LinearReportEntry>(input, options.out, { quantized, linears: [...linears.map((l) => l.name), lmHead.replace(/\.weight$/, '')] }, common);
 }
 
@@ -763,9 +774,16 @@ class CompressionRun {
     let result = run.result;
     let quantizer: string | undefined = assignment.quantization && (result.quantized || result.floatQuantized) ? run.method.name : undefined;
     if (assignment.quantization && !result.quantized && !result.floatQuantized) {
-      const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
-      result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
-      quantizer = `rtn after ${run.method.name}`;
+      // The stage's number format, where its method did not quantize (a fallback ran, or the method only prunes).
+      if (assignment.method.floatFormat?.(assignment.options) === 'fp8-e4m3') {
+        const rounded = await roundToFp8E4m3(await result.weight.cloneAsync({ signal }), storageDType, signal);
+        result = { ...result, weight: rounded.weight, floatQuantized: rounded.floatQuantized };
+        quantizer = `fp8 after ${run.method.name}`;
+      } else {
+        const rounded = await roundToNearest(result.weight, assignment.quantization, storageDType, signal);
+        result = { ...result, weight: rounded.weight, quantized: rounded.quantized };
+        quantizer = `rtn after ${run.method.name}`;
+      }
     }
     // Round to the stored dtype now, so the next block sees exactly the weights that are saved.
     const weight = storageDType === 'f32' ? result.weight : await (await result.weight.toAsync(storageDType as 'f16', { signal })).toAsync('f32', { signal });

@@ -225,6 +225,13 @@ export async function compressTuneAndPack(options: TunedCompressOptions): Promis
   const tuning = tuningOf(options);
   if (!tuning && format !== 'bsr-int4') return compressModel({ ...options, format });
   if (options.resume) throw new InvalidArgumentError(`--resume: runs that ${tuning ? 'tune scales end to end' : 'write bsr-int4'} cannot be resumed; run again without --resume`);
+  if (format === 'bsr-int4') {
+    options.recipe.stages.forEach((s, i) => {
+      const method = getMethod(s.method, `stages[${i}].method`);
+      const float = method.floatFormat?.(method.parseOptions(s.options ?? {}, `stages[${i}].options`));
+      if (float) throw new InvalidArgumentError(`--format bsr-int4 stores int4 codes, and ${method.name} quantizes to ${float} here (options.format); use --format compressed-tensors (float-quantized, for vLLM) or --format dense`);
+    });
+  }
   const groupSizes = new Set(options.recipe.stages.map((s) => Number((s.quantize as { groupSize?: unknown } | undefined)?.groupSize ?? 128)));
   if (format === 'bsr-int4' && (groupSizes.size !== 1 || ![8, 16, 32].includes([...groupSizes][0]))) {
     throw new InvalidArgumentError(`--format bsr-int4 stores one scale per block of 8, 16 or 32 inputs: quantize every stage with one such --group-size (got ${[...groupSizes].join(', ')})`);

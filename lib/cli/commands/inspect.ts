@@ -8,11 +8,11 @@ export const inspectCommand: Command = {
   name: 'inspect',
   usage: `inspect DIR [--json]
                    architecture, parameter count, dtypes, bytes, and each linear layer's format
-                   (dense, or compressed-tensors pack-quantized with bits, group size, symmetry) and
-                   sparsity; for mixture-of-experts models each routed expert's width (its kept
-                   width after expert pruning, 0 for a removed expert); --json adds each layer's
-                   widths (layers: intermediateSize, heads, kvHeads), which differ per layer after
-                   structured pruning`,
+                   (dense, compressed-tensors pack-quantized with bits, group size, symmetry, or
+                   float-quantized FP8) and sparsity; for mixture-of-experts models each routed
+                   expert's width (its kept width after expert pruning, 0 for a removed expert);
+                   --json adds each layer's widths (layers: intermediateSize, heads, kvHeads), which
+                   differ per layer after structured pruning`,
   async run(args) {
     const { values, positionals } = parseFlags('inspect', () => parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } }));
     if (positionals.length !== 1) throw new UsageError('inspect: give exactly one model folder');
@@ -35,7 +35,7 @@ export const inspectCommand: Command = {
       process.stdout.write(`MoE layers ${m.layers.join(', ')}: ${m.experts} experts of ${m.expertSize}, top-${m.topK}${m.normalizeTopK ? ' renormalized' : ''}${shared}\n`);
     }
     for (const l of report.linears) {
-      const grid = l.format === 'pack-quantized' ? `  W${l.bits} ${l.groupSize === null ? 'per channel' : `group ${l.groupSize}`}${l.symmetric ? '' : ' asymmetric'}${l.actOrder ? ` act-order ${l.actOrder}` : ''}` : '';
+      const grid = l.format === 'float-quantized' ? '  FP8 E4M3 per channel' : l.format === 'pack-quantized' ? `  W${l.bits} ${l.groupSize === null ? 'per channel' : `group ${l.groupSize}`}${l.symmetric ? '' : ' asymmetric'}${l.actOrder ? ` act-order ${l.actOrder}` : ''}` : '';
       process.stdout.write(`  ${l.name.padEnd(48)} [${l.shape.join(', ')}]  sparsity ${(100 * l.sparsity).toFixed(2)}%${grid}\n`);
     }
     for (const e of report.experts ?? []) {

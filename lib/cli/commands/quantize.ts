@@ -136,7 +136,8 @@ export const quantizeCommand: Command = {
                    generate; W4) or dense; compressed-tensors cannot carry the outliers.
                    hwpq: prune by ½·w²·‖x‖² with an EWMA threshold (no Hessian, no sort) to --sparsity
                    (a fraction or 2:4; optional), then round the survivors to the grid, or to FP8 E4M3
-                   per channel with --bits fp8 (--format dense only: this build cannot write F8_E4M3).
+                   per channel with --bits fp8 (compressed-tensors float-quantized: F8_E4M3 weights
+                   and [out, 1] scales, vLLM's W8A16 FP8 scheme; or --format dense).
                    Writes compressed-tensors pack-quantized for vLLM (W4/W8, groups 32/64/128 or per
                    channel), --format dense (decoded weights in the original dtype, for any grid) or
                    --format packed (a sparq packed int4 folder, W4)
