@@ -1,21 +1,40 @@
 // GWQ, gradient-aware weight quantization (Shao et al., 2024): the loss gradient locates the weights that
 // matter; those stay in 16-bit, the rest go to a low-bit grid.
-//   gradient   G = ∂L/∂W of the mean next-token loss over the calibration windows, from one streamed
+//   gradient   G = ∂L/∂W of the mean next-token loss over the calibration windows, from the streamed
 //              backward pass the driver runs before the layer-wise loop (needs.gradients)
-//   outliers   O = the top ⌈F·m·n⌉ entries of |G| over the whole matrix (per linear; F = 1% by default);
-//              only their positions are kept from the gradient pass (summarizeGradient)
+//   outliers   O = the top ⌈F·m·n⌉ entries of a score S over the whole matrix (per linear; F = 1% by
+//              default); only their positions (or the score) are kept from the gradient pass
+//   score S    'gradient' (default, the paper's)  |G|: |Σ_w g_w| — the gradient of the mean loss over the
+//                                                  windows, signed, then its magnitude
+//              'fisher'                           Σ_w g_w²  (empirical Fisher diagonal per window)
+//              'gradient-weight'                  |w|·Σ_w |g_w|  (first-order loss change of zeroing w,
+//                                                  per window, magnitudes summed)
+//              'magnitude'                        |w|  (the ablation; no backward pass)
+//              g_w = ∂L_w/∂W of window w's mean loss. The two per-window scores need one backward pass
+//              per window (needs.gradientsPerWindow) and keep an f32 score matrix per linear until the
+//              linear is compressed — the model's size in f32 for the linears that use them.
 //   base       the rest quantized per group, with the outliers left out of each group's scale fit (the
 //              grid's range always includes 0, so fitting on W with O zeroed is exactly that), by
-//                'rtn'   q = round(w/s + z) — the paper's setting
-//                'gptq'  GPTQ's column sweep; an outlier is kept exactly as the sweep reaches it, so its
-//                        error is 0 and nothing moves on from it (SpQR's rule); its code is the zero point
+//                'rtn'   q = round(w/s + z)
+//                'gptq'  GPTQ's column sweep (the gptq method's: same damping, block size, static grids,
+//                        activation order from the scheme); an outlier is kept exactly as the sweep
+//                        reaches it, so its error is 0 and nothing moves on from it (SpQR's rule); its
+//                        code is the zero point
 //   result     Ŵ = dequant(codes) + O, the outliers' values rounded to f16 (stored as CSR: 16 bits of value
 //              + 32 of column index each, + 32 per row of row pointers)
-// Choices the paper leaves open, each an option: the outlier selection is per linear (not per row or
-// global over the model) [std]; the gradient is the signed mean over the gradient windows' tokens, then its
-// magnitude (the paper uses a handful of calibration samples; the driver's gradientWindows, default 16);
-// the base quantizer (rtn, as the paper; gptq as an option); `select: 'magnitude'` picks the outliers by
-// |W| instead of |G| — the ablation that shows whether the gradients matter (it needs no backward pass).
+// What the paper says and what it leaves open. The readable parts of the paper (abstract and summaries of
+// arXiv 2411.00850 v2–v4; its method section was not reachable from here) say: gradients of the loss from
+// a single calibration sample (one backward pass) localize the outliers, the top 1% are kept in FP16, the
+// rest are quantized per channel in groups, and gradient localization beats SpQR's Hessian-based
+// sensitivity. With one sample there is nothing to aggregate: the score is |∂L/∂W| of that sample's loss.
+// Our default generalizes it to the gradient of the mean loss over `gradientWindows` windows (16, one
+// batch) — signs cancel across windows, which is what "the gradient of the calibration loss" means, not a
+// Fisher or per-window magnitude (those are the 'fisher' / 'gradient-weight' options, not the paper's).
+// Other choices, each an option: selection per linear (not per row or global) [std]; the base (rtn
+// default; gptq); the score (above).
+// Measured (README, bench/quant-methods.ts): on stories260K, sotu-llama and the demo model, |W| picks
+// outliers that help more than any gradient score — removing the largest |w| of a group of 32 also
+// shrinks that group's scale for its other 31 weights, which no per-weight sensitivity accounts for.
 import { InvalidArgumentError } from '../errors.js';
 import { packBsr, type BsrWeight } from '../tensor/packed.js';
 import { quantizeRtnAsync } from '../tensor/quant.js';
@@ -31,12 +50,16 @@ export interface GwqOptions {
   outliers: number;
   /** How the other weights are quantized (default 'rtn', the paper's). */
   base: 'rtn' | 'gptq';
-  /** What picks the outliers: |∂L/∂W| (default) or |W| (the ablation). */
-  select: 'gradient' | 'magnitude';
+  /** The score that picks the outliers (header): |∂L/∂W| (default, the paper's), the per-window Fisher
+   * Σ g², the first-order saliency |w|·Σ|g|, or |W| (the ablation). */
+  select: OutlierScore;
   /** GPTQ base: λ relative to mean(diag H) (default 0.01) and columns per lazy block (default 128). */
   damp: number;
   blockSize: number;
 }
+
+export const OUTLIER_SCORES = ['gradient', 'fisher', 'gradient-weight', 'magnitude'] as const;
+export type OutlierScore = (typeof OUTLIER_SCORES)[number];
 
 /** Checks an outlier fraction: a number in [0, 0.5]. */
 export function checkOutlierFraction(where: string, value: unknown): number {
@@ -60,6 +83,19 @@ async function topPositions(x: Tensor, count: number, signal?: AbortSignal): Pro
   return positions;
 }
 
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** acc[i] += f(g[i]) over a whole matrix, in chunks so the event loop keeps running. */
+async function accumulate(acc: Float32Array, g: Float32Array, f: (v: number) => number): Promise<void> {
+  for (let start = 0; start < g.length; start += 1 << 20) {
+    const end = Math.min(g.length, start + (1 << 20));
+    for (let i = start; i < end; ++i) acc[i] += f(g[i]);
+    if (end < g.length) await breathe();
+  }
+}
+
+const PER_WINDOW: ReadonlySet<OutlierScore> = new Set(['fisher', 'gradient-weight']);
+
 function outlierCount(fraction: number, rows: number, cols: number): number {
   return Math.min(rows * cols, Math.ceil(fraction * rows * cols));
 }
@@ -69,7 +105,8 @@ export const gwq: CompressionMethod<GwqOptions> = {
   summary: 'keep the weights with the largest loss gradients in 16-bit (a sparse side matrix), quantize the rest per group (RTN or GPTQ)',
   needs: { gradients: true, hessian: true },
   needsFor(options): StatisticsNeeds {
-    return { gradients: options.select === 'gradient' && options.outliers > 0, hessian: options.base === 'gptq' };
+    const gradients = options.select !== 'magnitude' && options.outliers > 0;
+    return { gradients, gradientsPerWindow: gradients && PER_WINDOW.has(options.select), hessian: options.base === 'gptq' };
   },
   keepsOutliers: (options) => options.outliers > 0,
   scope: 'linear',
@@ -82,14 +119,27 @@ export const gwq: CompressionMethod<GwqOptions> = {
     return {
       outliers: checkOutlierFraction(`${where}.outliers`, raw.outliers ?? 0.01),
       base: checkOneOf(`${where}.base`, raw.base ?? 'rtn', ['rtn', 'gptq'] as const),
-      select: checkOneOf(`${where}.select`, raw.select ?? 'gradient', ['gradient', 'magnitude'] as const),
+      select: checkOneOf(`${where}.select`, raw.select ?? 'gradient', OUTLIER_SCORES),
       damp: checkNumber(`${where}.damp`, raw.damp ?? 0.01, { min: 0 }),
       blockSize: checkInteger(`${where}.blockSize`, raw.blockSize ?? 128, 1, 65536),
     };
   },
-  async summarizeGradient({ gradient, options, signal }) {
+  // One call per gradient pass: one pass (the windows as one batch) → the positions at once; one pass per
+  // window → an f32 accumulator [out, in] (Σ g, Σ g² or Σ |g|), turned into positions at the last pass
+  // where the score needs no weight ('gradient', 'fisher') and kept for compress() otherwise.
+  async summarizeGradient({ gradient, options, signal, previous, pass = 0, passes = 1 }) {
     const [rows, cols] = gradient.shape;
-    return Tensor.fromTypedArray(await topPositions(gradient, outlierCount(options.outliers, rows, cols), signal));
+    const count = outlierCount(options.outliers, rows, cols);
+    if (options.select === 'magnitude') throw new InvalidArgumentError(`gwq: select 'magnitude' takes no gradients`);
+    if (options.select === 'gradient' && passes === 1) return Tensor.fromTypedArray(await topPositions(gradient, count, signal));
+    const acc = previous ?? Tensor.zeros([rows, cols]);
+    const g = gradient.data as Float32Array;
+    const a = acc.data as Float32Array;
+    if (options.select === 'gradient') await accumulate(a, g, (v) => v);
+    else if (options.select === 'fisher') await accumulate(a, g, (v) => v * v);
+    else await accumulate(a, g, Math.abs);
+    if (pass < passes - 1 || options.select === 'gradient-weight') return acc;
+    return Tensor.fromTypedArray(await topPositions(acc, count, signal));
   },
   async compress({ name, weight, quantization, storageDType, stats, options, signal }): Promise<CompressedLinear> {
     if (!quantization) throw new InvalidArgumentError(`${name}: gwq needs a quantization scheme (bits, group size)`);
@@ -101,8 +151,16 @@ export const gwq: CompressionMethod<GwqOptions> = {
     else {
       const summary = stats?.gradient;
       if (!summary) throw new InvalidArgumentError(`${name}: gwq needs the loss gradients (calibration data)`);
-      positions = summary.data as Int32Array;
-      if (positions.length !== count) throw new InvalidArgumentError(`${name}: the gradient pass kept ${positions.length} positions, ${count} expected`);
+      if (options.select === 'gradient-weight') {
+        // |w|·Σ|g_w|: the accumulated gradient magnitudes times |w|.
+        if (summary.dtype !== 'f32' || summary.numel !== rows * cols) throw new InvalidArgumentError(`${name}: the gradient pass kept ${summary.numel} values, ${rows * cols} expected`);
+        const w = weight.data as Float32Array;
+        const score = Float32Array.from(summary.data as Float32Array, (v, i) => v * Math.abs(w[i]));
+        positions = await topPositions(Tensor.fromTypedArray(score, [rows, cols]), count, signal);
+      } else {
+        positions = summary.data as Int32Array;
+        if (summary.dtype !== 'i32' || positions.length !== count) throw new InvalidArgumentError(`${name}: the gradient pass kept ${positions.length} positions, ${count} expected`);
+      }
     }
     const keep = Tensor.zeros([rows, cols], 'u8');
     const keepData = keep.data as Uint8Array;
