@@ -49,7 +49,7 @@ function models(): BenchModel[] {
 }
 
 const G = 32;
-const SCORES = ['gradient', 'fisher', 'gradient-weight', 'magnitude'] as const;
+const SCORES = ['gradient', 'fisher', 'gradient-weight', 'fisher-error', 'magnitude'] as const;
 const GWQ_ROWS: { label: string; recipe: (bits: number) => Record<string, unknown> }[] = [
   { label: 'rtn', recipe: (bits) => ({ method: 'rtn', quantize: { bits, groupSize: G } }) },
   { label: 'gptq', recipe: (bits) => ({ method: 'gptq', quantize: { bits, groupSize: G } }) },

@@ -209,8 +209,50 @@ describe('gwq outlier scores', () => {
     assert.deepEqual(await outlierOf('gradient', [mean]), [1]);
   });
 
+  it('fisher-error keeps the weight whose removal saves the most Fisher-weighted rounding error, refitting its group', async () => {
+    // One group of 8: a large weight with almost no Fisher sets the grid; every other weight has Fisher 1.
+    // Keeping it shrinks the scale for the other seven, which beats keeping any one of them.
+    const big = Float32Array.from([3, 0.31, -0.22, 0.13, 0.27, -0.18, 0.05, 0.4]);
+    const fisher = Float32Array.from([1e-6, 1, 1, 1, 1, 1, 1, 1]);
+    const pick = async (select: string, weight: Float32Array, f: Float32Array, rows: number, cols: number, outliers: number, groupSize: number) => {
+      const options = gwq.parseOptions({ select, outliers }, 'options');
+      const summary = select === 'magnitude' ? undefined : await gwq.summarizeGradient!({ name: 'l', gradient: Tensor.fromTypedArray(Float32Array.from(f, Math.sqrt), [rows, cols]), options, pass: 0, passes: 1 });
+      const result = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), quantization: { bits: 3, groupSize, symmetric: false }, stats: { tokens: 1, gradient: summary }, options });
+      const ptr = result.outliers!.rowPtr.data as Int32Array;
+      const c = result.outliers!.blockCols.data as Int32Array;
+      const positions: number[] = [];
+      for (let r = 0; r < rows; ++r) for (let b = ptr[r]; b < ptr[r + 1]; ++b) positions.push(r * cols + c[b]);
+      return positions;
+    };
+    assert.deepEqual(await pick('fisher-error', big, fisher, 1, 8, 1 / 8, 8), [0]);
+    assert.notDeepEqual(await pick('fisher', big, fisher, 1, 8, 1 / 8, 8), [0], 'Fisher alone does not see the scale');
+    // Random weights against a plain reference (float32 grids of test/quant-reference.ts).
+    const random = rng(46);
+    const [rows, cols, groupSize] = [5, 24, 8];
+    const w = randomF32(rows * cols, random);
+    const f = Float32Array.from({ length: rows * cols }, () => random() + 0.01);
+    const grid: QuantGrid = { bits: 3, groupSize, symmetric: false, scaleDType: 'f32' };
+    const q = rtnRef(w, rows, cols, grid).out;
+    const score = Array.from(w, (v, i) => f[i] * (v - q[i]) ** 2);
+    for (const better of [(a: number, b: number) => a > b, (a: number, b: number) => a < b]) {
+      for (let r = 0; r < rows; ++r) {
+        for (let g = 0; g < cols / groupSize; ++g) {
+          const members = Array.from({ length: groupSize }, (_, k) => r * cols + g * groupSize + k);
+          const chosen = members.reduce((best, i) => (better(w[i], w[best]) ? i : best));
+          const rest = members.filter((i) => i !== chosen);
+          const { scale, zero } = paramsRef(rest.map((i) => w[i]), grid);
+          const before = members.reduce((sum, i) => sum + f[i] * (w[i] - q[i]) ** 2, 0);
+          const after = rest.reduce((sum, i) => sum + f[i] * (w[i] - (codeRef(w[i], scale, zero, 3) - zero) * scale) ** 2, 0);
+          score[chosen] = Math.max(score[chosen], before - after);
+        }
+      }
+    }
+    const k = Math.ceil(0.05 * rows * cols);
+    assert.deepEqual(await pick('fisher-error', w, f, rows, cols, 0.05, groupSize), topRef(score, k));
+  });
+
   it('asks the driver for one pass per window only for the per-window scores', () => {
-    for (const [select, perWindowPasses] of [['gradient', false], ['fisher', true], ['gradient-weight', true], ['magnitude', false]] as const) {
+    for (const [select, perWindowPasses] of [['gradient', false], ['fisher', true], ['gradient-weight', true], ['fisher-error', true], ['magnitude', false]] as const) {
       const needs = gwq.needsFor!(gwq.parseOptions({ select }, 'options'));
       assert.equal(Boolean(needs.gradientsPerWindow), perWindowPasses, select);
       assert.equal(needs.gradients, select !== 'magnitude', select);

@@ -10,7 +10,15 @@
 //              'gradient-weight'                  |w|·Σ_w |g_w|  (first-order loss change of zeroing w,
 //                                                  per window, magnitudes summed)
 //              'magnitude'                        |w|  (the ablation; no backward pass)
-//              g_w = ∂L_w/∂W of window w's mean loss. The two per-window scores need one backward pass
+//              'fisher-error'                     the Fisher-weighted squared rounding error that keeping
+//                                                  w saves: F_i·(w_i − Q(w_i))², and for the largest and
+//                                                  the smallest weight of each group (which set its grid)
+//                                                  Σ_{j∈G} F_j·(w_j − Q(w_j))² − Σ_{j∈G∖i} F_j·(w_j − Q'(w_j))²,
+//                                                  Q' the group's grid refitted without w_i; F = Σ_w g_w²,
+//                                                  Q = round to nearest on the scheme's consecutive groups
+//                                                  (one pass: two picks in one group are each scored as
+//                                                  if alone)
+//              g_w = ∂L_w/∂W of window w's mean loss. The per-window scores need one backward pass
 //              per window (needs.gradientsPerWindow) and keep an f32 score matrix per linear until the
 //              linear is compressed — the model's size in f32 for the linears that use them.
 //   base       the rest quantized per group, with the outliers left out of each group's scale fit (the
@@ -44,6 +52,7 @@ import { checkInteger, checkNumber, checkOneOf } from '../validate.js';
 import { sweepColumns } from './column-sweep.js';
 import { rejectUnknownOptions, type CompressedLinear, type CompressionMethod, type StatisticsNeeds } from './method.js';
 import { gridOf } from './quantizer.js';
+import type { QuantGrid } from '../tensor/ops.js';
 
 export interface GwqOptions {
   /** Fraction of each linear's weights kept in 16-bit (default 0.01), in [0, 0.5]. */
@@ -58,7 +67,7 @@ export interface GwqOptions {
   blockSize: number;
 }
 
-export const OUTLIER_SCORES = ['gradient', 'fisher', 'gradient-weight', 'magnitude'] as const;
+export const OUTLIER_SCORES = ['gradient', 'fisher', 'gradient-weight', 'magnitude', 'fisher-error'] as const;
 export type OutlierScore = (typeof OUTLIER_SCORES)[number];
 
 /** Checks an outlier fraction: a number in [0, 0.5]. */
@@ -94,7 +103,51 @@ async function accumulate(acc: Float32Array, g: Float32Array, f: (v: number) => 
   }
 }
 
-const PER_WINDOW: ReadonlySet<OutlierScore> = new Set(['fisher', 'gradient-weight']);
+const PER_WINDOW: ReadonlySet<OutlierScore> = new Set(['fisher', 'gradient-weight', 'fisher-error']);
+/** Scores that need the weight as well: the pass keeps their f32 accumulator for compress(). */
+const WITH_WEIGHT: ReadonlySet<OutlierScore> = new Set(['gradient-weight', 'fisher-error']);
+
+/**
+ * The 'fisher-error' score (header): what keeping each weight in 16-bit saves of the Fisher-weighted
+ * squared rounding error, counting the refit of its group's grid where the weight is the group's largest
+ * or smallest value. Grids by the library's round to nearest (a grid's range always includes 0, so a
+ * zeroed weight is left out of its fit).
+ */
+async function fisherErrorScore(weight: Tensor, fisher: Float32Array, grid: QuantGrid, signal?: AbortSignal): Promise<Tensor> {
+  const [rows, cols] = weight.shape;
+  const w = weight.data as Float32Array;
+  const size = Math.min(cols, grid.groupSize);
+  const groups = Math.ceil(cols / size);
+  const q = (await quantizeRtnAsync(weight, grid, { signal })).weight.data as Float32Array;
+  const score = Float32Array.from(fisher, (f, i) => f * (w[i] - q[i]) ** 2);
+  // The group's largest (then smallest) weight, and the grids refitted without it.
+  for (const pick of [(a: number, b: number) => a > b, (a: number, b: number) => a < b]) {
+    const chosen = new Int32Array(rows * groups);
+    const without = new Float32Array(w);
+    for (let r = 0; r < rows; ++r) {
+      for (let g = 0; g < groups; ++g) {
+        let best = r * cols + g * size;
+        for (let i = best + 1; i < r * cols + Math.min(cols, (g + 1) * size); ++i) if (pick(w[i], w[best])) best = i;
+        chosen[r * groups + g] = best;
+        without[best] = 0;
+      }
+      if (r % 256 === 255) await breathe();
+    }
+    const refit = (await quantizeRtnAsync(Tensor.fromTypedArray(without, [rows, cols]), grid, { signal })).weight.data as Float32Array;
+    for (let r = 0; r < rows; ++r) {
+      for (let g = 0; g < groups; ++g) {
+        const i = chosen[r * groups + g];
+        let saved = 0;
+        for (let j = r * cols + g * size; j < r * cols + Math.min(cols, (g + 1) * size); ++j) {
+          saved += fisher[j] * (w[j] - q[j]) ** 2 - (j === i ? 0 : fisher[j] * (w[j] - refit[j]) ** 2);
+        }
+        score[i] = Math.max(score[i], saved);
+      }
+      if (r % 256 === 255) await breathe();
+    }
+  }
+  return Tensor.fromTypedArray(score, [rows, cols]);
+}
 
 function outlierCount(fraction: number, rows: number, cols: number): number {
   return Math.min(rows * cols, Math.ceil(fraction * rows * cols));
@@ -136,9 +189,9 @@ export const gwq: CompressionMethod<GwqOptions> = {
     const g = gradient.data as Float32Array;
     const a = acc.data as Float32Array;
     if (options.select === 'gradient') await accumulate(a, g, (v) => v);
-    else if (options.select === 'fisher') await accumulate(a, g, (v) => v * v);
+    else if (options.select === 'fisher' || options.select === 'fisher-error') await accumulate(a, g, (v) => v * v);
     else await accumulate(a, g, Math.abs);
-    if (pass < passes - 1 || options.select === 'gradient-weight') return acc;
+    if (pass < passes - 1 || WITH_WEIGHT.has(options.select)) return acc;
     return Tensor.fromTypedArray(await topPositions(acc, count, signal));
   },
   async compress({ name, weight, quantization, storageDType, stats, options, signal }): Promise<CompressedLinear> {
@@ -151,12 +204,14 @@ export const gwq: CompressionMethod<GwqOptions> = {
     else {
       const summary = stats?.gradient;
       if (!summary) throw new InvalidArgumentError(`${name}: gwq needs the loss gradients (calibration data)`);
-      if (options.select === 'gradient-weight') {
-        // |w|·Σ|g_w|: the accumulated gradient magnitudes times |w|.
+      if (WITH_WEIGHT.has(options.select)) {
         if (summary.dtype !== 'f32' || summary.numel !== rows * cols) throw new InvalidArgumentError(`${name}: the gradient pass kept ${summary.numel} values, ${rows * cols} expected`);
         const w = weight.data as Float32Array;
-        const score = Float32Array.from(summary.data as Float32Array, (v, i) => v * Math.abs(w[i]));
-        positions = await topPositions(Tensor.fromTypedArray(score, [rows, cols]), count, signal);
+        const score =
+          options.select === 'gradient-weight'
+            ? Tensor.fromTypedArray(Float32Array.from(summary.data as Float32Array, (v, i) => v * Math.abs(w[i])), [rows, cols]) // |w|·Σ|g_w|
+            : await fisherErrorScore(weight, summary.data as Float32Array, gridOf(quantization, cols, storageDType ?? 'f32'), signal);
+        positions = await topPositions(score, count, signal);
       } else {
         positions = summary.data as Int32Array;
         if (summary.dtype !== 'i32' || positions.length !== count) throw new InvalidArgumentError(`${name}: the gradient pass kept ${positions.length} positions, ${count} expected`);
