@@ -70,6 +70,25 @@ const HWPQ_ROWS: { label: string; recipe: Record<string, unknown> }[] = [
 ];
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+/** README's GWQ table: one line per model and grid, perplexity per method (the best in bold), — where not run. */
+function gwqMarkdown(rows: Record<string, unknown>[]): string {
+  const columns = GWQ_ROWS.map((r) => r.label);
+  const lines = [`| model (dense ppl) | grid | bits/weight (→ +1% outliers) | ${columns.join(' | ')} |`, `|---|---|---|${columns.map(() => '---:').join('|')}|`];
+  const groups = new Map<string, Record<string, unknown>[]>();
+  for (const r of rows) groups.set(`${r.model}|${r.scheme}`, [...(groups.get(`${r.model}|${r.scheme}`) ?? []), r]);
+  for (const group of groups.values()) {
+    const byMethod = new Map(group.map((r) => [r.method as string, r]));
+    const best = Math.min(...group.map((r) => r.perplexity as number));
+    const bits = (label: string) => byMethod.get(label)?.bitsPerWeight;
+    const cells = columns.map((c) => {
+      const p = byMethod.get(c)?.perplexity as number | undefined;
+      return p === undefined ? '—' : p === best ? `**${p.toFixed(3)}**` : p.toFixed(3);
+    });
+    lines.push(`| ${group[0].model} (${group[0].dense}) | ${group[0].scheme} | ${bits('rtn') ?? '—'} → ${bits('gwq magnitude / rtn') ?? '—'} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
 const rowFilter = process.env.SPARQ_BENCH_ROWS?.split(',');
 const wanted = (label: string) => !rowFilter || rowFilter.some((r) => label.startsWith(r));
 
@@ -126,6 +145,7 @@ try {
   };
   const results = { date: new Date().toISOString(), cpu: cpus()[0]?.model, calibration: '64×256 (gradients: first 16)', eval: '32,768 tokens, windows of 256', gwq: merge(old.gwq, gwqTable), hwpq: merge(old.hwpq, hwpqTable) };
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(gwqMarkdown(results.gwq));
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -40,9 +40,13 @@
 // Fisher or per-window magnitude (those are the 'fisher' / 'gradient-weight' options, not the paper's).
 // Other choices, each an option: selection per linear (not per row or global) [std]; the base (rtn
 // default; gptq); the score (above).
-// Measured (README, bench/quant-methods.ts): on stories260K, sotu-llama and the demo model, |W| picks
-// outliers that help more than any gradient score — removing the largest |w| of a group of 32 also
-// shrinks that group's scale for its other 31 weights, which no per-weight sensitivity accounts for.
+// Measured (README, bench/quant-methods.ts; stories260K, sotu-llama, the demo model, W3/W4 g32): the paper's
+// score loses to |W| in 11 of 12 rows — removing a group's largest |w| also shrinks its scale for the
+// other 31 weights, which a per-weight sensitivity does not see (with the outliers left in the scale fit
+// every gradient score beats |W|). 'fisher-error' scores both effects and is the best score at W3 on all
+// three models and both bases, and within 0.03 of the best at W4. It is not the default because it
+// needs per-window passes and an f32 score matrix per linear (the model's size in f32) — the paper's
+// score keeps only positions.
 import { InvalidArgumentError } from '../errors.js';
 import { packBsr, type BsrWeight } from '../tensor/packed.js';
 import { quantizeRtnAsync } from '../tensor/quant.js';
