@@ -152,6 +152,25 @@ describe('gwq on one linear', () => {
     assert.equal(csr.values.dtype, 'f16');
   });
 
+  it('with no outliers is exactly the rtn and gptq methods (same grids, damping, block size, act order)', async () => {
+    const random = rng(47);
+    const [rows, cols] = [6, 48];
+    const w = randomF32(rows * cols, random);
+    const hessian = hessianOf(cols, 4 * cols, random);
+    for (const [base, other, scheme] of [
+      ['rtn', 'rtn', { bits: 3 as const, groupSize: 16, symmetric: false }],
+      ['gptq', 'gptq', { bits: 4 as const, groupSize: 16, symmetric: true }],
+      ['gptq', 'gptq', { bits: 3 as const, groupSize: 16, symmetric: false, actOrder: 'group' as const }],
+    ] as const) {
+      const stats = { tokens: 4 * cols, hessian };
+      const mine = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [rows, cols]), quantization: scheme, stats, options: gwq.parseOptions({ outliers: 0, base }, 'options') });
+      const method = getMethod(other);
+      const theirs = await method.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [rows, cols]), quantization: scheme, stats, options: method.parseOptions({}, 'options') });
+      assert.deepEqual(mine.weight.data, theirs.weight.data, `${base} ${JSON.stringify(scheme)}`);
+      assert.equal(mine.outliers, undefined);
+    }
+  });
+
   it('picks outliers by |W| in the ablation, and refuses a fraction outside [0, 0.5]', async () => {
     const random = rng(44);
     const [rows, cols] = [6, 32];
