@@ -1,15 +1,18 @@
 // `npm run bench:quant-methods`: the seed quantization methods GWQ and HWPQ against their baselines, on
 // stories260K, sotu-llama and (when cached) the demo's trained model.
-//   GWQ    W3 and W4, groups of 32 (the same for every row): RTN, GPTQ, GWQ with 1% outliers chosen by
-//          |∂L/∂W| over a base of RTN (the paper's) or GPTQ, and the ablation with the outliers chosen by
-//          |W|; bits per weight include the outliers' f16 values, column indices and row pointers
+//   GWQ    W3 and W4, groups of 32 (the same for every row): RTN, GPTQ, and 1% outliers over a base of RTN
+//          or GPTQ chosen by each score — gradient |∂L/∂W| (the paper's), fisher Σ_w g_w², gradient-weight
+//          |w|·Σ_w|g_w|, magnitude |W| (the issue's ablation) — all from the same calibration windows; bits
+//          per weight include the outliers' f16 values, column indices and row pointers
 //   HWPQ   50% unstructured and 2:4, each + W4 g32, against SparseGPT (one joint sweep) and Wanda + RTN;
 //          W4 alone against GPTQ; FP8 E4M3 per channel; seconds in the method itself per linear
 //          (stageSeconds.compress / linears), in capturing its statistics, and the whole run
 // Calibration 64×256 windows of the shared calibration text (the demo model: the end of its training
 // text), the gradient pass on the first 16; perplexity on the first 32,768 eval tokens in windows of 256.
 // SPARQ_BENCH_MODELS=stories,sotu,demo picks models (by name prefix); SPARQ_BENCH_ROWS=label,label picks
-// rows by label prefix; SPARQ_BENCH_OUT names the results file (default bench/quant-methods-results.json).
+// rows by label prefix (e.g. "W3 gwq fisher,W4 rtn"); SPARQ_BENCH_OUT names the results file (default
+// bench/quant-methods-results.json). Rows of a run replace the same rows (model, scheme, method) in that
+// file and keep the others, so a partial run updates it.
 // Timings share 2 busy cores with other work: compare rows of one run, not runs. Writes
 // bench/quant-methods-results.json and prints each row.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,13 +49,13 @@ function models(): BenchModel[] {
 }
 
 const G = 32;
+const SCORES = ['gradient', 'fisher', 'gradient-weight', 'fisher-error', 'magnitude'] as const;
 const GWQ_ROWS: { label: string; recipe: (bits: number) => Record<string, unknown> }[] = [
   { label: 'rtn', recipe: (bits) => ({ method: 'rtn', quantize: { bits, groupSize: G } }) },
   { label: 'gptq', recipe: (bits) => ({ method: 'gptq', quantize: { bits, groupSize: G } }) },
-  { label: 'gwq (rtn base)', recipe: (bits) => ({ method: 'gwq', quantize: { bits, groupSize: G } }) },
-  { label: '|W| outliers (rtn base)', recipe: (bits) => ({ method: 'gwq', options: { select: 'magnitude' }, quantize: { bits, groupSize: G } }) },
-  { label: 'gwq (gptq base)', recipe: (bits) => ({ method: 'gwq', options: { base: 'gptq' }, quantize: { bits, groupSize: G } }) },
-  { label: '|W| outliers (gptq base)', recipe: (bits) => ({ method: 'gwq', options: { base: 'gptq', select: 'magnitude' }, quantize: { bits, groupSize: G } }) },
+  ...(['rtn', 'gptq'] as const).flatMap((base) =>
+    SCORES.map((select) => ({ label: `gwq ${select} / ${base}`, recipe: (bits: number) => ({ method: 'gwq', options: { base, select }, quantize: { bits, groupSize: G } }) })),
+  ),
 ];
 const HWPQ_ROWS: { label: string; recipe: Record<string, unknown> }[] = [
   { label: 'hwpq 50% + W4 g32', recipe: { method: 'hwpq', sparsity: 0.5, quantize: { bits: 4, groupSize: G } } },
@@ -67,6 +70,25 @@ const HWPQ_ROWS: { label: string; recipe: Record<string, unknown> }[] = [
 ];
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+/** README's GWQ table: one line per model and grid, perplexity per method (the best in bold), — where not run. */
+function gwqMarkdown(rows: Record<string, unknown>[]): string {
+  const columns = GWQ_ROWS.map((r) => r.label);
+  const lines = [`| model (dense ppl) | grid | bits/weight (→ +1% outliers) | ${columns.join(' | ')} |`, `|---|---|---|${columns.map(() => '---:').join('|')}|`];
+  const groups = new Map<string, Record<string, unknown>[]>();
+  for (const r of rows) groups.set(`${r.model}|${r.scheme}`, [...(groups.get(`${r.model}|${r.scheme}`) ?? []), r]);
+  for (const group of groups.values()) {
+    const byMethod = new Map(group.map((r) => [r.method as string, r]));
+    const best = Math.min(...group.map((r) => r.perplexity as number));
+    const bits = (label: string) => byMethod.get(label)?.bitsPerWeight;
+    const cells = columns.map((c) => {
+      const p = byMethod.get(c)?.perplexity as number | undefined;
+      return p === undefined ? '—' : p === best ? `**${p.toFixed(3)}**` : p.toFixed(3);
+    });
+    lines.push(`| ${group[0].model} (${group[0].dense}) | ${group[0].scheme} | ${bits('rtn') ?? '—'} → ${bits('gwq magnitude / rtn') ?? '—'} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
 const rowFilter = process.env.SPARQ_BENCH_ROWS?.split(',');
 const wanted = (label: string) => !rowFilter || rowFilter.some((r) => label.startsWith(r));
 
@@ -112,7 +134,18 @@ try {
       hwpqTable.push(r);
     }
   }
-  writeFileSync(process.env.SPARQ_BENCH_OUT ?? join(repo, 'bench', 'quant-methods-results.json'), `${JSON.stringify({ date: new Date().toISOString(), cpu: cpus()[0]?.model, calibration: '64×256 (gradients: first 16)', eval: '32,768 tokens, windows of 256', gwq: gwqTable, hwpq: hwpqTable }, null, 2)}\n`);
+  const file = process.env.SPARQ_BENCH_OUT ?? join(repo, 'bench', 'quant-methods-results.json');
+  const old = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  const key = (r: Record<string, unknown>) => `${r.model}|${r.scheme ?? ''}|${r.method}`;
+  const merge = (before: Record<string, unknown>[] | undefined, now: Record<string, unknown>[]) => {
+    const fresh = new Map(now.map((r) => [key(r), r]));
+    const kept = (before ?? []).map((r) => fresh.get(key(r)) ?? r);
+    const seen = new Set(kept.map(key));
+    return [...kept, ...now.filter((r) => !seen.has(key(r)))];
+  };
+  const results = { date: new Date().toISOString(), cpu: cpus()[0]?.model, calibration: '64×256 (gradients: first 16)', eval: '32,768 tokens, windows of 256', gwq: merge(old.gwq, gwqTable), hwpq: merge(old.hwpq, hwpqTable) };
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(gwqMarkdown(results.gwq));
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }

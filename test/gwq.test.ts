@@ -152,18 +152,131 @@ describe('gwq on one linear', () => {
     assert.equal(csr.values.dtype, 'f16');
   });
 
+  it('with no outliers is exactly the rtn and gptq methods (same grids, damping, block size, act order)', async () => {
+    const random = rng(47);
+    const [rows, cols] = [6, 48];
+    const w = randomF32(rows * cols, random);
+    const hessian = hessianOf(cols, 4 * cols, random);
+    for (const [base, other, scheme] of [
+      ['rtn', 'rtn', { bits: 3 as const, groupSize: 16, symmetric: false }],
+      ['gptq', 'gptq', { bits: 4 as const, groupSize: 16, symmetric: true }],
+      ['gptq', 'gptq', { bits: 3 as const, groupSize: 16, symmetric: false, actOrder: 'group' as const }],
+    ] as const) {
+      const stats = { tokens: 4 * cols, hessian };
+      const mine = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [rows, cols]), quantization: scheme, stats, options: gwq.parseOptions({ outliers: 0, base }, 'options') });
+      const method = getMethod(other);
+      const theirs = await method.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [rows, cols]), quantization: scheme, stats, options: method.parseOptions({}, 'options') });
+      assert.deepEqual(mine.weight.data, theirs.weight.data, `${base} ${JSON.stringify(scheme)}`);
+      assert.equal(mine.outliers, undefined);
+    }
+  });
+
   it('picks outliers by |W| in the ablation, and refuses a fraction outside [0, 0.5]', async () => {
     const random = rng(44);
     const [rows, cols] = [6, 32];
     const w = randomF32(rows * cols, random);
     const options = gwq.parseOptions({ select: 'magnitude', outliers: 0.1 }, 'options');
-    assert.deepEqual(gwq.needsFor!(options), { gradients: false, hessian: false }, 'the ablation needs no backward pass');
+    assert.deepEqual(gwq.needsFor!(options), { gradients: false, gradientsPerWindow: false, hessian: false }, 'the ablation needs no backward pass');
     const result = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [rows, cols]), quantization: { bits: 4, groupSize: 0, symmetric: true }, options });
     const expected = topRef(w, Math.ceil(0.1 * rows * cols));
     const got = result.weight.data as Float32Array;
     const f16 = Tensor.fromTypedArray(w).to('f16').to('f32').data as Float32Array;
     for (const p of expected) assert.equal(got[p], f16[p]);
     for (const bad of [0.6, -0.1, 'x']) assert.throws(() => gwq.parseOptions({ outliers: bad }, 'stage 1 options'), (e: Error) => e instanceof InvalidArgumentError && /stage 1 options\.outliers/.test(e.message));
+  });
+});
+
+describe('gwq outlier scores', () => {
+  const gwq = getMethod('gwq');
+  // 2×4 weights, one outlier (fraction 1/8), three per-window gradients built so that every score picks a
+  // different position:
+  //   position          0            1         2            3           4–7
+  //   g per window      3, −3, 0     1, 1, 1   .5, .5, .5   .1, .1, .1  .1, .1, .1
+  //   |w|               0.1          0.2       10           20          0.5
+  //   |Σ g|  (gradient) 0            3 ←       1.5          .3          .3
+  //   Σ g²   (fisher)   18 ←         3         .75          .03         .03
+  //   |w|·Σ|g|          .6           .6        15 ←         6           .15
+  //   |w|    (magnitude)                                    20 ←
+  const perWindow = [
+    [3, 1, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1],
+    [-3, 1, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1],
+    [0, 1, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1],
+  ];
+  const w = Float32Array.from([0.1, 0.2, 10, 20, 0.5, -0.5, 0.5, -0.5]);
+
+  async function outlierOf(select: string, passes: number[][]): Promise<number[]> {
+    const options = gwq.parseOptions({ select, outliers: 1 / 8 }, 'options');
+    let summary: Tensor | undefined;
+    for (const [pass, g] of (select === 'magnitude' ? [] : passes).entries()) {
+      summary = await gwq.summarizeGradient!({ name: 'l', gradient: Tensor.fromTypedArray(Float32Array.from(g), [2, 4]), options, pass, passes: passes.length, previous: summary });
+    }
+    const result = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(w.slice(), [2, 4]), quantization: { bits: 4, groupSize: 0, symmetric: true }, stats: { tokens: 1, gradient: summary }, options });
+    const ptr = result.outliers!.rowPtr.data as Int32Array;
+    const cols = result.outliers!.blockCols.data as Int32Array;
+    const positions: number[] = [];
+    for (let r = 0; r < 2; ++r) for (let b = ptr[r]; b < ptr[r + 1]; ++b) positions.push(r * 4 + cols[b]);
+    return positions;
+  }
+
+  it('each score keeps the weight it names: |Σg|, Σg², |w|·Σ|g|, |w|', async () => {
+    assert.deepEqual(await outlierOf('gradient', perWindow), [1], 'gradient: the signed sum cancels position 0');
+    assert.deepEqual(await outlierOf('fisher', perWindow), [0], 'fisher: squares do not cancel');
+    assert.deepEqual(await outlierOf('gradient-weight', perWindow), [2], 'gradient-weight: |w| times Σ|g|');
+    assert.deepEqual(await outlierOf('magnitude', perWindow), [3], 'magnitude: the largest |w|');
+    // One pass over the windows as a batch (the mean gradient) selects as the per-window sum does.
+    const mean = perWindow[0].map((_, i) => (perWindow[0][i] + perWindow[1][i] + perWindow[2][i]) / 3);
+    assert.deepEqual(await outlierOf('gradient', [mean]), [1]);
+  });
+
+  it('fisher-error keeps the weight whose removal saves the most Fisher-weighted rounding error, refitting its group', async () => {
+    // One group of 8: a large weight with almost no Fisher sets the grid; every other weight has Fisher 1.
+    // Keeping it shrinks the scale for the other seven, which beats keeping any one of them.
+    const big = Float32Array.from([3, 0.31, -0.22, 0.13, 0.27, -0.18, 0.05, 0.4]);
+    const fisher = Float32Array.from([1e-6, 1, 1, 1, 1, 1, 1, 1]);
+    const pick = async (select: string, weight: Float32Array, f: Float32Array, rows: number, cols: number, outliers: number, groupSize: number) => {
+      const options = gwq.parseOptions({ select, outliers }, 'options');
+      const summary = select === 'magnitude' ? undefined : await gwq.summarizeGradient!({ name: 'l', gradient: Tensor.fromTypedArray(Float32Array.from(f, Math.sqrt), [rows, cols]), options, pass: 0, passes: 1 });
+      const result = await gwq.compress!({ name: 'l', weight: Tensor.fromTypedArray(weight.slice(), [rows, cols]), quantization: { bits: 3, groupSize, symmetric: false }, stats: { tokens: 1, gradient: summary }, options });
+      const ptr = result.outliers!.rowPtr.data as Int32Array;
+      const c = result.outliers!.blockCols.data as Int32Array;
+      const positions: number[] = [];
+      for (let r = 0; r < rows; ++r) for (let b = ptr[r]; b < ptr[r + 1]; ++b) positions.push(r * cols + c[b]);
+      return positions;
+    };
+    assert.deepEqual(await pick('fisher-error', big, fisher, 1, 8, 1 / 8, 8), [0]);
+    assert.notDeepEqual(await pick('fisher', big, fisher, 1, 8, 1 / 8, 8), [0], 'Fisher alone does not see the scale');
+    // Random weights against a plain reference (float32 grids of test/quant-reference.ts).
+    const random = rng(46);
+    const [rows, cols, groupSize] = [5, 24, 8];
+    const w = randomF32(rows * cols, random);
+    const f = Float32Array.from({ length: rows * cols }, () => random() + 0.01);
+    const grid: QuantGrid = { bits: 3, groupSize, symmetric: false, scaleDType: 'f32' };
+    const q = rtnRef(w, rows, cols, grid).out;
+    const score = Array.from(w, (v, i) => f[i] * (v - q[i]) ** 2);
+    for (const better of [(a: number, b: number) => a > b, (a: number, b: number) => a < b]) {
+      for (let r = 0; r < rows; ++r) {
+        for (let g = 0; g < cols / groupSize; ++g) {
+          const members = Array.from({ length: groupSize }, (_, k) => r * cols + g * groupSize + k);
+          const chosen = members.reduce((best, i) => (better(w[i], w[best]) ? i : best));
+          const rest = members.filter((i) => i !== chosen);
+          const { scale, zero } = paramsRef(rest.map((i) => w[i]), grid);
+          const before = members.reduce((sum, i) => sum + f[i] * (w[i] - q[i]) ** 2, 0);
+          const after = rest.reduce((sum, i) => sum + f[i] * (w[i] - (codeRef(w[i], scale, zero, 3) - zero) * scale) ** 2, 0);
+          score[chosen] = Math.max(score[chosen], before - after);
+        }
+      }
+    }
+    const k = Math.ceil(0.05 * rows * cols);
+    assert.deepEqual(await pick('fisher-error', w, f, rows, cols, 0.05, groupSize), topRef(score, k));
+  });
+
+  it('asks the driver for one pass per window only for the per-window scores', () => {
+    for (const [select, perWindowPasses] of [['gradient', false], ['fisher', true], ['gradient-weight', true], ['fisher-error', true], ['magnitude', false]] as const) {
+      const needs = gwq.needsFor!(gwq.parseOptions({ select }, 'options'));
+      assert.equal(Boolean(needs.gradientsPerWindow), perWindowPasses, select);
+      assert.equal(needs.gradients, select !== 'magnitude', select);
+    }
+    assert.throws(() => gwq.parseOptions({ select: 'hessian' }, 'stage 1 options'), (e: Error) => e instanceof InvalidArgumentError && /stage 1 options\.select/.test(e.message));
   });
 });
 
@@ -216,6 +329,44 @@ describe('gwq on a whole model', function () {
     } finally {
       await out.close();
       await reference.close();
+    }
+  });
+
+  it('with the Fisher score, runs one backward pass per window and keeps the top Σ_w g_w²', async () => {
+    const recipe = parseRecipe({ method: 'gwq', quantize: { bits: 4, groupSize: 32 }, options: { select: 'fisher' }, calibration: { gradientWindows: 4 } });
+    const report = await quantize({ model: model(), out: join(work, 'fisher'), recipe, format: 'packed', calibrationWindows: windows });
+    const source = await DecoderModel.open(model());
+    const fisher = new Map<string, Float64Array>();
+    for (const window of windows.slice(0, 4)) {
+      await streamGradients(source, makeBatch([window]), {
+        onGradients: (part, grads) => {
+          if (part.kind !== 'block') return;
+          for (const [name, g] of grads) {
+            if (!name.endsWith('proj.weight')) continue;
+            const key = name.slice(0, -'.weight'.length);
+            const acc = fisher.get(key) ?? new Float64Array(g.numel);
+            (g.data as Float32Array).forEach((v, i) => (acc[i] += v * v));
+            fisher.set(key, acc);
+          }
+        },
+      });
+    }
+    await source.close();
+    const out = await DecoderModel.open(join(work, 'fisher'));
+    try {
+      for (const entry of report.linears) {
+        const [rows, cols] = entry.shape;
+        const o = (await (out.checkpoint as PackedCheckpoint).readPacked(entry.name)).outliers!;
+        const ptr = o.rowPtr.data as Int32Array;
+        const positions: number[] = [];
+        for (let r = 0; r < rows; ++r) for (let b = ptr[r]; b < ptr[r + 1]; ++b) positions.push(r * cols + (o.blockCols.data as Int32Array)[b]);
+        const expected = topRef(fisher.get(entry.name)!, Math.ceil(0.01 * rows * cols));
+        // float32 accumulation vs float64 may swap a near-tie at the cut; a kept value may round to 0.
+        const agree = positions.filter((p) => expected.includes(p)).length;
+        assert.ok(agree >= expected.length - 2, `${entry.name}: ${agree} of ${expected.length} outliers at the top Σ g²`);
+      }
+    } finally {
+      await out.close();
     }
   });
 

@@ -22,6 +22,12 @@ export interface StatisticsNeeds {
    * `summarizeGradient`, keeping only the summary it returns (so memory stays bounded).
    */
   gradients?: boolean;
+  /**
+   * With `gradients`: one backward pass per gradient window instead of one over all of them as a batch,
+   * so a method can aggregate per-window gradients (Σ_w g_w², Σ_w |g_w|) where the batch's gradient
+   * would cancel their signs. `summarizeGradient` is then called once per pass, folding its summary.
+   */
+  gradientsPerWindow?: boolean;
   /** The calibration text itself as one token stream (model-scope methods that train on it). */
   trainingText?: boolean;
 }
@@ -42,10 +48,16 @@ export interface LinearStatistics {
 /** One linear's loss gradient, handed to a method's `summarizeGradient` during the gradient pass. */
 export interface GradientRequest<Options> {
   name: string;
-  /** f32 [out, in], ∂L/∂W of the mean next-token loss over the gradient windows (lent: copy what you keep). */
+  /** f32 [out, in], ∂L/∂W of the mean next-token loss over this pass's windows (lent: copy what you keep). */
   gradient: Tensor;
   options: Options;
   signal?: AbortSignal;
+  /** This pass (0-based) and how many there are: one (all windows as one batch; the default when absent),
+   * or one per window when some method asked for `gradientsPerWindow`. */
+  pass?: number;
+  passes?: number;
+  /** What this linear's previous call returned (absent on the first pass): the summary to fold into. */
+  previous?: Tensor;
 }
 
 /**

@@ -1,8 +1,9 @@
 // The layer-wise compression driver (llm-compressor's sequential pipeline, sparsegpt's llama_sequential).
 // It streams the model block by block and knows no method by name and none of their math: for each block
 //   0. (only when a method needs gradients) one streamed backward pass of the language-model loss over the
-//      first `gradientWindows` calibration windows, before the loop: each linear's ∂L/∂W goes to its
-//      method's summarizeGradient and only the summary is kept (autograd/decoder.ts streamGradients),
+//      first `gradientWindows` calibration windows, before the loop (one pass per window where a method
+//      asks for gradientsPerWindow): each linear's ∂L/∂W goes to its method's summarizeGradient and only
+//      the summary is kept (autograd/decoder.ts streamGradients),
 //   1. load the block's weights (f32),
 //   2. capture: run the calibration hidden states through it, each group of linears that read the same
 //      input gathering exactly the statistics its methods declared (capture.ts),
@@ -516,26 +517,32 @@ class CompressionRun {
     const wanting = this.wantsGradients();
     if (wanting.size === 0 || this.plan.windows.length === 0) return;
     const count = Math.max(1, Math.min(this.plan.windows.length, this.options.gradientWindows ?? this.options.recipe.calibration?.gradientWindows ?? GRADIENT_WINDOWS));
-    const batch = makeBatch(this.plan.windows.slice(0, count));
+    const windows = this.plan.windows.slice(0, count);
+    // One batch, or one pass per window where some method aggregates per-window gradients.
+    const perWindow = [...wanting.values()].some((a) => needsWith(a.method, a.options).gradientsPerWindow);
+    const batches = perWindow ? windows.map((w) => makeBatch([w])) : [makeBatch(windows)];
     const signal = this.signal;
-    await this.timed('gradients', () =>
-      streamGradients(this.model, batch, {
-        signal,
-        onGradients: async (part, gradients) => {
-          if (part.kind !== 'block') return;
-          for (const [tensor, gradient] of gradients) {
-            const name = tensor.endsWith('.weight') ? tensor.slice(0, -'.weight'.length) : '';
-            const a = wanting.get(name);
-            if (!a) continue;
-            if (!Number.isFinite(await dotAsync(gradient, gradient, { signal }))) {
-              throw new NonFiniteError(`the loss gradient of ${name} holds NaN or infinite values (the calibration windows overflowed float32 in the backward pass)`);
+    for (const [pass, batch] of batches.entries()) {
+      await this.timed('gradients', () =>
+        streamGradients(this.model, batch, {
+          signal,
+          onGradients: async (part, gradients) => {
+            if (part.kind !== 'block') return;
+            for (const [tensor, gradient] of gradients) {
+              const name = tensor.endsWith('.weight') ? tensor.slice(0, -'.weight'.length) : '';
+              const a = wanting.get(name);
+              if (!a) continue;
+              if (!Number.isFinite(await dotAsync(gradient, gradient, { signal }))) {
+                throw new NonFiniteError(`the loss gradient of ${name} holds NaN or infinite values (the calibration windows overflowed float32 in the backward pass)`);
+              }
+              const previous = this.gradientSummaries.get(name);
+              this.gradientSummaries.set(name, await a.method.summarizeGradient!({ name, gradient, options: a.options, signal, pass, passes: batches.length, previous }));
             }
-            this.gradientSummaries.set(name, await a.method.summarizeGradient!({ name, gradient, options: a.options, signal }));
-          }
-        },
-      }),
-    );
-    this.gradientTokens = batch.targets.numel;
+          },
+        }),
+      );
+    }
+    this.gradientTokens = batches.reduce((sum, b) => sum + b.targets.numel, 0);
     this.progress(0, 'gradients');
   }
 

@@ -115,7 +115,7 @@ export const quantizeCommand: Command = {
   name: 'quantize',
   usage: `quantize --model DIR (--method rtn|gptq|gwq|hwpq --bits B [--group-size G] [--asym]
         [--act-order [static|group]] [--sparsity S [--prune-method sparsegpt|magnitude|wanda|alps]]
-        [--outliers F] [--base rtn|gptq] [--select gradient|magnitude] [--ignore PATTERN]... |
+        [--outliers F] [--base rtn|gptq] [--select gradient|fisher|gradient-weight|fisher-error|magnitude] [--ignore PATTERN]... |
         --method gqsa --bits 4 [--group-size G] --sparsity S [--saliency hessian|wanda|magnitude]
         [--selection row|matrix] [--block-steps N] [--block-lr LR] [--e2e-steps N] [--e2e-lr LR] | --recipe FILE)
         [--calib FILE --nsamples N --seq-len L --seed S] --out DIR [--format compressed-tensors|dense|packed|bsr-int4]
@@ -131,7 +131,10 @@ export const quantizeCommand: Command = {
                    gwq: one backward pass of the loss over the calibration windows; the fraction F
                    (default 0.01, in [0, 0.5]) of each linear's weights with the largest |dL/dW| stay
                    16-bit beside the codes, the rest are quantized by --base rtn (default) or gptq;
-                   --select magnitude picks them by |W| instead (the ablation); bits/weight count the
+                   --select picks them by another score: fisher (sum of per-window g^2),
+                   gradient-weight (|w| * sum of per-window |g|), fisher-error (the Fisher-weighted
+                   rounding error a keep saves, with its group's grid refitted; these three take one
+                   backward pass per window) or magnitude (|W|, the ablation); bits/weight count the
                    outliers' values and indices. Writes --format packed (int4 + CSR outliers, for sparq
                    generate; W4) or dense; compressed-tensors cannot carry the outliers.
                    hwpq: prune by ½·w²·‖x‖² with an EWMA threshold (no Hessian, no sort) to --sparsity
