@@ -174,6 +174,29 @@ export function obsGroupSaliency(w: Float32Array, rows: number, inputs: number, 
   return s;
 }
 
+/**
+ * The group mask (1 = kept, per row and group): every group's saliency (see the header), then the lowest
+ * `sparsity` fraction pruned per row or over the matrix. `hessian` with dead inputs fixed; `factor` U of H⁻¹.
+ */
+export function chooseGroups(weight: Tensor, hessian: Tensor, factor: Tensor, g: number, sparsity: number, options: Pick<GqsaOptions, 'saliency' | 'selection'>): Uint8Array {
+  const [rows, inputs] = weight.shape;
+  const w = weight.data as Float32Array;
+  const u = factor.data as Float32Array;
+  const h = hessian.data as Float32Array;
+  let saliency: Float64Array;
+  if (options.saliency === 'obs-group') saliency = obsGroupSaliency(w, rows, inputs, g, u);
+  else {
+    // [H⁻¹]_jj = Σ_i U_ij² (H⁻¹ = UᵀU); H_jj for 'wanda'.
+    const perInput = new Float64Array(inputs);
+    for (let j = 0; j < inputs; ++j) {
+      if (options.saliency === 'wanda') perInput[j] = h[j * inputs + j];
+      else if (options.saliency === 'hessian') for (let i = 0; i <= j; ++i) perInput[j] += u[i * inputs + j] * u[i * inputs + j];
+    }
+    saliency = groupSaliency(w, rows, inputs, g, perInput, options.saliency);
+  }
+  return selectGroups(saliency, rows, inputs / g, sparsity, options.selection);
+}
+
 /** 1 = kept, per (row, group): the lowest-saliency fraction pruned per row or over the matrix (ties to the lower index). */
 export function selectGroups(saliency: Float64Array, rows: number, groups: number, sparsity: number, selection: GqsaOptions['selection']): Uint8Array {
   const kept = new Uint8Array(rows * groups).fill(1);
@@ -411,18 +434,7 @@ export const gqsa: CompressionMethod<GqsaOptions> = {
     if (pattern?.kind !== 'unstructured') return { weight };
     const { hessian, deadInputs } = await fixDeadInputs(requireStatistic(request, 'gqsa', 'hessian'), weight, signal);
     const { factor, report } = await inverseFactor(hessian, options.damp, deadInputs, signal);
-    // [H⁻¹]_jj = Σ_i U_ij² (H⁻¹ = UᵀU); H_jj for 'wanda'.
-    const perInput = new Float64Array(inputs);
-    const u = factor.data as Float32Array;
-    const h = hessian.data as Float32Array;
-    for (let j = 0; j < inputs; ++j) {
-      if (options.saliency === 'wanda') perInput[j] = h[j * inputs + j];
-      else if (options.saliency === 'hessian') for (let i = 0; i <= j; ++i) perInput[j] += u[i * inputs + j] * u[i * inputs + j];
-    }
-    const groups = inputs / g;
-    const w = weight.data as Float32Array;
-    const saliency = options.saliency === 'obs-group' ? obsGroupSaliency(w, rows, inputs, g, u) : groupSaliency(w, rows, inputs, g, perInput, options.saliency);
-    const kept = selectGroups(saliency, rows, groups, pattern.sparsity, options.selection);
+    const kept = chooseGroups(weight, hessian, factor, g, pattern.sparsity, options);
     let start = weight;
     let solveDetails = {};
     if (options.update === 'solve') {
