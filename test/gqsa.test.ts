@@ -375,7 +375,7 @@ describe('gqsa', () => {
       writeFileSync(calib, readFileSync(join(sharedDir(), 'data', 'tinystories_calib.txt'), 'utf8').slice(0, 20000));
       const cli = (args: string[]) => spawnSync(process.execPath, [CLI, 'quantize', '--model', fixturePath('stories260K'), '--method', 'gqsa', '--bits', '4', '--sparsity', '0.5', '--calib', calib, '--nsamples', '4', '--seq-len', '64', ...args], { encoding: 'utf8' });
       const out = outDir('cli');
-      const ok = cli(['--ignore', '*.down_proj', '--e2e-steps', '1', '--out', out, '--json']);
+      const ok = cli(['--ignore', '*.down_proj', '--update', 'sweep', '--e2e-steps', '1', '--out', out, '--json']);
       assert.equal(ok.status, 0, ok.stderr);
       const line = JSON.parse(ok.stdout);
       assertSchema('quantize', line);
@@ -399,6 +399,7 @@ describe('gqsa', () => {
       await assert.rejects(run(parseRecipe({ method: 'gqsa', sparsity: '2:4', quantize: { bits: 4, groupSize: 16 } })), (e: Error) => e instanceof InvalidArgumentError && /fraction of groups/.test(e.message));
       await assert.rejects(run(parseRecipe({ method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16, symmetric: false } })), (e: Error) => e instanceof InvalidArgumentError && /symmetric grids only/.test(e.message));
       assert.throws(() => parseRecipe({ method: 'gqsa', sparsity: 0.5, quantize: { bits: 4 }, options: { saliency: 'random' } }), InvalidArgumentError);
+      assert.throws(() => parseRecipe({ method: 'gqsa', sparsity: 0.5, quantize: { bits: 4 }, options: { update: 'exact' } }), (e: Error) => e instanceof InvalidArgumentError && /update/.test(e.message));
     });
   });
 });
