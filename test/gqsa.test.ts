@@ -243,7 +243,7 @@ describe('gqsa', () => {
     // Same mask: the pruned groups are those whose scales are 0.
     assert.deepEqual([...(solve.quantized!.scales.data as Float32Array)].map((s) => s === 0), [...(sweep.quantized!.scales.data as Float32Array)].map((s) => s === 0));
     const [eSolve, eSweep] = [solve, sweep].map((c) => layerError(w, c.weight.data as Float32Array, h, rows, n));
-    // On correlated inputs the sweep leaves its last pruned groups uncompensated: the solve measured ~2× lower here.
+    // On correlated inputs the sweep leaves its last pruned groups uncompensated: the solve measured 0.06× the sweep here.
     assert.ok(eSolve < 0.8 * eSweep, `solve ${eSolve} vs sweep ${eSweep}`);
   });
 
