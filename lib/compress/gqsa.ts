@@ -6,19 +6,22 @@
 //                zeroing each weight alone, summed over the group (H = (2/T)XᵀX damped as in hessian.ts).
 //                The paper does not publish its score; options: 'hessian' (default, above), 'obs-group'
 //                (w_Gᵀ[(H⁻¹)_GG]⁻¹w_G, the OBS cost of zeroing the whole group at once with the rest of the
-//                row compensating, a g×g solve per group; no better in our measurements), 'wanda'
-//                (Σ w_rj²·H_jj), 'magnitude' (Σ w_rj²).
+//                row compensating, a g×g solve per group; lowest calibration error, but no score wins
+//                perplexity on every model: bench/gqsa-ablation.ts), 'wanda' (Σ w_rj²·H_jj), 'magnitude'
+//                (Σ w_rj²).
 //   selection    the p·(groups) lowest-saliency groups pruned per row ('row', default: every row keeps the
 //                same number of blocks, so BSR rows are balanced) or over the whole matrix ('matrix').
 //   solve        (`update: 'solve'`, default) with the mask fixed, each row's surviving weights are set to
 //                the least-squares optimum of ‖(w − ŵ)X‖² with ŵ zero on the pruned groups:
 //                  H_KK·ŵ_K = (H·w)_K   (K the row's kept inputs; H damped),
 //                solved for all rows at once by Jacobi-preconditioned conjugate gradient (the native
-//                maskedCg, `cgIterations` at most). The sweep below then only quantizes. The column sweep
-//                alone (`update: 'sweep'`) compensates a pruned weight only on the columns to its right,
-//                so a row's last pruned groups get no compensation at all: on sotu-llama (hidden 256) its
-//                layer error ‖(W − Ŵ)X‖²/‖WX‖² was 1.8× the solve's, and its perplexity no better than
-//                zeroing the groups with no update at all (bench/gqsa-ablation.ts).
+//                maskedCg, `cgIterations` at most, relative residual 1e-5; ~20 iterations at 64 inputs).
+//                The sweep below then only quantizes (pruned columns, already 0, stay 0 and pass on the
+//                rounding errors that reached them). The column sweep alone (`update: 'sweep'`) is
+//                correct OBS but compensates a pruned weight only on the columns to its right, so a row's
+//                last pruned groups get no compensation at all: on sotu-llama (hidden 256) its layer
+//                error ‖(W − Ŵ)X‖²/‖WX‖² was 1.9× the solve's and its perplexity worse than zeroing the
+//                groups with no update (44.2 vs 42.0; the solve 38.6) — bench/gqsa-ablation.ts.
 //   sweep        with the mask fixed, one OBS column sweep (SparseGPT/GPTQ's): column by column, a pruned
 //                weight goes to 0, a kept one to s·round(w/s) clamped to [−2^(b−1), 2^(b−1)−1]; the error
 //                e = (w − q)/U_jj moves onto the later columns, W[:, j+1:] −= e·U[j, j+1:], where U is the

@@ -142,9 +142,10 @@ export const quantizeCommand: Command = {
                    channel), --format dense (decoded weights in the original dtype, for any grid) or
                    --format packed (a sparq packed int4 folder, W4)
                    gqsa (GQSA): prunes the fraction S of groups of G inputs (default 16) by Hessian
-                   saliency, re-solves each row's kept groups for least squares (--update sweep: the
-                   OBS column sweep alone), quantizes the survivors per group, refines each block against the dense
-                   one (--block-steps) and the scales on the LM loss (--e2e-steps); writes bsr-int4
-                   (sparq's packed format, blocks = groups of 8/16/32) unless --format says otherwise`,
+                   saliency, re-solves each row's kept groups for least squares (--update sweep:
+                   the OBS column sweep alone), quantizes the survivors per group, refines each
+                   block against the dense one (--block-steps) and the scales on the LM loss
+                   (--e2e-steps); writes bsr-int4 (sparq's packed format, blocks = groups of
+                   8/16/32) unless --format says otherwise`,
   run,
 };
