@@ -6,9 +6,8 @@
 //                zeroing each weight alone, summed over the group (H = (2/T)XᵀX damped as in hessian.ts).
 //                The paper does not publish its score; options: 'hessian' (default, above), 'obs-group'
 //                (w_Gᵀ[(H⁻¹)_GG]⁻¹w_G, the OBS cost of zeroing the whole group at once with the rest of the
-//                row compensating, a g×g solve per group; lowest calibration error, but no score wins
-//                perplexity on every model: bench/gqsa-ablation.ts), 'wanda' (Σ w_rj²·H_jj), 'magnitude'
-//                (Σ w_rj²).
+//                row compensating, a g×g solve per group), 'wanda' (Σ w_rj²·H_jj), 'magnitude' (Σ w_rj²).
+//                No score wins on every model (bench/gqsa-ablation.ts), so the standard one stays.
 //   selection    the p·(groups) lowest-saliency groups pruned per row ('row', default: every row keeps the
 //                same number of blocks, so BSR rows are balanced) or over the whole matrix ('matrix').
 //   solve        (`update: 'solve'`, default) with the mask fixed, each row's surviving weights are set to
