@@ -6,10 +6,11 @@
 //   quality   calibration: the shared calib texts, 32 windows of 128 tokens (seed 0); eval: the first
 //             16,384 tokens of the eval text in windows of 128. stories260K's down_proj (172 inputs) does
 //             not split into groups of 16, so every method leaves it dense there.
-//             variants: gqsa sweep only; gqsa + BQPO (blockSteps) + E2E (e2eSteps); sparsegpt 2:4 + W4
-//             g16 in one sweep; gptq W2 g16. Bits per weight as stored: codes + one scale per group in the
-//             model's dtype (f32 here: +2 bits at g16), plus 2-bit positions for 2:4 (as 2:4+int4 stores
-//             them) — for bsr-int4, the packed folder's linear bytes (codes, block scales, block columns).
+//             variants: gqsa one shot (groups chosen, kept weights re-solved, quantizing sweep); gqsa
+//             + BQPO (blockSteps) + E2E (e2eSteps); sparsegpt 2:4 + W4 g16 in one sweep; gptq W2 g16.
+//             Bits per weight as stored: codes + one scale per group in the model's dtype (f32 here: +2
+//             bits at g16), plus 2-bit positions for 2:4 (as 2:4+int4 stores them) — for bsr-int4, the
+//             packed folder's linear bytes (codes, block scales, block columns).
 //   speed     SPARQ_BENCH_GQSA_SPEED=0 skips it. A generated Llama (hidden 512, MLP 1536, 4 layers, vocab
 //             4096, f32; SPARQ_BENCH_GQSA_SPEED_SIZE=large: hidden 1024, MLP 2816, vocab 8192); gqsa W4 g16 50% (no refinement: values do not change the speed) packed as
 //             bsr-int4; sparsegpt 2:4 + W4 g16 packed as 2:4+int4; dense f32. Each decode is its own
@@ -56,7 +57,7 @@ const MODELS: Record<string, { dir: string | undefined; calib: string; eval: str
 const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? Object.keys(MODELS).join(',')).split(',');
 
 const VARIANTS: { name: string; recipe: Record<string, unknown>; format: RunFormat; bits: (packedBytes: number | undefined, weights: number) => number }[] = [
-  { name: 'gqsa W4 g16 50% groups (sweep only)', recipe: { method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16 } }, format: 'bsr-int4', bits: (b, n) => (8 * b!) / n },
+  { name: 'gqsa W4 g16 50% groups (one shot)', recipe: { method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16 } }, format: 'bsr-int4', bits: (b, n) => (8 * b!) / n },
   { name: `gqsa W4 g16 50% groups + BQPO ${blockSteps} + E2E ${e2eSteps}`, recipe: { method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16 }, options: { blockSteps, e2eSteps } }, format: 'bsr-int4', bits: (b, n) => (8 * b!) / n },
   { name: 'sparsegpt 2:4 + W4 g16 (one sweep)', recipe: { method: 'sparsegpt', sparsity: '2:4', quantize: { bits: 4, groupSize: 16 } }, format: 'dense', bits: () => 4 / 2 + 2 / 2 + 32 / 16 }, // 2:4+int4: kept codes, 2-bit positions, f32 scales
   { name: 'gptq W2 g16', recipe: { method: 'gptq', quantize: { bits: 2, groupSize: 16 } }, format: 'dense', bits: () => 2 + 32 / 16 }, // codes + f32 scales

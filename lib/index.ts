@@ -40,7 +40,7 @@ export { llamaPlan, writeRandomLlama, type RandomLlamaOptions } from './models/r
 export { getMethod, METHODS } from './compress/index.js';
 export { countZeros, formatPattern, keptCount, parsePattern, patternSparsity, type SparsityPattern } from './compress/pattern.js';
 export type { BlockReconstruction, BlockRefineRequest, BlockRefineResult, CompressedLinear, CompressionMethod, CompressRequest, GroupMember, GroupRequest, LinearStatistics, MethodCheckpoint, MethodScope, ModelRequest, ModelResult, ScaleTuning, StatisticsNeeds } from './compress/method.js';
-export { checkGqsaLayer, selectGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
+export { checkGqsaLayer, chooseGroups, obsGroupSaliency, selectGroups, solveKeptGroups, sweepGroups, type GqsaOptions } from './compress/gqsa.js';
 export { elsa, ELSA_DEFAULTS, estimateElsaMemory, lambdaAt, type ElsaLogEntry, type ElsaOptions } from './compress/elsa.js';
 export { bitsPerWeight, describeScheme, parseQuantization, QUANTIZATION_BITS, roundToNearest, type ActOrder, type QuantizationScheme, type QuantizedWeight } from './compress/quantizer.js';
 export { isStructured, prune, quantize, type LinearReportEntry, type PruneLayout, type PruneOptions, type PruneProgress, type PruneReport } from './pipeline/prune.js';

@@ -40,6 +40,7 @@ async function run(rawArgs: string[]): Promise<void> {
         select: { type: 'string' },
         saliency: { type: 'string' },
         selection: { type: 'string' },
+        update: { type: 'string' },
         'block-steps': { type: 'string' },
         'block-lr': { type: 'string' },
         'e2e-steps': { type: 'string' },
@@ -51,7 +52,7 @@ async function run(rawArgs: string[]): Promise<void> {
   const format = (values.format ?? (isGqsa ? 'bsr-int4' : 'compressed-tensors')) as RunFormat;
   const formats: readonly string[] = [...OUTPUT_FORMATS, 'bsr-int4'];
   if (!formats.includes(format)) throw new InvalidArgumentError(`quantize: --format must be one of ${formats.join(', ')}, got '${values.format}'`);
-  const gqsaFlags = (['saliency', 'selection', 'block-steps', 'block-lr', 'e2e-steps', 'e2e-lr'] as const).filter((f) => values[f] !== undefined);
+  const gqsaFlags = (['saliency', 'selection', 'update', 'block-steps', 'block-lr', 'e2e-steps', 'e2e-lr'] as const).filter((f) => values[f] !== undefined);
   if (!isGqsa && gqsaFlags.length > 0) throw new InvalidArgumentError(`quantize: --${gqsaFlags[0]} is a gqsa option (--method gqsa)`);
   const flagsGiven = [values.method, values.bits, values['group-size'], values['act-order'], values.sparsity, values['prune-method'], values.ignore, values.outliers, values.base, values.select].some((v) => v !== undefined) || values.asym;
   const fromFlags = flagsGiven
@@ -74,7 +75,7 @@ async function run(rawArgs: string[]): Promise<void> {
           if (values['prune-method']) throw new InvalidArgumentError('quantize: gqsa chooses its own groups; drop --prune-method');
           const number = (flag: (typeof gqsaFlags)[number]) => (values[flag] === undefined ? undefined : Number(values[flag]));
           const options = Object.fromEntries(
-            Object.entries({ saliency: values.saliency, selection: values.selection, blockSteps: number('block-steps'), blockLr: number('block-lr'), e2eSteps: number('e2e-steps'), e2eLr: number('e2e-lr') }).filter(([, v]) => v !== undefined),
+            Object.entries({ saliency: values.saliency, selection: values.selection, update: values.update, blockSteps: number('block-steps'), blockLr: number('block-lr'), e2eSteps: number('e2e-steps'), e2eLr: number('e2e-lr') }).filter(([, v]) => v !== undefined),
           );
           return { method: 'gqsa', sparsity: values.sparsity, quantize: { ...quantize, groupSize: positiveInteger('quantize', 'group-size', values['group-size'], 1) ?? 16 }, options, ...ignore };
         }
@@ -116,8 +117,8 @@ export const quantizeCommand: Command = {
   usage: `quantize --model DIR (--method rtn|gptq|gwq|hwpq --bits B [--group-size G] [--asym]
         [--act-order [static|group]] [--sparsity S [--prune-method sparsegpt|magnitude|wanda|alps]]
         [--outliers F] [--base rtn|gptq] [--select gradient|fisher|gradient-weight|fisher-error|magnitude] [--ignore PATTERN]... |
-        --method gqsa --bits 4 [--group-size G] --sparsity S [--saliency hessian|wanda|magnitude]
-        [--selection row|matrix] [--block-steps N] [--block-lr LR] [--e2e-steps N] [--e2e-lr LR] | --recipe FILE)
+        --method gqsa --bits 4 [--group-size G] --sparsity S [--saliency hessian|obs-group|wanda|magnitude]
+        [--selection row|matrix] [--update solve|sweep] [--block-steps N] [--block-lr LR] [--e2e-steps N] [--e2e-lr LR] | --recipe FILE)
         [--calib FILE --nsamples N --seq-len L --seed S] --out DIR [--format compressed-tensors|dense|packed|bsr-int4]
         [--eval FILE] [--eval-seq-len L] [--eval-max-tokens N] [--overwrite] [--resume]
         [--skip-error | --measure-error] [--json]
@@ -145,8 +146,10 @@ export const quantizeCommand: Command = {
                    channel), --format dense (decoded weights in the original dtype, for any grid) or
                    --format packed (a sparq packed int4 folder, W4)
                    gqsa (GQSA): prunes the fraction S of groups of G inputs (default 16) by Hessian
-                   saliency, quantizes the survivors per group, refines each block against the dense
-                   one (--block-steps) and the scales on the LM loss (--e2e-steps); writes bsr-int4
-                   (sparq's packed format, blocks = groups of 8/16/32) unless --format says otherwise`,
+                   saliency, re-solves each row's kept groups for least squares (--update sweep:
+                   the OBS column sweep alone), quantizes the survivors per group, refines each
+                   block against the dense one (--block-steps) and the scales on the LM loss
+                   (--e2e-steps); writes bsr-int4 (sparq's packed format, blocks = groups of
+                   8/16/32) unless --format says otherwise`,
   run,
 };
