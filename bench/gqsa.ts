@@ -13,7 +13,8 @@
 //             packed folder's linear bytes (codes, block scales, block columns).
 //   speed     SPARQ_BENCH_GQSA_SPEED=0 skips it. A generated Llama (hidden 512, MLP 1536, 4 layers, vocab
 //             4096, f32; SPARQ_BENCH_GQSA_SPEED_SIZE=large: hidden 1024, MLP 2816, vocab 8192); gqsa W4 g16 50% (no refinement: values do not change the speed) packed as
-//             bsr-int4; sparsegpt 2:4 + W4 g16 packed as 2:4+int4; dense f32. Each decode is its own
+//             bsr-int4; sparsegpt 2:4 + W4 g16 packed as 2:4+int4; gptq W4 g16 packed as int4 (sparq has
+//             no 2-bit format: W2 codes would run through this kernel); dense f32. Each decode is its own
 //             process (16 prompt ids, 32 new tokens, 2 threads), 5 rounds interleaving the variants; the best
 //             and the median are kept.
 // SPARQ_BENCH_GQSA_MODELS=stories260K,sotu-llama,demo picks models; SPARQ_BENCH_GQSA_STEPS=B,E sets the
@@ -138,6 +139,10 @@ if (process.env.SPARQ_BENCH_GQSA_SPEED !== '0') {
     await exportPacked({ model: join(scratch, 'speed-24-ct'), out: join(scratch, 'speed-24-int4'), format: '2:4+int4', overwrite: true });
   }
   made['sparsegpt 2:4+int4 (W4 g16)'] = { dir: join(scratch, 'speed-24-int4'), seconds: (performance.now() - t1) / 1000 };
+  const t2 = performance.now();
+  // sparq has no 2-bit format: W2 codes would be stored and decoded as int4, at W4's speed.
+  if (!cached(join(scratch, 'speed-int4'))) await compressTuneAndPack({ model: dense, out: join(scratch, 'speed-int4'), overwrite: true, recipe: parseRecipe({ method: 'gptq', quantize: { bits: 4, groupSize: 16 } }), calibrationWindows: windows, format: 'packed', measureError: false });
+  made['gptq W4 g16 → int4 (what W2 would run at)'] = { dir: join(scratch, 'speed-int4'), seconds: (performance.now() - t2) / 1000 };
   made['dense f32'] = { dir: dense, seconds: 0 };
   // Rounds interleave the variants (one process each), so a burst of load on the shared VM hits them all.
   const runs = new Map<string, number[]>();

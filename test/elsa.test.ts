@@ -167,9 +167,10 @@ describe('elsa', () => {
       } finally {
         await output.close();
       }
-      const t = report.training as { steps: number; tokensSeen: number; seconds: number; log: unknown[] };
+      const t = report.training as { steps: number; tokensSeen: number; seconds: number; log: unknown[]; textTokens: number; passes: number };
       assert.equal(t.steps, 4);
       assert.equal(t.tokensSeen, 4 * 2 * 32);
+      assert.ok(t.textTokens > 10_000 && Math.abs(t.passes - (4 * 2 * 33) / t.textTokens) < 1e-12, `text ${t.textTokens} tokens, ${t.passes} passes`);
       assert.ok(t.seconds > 0);
       assert.equal(t.log.length, 2);
       assert.equal(lines.length, 2);
@@ -178,6 +179,11 @@ describe('elsa', () => {
       assert.equal(config.sparq.training.tokensSeen, 256);
       assert.ok(!readdirSync(o.out).some((f) => f.startsWith('sparq-method-state')), 'no checkpoint left in the output');
     }
+    // A text shorter than what the run reads: a note before the first step, and passes > 1 in the report.
+    const lines: string[] = [];
+    const short = await prune({ ...options('0.8'), calibrationFile: undefined, calibrationTokens: Int32Array.from({ length: 100 }, (_, i) => (i * 37) % 512), onProgress: (p) => (p.line ? lines.push(p.line) : undefined) });
+    assert.match(lines[0], /^note: the training text has 100 tokens and this run reads 264 \(2\.6 passes\)/);
+    assert.equal((short.training as { passes: number }).passes, 2.64);
   });
 
   it('starts from any model: warm-started from a SparseGPT-pruned folder, x starts on S and the first violation is far smaller', async function () {

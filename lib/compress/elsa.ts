@@ -287,6 +287,17 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
   }
 
   const tokensPerStep = o.batch * (seqLen - 1);
+  // A run that reads its text more than once fits that text rather than the language (sotu-llama on its
+  // 1 MB calibration text: README, Elsa results): say so before the first step.
+  const passes = (o.steps * o.batch * seqLen) / request.tokens.length;
+  if (passes > 1 && t === 0) {
+    request.onProgress?.({
+      step: 0,
+      steps: o.steps,
+      stage: 'training text',
+      line: `note: the training text has ${request.tokens.length.toLocaleString('en-US')} tokens and this run reads ${(o.steps * o.batch * seqLen).toLocaleString('en-US')} (${passes.toFixed(1)} passes); Elsa may learn that text rather than the language — a larger --calib text (the model's training distribution) avoids it`,
+    });
+  }
   const arena = new TensorArena();
   const started = performance.now();
   const seconds = () => secondsBefore + (performance.now() - started) / 1000;
@@ -372,6 +383,8 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
       seqLen,
       tokensPerStep,
       tokensSeen: o.steps * tokensPerStep,
+      textTokens: request.tokens.length,
+      passes,
       seconds: total,
       stepsPerSecond: o.steps / total,
       finalLoss: last.loss,
