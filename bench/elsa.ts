@@ -18,9 +18,11 @@
 //   memory  peak RSS of Elsa and Elsa-L (fp8 z/u, 8-bit moments) on generated Llamas of 30M (hidden 512,
 //           MLP 1408, 8 layers, vocab 4096) and 119M parameters (hidden 1024, MLP 2816, 8 layers, vocab
 //           8192), 2 steps of 1 × 64 tokens with a z-step after each
-// SPARQ_BENCH_ELSA_PARTS=grid,table,speed,memory picks parts (default: all). Writes bench/elsa-results.json
+//   sotu-grid  sotu-llama at 90%, 200 steps: training text × lr, interval and λ schedule (why the defaults
+//           changed from stories260K's lr 4e-3, interval 16, constant λ)
+// SPARQ_BENCH_ELSA_PARTS=grid,sotu-grid,table,speed,memory picks parts (default: all). Writes bench/elsa-results.json
 // (parts not run keep their previous results).
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +34,7 @@ import { defaultCacheDir, lastBytes } from '../lib/demo/demo.js';
 import { loadSotuText } from '../lib/demo/dataset.js';
 import { ELSA_DEFAULTS, elsaWindows } from '../lib/compress/elsa.js';
 import { readTextFile } from '../lib/io/text.js';
-import { python, repo, runJson, writeCalibration } from './util.js';
+import { cachedDemoModel, python, repo, runJson, writeCalibration } from './util.js';
 
 const shared = join(repo, '..', 'shared');
 const resultsFile = join(repo, 'bench', 'elsa-results.json');
@@ -89,7 +91,7 @@ if (process.argv[2] === 'memory-child') {
   process.exit(0);
 }
 
-const parts = new Set((process.env.SPARQ_BENCH_ELSA_PARTS ?? 'grid,table,speed,memory').split(','));
+const parts = new Set((process.env.SPARQ_BENCH_ELSA_PARTS ?? 'grid,sotu-grid,table,speed,memory').split(','));
 const threads = backendInfo('cpu').threads;
 const scratch = mkdtempSync(join(tmpdir(), 'sparq-bench-elsa-'));
 const readResults = () => (existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : {});
@@ -127,9 +129,7 @@ const self = fileURLToPath(import.meta.url);
 
 /** The demo's cached Llama (3.7M) with its own split written to the scratch folder, or undefined if not cached. */
 function demoModel(): BenchModel | undefined {
-  const root = join(defaultCacheDir(), 'demo');
-  const found = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json'))) : [];
-  const dir = found.map((d) => join(root, d)).find((d) => JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')).hidden_size === 256);
+  const dir = cachedDemoModel(defaultCacheDir());
   if (!dir) return undefined;
   const text = loadSotuText();
   const calib = join(scratch, 'demo-calib.txt');
@@ -155,17 +155,15 @@ function elsaRun(model: BenchModel, sparsity: string, options: Record<string, un
 
 try {
   if (parts.has('grid')) {
-    // Each row: the options that differ from the defaults' ancestors (lr, interval, λ) plus, for the last
-    // three, the projection and λ schedule at the chosen lr/interval/λ. Rows already in the results file
-    // are kept (SPARQ_BENCH_ELSA_FRESH=1 runs them again).
+    // lr, interval and λ (constant), then the rising λ at two lr/interval pairs (the last row is the
+    // default). Rows already in the results file are kept (SPARQ_BENCH_ELSA_FRESH=1 runs them again).
     const rows: Record<string, unknown>[] = [
-      { lr: 1e-3, interval: 16, lambda: 0.5 },
-      { lr: 1e-3, interval: 64, lambda: 0.5 },
-      { lr: 4e-3, interval: 16, lambda: 0.5 },
-      { lr: 1e-3, interval: 16, lambda: 0.05 },
-      { lr: 4e-3, interval: 16, lambda: 0.5, projection: 'objective' },
-      { lr: 4e-3, interval: 16, lambda: 0.05, lambdaFinal: 2, lambdaSchedule: 'cosine' },
-      { lr: 1e-2, interval: 16, lambda: 0.5 },
+      { lr: 1e-3, interval: 16, lambda: 0.5, lambdaSchedule: 'constant' },
+      { lr: 1e-3, interval: 64, lambda: 0.5, lambdaSchedule: 'constant' },
+      { lr: 4e-3, interval: 16, lambda: 0.5, lambdaSchedule: 'constant' },
+      { lr: 1e-3, interval: 16, lambda: 0.05, lambdaSchedule: 'constant' },
+      { lr: 4e-3, interval: 16, lambda: 0.5, lambdaFinal: 5, lambdaSchedule: 'cosine' },
+      { lr: 1e-3, interval: 64, lambda: 0.5, lambdaFinal: 5, lambdaSchedule: 'cosine' },
     ];
     const key = (r: Record<string, unknown>) => JSON.stringify(['lr', 'interval', 'lambda', 'projection', 'lambdaFinal', 'lambdaSchedule'].map((k) => r[k] ?? null));
     const saved = ((readResults().grid as { rows?: Record<string, unknown>[] } | undefined)?.rows ?? []).filter((r) => process.env.SPARQ_BENCH_ELSA_FRESH !== '1');
@@ -176,6 +174,30 @@ try {
       console.log(JSON.stringify(row));
       grid.push(row);
       saveResult('grid', { model: 'stories260K', sparsity: 0.9, steps: 400, batch: 8, seqLen: 256, rows: grid });
+    }
+  }
+
+  if (parts.has('sotu-grid')) {
+    // sotu-llama at 90%, 200 steps: the training text (its 1 MB calibration text, or the 1790–2000
+    // addresses it was trained on) against lr, interval and λ schedule — why the defaults changed.
+    const text = { calib: sotu.calib, 'sotu 1790-2000': sotuTrainingText() };
+    const rows: [keyof typeof text, Record<string, unknown>][] = [
+      ['calib', { lr: 4e-3, interval: 16, lambdaSchedule: 'constant' }],
+      ['calib', { lr: 4e-3, interval: 16, lambdaFinal: 5, lambdaSchedule: 'cosine' }],
+      ['calib', { lr: 1e-3, interval: 64, lambdaFinal: 5, lambdaSchedule: 'cosine' }],
+      ['sotu 1790-2000', { lr: 4e-3, interval: 16, lambdaSchedule: 'constant' }],
+      ['sotu 1790-2000', { lr: 4e-3, interval: 16, lambdaFinal: 5, lambdaSchedule: 'cosine' }],
+      ['sotu 1790-2000', { lr: 2e-3, interval: 32, lambdaFinal: 5, lambdaSchedule: 'cosine' }],
+      ['sotu 1790-2000', { lr: 1e-3, interval: 64, lambdaFinal: 5, lambdaSchedule: 'cosine' }],
+    ];
+    const key = (r: Record<string, unknown>) => JSON.stringify(['text', 'lr', 'interval', 'lambdaFinal', 'lambdaSchedule'].map((k) => r[k] ?? null));
+    const grid = [...(((readResults()['sotu-grid'] as { rows?: Record<string, unknown>[] } | undefined)?.rows ?? []).filter(() => process.env.SPARQ_BENCH_ELSA_FRESH !== '1'))];
+    for (const [which, options] of rows) {
+      if (grid.some((r) => key(r) === key({ text: which, ...options }))) continue;
+      const row = { text: which, ...options, ...elsaRun({ ...sotu, train: text[which] }, '0.9', { steps: 200, lambda: 0.5, ...options }) };
+      console.log(JSON.stringify(row));
+      grid.push(row);
+      saveResult('sotu-grid', { model: 'sotu-llama', sparsity: 0.9, steps: 200, batch: 8, seqLen: 256, alps: 101.413, rows: grid });
     }
   }
 
@@ -218,7 +240,7 @@ try {
     const steps = 12;
     const windows = Array.from({ length: steps }, (_, t) => elsaWindows(tokens, 8, 256, 0, t + 1)).flat();
     const windowsFile = writeCalibration(join(scratch, 'windows.json'), windows);
-    const ours = elsaRun(sotu, '0.9', { steps, interval: 4, checkpointIntervals: 0 }, undefined);
+    const ours = elsaRun(sotu, '0.9', { steps, interval: 4, lambdaSchedule: 'constant', checkpointIntervals: 0 }, undefined);
     const oursTimed = (ours.stepSeconds as number[]).slice(1); // stamps start after step 1: drop one more warm-up step
     const sparqStepsPerSecond = oursTimed.length / oursTimed.reduce((a, b) => a + b, 0);
     const torch = runJson(python, [join(repo, 'bench', 'torch_elsa.py'), sotu.dir, '--windows', windowsFile, '--sparsity', '0.9', '--steps', String(steps), '--warmup', '2', '--threads', String(threads), '--interval', '4', '--lr', String(ELSA_DEFAULTS.lr), '--lmda', String(ELSA_DEFAULTS.lambda), '--grad-clip', String(ELSA_DEFAULTS.gradClip)]);

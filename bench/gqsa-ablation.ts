@@ -16,12 +16,12 @@
 //                 solve (the optimum for the mask) never above either.
 // SPARQ_BENCH_GQSA_MODELS=stories260K,sotu-llama,demo picks models (default stories260K,sotu-llama).
 // Writes bench/gqsa-ablation-results.json.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseGroups, compressModel, loadTokenizer, METHODS, parseRecipe, solveKeptGroups, sweepGroups, Tensor, type CompressionMethod } from '../lib/index.js';
+import { chooseGroups, compressModel, METHODS, parseRecipe, solveKeptGroups, sweepGroups, Tensor, type CompressionMethod } from '../lib/index.js';
 import { fixDeadInputs, inverseFactor } from '../lib/compress/hessian.js';
-import { repo } from './util.js';
+import { benchEvalTokens, cachedDemoModel, repo, SHARED_MODELS } from './util.js';
 
 type Update = 'none' | 'sweep' | 'solve';
 interface AblationOptions {
@@ -113,16 +113,12 @@ const ablation: CompressionMethod<AblationOptions> = {
 };
 METHODS['gqsa-ablation'] = ablation;
 
-const shared = join(repo, '..', 'shared');
-const demoDir = (() => {
-  const root = join(homedir(), '.cache', 'sparq', 'demo');
-  const found = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json'))) : [];
-  return found.length > 0 ? join(root, found.sort().pop()!) : undefined;
-})();
+const demoDir = cachedDemoModel(join(homedir(), '.cache', 'sparq'));
 const MODELS: Record<string, { dir: string | undefined; calib: string; eval: string; ignore?: string[] }> = {
-  stories260K: { dir: join(shared, 'fixtures', 'stories260K'), calib: join(shared, 'data', 'tinystories_calib.txt'), eval: join(shared, 'data', 'tinystories_val.txt'), ignore: ['*.down_proj'] },
-  'sotu-llama': { dir: join(shared, 'fixtures', 'sotu-llama'), calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') },
-  demo: { dir: demoDir, calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') },
+  // stories260K's down_proj (172 inputs) does not split into groups of 16.
+  stories260K: { ...SHARED_MODELS.stories260K, ignore: ['*.down_proj'] },
+  'sotu-llama': SHARED_MODELS['sotu-llama'],
+  demo: { dir: demoDir, calib: SHARED_MODELS['sotu-llama'].calib, eval: SHARED_MODELS['sotu-llama'].eval },
 };
 const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? 'stories260K,sotu-llama').split(',');
 
@@ -150,11 +146,8 @@ const VARIANTS: { label: string; recipe: Record<string, unknown> }[] = [
 const results: Record<string, unknown>[] = [];
 for (const name of chosen) {
   const m = MODELS[name];
-  if (!m?.dir || !existsSync(join(m.dir, 'config.json'))) {
-    console.error(`skipping ${name}: no model folder`);
-    continue;
-  }
-  const tokens = (await loadTokenizer(m.dir)).encode(readFileSync(m.eval, 'utf8')).slice(0, 16384);
+  const tokens = m && (await benchEvalTokens(name, m, 16384));
+  if (!m?.dir || !tokens) continue;
   const row: Record<string, unknown> = { model: name };
   for (const v of VARIANTS) {
     const start = performance.now();

@@ -24,8 +24,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compressTuneAndPack, DecoderModel, evaluatePerplexity, exportPacked, generate, GenerationSession, loadTokenizer, parseRecipe, setThreads, writeRandomLlama, type RunFormat } from '../lib/index.js';
-import { repo, syntheticWindows } from './util.js';
+import { compressTuneAndPack, DecoderModel, evaluatePerplexity, exportPacked, generate, GenerationSession, parseRecipe, setThreads, writeRandomLlama, type RunFormat } from '../lib/index.js';
+import { benchEvalTokens, cachedDemoModel, repo, SHARED_MODELS, syntheticWindows } from './util.js';
 
 const THREADS = 2;
 const NEW_TOKENS = 32;
@@ -43,17 +43,13 @@ if (process.argv[2] === 'child') {
 
 const scratch = join(process.env.SPARQ_BENCH_GQSA_DIR ?? join(tmpdir(), 'sparq-bench-gqsa'));
 mkdirSync(scratch, { recursive: true });
-const shared = join(repo, '..', 'shared');
 const [blockSteps, e2eSteps] = (process.env.SPARQ_BENCH_GQSA_STEPS ?? '20,20').split(',').map(Number);
-const demoDir = (() => {
-  const root = join(homedir(), '.cache', 'sparq', 'demo');
-  const found = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json'))) : [];
-  return found.length > 0 ? join(root, found.sort().pop()!) : undefined;
-})();
+const demoDir = cachedDemoModel(join(homedir(), '.cache', 'sparq'));
 const MODELS: Record<string, { dir: string | undefined; calib: string; eval: string; ignore?: string[] }> = {
-  stories260K: { dir: join(shared, 'fixtures', 'stories260K'), calib: join(shared, 'data', 'tinystories_calib.txt'), eval: join(shared, 'data', 'tinystories_val.txt'), ignore: ['*.down_proj'] },
-  'sotu-llama': { dir: join(shared, 'fixtures', 'sotu-llama'), calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') },
-  demo: { dir: demoDir, calib: join(shared, 'data', 'sotu_calib.txt'), eval: join(shared, 'data', 'sotu_eval.txt') },
+  // stories260K's down_proj (172 inputs) does not split into groups of 16.
+  stories260K: { ...SHARED_MODELS.stories260K, ignore: ['*.down_proj'] },
+  'sotu-llama': SHARED_MODELS['sotu-llama'],
+  demo: { dir: demoDir, calib: SHARED_MODELS['sotu-llama'].calib, eval: SHARED_MODELS['sotu-llama'].eval },
 };
 const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? Object.keys(MODELS).join(',')).split(',');
 
@@ -76,11 +72,8 @@ async function perplexity(dir: string, tokens: Int32Array): Promise<number> {
 const quality: Record<string, unknown>[] = [];
 for (const name of chosen) {
   const m = MODELS[name];
-  if (!m?.dir || !existsSync(join(m.dir, 'config.json'))) {
-    console.error(`skipping ${name}: no model folder`);
-    continue;
-  }
-  const tokens = (await loadTokenizer(m.dir)).encode(readFileSync(m.eval, 'utf8')).slice(0, 16384);
+  const tokens = m && (await benchEvalTokens(name, m, 16384));
+  if (!m?.dir || !tokens) continue;
   const row: Record<string, unknown> = { model: name, dense: await perplexity(m.dir, tokens) };
   console.error(`${name}: dense ppl ${(row.dense as number).toFixed(3)}`);
   for (const v of VARIANTS) {

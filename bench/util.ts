@@ -1,9 +1,9 @@
 // Helpers shared by the benchmarks that compare against PyTorch in separate processes.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeRandomLlama } from '../lib/index.js';
+import { loadTokenizer, writeRandomLlama } from '../lib/index.js';
 
 /** The checkout root (benchmarks run from .out/bench/). */
 export const repo = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
@@ -44,4 +44,29 @@ export async function generatedLlama134M(scratch: string): Promise<{ dir: string
   await writeRandomLlama(dir, { hiddenSize: 768, intermediateSize: 2048, layers: 12, heads: 12, vocabSize: 32000, maxPositions: 2048, seed: 1 });
   const calibFile = writeCalibration(join(scratch, 'generated.calib.json'), syntheticWindows(8, 512, 32000));
   return { dir, calibFile };
+}
+
+/** The shared fixtures' models with their calibration and eval texts (../shared). */
+export const SHARED_MODELS = {
+  stories260K: { dir: join(repo, '..', 'shared', 'fixtures', 'stories260K'), calib: join(repo, '..', 'shared', 'data', 'tinystories_calib.txt'), eval: join(repo, '..', 'shared', 'data', 'tinystories_val.txt') },
+  'sotu-llama': { dir: join(repo, '..', 'shared', 'fixtures', 'sotu-llama'), calib: join(repo, '..', 'shared', 'data', 'sotu_calib.txt'), eval: join(repo, '..', 'shared', 'data', 'sotu_eval.txt') },
+};
+
+/** The demo's cached 3.7M Llama (`sparq demo`'s default profile: hidden 256), or undefined if not trained yet. */
+export function cachedDemoModel(cacheDir: string): string | undefined {
+  const root = join(cacheDir, 'demo');
+  if (!existsSync(root)) return undefined;
+  return readdirSync(root)
+    .filter((d) => d.startsWith('sotu-llama-') && existsSync(join(root, d, 'training.json')))
+    .map((d) => join(root, d))
+    .find((d) => JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')).hidden_size === 256);
+}
+
+/** The first `count` tokens of a model's eval text, or undefined (said on stderr) when the model is missing. */
+export async function benchEvalTokens(name: string, model: { dir: string | undefined; eval: string }, count: number): Promise<Int32Array | undefined> {
+  if (!model.dir || !existsSync(join(model.dir, 'config.json'))) {
+    console.error(`skipping ${name}: no model folder`);
+    return undefined;
+  }
+  return (await loadTokenizer(model.dir)).encode(readFileSync(model.eval, 'utf8')).slice(0, count);
 }

@@ -82,9 +82,10 @@ export const pruneCommand: Command = {
                    one-shot pruning, layer by layer: methods magnitude, wanda, sparsegpt, alps;
                    elsa instead trains the whole model in memory on the calibration text (ADMM on
                    its loss: --steps (400) Adam steps of --batch (8) windows of --seq-len (256)
-                   tokens, --lr (4e-3), penalty --lambda (0.5), z/u update every --interval (16)
-                   steps), prints the loss and ‖x − z‖/‖x‖ per interval, and --resume continues
-                   from its last interval checkpoint;
+                   tokens, --lr (1e-3), penalty --lambda (0.5, rising to 10× on a cosine), z/u
+                   update every --interval (64) steps), prints the loss and ‖x − z‖/‖x‖ per
+                   interval, and --resume continues from its last interval checkpoint; give it a
+                   text larger than it reads (millions of tokens), or it learns that text;
                    S is a fraction of zeros (0.5, 50%) or N:M (2:4 keeps 2 of every 4 inputs);
                    structured methods magnitude-sp, wanda-sp, structprune remove whole MLP neurons
                    and attention heads (--heads groups: whole kv groups; queries: query heads only),
