@@ -122,16 +122,19 @@ const sotu: BenchModel = { name: 'sotu-llama', dir: join(shared, 'fixtures', 'so
  */
 function sotuTrainingText(): string {
   const file = join(scratch, 'sotu-1790-2000.txt');
-  if (!existsSync(file)) writeFileSync(file, loadSotuText().train);
+  if (!existsSync(file)) writeFileSync(file, sotuText().train);
   return file;
 }
+/** The dataset package's text, read once (both the demo model's split and the training text use it). */
+let sotuLoaded: ReturnType<typeof loadSotuText> | undefined;
+const sotuText = () => (sotuLoaded ??= loadSotuText());
 const self = fileURLToPath(import.meta.url);
 
 /** The demo's cached Llama (3.7M) with its own split written to the scratch folder, or undefined if not cached. */
 function demoModel(): BenchModel | undefined {
   const dir = cachedDemoModel(defaultCacheDir());
   if (!dir) return undefined;
-  const text = loadSotuText();
+  const text = sotuText();
   const calib = join(scratch, 'demo-calib.txt');
   const evalFile = join(scratch, 'demo-eval.txt');
   writeFileSync(calib, lastBytes(text.train, 400_000));

@@ -17,11 +17,12 @@
 // SPARQ_BENCH_GQSA_MODELS=stories260K,sotu-llama,demo picks models (default stories260K,sotu-llama).
 // Writes bench/gqsa-ablation-results.json.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chooseGroups, compressModel, METHODS, parseRecipe, solveKeptGroups, sweepGroups, Tensor, type CompressionMethod } from '../lib/index.js';
 import { fixDeadInputs, inverseFactor } from '../lib/compress/hessian.js';
-import { benchEvalTokens, cachedDemoModel, repo, SHARED_MODELS } from './util.js';
+import { GQSA_MODELS, gqsaProtocol } from './gqsa-models.js';
+import { benchEvalTokens, repo } from './util.js';
 
 type Update = 'none' | 'sweep' | 'solve';
 interface AblationOptions {
@@ -113,13 +114,6 @@ const ablation: CompressionMethod<AblationOptions> = {
 };
 METHODS['gqsa-ablation'] = ablation;
 
-const demoDir = cachedDemoModel(join(homedir(), '.cache', 'sparq'));
-const MODELS: Record<string, { dir: string | undefined; calib: string; eval: string; ignore?: string[] }> = {
-  // stories260K's down_proj (172 inputs) does not split into groups of 16.
-  stories260K: { ...SHARED_MODELS.stories260K, ignore: ['*.down_proj'] },
-  'sotu-llama': SHARED_MODELS['sotu-llama'],
-  demo: { dir: demoDir, calib: SHARED_MODELS['sotu-llama'].calib, eval: SHARED_MODELS['sotu-llama'].eval },
-};
 const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? 'stories260K,sotu-llama').split(',');
 
 const group = (label: string, options: Partial<AblationOptions>) => ({ label, recipe: { method: 'gqsa-ablation', sparsity: 0.5, options } });
@@ -145,7 +139,7 @@ const VARIANTS: { label: string; recipe: Record<string, unknown> }[] = [
 
 const results: Record<string, unknown>[] = [];
 for (const name of chosen) {
-  const m = MODELS[name];
+  const m = GQSA_MODELS[name];
   const tokens = m && (await benchEvalTokens(name, m, 16384));
   if (!m?.dir || !tokens) continue;
   const row: Record<string, unknown> = { model: name };
@@ -157,12 +151,7 @@ for (const name of chosen) {
       overwrite: true,
       recipe: parseRecipe({ ...v.recipe, ...(m.ignore ? { ignore: m.ignore } : {}) }),
       format: 'dense',
-      calibrationFile: m.calib,
-      nsamples: 32,
-      seqLen: 128,
-      seed: 0,
-      evalTokens: tokens,
-      evalSeqLen: 128,
+      ...gqsaProtocol(m, tokens),
       measureError: true,
     });
     row.dense ??= report.perplexityBefore;

@@ -22,10 +22,11 @@
 // 2 cores are shared with other work: seconds are noisy, compare within one run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { homedir, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressTuneAndPack, DecoderModel, evaluatePerplexity, exportPacked, generate, GenerationSession, parseRecipe, setThreads, writeRandomLlama, type RunFormat } from '../lib/index.js';
-import { benchEvalTokens, cachedDemoModel, repo, SHARED_MODELS, syntheticWindows } from './util.js';
+import { GQSA_MODELS, gqsaProtocol } from './gqsa-models.js';
+import { benchEvalTokens, repo, syntheticWindows } from './util.js';
 
 const THREADS = 2;
 const NEW_TOKENS = 32;
@@ -44,14 +45,7 @@ if (process.argv[2] === 'child') {
 const scratch = join(process.env.SPARQ_BENCH_GQSA_DIR ?? join(tmpdir(), 'sparq-bench-gqsa'));
 mkdirSync(scratch, { recursive: true });
 const [blockSteps, e2eSteps] = (process.env.SPARQ_BENCH_GQSA_STEPS ?? '20,20').split(',').map(Number);
-const demoDir = cachedDemoModel(join(homedir(), '.cache', 'sparq'));
-const MODELS: Record<string, { dir: string | undefined; calib: string; eval: string; ignore?: string[] }> = {
-  // stories260K's down_proj (172 inputs) does not split into groups of 16.
-  stories260K: { ...SHARED_MODELS.stories260K, ignore: ['*.down_proj'] },
-  'sotu-llama': SHARED_MODELS['sotu-llama'],
-  demo: { dir: demoDir, calib: SHARED_MODELS['sotu-llama'].calib, eval: SHARED_MODELS['sotu-llama'].eval },
-};
-const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? Object.keys(MODELS).join(',')).split(',');
+const chosen = (process.env.SPARQ_BENCH_GQSA_MODELS ?? Object.keys(GQSA_MODELS).join(',')).split(',');
 
 const VARIANTS: { name: string; recipe: Record<string, unknown>; format: RunFormat; bits: (packedBytes: number | undefined, weights: number) => number }[] = [
   { name: 'gqsa W4 g16 50% groups (one shot)', recipe: { method: 'gqsa', sparsity: 0.5, quantize: { bits: 4, groupSize: 16 } }, format: 'bsr-int4', bits: (b, n) => (8 * b!) / n },
@@ -71,7 +65,7 @@ async function perplexity(dir: string, tokens: Int32Array): Promise<number> {
 
 const quality: Record<string, unknown>[] = [];
 for (const name of chosen) {
-  const m = MODELS[name];
+  const m = GQSA_MODELS[name];
   const tokens = m && (await benchEvalTokens(name, m, 16384));
   if (!m?.dir || !tokens) continue;
   const row: Record<string, unknown> = { model: name, dense: await perplexity(m.dir, tokens) };
@@ -85,12 +79,7 @@ for (const name of chosen) {
       overwrite: true,
       recipe: parseRecipe({ ...v.recipe, ...(m.ignore ? { ignore: m.ignore } : {}) }),
       format: v.format,
-      calibrationFile: m.calib,
-      nsamples: 32,
-      seqLen: 128,
-      seed: 0,
-      evalTokens: tokens,
-      evalSeqLen: 128,
+      ...gqsaProtocol(m, tokens),
       measureError: false,
     });
     const packed = report.packed?.byFormat['bsr-int4'];

@@ -56,7 +56,7 @@ export interface ElsaOptions {
   lr: number;
   /** λ, the penalty of the augmented Lagrangian (the start of a schedule). */
   lambda: number;
-  /** Where a linear or cosine schedule ends (default: lambda). */
+  /** Where a linear or cosine schedule ends (default: 10 × lambda; a constant schedule ignores it). */
   lambdaFinal: number;
   lambdaSchedule: (typeof LAMBDA_SCHEDULES)[number];
   /** Steps between z/u updates. */
@@ -292,13 +292,14 @@ async function runElsa(request: ModelRequest<ElsaOptions>): Promise<ModelResult>
   const tokensPerStep = o.batch * (seqLen - 1);
   // A run that reads its text more than once fits that text rather than the language (sotu-llama on its
   // 1 MB calibration text: README, Elsa results): say so before the first step.
-  const passes = (o.steps * o.batch * seqLen) / request.tokens.length;
+  const tokensRead = o.steps * o.batch * seqLen;
+  const passes = tokensRead / request.tokens.length;
   if (passes > 1 && t === 0) {
     request.onProgress?.({
       step: 0,
       steps: o.steps,
       stage: 'training text',
-      line: `note: the training text has ${request.tokens.length.toLocaleString('en-US')} tokens and this run reads ${(o.steps * o.batch * seqLen).toLocaleString('en-US')} (${passes.toFixed(1)} passes); Elsa may learn that text rather than the language — a larger --calib text (the model's training distribution) avoids it`,
+      line: `note: the training text has ${request.tokens.length.toLocaleString('en-US')} tokens and this run reads ${tokensRead.toLocaleString('en-US')} (${passes.toFixed(1)} passes); Elsa may learn that text rather than the language — a larger --calib text (the model's training distribution) avoids it`,
     });
   }
   const arena = new TensorArena();

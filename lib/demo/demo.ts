@@ -251,10 +251,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // (4 tokens) of text per token it sees, so it rarely sees a token twice — on the calibration tail alone
     // it would learn that text by heart instead of the language (see README, Elsa results).
     const elsaBytes = 16 * profile.elsa.steps * 8 * m.seqLen;
-    const elsaTokens = profile.elsa.patterns.length > 0 ? tokenizer.encode(lastBytes(text.train, elsaBytes)) : calibrationTokens;
+    let elsaTokens: Int32Array | undefined; // encoded at the first Elsa row (seconds for megabytes of text)
     for (const pattern of profile.elsa.patterns) {
       progress(done, runs, `pruning: elsa ${pattern} (${profile.elsa.steps} training steps)`);
       const recipe = { method: 'elsa', sparsity: pattern, options: { steps: profile.elsa.steps } };
+      elsaTokens ??= tokenizer.encode(lastBytes(text.train, elsaBytes));
       const { report, perplexity, seconds } = await compressAndMeasure(prune, recipe, `elsa-${pattern.replace(':', 'of')}`, elsaTokens);
       results.push({ method: 'elsa', pattern, sparsity: report.totals.sparsity, perplexity, seconds, trainingTokens: Number(report.training?.tokensSeen) });
       progress(++done, runs, `pruning: elsa ${pattern}`);
